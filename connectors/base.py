@@ -1,0 +1,162 @@
+"""The connector contract: what the fan-out asks of every source, built-in or external.
+
+A connector is a small object with a `name`, the `categories` it serves, `fetch()` and
+`aclose()`. The gateway's registry creates one per enabled source at start-up with
+`create(settings, http)`, where `http` is the one shared `httpx.AsyncClient`.
+
+>>> class Hello:
+...     name = "hello"
+...     categories = frozenset({Category.DOCUMENTS})
+...     async def fetch(self, request: FetchRequest) -> SourceResult:
+...         return SourceResult.empty(self.name, request.categories)
+...     async def aclose(self) -> None: ...
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from connectors.model import Category, Item, PrivacyState, Status
+
+
+class AccessBasis(enum.Enum):
+    """The legal access basis sent to national sources (tilgangsgrunnlag).
+
+    Each connector maps it to its upstream's vocabulary (`HPAKUTT`, `AKUTT`, `akutt`, ...).
+    FORHOYET_* ("elevated") opens a restriction (sperring); it never opens a blocking.
+    """
+
+    UNNTAK = "UNNTAK"
+    SAMTYKKE = "SAMTYKKE"
+    AKUTT = "AKUTT"
+    FORHOYET_SAMTYKKE = "FORHOYET_SAMTYKKE"
+    FORHOYET_AKUTT = "FORHOYET_AKUTT"
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, as upstreams need it in their headers. No name, no identity number."""
+
+    hpr_number: str | None = None
+    role_code: str | None = None  # kodeverk 9060, e.g. "LE" (lege), "SP" (sykepleier)
+    orgnr: str | None = None  # legal entity
+    point_of_care: str | None = None
+    purpose_of_use: str = "TREAT"  # TREAT | ETREAT | COC | BTG
+    citizen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRequest:
+    """One request to one source for one patient.
+
+    `municipalities` lists the municipal stores the caller may see (policy has already applied
+    the municipal border); `timeout` is this source's budget in seconds, already cut to the
+    request deadline. `fresh` asks the cache layer to bypass cached entries.
+    """
+
+    patient_nin: str
+    categories: frozenset[Category]
+    requester: Requester = field(default_factory=Requester)
+    access_basis: AccessBasis = AccessBasis.UNNTAK
+    municipalities: frozenset[str] = frozenset()
+    timeout: float = 2.0
+    request_id: str = ""
+    since: date | None = None
+    fresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SourceResult:
+    """What one source answered: items per category, a status, and in-band privacy state.
+
+    `status` is OK, EMPTY, PARTIAL, RESERVED, RESTRICTED or BLOCKED here; failures are raised as
+    `ConnectorError` and become TIMEOUT/UNAVAILABLE/INVALID in the fan-out. `category_status`
+    overrides `status` for single categories (e.g. only lab results restricted). `detail` is one
+    human sentence without personal data.
+    """
+
+    source: str
+    status: Status
+    items: Mapping[Category, Sequence[Item]] = field(default_factory=dict)
+    fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    privacy: PrivacyState = field(default_factory=PrivacyState)
+    category_status: Mapping[Category, Status] = field(default_factory=dict)
+    detail: str | None = None
+    from_cache: bool = False
+
+    @classmethod
+    def empty(cls, source: str, categories: frozenset[Category] = frozenset()) -> SourceResult:
+        return cls(source=source, status=Status.EMPTY, items={c: () for c in categories})
+
+    @classmethod
+    def of(
+        cls,
+        source: str,
+        items: Mapping[Category, Sequence[Item]],
+        *,
+        privacy: PrivacyState | None = None,
+        category_status: Mapping[Category, Status] | None = None,
+        detail: str | None = None,
+        fetched_at: datetime | None = None,
+    ) -> SourceResult:
+        """A result whose status is OK when any item came back and EMPTY otherwise."""
+        status = Status.OK if any(items.values()) else Status.EMPTY
+        return cls(
+            source=source,
+            status=status,
+            items=items,
+            privacy=privacy or PrivacyState(),
+            category_status=category_status or {},
+            detail=detail,
+            fetched_at=fetched_at or datetime.now(UTC),
+        )
+
+    def status_for(self, category: Category) -> Status:
+        if category in self.category_status:
+            return self.category_status[category]
+        if self.status in (Status.OK, Status.EMPTY):
+            return Status.OK if self.items.get(category) else Status.EMPTY
+        return self.status
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A read-only upstream source. Instances are shared between requests.
+
+    `fetch` returns a `SourceResult` or raises a `ConnectorError`; it must honour
+    `request.timeout`, be safe to cancel, and never log or raise personal data.
+    """
+
+    name: str
+    categories: frozenset[Category]
+
+    async def fetch(self, request: FetchRequest) -> SourceResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorSettings:
+    """Settings for one connector, from `KILDE_CONNECTORS__<NAME>__*`.
+
+    `base_url` is the upstream root; `stores` maps municipality numbers to base URLs for
+    sources with one store per municipality; `options` holds the rest, as strings.
+    """
+
+    name: str
+    base_url: str = ""
+    timeout: float = 2.0
+    stores: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ConnectorFactory(Protocol):
+    """The entry point a connector package exposes (`kilde.connectors` group)."""
+
+    def __call__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> Connector: ...

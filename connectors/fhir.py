@@ -1,0 +1,206 @@
+"""Helpers for connectors that speak FHIR R4 over HTTP: one request, one Bundle, codings, dates.
+
+Sits inside every built-in connector (and is public for external ones). `request_json` is the
+only place httpx errors are caught: they leave as our own `ConnectorError`s, chained, with
+messages that carry no URL path, identifier or body. Readers are tolerant: unknown fields are
+ignored, missing optional ones give None; a wrong *shape* is `UpstreamInvalidError`.
+
+>>> coding_of({"coding": [{"system": "http://snomed.info/sct", "code": "304253006"}]})
+Coding(system='http://snomed.info/sct', code='304253006', display=None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from connectors.errors import (
+    UpstreamInvalidError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from connectors.model import Coding
+
+FHIR_JSON = "application/fhir+json"
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+async def request_json(
+    http: httpx.AsyncClient,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    json: Any = None,
+) -> Any:
+    """Send one request and decode its JSON body, translating every failure.
+
+    Timeouts -> `UpstreamTimeoutError`; connection errors and 5xx -> `UpstreamUnavailableError`;
+    4xx -> `UpstreamRejectedError`; a body that is not JSON -> `UpstreamInvalidError`.
+    """
+    content = orjson.dumps(json) if json is not None else None
+    all_headers = {"accept": FHIR_JSON, **(headers or {})}
+    if content is not None:
+        all_headers.setdefault("content-type", FHIR_JSON)
+    try:
+        response = await http.request(
+            method, url, headers=all_headers, params=params, data=data, content=content,
+            timeout=timeout,
+        )
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailableError(
+            source, f"Source {source!r} could not be reached ({type(exc).__name__})."
+        ) from exc
+    status = response.status_code
+    if status >= 500:
+        raise UpstreamUnavailableError(source, f"Source {source!r} failed with HTTP {status}.")
+    if status >= 400:
+        raise UpstreamRejectedError(
+            source, f"Source {source!r} rejected the request with HTTP {status}.", status
+        )
+    if len(response.content) > MAX_BODY_BYTES:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent an oversized response.")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
+
+
+def expect_resource(body: Any, resource_type: str, source: str) -> dict[str, Any]:
+    """`body` as a FHIR resource of `resource_type`, or `UpstreamInvalidError`."""
+    if not isinstance(body, dict) or body.get("resourceType") != resource_type:
+        raise UpstreamInvalidError(source, f"Source {source!r} did not send a {resource_type}.")
+    return body
+
+
+def bundle_entries(bundle: Any, source: str) -> Iterator[dict[str, Any]]:
+    """The entries of a Bundle (each a dict with `resource` and maybe `search`)."""
+    expect_resource(bundle, "Bundle", source)
+    entries = bundle.get("entry", [])
+    if not isinstance(entries, list):
+        raise UpstreamInvalidError(source, f"Source {source!r} sent a Bundle with bad entries.")
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict):
+            raise UpstreamInvalidError(source, f"Source {source!r} sent a Bundle entry without "
+                                               "a resource.")
+        yield entry
+
+
+def bundle_resources(
+    bundle: Any, source: str, resource_type: str | None = None
+) -> list[dict[str, Any]]:
+    """The resources in a Bundle, optionally only those of `resource_type`."""
+    resources = [e["resource"] for e in bundle_entries(bundle, source)]
+    if resource_type is None:
+        return resources
+    return [r for r in resources if r.get("resourceType") == resource_type]
+
+
+def coding_of(concept: Any, prefer_system: str | None = None) -> Coding | None:
+    """The first (or the `prefer_system`) coding of a CodeableConcept, or None."""
+    if not isinstance(concept, dict):
+        return None
+    codings = [c for c in concept.get("coding", []) if isinstance(c, dict) and c.get("code")]
+    if prefer_system:
+        codings.sort(key=lambda c: c.get("system") != prefer_system)
+    if not codings:
+        text = concept.get("text")
+        return Coding(system="", code="", display=text) if isinstance(text, str) else None
+    c = codings[0]
+    display = c.get("display") or concept.get("text")
+    return Coding(system=str(c.get("system", "")), code=str(c["code"]),
+                  display=str(display) if display else None)
+
+
+def text_of(concept: Any) -> str | None:
+    coding = coding_of(concept)
+    if coding is None:
+        return None
+    return coding.display or coding.code or None
+
+
+def security_of(resource: Mapping[str, Any]) -> tuple[Coding, ...]:
+    """The `meta.security` labels of a resource, as Codings."""
+    meta = resource.get("meta")
+    labels = meta.get("security", []) if isinstance(meta, dict) else []
+    return tuple(
+        Coding(str(s.get("system", "")), str(s["code"]), s.get("display"))
+        for s in labels
+        if isinstance(s, dict) and s.get("code")
+    )
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """A FHIR dateTime/instant (also a bare date) as an aware datetime, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if len(value) == 4:
+            return datetime(int(value), 1, 1, tzinfo=UTC)
+        if len(value) == 7:
+            return datetime(int(value[:4]), int(value[5:7]), 1, tzinfo=UTC)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_date(value: Any) -> date | None:
+    """A FHIR date (or the date part of a dateTime), or None."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 4:
+            return date(int(value), 1, 1)
+        if len(value) == 7:
+            return date(int(value[:4]), int(value[5:7]), 1)
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
+def identifier_value(resource: Mapping[str, Any], system: str) -> str | None:
+    for ident in resource.get("identifier", []) or []:
+        if isinstance(ident, dict) and ident.get("system") == system and ident.get("value"):
+            return str(ident["value"])
+    return None
+
+
+def identifier_by_type(resource: Mapping[str, Any], type_text: str) -> str | None:
+    """An identifier whose `type.text` is `type_text` (e.g. the PLL-id slice)."""
+    for ident in resource.get("identifier", []) or []:
+        if not isinstance(ident, dict) or not ident.get("value"):
+            continue
+        itype = ident.get("type")
+        if isinstance(itype, dict) and itype.get("text") == type_text:
+            return str(ident["value"])
+    return None
+
+
+def extension_value(resource: Mapping[str, Any], url: str) -> Any:
+    for ext in resource.get("extension", []) or []:
+        if isinstance(ext, dict) and ext.get("url") == url:
+            for key, value in ext.items():
+                if key.startswith("value"):
+                    return value
+    return None
+
+
+def patient_identifier(nin: str, system: str) -> str:
+    """The FHIR token search value `system|value` for a patient identifier."""
+    return f"{system}|{nin}"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

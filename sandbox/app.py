@@ -1,0 +1,88 @@
+"""The sandbox (the FKJ "sandkasse"): all simulated upstreams in one Starlette app.
+
+    /municipal/{kommunenummer}/...   municipal stores, FHIR R4 (sandbox.municipal)
+    /kjernejournal/...               Kjernejournal critical-information API (sandbox.kjernejournal)
+    /pll/Patient/$getMedication      SFM $getMedication, PLL section (sandbox.medication)
+    /eresept/Patient/$getMedication  SFM $getMedication, prescriptions (sandbox.medication)
+    /proevesvar/...                  Pasientens prøvesvar, NILAR (sandbox.proevesvar)
+    /_sandbox/patients               scenario patients (nin, name, municipality, tags)
+    /_sandbox/faults[/<source>]      GET the fault knobs, PUT one source's knobs
+    /_sandbox/requests               GET request counts per source, DELETE to reset them
+
+Imports nothing from the gateway: it stands in for independent upstreams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
+
+from sandbox import kjernejournal, medication, municipal, proevesvar
+from sandbox.faults import FaultMiddleware, fault_from_env
+from sandbox.world import MUNICIPALITIES, PATIENTS
+
+SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
+
+
+def _fake(source: str) -> ASGIApp:
+    if source == "municipal":
+        return municipal.create_app()
+    if source == "kjernejournal":
+        return kjernejournal.create_app()
+    if source in ("pll", "eresept"):
+        return medication.create_app(source)
+    return proevesvar.create_app()
+
+
+def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
+    """Build the sandbox. Fault knobs start from `environ` (default `os.environ`)."""
+    guards = {s: FaultMiddleware(_fake(s), fault_from_env(s, environ)) for s in SOURCES}
+
+    async def patients(request: Request) -> Response:
+        return JSONResponse([
+            {"nin": p.nin, "name": p.name, "municipality": p.municipality,
+             "tags": list(p.tags)}
+            for p in PATIENTS
+        ])
+
+    async def municipalities(request: Request) -> Response:
+        return JSONResponse([{"number": m.number, "name": m.name} for m in MUNICIPALITIES])
+
+    async def faults(request: Request) -> Response:
+        return JSONResponse({s: g.fault.as_dict() for s, g in guards.items()})
+
+    async def fault(request: Request) -> Response:
+        source = request.path_params["source"]
+        if source not in guards:
+            return JSONResponse({"error": f"Unknown source {source!r}; one of {list(SOURCES)}."},
+                                status_code=404)
+        if request.method == "PUT":
+            try:
+                body = await request.json()
+                if not isinstance(body, dict):
+                    raise ValueError("Expected a JSON object.")
+                guards[source].fault.update(body)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(guards[source].fault.as_dict())
+
+    async def requests(request: Request) -> Response:
+        if request.method == "DELETE":
+            for guard in guards.values():
+                guard.requests = 0
+        return JSONResponse({s: g.requests for s, g in guards.items()})
+
+    routes = [
+        Route("/_sandbox/patients", patients),
+        Route("/_sandbox/municipalities", municipalities),
+        Route("/_sandbox/faults", faults),
+        Route("/_sandbox/faults/{source}", fault, methods=["GET", "PUT"]),
+        Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
+        *(Mount(f"/{s}", app=g) for s, g in guards.items()),
+    ]
+    return Starlette(routes=routes)
