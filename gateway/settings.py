@@ -29,7 +29,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class AuthSettings:
-    issuer: str = "http://127.0.0.1:8000/_demo"
+    issuer: str = "http://kilde-demo/helseid"  # the demo issuer; production sets its own
     audience: str = "kilde"
     jwks_url: str = "http://127.0.0.1:8000/_demo/jwks.json"
     leeway_seconds: int = 30

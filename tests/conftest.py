@@ -59,6 +59,6 @@ def postgres_url() -> Iterator[str]:
 
     asyncio.run(run(f"CREATE SCHEMA {schema}"))
     try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        yield f"{POSTGRES_URL}?search_path={schema}"
     finally:
         asyncio.run(run(f"DROP SCHEMA {schema} CASCADE"))

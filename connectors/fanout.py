@@ -1,0 +1,64 @@
+"""Concurrent fan-out: ask several sources at once, each within its own timeout.
+
+Sits between the schema and the connectors. `start_fetches()` launches one task per source
+immediately, so the slowest source sets the latency, not the sum; each task turns any failure
+into an `Outcome` with a `ConnectorError`, so one source never hides the others. Timeouts are
+enforced here too (`asyncio.timeout`), whatever the connector does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from connectors.base import Connector, FetchRequest, SourceResult
+from connectors.errors import ConnectorError, UpstreamTimeoutError, UpstreamUnavailableError
+
+log = logging.getLogger("kilde.fanout")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one source gave in this request: a result, or the error it failed with."""
+
+    source: str
+    result: SourceResult | None
+    error: ConnectorError | None
+    latency_ms: float
+
+
+async def fetch_one(connector: Connector, request: FetchRequest) -> Outcome:
+    """Run one connector's fetch under `request.timeout`; never raises (except cancellation)."""
+    started = time.perf_counter()
+    name = connector.name
+    try:
+        async with asyncio.timeout(request.timeout):
+            result = await connector.fetch(request)
+        error = None
+    except TimeoutError:
+        result, error = None, UpstreamTimeoutError(
+            name, f"Source {name!r} did not answer within {request.timeout:.2f} s."
+        )
+    except ConnectorError as exc:
+        result, error = None, exc
+    except Exception as exc:  # a buggy connector fails its own source only
+        log.warning("connector %s raised %s", name, type(exc).__name__,
+                    extra={"request_id": request.request_id})
+        result, error = None, UpstreamUnavailableError(
+            name, f"Source {name!r} failed unexpectedly ({type(exc).__name__})."
+        )
+    latency = (time.perf_counter() - started) * 1000
+    return Outcome(name, result, error, latency)
+
+
+def start_fetches(
+    requests: Mapping[str, tuple[Connector, FetchRequest]],
+) -> dict[str, asyncio.Task[Outcome]]:
+    """Start every fetch now, concurrently; the caller awaits the tasks it needs."""
+    return {
+        name: asyncio.ensure_future(fetch_one(connector, request))
+        for name, (connector, request) in requests.items()
+    }

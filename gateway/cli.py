@@ -1,0 +1,240 @@
+"""The `kilde` command line: demo, serve, sandbox, token, audit verify, connectors list.
+
+The outermost layer: it reads settings, builds apps with `create_app`, and runs uvicorn.
+Configuration errors end the process with their one-sentence message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from gateway.settings import Settings, SettingsError
+
+EXAMPLE_QUERY = """query Legevakt($nin: String!) {
+  patient(nin: $nin) {
+    alerts { kind title detail provenance { source municipality } }
+    treatmentLimitations { code { code display } description decidedAt provenance { source recordId } }
+    criticalInformation { type description severity provenance { source } }
+    medications { name dosage { text } conflicts provenances { source } }
+    labResults(first: 3) { code { display } issuedAt results { code { display } value unit abnormal } }
+    municipalServices { code { display } status unit phone }
+    conditions { code { system code display } }
+    sources { source category status latencyMs detail }
+  }
+}"""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def demo_settings(host: str, port: int) -> Settings:
+    """The embedded demo: sandbox on the same server, demo JWKS, SQLite audit file."""
+    from dataclasses import replace
+
+    settings = _settings()
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    auth = replace(settings.auth, jwks_url=f"{base}/_demo/jwks.json")
+    return replace(settings, host=host, port=port, auth=auth).with_sandbox(base)
+
+
+def _print_banner(settings: Settings) -> None:
+    from sandbox.world import PATIENTS
+
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"\nKilde demo: GraphQL and GraphiQL at {base}/graphql\n")
+    print("Scenario patients (synthetic):")
+    for p in PATIENTS:
+        print(f"  {p.nin}  {', '.join(p.tags):32s} municipality {p.municipality}")
+    print("\nPersonas: kilde token --persona NAME [--patient NIN]; NAME is one of")
+    from gateway.demo import PERSONAS
+
+    print("  " + ", ".join(PERSONAS))
+    print("\nTry the legevakt query (HLR-minus recorded only at the nursing home):")
+    print('  TOKEN=$(kilde token --persona legevakt-lege --patient 14033841389)')
+    print(f'  curl -s {base}/graphql -H "authorization: Bearer $TOKEN" '
+          "-H 'content-type: application/json' \\\n"
+          '    -d \'{"query":"{ patient(nin: \\"14033841389\\") { alerts { title provenance '
+          '{ source } } sources { source category status } } }"}\'')
+    print(f"\nFault knobs: curl -X PUT {base}/_sandbox/faults/kjernejournal "
+          "-d '{\"mode\": \"hang\"}'\n", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from sandbox.app import create_app as create_sandbox
+
+    settings = demo_settings(args.host, args.port)
+    configure_logging(settings.log_level)
+    _print_banner(settings)
+    app = create_app(settings, sandbox=create_sandbox())
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None,
+                lifespan="on")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.logs import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    workers = args.workers or settings.workers
+    uvicorn.run("gateway.asgi:app", host=args.host or settings.host,
+                port=args.port or settings.port, workers=workers, access_log=False,
+                log_config=None, lifespan="on", timeout_graceful_shutdown=20)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from gateway.logs import configure_logging
+    from sandbox.app import create_app as create_sandbox
+
+    configure_logging("WARNING")
+    try:
+        app = create_sandbox()
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    print(f"Kilde sandbox at http://{args.host}:{args.port} (patients: /_sandbox/patients)",
+          flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gateway.demo import mint_token
+
+    settings = _settings()
+    try:
+        token = mint_token(args.persona, args.patient, issuer=settings.auth.issuer,
+                           audience=settings.auth.audience, purpose=args.purpose)
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from gateway.audit import verify_url
+
+    settings = _settings()
+    url = args.url or settings.audit.url
+    try:
+        result = asyncio.run(verify_url(url))
+    except Exception as exc:
+        print(f"kilde: the audit trail could not be read ({type(exc).__name__}).",
+              file=sys.stderr)
+        return 2
+    if result.ok:
+        print(f"OK: {result.checked} audit events, hash chain intact.")
+        return 0
+    print(f"FAILED: {len(result.problems)} problem(s) in {result.checked} events:")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
+
+
+def cmd_connectors_list(args: argparse.Namespace) -> int:
+    from connectors.http import create_http_client
+    from connectors.registry import installed_factories, load_connectors
+
+    settings = _settings()
+    if not any(c.base_url or c.stores for c in settings.connectors.values()):
+        settings = settings.with_sandbox(f"http://{settings.host}:{settings.port}")
+
+    async def listing() -> list[dict[str, object]]:
+        http = create_http_client()
+        try:
+            registry = load_connectors(settings.enabled_connectors, settings.connectors, http)
+            rows = []
+            for entry in registry:
+                c = entry.connector
+                rows.append({
+                    "name": c.name, "version": entry.version, "standard": entry.standard,
+                    "categories": sorted(cat.value for cat in c.categories),
+                    "municipalities": sorted(entry.settings.stores),
+                    "timeout_seconds": entry.settings.timeout, "enabled": True,
+                })
+            await registry.aclose()
+            return rows
+        finally:
+            await http.aclose()
+
+    try:
+        rows = asyncio.run(listing())
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    enabled = {r["name"] for r in rows}
+    for name, (_, version) in sorted(installed_factories().items()):
+        if name not in enabled:
+            rows.append({"name": name, "version": version, "enabled": False})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        state = "enabled " if row["enabled"] else "disabled"
+        cats = ", ".join(row.get("categories", []))  # type: ignore[arg-type]
+        print(f"{row['name']:16s} {state} {row['version']:8s} {cats}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kilde", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="gateway + sandbox + demo keys, embedded defaults")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("serve", help="production server, configuration from KILDE_* env")
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--host", default="")
+    p.add_argument("--port", type=int, default=0)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("sandbox", help="the simulated upstreams only")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8001)
+    p.set_defaults(func=cmd_sandbox)
+
+    p = sub.add_parser("token", help="print a demo token for a persona")
+    p.add_argument("--persona", required=True)
+    p.add_argument("--patient", default=None, help="the patient the attest is bound to")
+    p.add_argument("--purpose", default=None, help="override purpose of use (TREAT, ETREAT, ...)")
+    p.set_defaults(func=cmd_token)
+
+    p = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    v = audit_sub.add_parser("verify", help="check the hash chain of the audit trail")
+    v.add_argument("--url", default=None, help="audit store URL (default KILDE_AUDIT__URL)")
+    v.set_defaults(func=cmd_audit_verify)
+
+    p = sub.add_parser("connectors", help="connector tools")
+    con_sub = p.add_subparsers(dest="connectors_command", required=True)
+    ls = con_sub.add_parser("list", help="installed and enabled connectors")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_connectors_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

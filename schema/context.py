@@ -1,0 +1,72 @@
+"""The per-request context resolvers receive, and the long-lived services it points to.
+
+The gateway builds `Services` once in its lifespan and a `Context` per request (after
+authentication), then reads back what resolvers recorded: response errors for failed sources,
+the patient views (what was delivered) and denials, which become audit events before the
+response leaves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from connectors.registry import Registry
+from policies.model import Decision, Principal, Rules
+
+if TYPE_CHECKING:
+    from schema.view import PatientView
+
+
+class AccessLogReader(Protocol):
+    """What the schema needs of the audit store (implemented by gateway.audit sinks)."""
+
+    async def query(
+        self, *, patient_nin: str | None, start: datetime | None, end: datetime | None,
+        first: int, after: str | None,
+    ) -> Any: ...
+
+    async def usage(self, *, start: date | None, end: date | None) -> Sequence[Any]: ...
+
+
+class Health(Protocol):
+    def source_health(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Services:
+    """Built once at start; read-only afterwards."""
+
+    registry: Registry
+    rules: Rules
+    tenants: tuple[str, ...]
+    access_log: AccessLogReader
+    deadline_seconds: float = 3.0
+    health: Health | None = None
+
+
+@dataclass
+class Denial:
+    nin: str
+    decision: Decision
+
+
+@dataclass
+class Context:
+    """One request's context: who asks, its deadline, and what resolvers recorded."""
+
+    services: Services
+    principal: Principal
+    request_id: str
+    started: float = field(default_factory=time.monotonic)
+    fresh: bool = False
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    views: list[PatientView] = field(default_factory=list)
+    denials: list[Denial] = field(default_factory=list)
+
+    def remaining(self) -> float:
+        """Seconds left before the request deadline (never negative)."""
+        return max(0.0, self.services.deadline_seconds - (time.monotonic() - self.started))

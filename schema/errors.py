@@ -1,0 +1,93 @@
+"""Errors the schema raises, and how every error becomes a GraphQL `extensions.code`.
+
+    KildeError                         extensions.code
+     ├── UnauthenticatedError          UNAUTHENTICATED        no or bad token (HTTP 401)
+     ├── ForbiddenError                FORBIDDEN              policy said no; `reason` says why
+     ├── BadUserInputError             BAD_USER_INPUT         e.g. a national identity number
+     │                                                        that fails mod-11
+     ├── AuditUnavailableError         AUDIT_UNAVAILABLE      data not delivered: audit failed
+     ├── QueryTooComplexError          QUERY_TOO_COMPLEX      a limit was hit; names the limit
+     ├── RateLimitedError              RATE_LIMITED
+     └── PersistedQueryNotFoundError   PERSISTED_QUERY_NOT_FOUND
+    connectors.errors.ConnectorError   UPSTREAM_TIMEOUT | UPSTREAM_UNAVAILABLE | UPSTREAM_INVALID
+                                       | UPSTREAM_REJECTED, with extensions.source
+
+Anything else is masked as INTERNAL_SERVER_ERROR: its message never reaches the client. Messages
+never carry a national identity number, a name, a token or a URL path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLError
+
+from connectors.errors import ConnectorError
+
+
+class KildeError(Exception):
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class UnauthenticatedError(KildeError):
+    code = "UNAUTHENTICATED"
+
+
+class ForbiddenError(KildeError):
+    code = "FORBIDDEN"
+
+
+class BadUserInputError(KildeError):
+    code = "BAD_USER_INPUT"
+
+
+class AuditUnavailableError(KildeError):
+    code = "AUDIT_UNAVAILABLE"
+
+
+class QueryTooComplexError(KildeError):
+    code = "QUERY_TOO_COMPLEX"
+
+
+class RateLimitedError(KildeError):
+    code = "RATE_LIMITED"
+
+
+class PersistedQueryNotFoundError(KildeError):
+    code = "PERSISTED_QUERY_NOT_FOUND"
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """One GraphQL error as JSON, with `extensions.code`; unknown failures are masked."""
+    original = error.original_error
+    out: dict[str, Any] = {"message": error.message}
+    if error.locations:
+        out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+    if error.path:
+        out["path"] = list(error.path)
+    if isinstance(original, KildeError):
+        out["extensions"] = {"code": original.code, **original.extensions}
+    elif isinstance(original, ConnectorError):
+        out["extensions"] = {"code": original.code, "source": original.source}
+    elif original is None:
+        # parse and validation errors: the query itself is wrong
+        out["extensions"] = {"code": "BAD_USER_INPUT"}
+    else:
+        out["message"] = "Internal error; the request id in the response headers identifies it."
+        out["extensions"] = {"code": "INTERNAL_SERVER_ERROR"}
+    return out
+
+
+def error_dict(error: KildeError | ConnectorError, **extra: Any) -> dict[str, Any]:
+    """A response error built outside graphql-core (source failures, audit failures)."""
+    if isinstance(error, ConnectorError):
+        ext: dict[str, Any] = {"code": error.code, "source": error.source}
+    else:
+        ext = {"code": error.code, **error.extensions}
+    ext.update(extra)
+    return {"message": error.message, "extensions": ext}

@@ -1,0 +1,248 @@
+"""The root `Query`: thin resolvers that validate input, ask the policies, and hand over.
+
+`patient` validates the identity number before anything else (no upstream sees a bad one),
+asks `decide_patient`, works out which categories the query selects, and starts the fan-out
+for just those. Access-log fields read the audit store through the context.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import traceback
+from datetime import UTC, date, datetime
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.types import Info
+from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+
+from connectors.errors import ConnectorError
+from connectors.identifiers import is_valid_nin
+from policies import decide_access_log, decide_patient
+from policies.model import PrincipalKind as _Kind
+from schema import types
+from schema.context import Context, Denial
+from schema.errors import BadUserInputError, ForbiddenError, KildeError
+from schema.patient import Patient
+from schema.view import PatientView, requested_categories
+
+log = logging.getLogger("kilde.schema")
+
+MAX_PAGE = 100
+
+
+def _field_selections(info: Info[Context, None]) -> tuple[list[str], dict[str, Any]]:
+    """Names of the Patient fields selected (through fragments), and labResults' arguments."""
+    names: list[str] = []
+    lab_args: dict[str, Any] = {}
+
+    def walk(selections: list[Any]) -> None:
+        for sel in selections:
+            if isinstance(sel, SelectedField):
+                names.append(sel.name)
+                if sel.name == "labResults":
+                    lab_args.update(sel.arguments)
+            elif isinstance(sel, FragmentSpread | InlineFragment):
+                walk(sel.selections)
+
+    for field in info.selected_fields:
+        walk(field.selections)
+    return names, lab_args
+
+
+def _since(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise BadUserInputError("labResults(since:) must be a date like 2026-01-31.") from None
+
+
+def _check_nin(nin: str) -> None:
+    if not is_valid_nin(nin):
+        raise BadUserInputError(
+            "The national identity number is not valid: it must be 11 digits with valid "
+            "mod-11 control digits.", argument="nin",
+        )
+
+
+def _page_size(first: int | None) -> int:
+    if first is None:
+        return 20
+    if first < 1 or first > MAX_PAGE:
+        raise BadUserInputError(f"'first' must be between 1 and {MAX_PAGE}.", argument="first")
+    return first
+
+
+def _entry(event: Any) -> types.AccessLogEntry:
+    deliveries = [types.AccessDelivery(category=d.category, source=d.source, status=d.status,
+                                       count=d.count) for d in event.deliveries]
+    categories = sorted({d.category for d in event.deliveries if d.count > 0})
+    return types.AccessLogEntry(
+        id=event.event_id,
+        time=event.recorded_at,
+        outcome=event.outcome,
+        reason=event.reason,
+        who=event.actor_name,
+        profession=event.actor_profession_text,
+        organisation=event.legal_entity_name,
+        point_of_care=event.point_of_care_name,
+        purpose_of_use=event.purpose_of_use,
+        emergency=event.emergency,
+        emergency_reason=event.emergency_reason,
+        categories=categories,
+        deliveries=deliveries,
+    )
+
+
+def _connection(page: Any) -> types.AccessLogConnection:
+    edges = [types.AccessLogEdge(cursor=getattr(e, "cursor", "") or e.event_id, node=_entry(e))
+             for e in page.events]
+    return types.AccessLogConnection(
+        edges=edges,
+        page_info=types.PageInfo(end_cursor=page.end_cursor, has_next_page=page.has_next_page),
+        total_count=page.total,
+    )
+
+
+def _cursor_ok(after: str | None) -> None:
+    if after is None:
+        return
+    try:
+        base64.urlsafe_b64decode(after.encode() + b"==")
+    except ValueError:
+        raise BadUserInputError("'after' is not a cursor from this connection.") from None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One patient's unified view. A clinician needs a care "
+                      "relationship bound to this patient; a citizen may ask for themself. "
+                      "`emergencyReason` opens restricted (sperret) information under ETREAT or "
+                      "BTG; it is specially audited and shown to the patient.")
+    async def patient(
+        self, info: Info[Context, None], nin: str, emergency_reason: str | None = None
+    ) -> Patient | None:
+        ctx = info.context
+        _check_nin(nin)
+        reason = (emergency_reason or "").strip() or None
+        if reason is not None and len(reason) > 500:
+            raise BadUserInputError("'emergencyReason' is longer than 500 characters.")
+        decision = decide_patient(ctx.principal, nin, now=datetime.now(UTC),
+                                  rules=ctx.services.rules)
+        if not decision.allowed:
+            ctx.denials.append(Denial(nin, decision))
+            raise ForbiddenError("You may not see this patient.", reason=decision.reason)
+        names, lab_args = _field_selections(info)
+        view = PatientView(ctx, nin, requested_categories(names), emergency_reason=reason,
+                           since=_since(lab_args.get("since")))
+        ctx.views.append(view)
+        view.start()
+        return Patient(nin=nin, view=view)
+
+    @strawberry.field(description="The source catalogue: what each source serves, and its health.")
+    def sources(self, info: Info[Context, None]) -> list[types.Source]:
+        services = info.context.services
+        out = []
+        for entry in services.registry:
+            connector = entry.connector
+            out.append(types.Source(
+                name=connector.name,
+                version=entry.version,
+                standard=entry.standard,
+                categories=sorted(connector.categories, key=lambda c: c.value),
+                municipalities=sorted(entry.settings.stores) or list(services.tenants),
+                timeout_seconds=entry.settings.timeout,
+                health=services.health.source_health(connector.name) if services.health else
+                "UNKNOWN",
+            ))
+        return out
+
+    @strawberry.field(description="Who Kilde takes you to be.")
+    def me(self, info: Info[Context, None]) -> types.Principal:
+        p = info.context.principal
+        return types.Principal(
+            kind=p.kind, name=p.name, hpr_number=p.hpr_number, profession=p.profession,
+            profession_text=p.profession_text, legal_entity=p.legal_entity,
+            legal_entity_name=p.legal_entity_name, point_of_care=p.point_of_care,
+            point_of_care_name=p.point_of_care_name, municipality=p.municipality,
+            purpose_of_use=p.purpose_of_use, decision_ref=p.decision_ref,
+            scopes=sorted(p.scopes),
+        )
+
+    @strawberry.field(description="Innsyn: who has accessed my data (citizens only), newest first.")
+    async def my_access_log(
+        self, info: Info[Context, None], first: int | None = None, after: str | None = None
+    ) -> types.AccessLogConnection:
+        ctx = info.context
+        if ctx.principal.kind is not _Kind.CITIZEN:
+            raise ForbiddenError("Only a citizen can read their own access log.",
+                                 reason="NOT_CITIZEN")
+        decision = decide_access_log(ctx.principal, None, rules=ctx.services.rules)
+        if not decision.allowed:
+            raise ForbiddenError("You may not read this access log.", reason=decision.reason)
+        _cursor_ok(after)
+        page = await ctx.services.access_log.query(
+            patient_nin=ctx.principal.person_id, start=None, end=None,
+            first=_page_size(first), after=after,
+        )
+        return _connection(page)
+
+    @strawberry.field(description="The access log for one patient (privacy officer).")
+    async def access_log(
+        self,
+        info: Info[Context, None],
+        nin: str,
+        from_: datetime | None = strawberry.argument(name="from", default=None),
+        to: datetime | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> types.AccessLogConnection:
+        ctx = info.context
+        _check_nin(nin)
+        decision = decide_access_log(ctx.principal, nin, rules=ctx.services.rules)
+        if not decision.allowed:
+            raise ForbiddenError("You may not read this access log.", reason=decision.reason)
+        _cursor_ok(after)
+        page = await ctx.services.access_log.query(
+            patient_nin=nin, start=from_, end=to, first=_page_size(first), after=after,
+        )
+        return _connection(page)
+
+    @strawberry.field(description="Deliveries per day, source, category and municipality "
+                      "(privacy officer; the trial's usage indicator, no personal data).")
+    async def usage(
+        self,
+        info: Info[Context, None],
+        from_: date | None = strawberry.argument(name="from", default=None),
+        to: date | None = None,
+    ) -> list[types.UsageRow]:
+        ctx = info.context
+        if ctx.principal.kind is not _Kind.PRIVACY_OFFICER:
+            raise ForbiddenError("Only a privacy officer can read usage statistics.",
+                                 reason="NOT_PRIVACY_OFFICER")
+        rows = await ctx.services.access_log.usage(start=from_, end=to)
+        return [types.UsageRow(day=r.day, source=r.source, category=r.category,
+                               municipality=r.municipality, deliveries=r.deliveries,
+                               items=r.items) for r in rows]
+
+
+class KildeSchema(strawberry.Schema):
+    """Logs only unexpected resolver failures, by type and stack (never the message, which
+    might carry input values); expected errors (policy, input, sources) are not log-worthy."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, KildeError | ConnectorError):
+                continue
+            log.error("unexpected %s in resolver:\n%s", type(original).__name__,
+                      "".join(traceback.format_tb(original.__traceback__)))
+
+
+def build_schema() -> strawberry.Schema:
+    """The GraphQL schema; built once at start."""
+    return KildeSchema(query=Query)

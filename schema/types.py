@@ -1,0 +1,260 @@
+"""GraphQL types: the unified patient model as Strawberry sees it.
+
+Sits between the gateway and the resolvers. The connectors' frozen dataclasses are served as
+they are (Strawberry reads attributes), so these classes only declare the GraphQL shape; the
+enums are the connectors' own enums, registered with Strawberry.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from connectors import model
+from policies.model import PrincipalKind as _PrincipalKind
+from policies.model import PurposeOfUse as _PurposeOfUse
+
+Category = strawberry.enum(model.Category, description="A section of the patient view.")
+Status = strawberry.enum(model.Status, description="How one source answered for one category.")
+CriticalType = strawberry.enum(model.CriticalType)
+AlertKind = strawberry.enum(model.AlertKind)
+PrincipalKind = strawberry.enum(_PrincipalKind)
+PurposeOfUse = strawberry.enum(_PurposeOfUse)
+
+
+@strawberry.type(description="A coded value: system (URI or urn:oid), code and display text.")
+class Coding:
+    system: str
+    code: str
+    display: str | None
+
+
+@strawberry.type(description="Where an item came from, and whether it was served from cache.")
+class Provenance:
+    source: str
+    record_id: str
+    recorded_at: datetime | None
+    fetched_at: datetime
+    from_cache: bool
+    municipality: str | None
+
+
+@strawberry.type(description="A treatment limitation such as HLR-minus (no CPR), from any source.")
+class TreatmentLimitation:
+    id: str
+    code: Coding
+    description: str
+    status: str
+    decided_at: datetime | None
+    decided_by: str | None
+    valid_until: date | None
+    reason: str | None
+    provenance: Provenance
+
+
+@strawberry.type(description="Critical information: allergies/CAVE, critical conditions, implants.")
+class CriticalInformation:
+    id: str
+    type: CriticalType  # type: ignore[valid-type]
+    code: Coding
+    description: str
+    status: str
+    severity: str | None
+    reaction: str | None
+    verification: str | None
+    recorded_at: datetime | None
+    provenance: Provenance
+
+
+@strawberry.type
+class Dosage:
+    text: str
+    route: Coding | None
+
+
+@strawberry.type(
+    description="One treatment with a drug, linked across PLL, e-resept and municipal records. "
+    "`provenances` lists every source; `conflicts` names fields the sources disagree on."
+)
+class Medication:
+    id: str
+    code: Coding
+    name: str
+    status: str
+    dosage: Dosage | None
+    reason: Coding | None
+    started: date | None
+    ended: date | None
+    prescription_id: str | None
+    pll_id: str | None
+    in_pll: bool
+    conflicts: list[str]
+    provenance: Provenance
+    provenances: list[Provenance]
+
+
+@strawberry.type(description="One result in a lab report; level > 0 for members of a panel.")
+class LabResult:
+    id: str
+    code: Coding
+    value: str | None
+    unit: str | None
+    reference_range: str | None
+    interpretation: Coding | None
+    abnormal: bool
+    level: int
+    effective_at: datetime | None
+
+
+@strawberry.type
+class LabReport:
+    id: str
+    category: Coding
+    code: Coding
+    status: str
+    issued_at: datetime | None
+    effective_at: datetime | None
+    performer: str | None
+    results: list[LabResult]
+    provenance: Provenance
+
+
+@strawberry.type(description="A decided or ongoing municipal health and care service.")
+class MunicipalService:
+    id: str
+    code: Coding
+    status: str
+    municipality: str
+    started: date | None
+    ended: date | None
+    decided_at: date | None
+    unit: str | None
+    phone: str | None
+    description: str | None
+    provenance: Provenance
+
+
+@strawberry.type
+class Condition:
+    id: str
+    code: Coding
+    clinical_status: str
+    onset: date | None
+    recorded_at: datetime | None
+    provenance: Provenance
+
+
+@strawberry.type(description="Metadata of a clinical document; the content is not fetched.")
+class DocumentReference:
+    id: str
+    type: Coding
+    title: str
+    status: str
+    date: datetime | None
+    author: str | None
+    provenance: Provenance
+
+
+@strawberry.type(description="A first-screen warning, ordered clinically (priority 1 first).")
+class Alert:
+    kind: AlertKind  # type: ignore[valid-type]
+    priority: int
+    title: str
+    detail: str | None
+    code: Coding
+    item_id: str
+    provenance: Provenance
+
+
+@strawberry.type(description="How one source answered for one category in this request.")
+class SourceStatus:
+    source: str
+    category: Category  # type: ignore[valid-type]
+    status: Status  # type: ignore[valid-type]
+    latency_ms: float | None
+    fetched_at: datetime | None
+    from_cache: bool
+    detail: str | None
+
+
+@strawberry.type(description="A source in the catalogue: what it serves, where, and its health.")
+class Source:
+    name: str
+    version: str
+    standard: str
+    categories: list[Category]  # type: ignore[valid-type]
+    municipalities: list[str]
+    timeout_seconds: float
+    health: str
+
+
+@strawberry.type(description="The caller, as Kilde understood the token and its attest.")
+class Principal:
+    kind: PrincipalKind  # type: ignore[valid-type]
+    name: str | None
+    hpr_number: str | None
+    profession: str | None
+    profession_text: str | None
+    legal_entity: str | None
+    legal_entity_name: str | None
+    point_of_care: str | None
+    point_of_care_name: str | None
+    municipality: str | None
+    purpose_of_use: PurposeOfUse | None  # type: ignore[valid-type]
+    decision_ref: str | None
+    scopes: list[str]
+
+
+@strawberry.type(description="What one access delivered: category, source, status, item count.")
+class AccessDelivery:
+    category: str
+    source: str
+    status: str
+    count: int
+
+
+@strawberry.type(description="One access to a patient's data, as the citizen or privacy officer sees it.")
+class AccessLogEntry:
+    id: str
+    time: datetime
+    outcome: str
+    reason: str
+    who: str | None
+    profession: str | None
+    organisation: str | None
+    point_of_care: str | None
+    purpose_of_use: str | None
+    emergency: bool
+    emergency_reason: str | None
+    categories: list[str]
+    deliveries: list[AccessDelivery]
+
+
+@strawberry.type
+class AccessLogEdge:
+    cursor: str
+    node: AccessLogEntry
+
+
+@strawberry.type
+class PageInfo:
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@strawberry.type
+class AccessLogConnection:
+    edges: list[AccessLogEdge]
+    page_info: PageInfo
+    total_count: int
+
+
+@strawberry.type(description="Deliveries per day, source, category and municipality (no personal data).")
+class UsageRow:
+    day: date
+    source: str
+    category: str
+    municipality: str | None
+    deliveries: int
+    items: int

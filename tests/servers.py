@@ -1,0 +1,73 @@
+"""Run the real gateway and sandbox on loopback ports, in a background thread, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import uvicorn
+
+from connectors.base import ConnectorSettings
+from gateway.settings import BUILTIN_CONNECTORS, Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerThread:
+    """One uvicorn server for an ASGI app, on its own event loop in a daemon thread."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                access_log=False, lifespan="on", log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.port = port
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test server did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **overrides: Any) -> Settings:
+    settings = Settings.from_env({})
+    auth = replace(settings.auth, jwks_url=f"http://127.0.0.1:{gateway_port}/_demo/jwks.json")
+    timeout = overrides.pop("source_timeout", 1.0)
+    connectors = {n: ConnectorSettings(n, timeout=timeout) for n in BUILTIN_CONNECTORS}
+    settings = replace(settings, port=gateway_port, auth=auth, connectors=connectors,
+                       audit=replace(settings.audit, url=audit_url), **overrides)
+    return settings.with_sandbox(sandbox_url)
+
+
+@contextmanager
+def running(app: Any, port: int | None = None) -> Iterator[ServerThread]:
+    server = ServerThread(app, port or free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
