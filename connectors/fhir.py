@@ -11,7 +11,8 @@ Coding(system='http://snomed.info/sct', code='304253006', display=None)
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -28,6 +29,16 @@ from connectors.model import Coding
 
 FHIR_JSON = "application/fhir+json"
 MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class JsonResponse:
+    """A decoded JSON answer with its status code and headers, for upstreams that signal
+    privacy state in-band (a 403 OperationOutcome, a response header)."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    body: Any
 
 
 async def request_json(
@@ -47,6 +58,28 @@ async def request_json(
     Timeouts -> `UpstreamTimeoutError`; connection errors and 5xx -> `UpstreamUnavailableError`;
     4xx -> `UpstreamRejectedError`; a body that is not JSON -> `UpstreamInvalidError`.
     """
+    response = await request_json_response(
+        http, source, method, url, timeout=timeout, headers=headers, params=params, data=data,
+        json=json,
+    )
+    return response.body
+
+
+async def request_json_response(
+    http: httpx.AsyncClient,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
+    data: Mapping[str, str] | None = None,
+    json: Any = None,
+    accept_status: Collection[int] = (),
+) -> JsonResponse:
+    """Like `request_json`, but keeps the status code and headers, and decodes (instead of
+    raising for) the 4xx statuses in `accept_status`."""
     content = orjson.dumps(json) if json is not None else None
     all_headers = {"accept": FHIR_JSON, **(headers or {})}
     if content is not None:
@@ -65,16 +98,17 @@ async def request_json(
     status = response.status_code
     if status >= 500:
         raise UpstreamUnavailableError(source, f"Source {source!r} failed with HTTP {status}.")
-    if status >= 400:
+    if status >= 400 and status not in accept_status:
         raise UpstreamRejectedError(
             source, f"Source {source!r} rejected the request with HTTP {status}.", status
         )
     if len(response.content) > MAX_BODY_BYTES:
         raise UpstreamInvalidError(source, f"Source {source!r} sent an oversized response.")
     try:
-        return orjson.loads(response.content)
+        body = orjson.loads(response.content)
     except orjson.JSONDecodeError as exc:
         raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
+    return JsonResponse(status_code=status, headers=response.headers, body=body)
 
 
 def expect_resource(body: Any, resource_type: str, source: str) -> dict[str, Any]:

@@ -130,7 +130,10 @@ class Rules:
     `categories_by_profession`: kodeverk 9060 code -> categories it may see;
     `categories_by_purpose`: a purpose that narrows further (COC -> services only);
     `restricted_labels`: item security codes hidden unless opened in an emergency;
-    `denied_labels`: codes never delivered through Kilde.
+    `denied_labels`: codes never delivered through Kilde;
+    `categories_granted_by_purpose`: a purpose that grants categories without a profession
+    (COC -> services, for a case handler); `categories`: every configured category, built-in or
+    plugin (anything else is denied as not configured).
     """
 
     categories_by_profession: dict[str, frozenset[str]]
@@ -143,3 +146,5 @@ class Rules:
     clinical_scope: str = "kilde/patient.read"
     citizen_scope: str = "kilde/innsyn"
     privacy_officer_scope: str = "kilde/accesslog.read"
+    categories_granted_by_purpose: dict[str, frozenset[str]] = field(default_factory=dict)
+    categories: frozenset[str] = frozenset()

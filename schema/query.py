@@ -11,7 +11,7 @@ import base64
 import logging
 import traceback
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
@@ -196,7 +196,7 @@ class Query:
         self,
         info: Info[Context, None],
         nin: str,
-        from_: datetime | None = strawberry.argument(name="from", default=None),
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
         to: datetime | None = None,
         first: int | None = None,
         after: str | None = None,
@@ -217,7 +217,7 @@ class Query:
     async def usage(
         self,
         info: Info[Context, None],
-        from_: date | None = strawberry.argument(name="from", default=None),
+        from_: Annotated[date | None, strawberry.argument(name="from")] = None,
         to: date | None = None,
     ) -> list[types.UsageRow]:
         ctx = info.context

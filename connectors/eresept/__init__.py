@@ -1,0 +1,37 @@
+"""The `eresept` connector: valid e-prescriptions in Reseptformidleren (RF).
+
+Sits under the fan-out and reads SFM's `$getMedication`, serving the prescription statements
+(`prescription_id` set). SFM omits `RFHentetTidspunkt` when it did not look RF up ("absence
+shall be interpreted as no lookup performed"): the answer is then PARTIAL, never a silent EMPTY.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+from connectors.base import ConnectorSettings, SourceResult
+from connectors.medication.connector import SfmConnector
+from connectors.medication.sfm import MedicationDocument
+from connectors.model import Category, Status
+
+RF_NOT_CONSULTED = "Reseptformidleren was not consulted; prescriptions may be missing."
+
+
+class EreseptConnector(SfmConnector):
+    """Serves MEDICATIONS (prescriptions) from `$getMedication`; PARTIAL without an RF lookup."""
+
+    name = "eresept"
+
+    def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
+        items = {Category.MEDICATIONS: document.prescriptions}
+        if document.rf_fetched_at is None:
+            return SourceResult(source=self.name, status=Status.PARTIAL, items=items,
+                                fetched_at=fetched_at, detail=RF_NOT_CONSULTED)
+        return SourceResult.of(self.name, items, fetched_at=fetched_at)
+
+
+def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> EreseptConnector:
+    """The entry point (`kilde.connectors` group, name `eresept`)."""
+    return EreseptConnector(settings, http)

@@ -1,0 +1,226 @@
+"""The Kjernejournal connector: /status and the Kj* searches at once, into one SourceResult.
+
+Sits under the fan-out. `fetch` sends `POST /status` (privacy settings, is the requester
+blocked) together with only the searches the requested categories need, so one round trip of
+latency answers both. The patient's identity number travels in the `/status` body and the
+`nhn-patient-nin` header, never in a URL. Privacy refusals are results, not errors: reserved ->
+RESERVED, anyone blocked -> BLOCKED (never overridable), restricted (sperret) and not opened by
+the access basis -> RESTRICTED; other 4xx are `UpstreamRejectedError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from connectors.base import ConnectorSettings, FetchRequest, SourceResult
+from connectors.errors import (
+    ConnectorConfigError,
+    ConnectorError,
+    UpstreamInvalidError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+)
+from connectors.fhir import JsonResponse, bundle_entries, now, request_json_response
+from connectors.kjernejournal import mapping
+from connectors.model import Category, Item, PrivacyState, Status
+
+PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helsepersonell
+Mapper = Callable[[Mapping[str, Any], datetime], Item | None]
+
+# Per category, the searches it needs: (resource type, mapper).
+SEARCHES: Mapping[Category, tuple[tuple[str, Mapper], ...]] = {
+    Category.CRITICAL_INFORMATION: (
+        ("AllergyIntolerance", mapping.allergy),
+        ("Condition", mapping.critical_condition),
+        ("Flag", mapping.flag),
+    ),
+    Category.TREATMENT_LIMITATIONS: (("Consent", mapping.treatment_limitation),),
+}
+# A resource that cannot be read; `mapping` raises ValueError, wrong JSON types the others.
+UNREADABLE = (TypeError, AttributeError, KeyError, ValueError)
+
+
+def request_headers(request: FetchRequest, source_system: str) -> dict[str, str]:
+    """The `nhn-*` headers shared by /status and the searches (no patient header)."""
+    headers = {"nhn-access-basis": mapping.access_basis_value(request.access_basis),
+               "nhn-source-system": source_system}
+    requester = request.requester
+    if requester.role_code:
+        role = orjson.dumps({"system": PROFESSION, "code": requester.role_code}).decode()
+        headers["nhn-user-role"] = quote(role, safe="")
+    if requester.hpr_number:
+        headers["nhn-user-hpr"] = requester.hpr_number
+    if request.request_id:
+        headers["nhn-event-id"] = request.request_id[:128]
+    return headers
+
+
+class KjernejournalConnector:
+    """Kjernejournal's critical-information API (kritisk informasjon), FHIR R4.
+
+    >>> settings = ConnectorSettings("kjernejournal", base_url="http://127.0.0.1:8000/kjernejournal")
+    >>> connector = KjernejournalConnector(settings, httpx.AsyncClient())
+    >>> sorted(c.value for c in connector.categories)
+    ['critical_information', 'treatment_limitations']
+    """
+
+    name = mapping.SOURCE
+    categories = frozenset(SEARCHES)
+
+    def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
+        if not settings.base_url:
+            raise ConnectorConfigError(
+                "Connector 'kjernejournal' needs a base URL: set "
+                "KILDE_CONNECTORS__KJERNEJOURNAL__BASE_URL."
+            )
+        self.base_url = settings.base_url.rstrip("/")
+        self._http = http
+        self._source_system = str(settings.options.get("source_system", "kilde"))
+
+    async def fetch(self, request: FetchRequest) -> SourceResult:
+        """Ask /status and the needed searches concurrently; privacy outcomes are results."""
+        wanted = [c for c in SEARCHES if c in request.categories]
+        if not wanted:
+            return SourceResult.empty(self.name)
+        searches = [(c, rtype, mapper) for c in wanted for rtype, mapper in SEARCHES[c]]
+        headers = request_headers(request, self._source_system)
+        search_headers = {**headers, "nhn-patient-nin": request.patient_nin}
+        fetched_at = now()
+        try:
+            # A TaskGroup, not gather: one failure cancels the other calls instead of leaving
+            # them running after fetch() has returned.
+            async with asyncio.timeout(request.timeout), asyncio.TaskGroup() as group:
+                status_call = group.create_task(self._call(
+                    request, "POST", "status", headers, json={"nin": request.patient_nin}))
+                calls = [group.create_task(self._call(request, "GET", rtype, search_headers,
+                                                      accept_status=(403,)))
+                         for _, rtype, _ in searches]
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(self.name,
+                                       f"Source {self.name!r} did not answer in time.") from exc
+        except ExceptionGroup as group_error:
+            raise _first_connector_error(group_error) from None
+        status = status_call.result().body
+        if not isinstance(status, dict):
+            raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent a bad /status body.")
+        answers = [call.result() for call in calls]
+        return self._result(status, list(zip(searches, answers, strict=True)), wanted, fetched_at)
+
+    async def aclose(self) -> None:
+        """Nothing to close: the shared HTTP client belongs to the gateway."""
+
+    async def _call(self, request: FetchRequest, method: str, path: str,
+                    headers: Mapping[str, str], *, json: Any = None,
+                    accept_status: Sequence[int] = ()) -> JsonResponse:
+        return await request_json_response(
+            self._http, self.name, method, f"{self.base_url}/{path}", timeout=request.timeout,
+            headers=headers, json=json, accept_status=accept_status,
+        )
+
+    def _result(
+        self,
+        status: Mapping[str, Any],
+        answers: list[tuple[tuple[Category, str, Mapper], JsonResponse]],
+        wanted: list[Category],
+        fetched_at: datetime,
+    ) -> SourceResult:
+        privacy = mapping.privacy_state(status)
+        refused: dict[Category, str] = {}
+        resources: dict[Category, list[tuple[Mapper, Mapping[str, Any]]]] = {c: [] for c in wanted}
+        opened = reservation = False
+        for (category, rtype, mapper), answer in answers:
+            if answer.status_code == 403:
+                refused[category] = self._refusal(answer.body, refused.get(category))
+                continue
+            opened |= answer.headers.get("nhn-restriction-opened", "").lower() == "true"
+            for entry in bundle_entries(answer.body, self.name):
+                resource = entry["resource"]
+                if resource.get("resourceType") == "OperationOutcome":
+                    reservation |= "Reservation" in mapping.outcome_codes(resource)
+                elif resource.get("resourceType") == rtype:
+                    resources[category].append((mapper, resource))
+
+        if privacy.reserved or reservation:
+            return self._withheld(Status.RESERVED, dataclasses.replace(privacy, reserved=True),
+                                  wanted, fetched_at, "The patient has reserved against "
+                                  "Kjernejournal.")
+        if privacy.blocked_requester or privacy.any_blocked or "blocked" in refused.values():
+            # Kjernejournal shares no clinical data at all once anyone is blocked.
+            return self._withheld(Status.BLOCKED, dataclasses.replace(privacy, any_blocked=True),
+                                  wanted, fetched_at, "The patient has blocked health personnel; "
+                                  "Kjernejournal shares no clinical information.")
+        if refused:
+            privacy = dataclasses.replace(privacy, restricted=True)
+        elif opened or privacy.restricted:
+            # Data came back for a restricted patient: the access basis opened the restriction.
+            privacy = dataclasses.replace(privacy, restricted=True, restriction_opened=True)
+        if set(refused) == set(wanted):
+            return self._withheld(Status.RESTRICTED, privacy, wanted, fetched_at,
+                                  "Kjernejournal is restricted (sperret); an emergency or "
+                                  "elevated-consent access basis is needed.")
+        return self._items(resources, refused, privacy, fetched_at)
+
+    def _refusal(self, body: Any, earlier: str | None) -> str:
+        codes = mapping.outcome_codes(body)
+        if "blocked" in codes or earlier == "blocked":
+            return "blocked"
+        if "restricted" in codes:
+            return "restricted"
+        raise UpstreamRejectedError(
+            self.name, f"Source {self.name!r} rejected the request with HTTP 403.", 403
+        )
+
+    def _items(
+        self,
+        resources: Mapping[Category, list[tuple[Mapper, Mapping[str, Any]]]],
+        refused: Mapping[Category, str],
+        privacy: PrivacyState,
+        fetched_at: datetime,
+    ) -> SourceResult:
+        items: dict[Category, list[Item]] = {}
+        unreadable = 0
+        for category, found in resources.items():
+            items[category] = []
+            for mapper, resource in found:
+                try:
+                    item = mapper(resource, fetched_at)
+                except UNREADABLE:
+                    unreadable += 1
+                    continue
+                if item is not None:
+                    items[category].append(item)
+        result = SourceResult.of(
+            self.name, items, privacy=privacy, fetched_at=fetched_at,
+            category_status={c: Status.RESTRICTED for c in refused},
+        )
+        if unreadable:
+            noun = "record" if unreadable == 1 else "records"
+            return dataclasses.replace(
+                result, status=Status.PARTIAL,
+                detail=f"Source {self.name!r} sent {unreadable} {noun} that could not be read.",
+            )
+        return result
+
+    def _withheld(self, status: Status, privacy: PrivacyState, wanted: list[Category],
+                  fetched_at: datetime, detail: str) -> SourceResult:
+        return SourceResult(source=self.name, status=status, items={c: () for c in wanted},
+                            fetched_at=fetched_at, privacy=privacy, detail=detail)
+
+
+def _first_connector_error(group_error: ExceptionGroup[Exception]) -> Exception:
+    """The first `ConnectorError` of a failed TaskGroup; anything else is a bug: the group."""
+    errors, _ = group_error.split(ConnectorError)
+    if errors is None:
+        return group_error
+    first = errors.exceptions[0]
+    while isinstance(first, ExceptionGroup):
+        first = first.exceptions[0]
+    return first

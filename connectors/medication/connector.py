@@ -1,0 +1,57 @@
+"""The SFM `$getMedication` connector both medication sources are built on.
+
+Sits under the fan-out: `fetch()` POSTs one Parameters body (patient and consent in the body,
+never in the URL) to `<base_url>/Patient/$getMedication`, reads the document Bundle purely
+(`connectors.medication.sfm`) and lets the subclass pick its part: `PllConnector` the
+"PLL info" section, `EreseptConnector` the prescriptions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+from connectors.base import ConnectorSettings, FetchRequest, SourceResult
+from connectors.errors import ConnectorConfigError
+from connectors.fhir import now, request_json
+from connectors.medication.sfm import MedicationDocument, build_parameters, read_response
+from connectors.model import Category
+
+OPERATION = "/Patient/$getMedication"
+
+
+class SfmConnector:
+    """A medication source read through the SFM Basis API; subclasses set `name` and `select`.
+
+    >>> connector = PllConnector(ConnectorSettings("pll", base_url="http://sfm"), http)  # doctest: +SKIP
+    >>> result = await connector.fetch(FetchRequest(nin, frozenset({Category.MEDICATIONS})))  # doctest: +SKIP
+    """
+
+    name = "sfm"
+    categories = frozenset({Category.MEDICATIONS})
+
+    def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
+        if not settings.base_url:
+            variable = f"KILDE_CONNECTORS__{self.name.upper()}__BASE_URL"
+            raise ConnectorConfigError(f"Connector {self.name!r} needs a base URL ({variable}).")
+        self.url = settings.base_url.rstrip("/") + OPERATION
+        self.settings = settings
+        self.http = http
+
+    async def fetch(self, request: FetchRequest) -> SourceResult:
+        if Category.MEDICATIONS not in request.categories:
+            return SourceResult.empty(self.name, request.categories)
+        headers = {"x-request-id": request.request_id} if request.request_id else None
+        body = await request_json(
+            self.http, self.name, "POST", self.url, timeout=request.timeout, headers=headers,
+            json=build_parameters(request.patient_nin, request.access_basis),
+        )
+        fetched_at = now()
+        return self.select(read_response(body, self.name, fetched_at), fetched_at)
+
+    def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Nothing to close: the HTTP client is shared and owned by the gateway."""

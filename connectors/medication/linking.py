@@ -1,0 +1,142 @@
+"""Linking: one treatment recorded by PLL, e-resept and municipal administration becomes one item.
+
+Sits after the fan-out, before the schema serves `Patient.medications`: the resolver passes the
+MEDICATIONS items of every source through `link_medications`. Pure: items in, items out.
+
+Records match, in this order, on a shared `treatment_id`; else a shared `pll_id` or
+`prescription_id`; else, for municipal administration records only (which carry no national
+ids), on the same ATC code and start date, or on the ATC code alone when exactly one treatment
+has it. Heuristic matches never cross differing ids, and different drugs never merge. A merged
+item keeps every provenance (pll, then eresept, then municipal), the PLL values for display,
+and names the fields the sources disagree on in `conflicts`: shown, not resolved.
+
+>>> link_medications([])
+[]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from connectors.model import Coding, Medication, Provenance
+
+SOURCE_ORDER = ("pll", "eresept", "municipal")
+# Records of administrations: their status and dates describe doses given, not the treatment.
+ADMINISTRATION_SOURCES = frozenset({"municipal"})
+ID_FIELDS = ("treatment_id", "pll_id", "prescription_id")
+T = TypeVar("T", Provenance, Coding)
+
+
+def link_medications(items: Sequence[Medication]) -> list[Medication]:
+    """Merge the records of each treatment into one item; active first, then by name."""
+    groups: list[list[Medication]] = []
+    for item in sorted(items, key=lambda m: _rank(m.provenance)):
+        group = _matching_group(item, groups)
+        if group is None:
+            groups.append([item])
+        else:
+            group.append(item)
+    merged = [_merge(group) for group in groups]
+    return sorted(merged, key=lambda m: (m.status != "active", m.name.casefold(), m.id))
+
+
+def _rank(provenance: Provenance) -> int:
+    source = provenance.source
+    return SOURCE_ORDER.index(source) if source in SOURCE_ORDER else len(SOURCE_ORDER)
+
+
+def _is_administration(item: Medication) -> bool:
+    return item.provenance.source in ADMINISTRATION_SOURCES
+
+
+def _matching_group(item: Medication, groups: list[list[Medication]]) -> list[Medication] | None:
+    if item.treatment_id:
+        for group in groups:
+            if any(m.treatment_id == item.treatment_id for m in group):
+                return group
+    for group in groups:
+        if any((item.pll_id and m.pll_id == item.pll_id)
+               or (item.prescription_id and m.prescription_id == item.prescription_id)
+               for m in group):
+            return group
+    if not _is_administration(item) or not item.code.code:
+        return None
+    same_drug = [g for g in groups if _compatible(item, g)
+                 and any(m.code.code == item.code.code for m in g)]
+    same_day = [g for g in same_drug if item.started and any(m.started == item.started for m in g)]
+    if same_day:
+        return same_day[0] if len(same_day) == 1 else None
+    return same_drug[0] if len(same_drug) == 1 else None
+
+
+def _compatible(item: Medication, group: list[Medication]) -> bool:
+    """False when the item and the group carry different values of the same id."""
+    for name in ID_FIELDS:
+        value = getattr(item, name)
+        known = {getattr(m, name) for m in group} - {None}
+        if value and known and value not in known:
+            return False
+    return True
+
+
+def _merge(group: list[Medication]) -> Medication:
+    base = group[0]
+    if len(group) == 1:
+        return base if base.provenances else replace(base, provenances=(base.provenance,))
+    provenances = sorted(_unique(p for m in group for p in (m.provenances or (m.provenance,))),
+                         key=_rank)
+
+    def first(name: str) -> Any:
+        return next((getattr(m, name) for m in group if getattr(m, name) is not None), None)
+
+    coded = next((m for m in group if m.code.code), base)
+    return replace(
+        base,
+        code=coded.code,
+        name=base.name or coded.name,
+        provenance=provenances[0],
+        provenances=tuple(provenances),
+        dosage=first("dosage"),
+        reason=first("reason"),
+        started=first("started"),
+        prescription_id=first("prescription_id"),
+        pll_id=first("pll_id"),
+        treatment_id=first("treatment_id"),
+        in_pll=any(m.in_pll for m in group),
+        conflicts=_conflicts(group),
+        security=tuple(_unique(s for m in group for s in m.security)),
+    )
+
+
+def _dosage_text(item: Medication) -> str | None:
+    return " ".join(item.dosage.text.split()).casefold() if item.dosage else None
+
+
+# Which fields are compared, how, and whether administration records take part.
+COMPARED: tuple[tuple[str, Callable[[Medication], object], bool], ...] = (
+    ("code", lambda m: m.code.code or None, True),
+    ("dosage", _dosage_text, True),
+    ("status", lambda m: m.status, False),
+    ("started", lambda m: m.started, False),
+    ("ended", lambda m: m.ended, False),
+)
+
+
+def _conflicts(group: list[Medication]) -> tuple[str, ...]:
+    found = {c for m in group for c in m.conflicts}
+    for name, value_of, with_administrations in COMPARED:
+        members = [m for m in group if with_administrations or not _is_administration(m)]
+        if len({value_of(m) for m in members} - {None}) > 1:
+            found.add(name)
+    order = [name for name, _, _ in COMPARED]
+    return tuple(sorted(found, key=lambda c: (order.index(c) if c in order else len(order), c)))
+
+
+def _unique(values: Iterable[T]) -> list[T]:
+    seen: list[T] = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen

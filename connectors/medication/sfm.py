@@ -1,0 +1,228 @@
+"""SFM Basis `$getMedication`: the request Parameters and a pure reader of the answer.
+
+Sits inside the `pll` and `eresept` connectors, which both read the same operation: the request
+carries the patient in the POST body (never in the URL) and the access basis as
+`SamtykkeKjernejournal`; the answer's `medication` is an `sfm-MedicationBundle`, a document
+Bundle whose first entry is a Composition with the sections "PLL info" and "Resepter", and whose
+resources refer to each other by `urn:uuid:` fullUrls. Reading is tolerant of unknown fields and
+missing sections; a wrong shape is `UpstreamInvalidError`.
+
+>>> build_parameters("12057900499", AccessBasis.AKUTT)["parameter"][1]
+{'name': 'SamtykkeKjernejournal', 'valueCode': 'HPAKUTT'}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from connectors.base import AccessBasis
+from connectors.errors import UpstreamInvalidError
+from connectors.fhir import (
+    bundle_entries,
+    coding_of,
+    expect_resource,
+    identifier_by_type,
+    parse_date,
+    parse_datetime,
+    security_of,
+)
+from connectors.identifiers import FNR_SYSTEM, is_valid_nin, nin_system
+from connectors.model import Coding, Dosage, Medication, Provenance
+
+ATC_SYSTEM = "http://www.whocc.no/atc"
+ICPC2_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.7170"
+PLL_SECTION = "PLL info"
+PLL_ID, PRESCRIPTION_ID, TREATMENT_ID = "PLL", "prescriptionID", "treatmentID"
+
+SAMTYKKE_KJERNEJOURNAL: Mapping[AccessBasis, str] = {
+    AccessBasis.AKUTT: "HPAKUTT",
+    AccessBasis.FORHOYET_AKUTT: "HPAKUTT",
+    AccessBasis.SAMTYKKE: "HPMOTTATTSAMTYKKE",
+    AccessBasis.FORHOYET_SAMTYKKE: "HPMOTTATTSAMTYKKE",
+    AccessBasis.UNNTAK: "HPUNNTAK",
+}
+# Only an elevated basis opens restricted (sperrede) medicines and locked prescriptions.
+ELEVATED = frozenset({AccessBasis.FORHOYET_AKUTT, AccessBasis.FORHOYET_SAMTYKKE})
+
+
+def build_parameters(
+    nin: str, access_basis: AccessBasis, *, include_original: bool = False
+) -> dict[str, Any]:
+    """The `$getMedication` input Parameters for one patient and access basis."""
+    system = nin_system(nin) if is_valid_nin(nin) else FNR_SYSTEM
+    elevated = access_basis in ELEVATED
+    return {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "resource": {
+                "resourceType": "Patient", "identifier": [{"system": system, "value": nin}]}},
+            {"name": "SamtykkeKjernejournal", "valueCode": SAMTYKKE_KJERNEJOURNAL[access_basis]},
+            {"name": "SamtykkeSperretLegemidler", "valueBoolean": elevated},
+            {"name": "SamtykkeLasteResepter", "valueBoolean": elevated},
+            {"name": "IncludeOriginal", "valueBoolean": include_original},
+        ],
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationDocument:
+    """What one `$getMedication` answer held, already mapped to the unified model.
+
+    `pll`: statements in the "PLL info" section; `prescriptions`: the other statements that
+    carry a prescriptionID. The `*_fetched_at` times are absent when SFM did not look up
+    Kjernejournal (KJ) or Reseptformidleren (RF).
+    """
+
+    pll: tuple[Medication, ...] = ()
+    prescriptions: tuple[Medication, ...] = ()
+    kj_fetched_at: datetime | None = None
+    rf_fetched_at: datetime | None = None
+
+
+def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDocument:
+    """Map a `$getMedication` output Parameters; items are stamped with `source`."""
+    parameters = expect_resource(body, "Parameters", source).get("parameter")
+    if not isinstance(parameters, list):
+        raise UpstreamInvalidError(source, f"Source {source!r} sent Parameters without parameters.")
+    by_name = {p.get("name"): p for p in parameters if isinstance(p, dict)}
+    bundle = by_name.get("medication", {}).get("resource")
+    if bundle is None:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent no medication Bundle.")
+    pll, prescriptions = read_bundle(bundle, source, fetched_at)
+    return MedicationDocument(
+        pll=pll,
+        prescriptions=prescriptions,
+        kj_fetched_at=parse_datetime(by_name.get("KJHentetTidspunkt", {}).get("valueDateTime")),
+        rf_fetched_at=parse_datetime(by_name.get("RFHentetTidspunkt", {}).get("valueDateTime")),
+    )
+
+
+def read_bundle(
+    bundle: Any, source: str, fetched_at: datetime
+) -> tuple[tuple[Medication, ...], tuple[Medication, ...]]:
+    """The PLL and the prescription statements of an `sfm-MedicationBundle`."""
+    entries = list(bundle_entries(bundle, source))
+    resources: dict[str, dict[str, Any]] = {}
+    for entry in entries:
+        resource = entry["resource"]
+        if isinstance(entry.get("fullUrl"), str):
+            resources[entry["fullUrl"]] = resource
+        if resource.get("id"):
+            resources[f"{resource.get('resourceType')}/{resource['id']}"] = resource
+    compositions = [e for e in entries if e["resource"].get("resourceType") == "Composition"]
+    if not compositions:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent a medication Bundle "
+                                           "without a Composition.")
+    pll_refs = _section_refs(compositions[0]["resource"], PLL_SECTION)
+    pll: list[Medication] = []
+    prescriptions: list[Medication] = []
+    for entry in entries:
+        statement = entry["resource"]
+        if statement.get("resourceType") != "MedicationStatement":
+            continue
+        if statement.get("status") == "entered-in-error":
+            continue
+        keys = {entry.get("fullUrl")}
+        if statement.get("id"):
+            keys.add(f"MedicationStatement/{statement['id']}")
+        in_pll = not pll_refs.isdisjoint(keys)
+        if not in_pll and not identifier_by_type(statement, PRESCRIPTION_ID):
+            continue
+        fallback_id = str(entry.get("fullUrl") or statement.get("id") or "")
+        item = read_statement(statement, resources, source, fetched_at, in_pll=in_pll,
+                              fallback_id=fallback_id)
+        (pll if in_pll else prescriptions).append(item)
+    return tuple(pll), tuple(prescriptions)
+
+
+def _section_refs(composition: Mapping[str, Any], title: str) -> set[str]:
+    """The references listed in the Composition section called `title` (at any depth)."""
+    refs: set[str] = set()
+    pending = list(composition.get("section") or [])
+    while pending:
+        section = pending.pop()
+        if not isinstance(section, dict):
+            continue
+        pending.extend(section.get("section") or [])
+        code = section.get("code")
+        names = {section.get("title"), code.get("text") if isinstance(code, dict) else None}
+        if title not in names:
+            continue
+        for ref in section.get("entry") or []:
+            if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+                refs.add(ref["reference"])
+    return refs
+
+
+def read_statement(
+    statement: Mapping[str, Any],
+    resources: Mapping[str, Mapping[str, Any]],
+    source: str,
+    fetched_at: datetime,
+    *,
+    in_pll: bool,
+    fallback_id: str = "",
+) -> Medication:
+    """One `sfm-MedicationStatement` as a `Medication`, its drug resolved within the Bundle."""
+    pll_id = identifier_by_type(statement, PLL_ID)
+    prescription_id = identifier_by_type(statement, PRESCRIPTION_ID)
+    record_id = (pll_id if in_pll else prescription_id) or fallback_id
+    code, name = _drug(statement, resources, source)
+    period = statement.get("effectivePeriod")
+    period = period if isinstance(period, dict) else {}
+    provenance = Provenance(
+        source=source,
+        record_id=record_id,
+        fetched_at=fetched_at,
+        recorded_at=parse_datetime(statement.get("dateAsserted")),
+    )
+    reasons = statement.get("reasonCode")
+    reason = coding_of(reasons[0], ICPC2_SYSTEM) if isinstance(reasons, list) and reasons else None
+    return Medication(
+        id=f"{source}:{record_id}",
+        code=code,
+        name=name,
+        status=str(statement.get("status") or "unknown"),
+        provenance=provenance,
+        provenances=(provenance,),
+        dosage=_dosage(statement.get("dosage")),
+        reason=reason,
+        started=parse_date(period.get("start") or statement.get("effectiveDateTime")),
+        ended=parse_date(period.get("end")),
+        prescription_id=prescription_id,
+        pll_id=pll_id,
+        treatment_id=identifier_by_type(statement, TREATMENT_ID),
+        in_pll=in_pll,
+        security=security_of(statement),
+    )
+
+
+def _drug(
+    statement: Mapping[str, Any], resources: Mapping[str, Mapping[str, Any]], source: str
+) -> tuple[Coding, str]:
+    concept = statement.get("medicationCodeableConcept")
+    if concept is None:
+        reference = statement.get("medicationReference")
+        ref = reference.get("reference") if isinstance(reference, dict) else None
+        medication = resources.get(ref) if isinstance(ref, str) else None
+        if medication is None or medication.get("resourceType") != "Medication":
+            raise UpstreamInvalidError(source, f"Source {source!r} sent a MedicationStatement "
+                                               "whose Medication is missing.")
+        concept = medication.get("code")
+    code = coding_of(concept, ATC_SYSTEM) or Coding(system="", code="")
+    text = concept.get("text") if isinstance(concept, dict) else None
+    name = text if isinstance(text, str) and text else (code.display or code.code)
+    return code, name
+
+
+def _dosage(dosages: Any) -> Dosage | None:
+    if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
+        return None
+    text = dosages[0].get("text")
+    if not isinstance(text, str) or not text.strip():
+        return None
+    route = coding_of(dosages[0].get("route"))
+    return Dosage(text=text.strip(), route=route)

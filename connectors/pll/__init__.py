@@ -1,0 +1,33 @@
+"""The `pll` connector: Pasientens legemiddelliste (the patient's shared medication list).
+
+Sits under the fan-out. PLL is not a system of its own but a message in the e-resept chain,
+read here through SFM's `$getMedication`: only the statements in the Composition's "PLL info"
+section are served (`in_pll=True`, `pll_id` set). A patient without a PLL gets an empty
+section, which is EMPTY, not an error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+from connectors.base import ConnectorSettings, SourceResult
+from connectors.medication.connector import SfmConnector
+from connectors.medication.sfm import MedicationDocument
+from connectors.model import Category
+
+
+class PllConnector(SfmConnector):
+    """Serves MEDICATIONS from the PLL section of `$getMedication`."""
+
+    name = "pll"
+
+    def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
+        return SourceResult.of(self.name, {Category.MEDICATIONS: document.pll},
+                               fetched_at=fetched_at)
+
+
+def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> PllConnector:
+    """The entry point (`kilde.connectors` group, name `pll`)."""
+    return PllConnector(settings, http)

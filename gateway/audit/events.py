@@ -1,0 +1,136 @@
+"""Audit events: the record the gateway writes for every delivery, before the data leaves.
+
+Sits at the end of the request flow: resolvers build one `AuditEvent` per delivery (or denial)
+and hand it to the `AuditSink`. `canonical_bytes` is the exact byte string that is stored and
+hashed into the chain, so it must never change for an existing event: sorted keys, no
+whitespace, ASCII only, UTC timestamps with microseconds.
+
+>>> e = AuditEvent(request_id="r1", outcome="DELIVERED", reason="PERMITTED",
+...                principal_kind="CLINICIAN", actor_person_id="04125845687", client_id="epj")
+>>> event_from_json(canonical_bytes(e)) == e
+True
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+OUTCOMES = ("DELIVERED", "DENIED")
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What one source served for one category in the audited request.
+
+    `status` is the `SourceStatus.status` string ("OK", "STALE", "DENIED", ...) and `count` the
+    number of items handed to the caller (0 when nothing was delivered).
+    """
+
+    category: str
+    source: str
+    status: str
+    count: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
+            raise ValueError(f"Delivery.count must be a non-negative int, got {self.count!r}.")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuditEvent:
+    """One audited access: who, for which patient, why, what was delivered, and the decision.
+
+    `event_id` and `recorded_at` default to a new uuid4 and now (UTC). `recorded_at` must be
+    timezone-aware; it is normalised to UTC. `outcome` is "DELIVERED" or "DENIED"; `reason`
+    the policy decision's reason code. `actor_person_id` is the caller's fødselsnummer: it is
+    for the audit trail only and never appears in logs or in the FHIR export.
+    """
+
+    event_id: str = field(default_factory=_new_id)
+    recorded_at: datetime = field(default_factory=_now)
+    request_id: str
+    outcome: str
+    reason: str
+    principal_kind: str
+    actor_person_id: str
+    actor_name: str | None = None
+    actor_hpr: str | None = None
+    actor_profession: str | None = None
+    actor_profession_text: str | None = None
+    legal_entity: str | None = None
+    legal_entity_name: str | None = None
+    point_of_care: str | None = None
+    point_of_care_name: str | None = None
+    actor_municipality: str | None = None
+    client_id: str = ""
+    patient_nin: str | None = None
+    purpose_of_use: str | None = None
+    decision_ref: str | None = None
+    decision_description: str | None = None
+    user_selected: bool = False
+    emergency: bool = False
+    emergency_reason: str | None = None
+    deliveries: tuple[Delivery, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"AuditEvent.outcome must be one of {OUTCOMES}, got {self.outcome!r}.")
+        if not isinstance(self.recorded_at, datetime) or self.recorded_at.utcoffset() is None:
+            raise ValueError("AuditEvent.recorded_at must be a timezone-aware datetime.")
+        object.__setattr__(self, "recorded_at", self.recorded_at.astimezone(UTC))
+        object.__setattr__(self, "deliveries", tuple(self.deliveries))
+
+
+def _to_dict(event: AuditEvent) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if f.name == "recorded_at":
+            value = format_time(value)
+        elif f.name == "deliveries":
+            value = [
+                {"category": d.category, "source": d.source, "status": d.status, "count": d.count}
+                for d in value
+            ]
+        data[f.name] = value
+    return data
+
+
+def canonical_bytes(event: AuditEvent) -> bytes:
+    """The stable serialisation of `event` that is stored and hashed (sorted-key ASCII JSON)."""
+    return json.dumps(
+        _to_dict(event), sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
+def event_from_json(body: bytes | str) -> AuditEvent:
+    """The event `canonical_bytes` produced; raises ValueError when `body` is not one."""
+    try:
+        data = json.loads(body)
+        data["recorded_at"] = parse_time(data["recorded_at"])
+        data["deliveries"] = tuple(Delivery(**d) for d in data["deliveries"])
+        return AuditEvent(**data)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError("The stored audit event is not a valid serialised AuditEvent.") from exc
+
+
+def format_time(value: datetime) -> str:
+    """UTC, microsecond precision, `Z` suffix: the timestamp form used in stored events."""
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.strptime(value, _TIME_FORMAT).replace(tzinfo=UTC)

@@ -1,0 +1,299 @@
+"""The production audit store: PostgreSQL through an asyncpg pool, shared by every replica.
+
+Sits behind `AuditSink` when `KILDE_AUDIT__URL=postgresql://...`. Each write batch takes
+`pg_advisory_xact_lock` (keyed on the schema) before reading the chain head, so replicas append
+one after another and the chain stays linear. A trigger refuses UPDATE, TRUNCATE and DELETE on
+the events table unless the transaction set `kilde.audit_purge` — which only the `audit_purge`
+function does; a deployment can further revoke DELETE from the application role. Commits use
+`synchronous_commit = on` whatever the server default, so a returned write is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+
+from gateway.audit.batching import GroupCommitter
+from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
+from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
+from gateway.audit.sink import (
+    AuditPage,
+    AuditUnavailableError,
+    UsageRow,
+    check_page_args,
+    decode_cursor,
+    encode_cursor,
+    from_micros,
+    sort_usage,
+    to_micros,
+    usage_bounds,
+)
+
+log = logging.getLogger("kilde.audit")
+DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
+LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()))"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq bigint PRIMARY KEY,
+    event_id text NOT NULL UNIQUE,
+    recorded_at timestamptz NOT NULL,
+    patient_nin text,
+    prev_hash bytea NOT NULL,
+    hash bytea NOT NULL,
+    body text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_patient ON audit_events (patient_nin, recorded_at, seq);
+CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (recorded_at, seq);
+CREATE TABLE IF NOT EXISTS audit_chain (
+    id int PRIMARY KEY CHECK (id = 1),
+    head_seq bigint NOT NULL,
+    head_hash bytea NOT NULL,
+    anchor_seq bigint NOT NULL,
+    anchor_hash bytea NOT NULL
+);
+INSERT INTO audit_chain VALUES (1, 0, decode(repeat('00', 32), 'hex'), 0,
+                                decode(repeat('00', 32), 'hex')) ON CONFLICT DO NOTHING;
+CREATE OR REPLACE FUNCTION audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('kilde.audit_purge', true) = 'on' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'audit events are append-only (% refused)', TG_OP USING ERRCODE = '42501';
+END
+$fn$;
+CREATE OR REPLACE FUNCTION audit_purge(cutoff timestamptz) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    anchor bigint; kept bigint; last_seq bigint; last_hash bytea; deleted bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()));
+    SELECT anchor_seq INTO anchor FROM audit_chain WHERE id = 1;
+    -- only a prefix of the chain can go: stop before the oldest row still to be kept
+    SELECT min(seq) INTO kept FROM audit_events WHERE recorded_at >= cutoff;
+    SELECT seq, hash INTO last_seq, last_hash FROM audit_events
+        WHERE kept IS NULL OR seq < kept ORDER BY seq DESC LIMIT 1;
+    IF last_seq IS NULL OR last_seq <= anchor THEN
+        RETURN 0;
+    END IF;
+    PERFORM set_config('kilde.audit_purge', 'on', true);
+    DELETE FROM audit_events WHERE seq <= last_seq;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    PERFORM set_config('kilde.audit_purge', 'off', true);
+    UPDATE audit_chain SET anchor_seq = last_seq, anchor_hash = last_hash WHERE id = 1;
+    RETURN deleted;
+END
+$fn$;
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass
+                   AND tgname = 'audit_events_append_only') THEN
+        CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+            FOR EACH ROW EXECUTE FUNCTION audit_events_guard();
+        CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_events_guard();
+    END IF;
+END
+$do$;
+"""
+
+USAGE = """
+SELECT (e.recorded_at AT TIME ZONE 'UTC')::date, d->>'source', d->>'category',
+       j.b->>'actor_municipality', count(*), sum((d->>'count')::bigint)
+FROM audit_events AS e
+CROSS JOIN LATERAL (SELECT e.body::jsonb AS b) AS j
+CROSS JOIN LATERAL jsonb_array_elements(j.b->'deliveries') AS d
+WHERE j.b->>'outcome' = 'DELIVERED' AND (d->>'count')::bigint > 0
+  AND ($1::timestamptz IS NULL OR e.recorded_at >= $1)
+  AND ($2::timestamptz IS NULL OR e.recorded_at < $2)
+GROUP BY 1, 2, 3, 4
+"""
+
+INSERT = (
+    "INSERT INTO audit_events (seq, event_id, recorded_at, patient_nin, prev_hash, hash, body)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+
+Row = tuple[str, datetime, str | None, bytes]  # event_id, recorded_at, patient_nin, body
+
+
+class PostgresAuditSink:
+    """`AuditSink` on PostgreSQL; open with `await PostgresAuditSink.open(url, ...)`.
+
+    >>> sink = await PostgresAuditSink.open("postgresql://kilde@db/kilde", retention_days=3650)
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, retention_days: int) -> None:
+        self.retention_days = retention_days
+        self._pool = pool
+        self._ready = False
+        self._setup_lock = asyncio.Lock()
+        self._committer: GroupCommitter[Row] = GroupCommitter(self._commit)
+
+    @classmethod
+    async def open(cls, url: str, *, retention_days: int) -> PostgresAuditSink:
+        try:
+            parts = urlsplit(url)
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError("KILDE_AUDIT__URL is not a valid postgresql:// URL.") from exc
+        # min_size=0: nothing connects here, so an unreachable server is retried on first use.
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=10, timeout=5.0, command_timeout=30.0
+        )
+        sink = cls(pool, retention_days=retention_days)
+        try:
+            await sink._ensure_schema()
+        except AuditUnavailableError:
+            log.warning("audit store unreachable at start; writes fail until it answers")
+        return sink
+
+    async def _ensure_schema(self) -> None:
+        if self._ready:
+            return
+        async with self._setup_lock, self._connection() as conn, conn.transaction():
+            if not self._ready:
+                await conn.execute(LOCK.replace("kilde_audit:", "kilde_audit_schema:"))
+                await conn.execute(SCHEMA)
+                self._ready = True
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; database and network errors leave as AuditUnavailableError."""
+        try:
+            async with self._pool.acquire() as conn:
+                yield conn
+        except DB_ERRORS as exc:
+            log.error("audit store call failed: %s", type(exc).__name__)
+            raise AuditUnavailableError("The audit trail could not be read or written.") from exc
+
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.Connection]:
+        await self._ensure_schema()
+        async with self._connection() as conn, conn.transaction(
+            isolation="repeatable_read", readonly=True
+        ):
+            yield conn
+
+    @property
+    def batches_committed(self) -> int:
+        """How many group-commit transactions this sink has committed (tests, benchmark)."""
+        return self._committer.batches
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def write(self, event: AuditEvent) -> None:
+        row = (event.event_id, event.recorded_at, event.patient_nin, canonical_bytes(event))
+        await self._committer.submit(row)
+
+    async def _commit(self, rows: list[Row]) -> None:
+        await self._ensure_schema()
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(f"SET LOCAL synchronous_commit = on; {LOCK}")
+            head = await conn.fetchrow("SELECT head_seq, head_hash FROM audit_chain WHERE id = 1")
+            links = link_batch(Anchor(head[0], head[1]), (body for *_, body in rows))
+            await conn.executemany(
+                INSERT,
+                [(s, eid, at, nin, prev, h, body.decode("ascii"))
+                 for (eid, at, nin, body), (s, prev, h) in zip(rows, links, strict=True)],
+            )
+            last_seq, _, last_hash = links[-1]
+            await conn.execute(
+                "UPDATE audit_chain SET head_seq = $1, head_hash = $2 WHERE id = 1",
+                last_seq, last_hash,
+            )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def query(
+        self,
+        *,
+        patient_nin: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        first: int,
+        after: str | None,
+    ) -> AuditPage:
+        check_page_args(first, start, end)
+        key = decode_cursor(after) if after else None
+        where: list[str] = []
+        params: list[Any] = []
+        for column, op, value in (
+            ("patient_nin", "=", patient_nin), ("recorded_at", ">=", start),
+            ("recorded_at", "<", end),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(f"{column} {op} ${len(params)}")
+        clause = " AND ".join(where) or "true"
+        async with self._snapshot() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM audit_events WHERE {clause}", *params)
+            if key is not None:
+                params += [from_micros(key[0]), key[1]]
+                clause += f" AND (recorded_at, seq) < (${len(params) - 1}, ${len(params)})"
+            params.append(first + 1)
+            rows = await conn.fetch(
+                f"SELECT recorded_at, seq, body FROM audit_events WHERE {clause}"
+                f" ORDER BY recorded_at DESC, seq DESC LIMIT ${len(params)}",
+                *params,
+            )
+        page = rows[:first]
+        return AuditPage(
+            events=[event_from_json(r["body"]) for r in page],
+            end_cursor=encode_cursor(to_micros(page[-1][0]), page[-1][1]) if page else None,
+            has_next_page=len(rows) > first,
+            total=total,
+        )
+
+    async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
+        async with self._snapshot() as conn:
+            rows = await conn.fetch(USAGE, *usage_bounds(start, end))
+        return sort_usage([UsageRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows])
+
+    async def verify(self) -> VerifyResult:
+        async with self._snapshot() as conn:
+            chain = await conn.fetchrow(
+                "SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1"
+            )
+            verifier = ChainVerifier(Anchor(chain["anchor_seq"], chain["anchor_hash"]))
+            async for r in conn.cursor(
+                "SELECT seq, prev_hash, hash, body, event_id, recorded_at, patient_nin"
+                " FROM audit_events ORDER BY seq",
+                prefetch=2000,
+            ):
+                verifier.feed(ChainRow(r[0], r[1], r[2], r[3].encode(), r[4],
+                                       format_time(r[5]), r[6]))
+        return verifier.finish(Anchor(chain["head_seq"], chain["head_hash"]))
+
+    # -- retention and lifecycle -----------------------------------------------------------
+
+    async def purge(self, *, older_than: datetime) -> int:
+        check_page_args(0, older_than, None)
+        await self._ensure_schema()
+        async with self._connection() as conn:
+            return int(await conn.fetchval("SELECT audit_purge($1)", older_than))
+
+    async def purge_expired(self) -> int:
+        """Apply the configured retention (`KILDE_AUDIT__RETENTION_DAYS`)."""
+        return await self.purge(older_than=datetime.now(UTC) - timedelta(days=self.retention_days))
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(2.0), self._connection() as conn:
+                await conn.fetchval("SELECT 1")
+        except (AuditUnavailableError, TimeoutError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._committer.aclose()
+        try:
+            await asyncio.wait_for(self._pool.close(), timeout=5.0)
+        except TimeoutError:
+            self._pool.terminate()

@@ -1,0 +1,318 @@
+"""The embedded audit store: one SQLite file, written by one dedicated worker thread.
+
+Sits behind `AuditSink` for the one-machine setup (the default `sqlite:///kilde-audit.sqlite3`).
+Every database call runs on a single worker thread that owns the connection (stdlib sqlite3 is
+blocking); the event loop only awaits it. WAL with `synchronous=FULL` makes a commit durable
+when it returns; writes take `BEGIN IMMEDIATE`, so the chain stays linear even when several
+processes share the file. Triggers refuse UPDATE, and DELETE outside the retention purge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
+
+from gateway.audit.batching import GroupCommitter
+from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
+from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
+from gateway.audit.sink import (
+    AuditPage,
+    AuditUnavailableError,
+    UsageRow,
+    check_page_args,
+    decode_cursor,
+    encode_cursor,
+    from_micros,
+    sort_usage,
+    to_micros,
+    usage_bounds,
+)
+
+R = TypeVar("R")
+log = logging.getLogger("kilde.audit")
+VERIFY_PAGE = 2000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_events (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    recorded_us INTEGER NOT NULL,
+    patient_nin TEXT,
+    prev_hash BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_patient ON audit_events (patient_nin, recorded_us, seq);
+CREATE INDEX IF NOT EXISTS audit_events_by_time ON audit_events (recorded_us, seq);
+CREATE TABLE IF NOT EXISTS audit_chain (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    head_seq INTEGER NOT NULL,
+    head_hash BLOB NOT NULL,
+    anchor_seq INTEGER NOT NULL,
+    anchor_hash BLOB NOT NULL
+);
+INSERT OR IGNORE INTO audit_chain VALUES (1, 0, zeroblob(32), 0, zeroblob(32));
+CREATE TABLE IF NOT EXISTS audit_purge_gate (opened INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN SELECT RAISE(ABORT, 'audit events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_events_no_delete BEFORE DELETE ON audit_events
+WHEN NOT EXISTS (SELECT 1 FROM audit_purge_gate)
+BEGIN SELECT RAISE(ABORT, 'audit events are deleted only by the retention purge'); END;
+"""
+
+USAGE = """
+SELECT date(e.recorded_us / 1000000, 'unixepoch'),
+       json_extract(d.value, '$.source'), json_extract(d.value, '$.category'),
+       json_extract(e.body, '$.actor_municipality'),
+       count(*), sum(json_extract(d.value, '$.count'))
+FROM audit_events AS e, json_each(e.body, '$.deliveries') AS d
+WHERE json_extract(e.body, '$.outcome') = 'DELIVERED' AND json_extract(d.value, '$.count') > 0
+  AND e.recorded_us >= ? AND e.recorded_us < ?
+GROUP BY 1, 2, 3, 4
+"""
+
+Row = tuple[str, int, str | None, bytes]  # event_id, recorded_us, patient_nin, body
+
+
+class SqliteAuditSink:
+    """`AuditSink` on a SQLite file; open with `await SqliteAuditSink.open(path, ...)`.
+
+    >>> sink = await SqliteAuditSink.open("kilde-audit.sqlite3", retention_days=3650)
+    """
+
+    def __init__(self, path: str, *, retention_days: int) -> None:
+        self.path = path
+        self.retention_days = retention_days
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kilde-audit")
+        self._conn: sqlite3.Connection | None = None
+        self._committer: GroupCommitter[Row] = GroupCommitter(self._commit)
+
+    @classmethod
+    async def open(cls, path: str, *, retention_days: int) -> SqliteAuditSink:
+        sink = cls(path, retention_days=retention_days)
+        try:
+            await asyncio.get_running_loop().run_in_executor(sink._executor, sink._connect)
+        except (sqlite3.Error, OSError) as exc:
+            sink._executor.shutdown(wait=False)
+            raise ValueError(
+                "The SQLite audit file named by KILDE_AUDIT__URL could not be opened "
+                f"({type(exc).__name__}); check that its directory exists and is writable."
+            ) from exc
+        return sink
+
+    def _connect(self) -> None:
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
+        if self._conn is None:
+            raise AuditUnavailableError("The audit trail is closed.")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            log.error("audit store call failed: %s", type(exc).__name__)
+            raise AuditUnavailableError("The audit trail could not be read or written.") from exc
+
+    @property
+    def batches_committed(self) -> int:
+        """How many group-commit transactions this sink has committed (tests, benchmark)."""
+        return self._committer.batches
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def write(self, event: AuditEvent) -> None:
+        row = (event.event_id, to_micros(event.recorded_at), event.patient_nin,
+               canonical_bytes(event))
+        await self._committer.submit(row)
+
+    async def _commit(self, rows: list[Row]) -> None:
+        await self._call(self._append, rows)
+
+    def _append(self, rows: list[Row]) -> None:
+        conn = _open(self._conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq, head = conn.execute(
+                "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1"
+            ).fetchone()
+            links = link_batch(Anchor(seq, head), (body for *_, body in rows))
+            conn.executemany(
+                "INSERT INTO audit_events (seq, event_id, recorded_us, patient_nin, prev_hash,"
+                " hash, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(s, eid, us, nin, prev, h, body.decode("ascii"))
+                 for (eid, us, nin, body), (s, prev, h) in zip(rows, links, strict=True)],
+            )
+            last_seq, _, last_hash = links[-1]
+            conn.execute(
+                "UPDATE audit_chain SET head_seq = ?, head_hash = ? WHERE id = 1",
+                (last_seq, last_hash),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def query(
+        self,
+        *,
+        patient_nin: str | None,
+        start: datetime | None,
+        end: datetime | None,
+        first: int,
+        after: str | None,
+    ) -> AuditPage:
+        check_page_args(first, start, end)
+        key = decode_cursor(after) if after else None
+        where: list[str] = []
+        params: list[Any] = []
+        if patient_nin is not None:
+            where.append("patient_nin = ?")
+            params.append(patient_nin)
+        if start is not None:
+            where.append("recorded_us >= ?")
+            params.append(to_micros(start))
+        if end is not None:
+            where.append("recorded_us < ?")
+            params.append(to_micros(end))
+        return await self._call(self._page, where, params, key, first)
+
+    def _page(
+        self, where: list[str], params: list[Any], key: tuple[int, int] | None, first: int
+    ) -> AuditPage:
+        conn = _open(self._conn)
+        conn.execute("BEGIN")
+        try:
+            clause = " AND ".join(where) or "1"
+            total = conn.execute(f"SELECT count(*) FROM audit_events WHERE {clause}", params)
+            total_count = total.fetchone()[0]
+            if key is not None:
+                clause += " AND (recorded_us, seq) < (?, ?)"
+                params = [*params, *key]
+            rows = conn.execute(
+                f"SELECT recorded_us, seq, body FROM audit_events WHERE {clause}"
+                " ORDER BY recorded_us DESC, seq DESC LIMIT ?",
+                [*params, first + 1],
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        page = rows[:first]
+        return AuditPage(
+            events=[event_from_json(body) for _, _, body in page],
+            end_cursor=encode_cursor(page[-1][0], page[-1][1]) if page else None,
+            has_next_page=len(rows) > first,
+            total=total_count,
+        )
+
+    async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
+        low, high = usage_bounds(start, end)
+        bounds = (to_micros(low) if low else -(2**62), to_micros(high) if high else 2**62)
+        rows = await self._call(lambda: _open(self._conn).execute(USAGE, bounds).fetchall())
+        return sort_usage(
+            [UsageRow(date.fromisoformat(d), s, c, m, n, items) for d, s, c, m, n, items in rows]
+        )
+
+    async def verify(self) -> VerifyResult:
+        return await self._call(self._verify)
+
+    def _verify(self) -> VerifyResult:
+        conn = _open(self._conn)
+        conn.execute("BEGIN")  # one snapshot: rows and head agree even while others write
+        try:
+            head_seq, head_hash, anchor_seq, anchor_hash = conn.execute(
+                "SELECT head_seq, head_hash, anchor_seq, anchor_hash FROM audit_chain WHERE id = 1"
+            ).fetchone()
+            verifier = ChainVerifier(Anchor(anchor_seq, anchor_hash))
+            last = -1
+            while True:
+                rows = conn.execute(
+                    "SELECT seq, prev_hash, hash, body, event_id, recorded_us, patient_nin"
+                    " FROM audit_events WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (last, VERIFY_PAGE),
+                ).fetchall()
+                for seq, prev, h, body, event_id, us, nin in rows:
+                    recorded = format_time(from_micros(us))
+                    verifier.feed(ChainRow(seq, prev, h, body.encode(), event_id, recorded, nin))
+                if len(rows) < VERIFY_PAGE:
+                    break
+                last = rows[-1][0]
+        finally:
+            conn.execute("COMMIT")
+        return verifier.finish(Anchor(head_seq, head_hash))
+
+    # -- retention and lifecycle -----------------------------------------------------------
+
+    async def purge(self, *, older_than: datetime) -> int:
+        check_page_args(0, older_than, None)
+        return await self._call(self._purge, to_micros(older_than))
+
+    async def purge_expired(self) -> int:
+        """Apply the configured retention (`KILDE_AUDIT__RETENTION_DAYS`)."""
+        return await self.purge(older_than=datetime.now(UTC) - timedelta(days=self.retention_days))
+
+    def _purge(self, cutoff_us: int) -> int:
+        conn = _open(self._conn)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (anchor_seq,) = conn.execute(
+                "SELECT anchor_seq FROM audit_chain WHERE id = 1"
+            ).fetchone()
+            # Only a prefix of the chain can go: stop before the oldest row still to be kept.
+            (kept,) = conn.execute(
+                "SELECT min(seq) FROM audit_events WHERE recorded_us >= ?", (cutoff_us,)
+            ).fetchone()
+            bound = "seq < ?" if kept is not None else "1"
+            last = conn.execute(
+                f"SELECT seq, hash FROM audit_events WHERE {bound} ORDER BY seq DESC LIMIT 1",
+                (kept,) if kept is not None else (),
+            ).fetchone()
+            if last is None or last[0] <= anchor_seq:
+                conn.execute("COMMIT")
+                return 0
+            conn.execute("INSERT INTO audit_purge_gate VALUES (1)")
+            deleted = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (last[0],)).rowcount
+            conn.execute("DELETE FROM audit_purge_gate")
+            conn.execute(
+                "UPDATE audit_chain SET anchor_seq = ?, anchor_hash = ? WHERE id = 1", last
+            )
+            conn.execute("COMMIT")
+            return deleted
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            await asyncio.wait_for(self._call(_select_one, self), timeout=2.0)
+        except (AuditUnavailableError, TimeoutError):
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        await self._committer.aclose()
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=False)
+
+
+def _open(conn: sqlite3.Connection | None) -> sqlite3.Connection:
+    if conn is None:
+        raise sqlite3.ProgrammingError("the audit database is closed")
+    return conn
+
+
+def _select_one(sink: SqliteAuditSink) -> None:
+    _open(sink._conn).execute("SELECT 1").fetchone()
+
