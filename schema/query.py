@@ -7,7 +7,6 @@ for just those. Access-log fields read the audit store through the context.
 
 from __future__ import annotations
 
-import base64
 import logging
 import traceback
 from datetime import UTC, date, datetime
@@ -108,12 +107,13 @@ def _connection(page: Any) -> types.AccessLogConnection:
     )
 
 
-def _cursor_ok(after: str | None) -> None:
-    if after is None:
-        return
+async def _read_log(ctx: Context, nin: str, start: datetime | None, end: datetime | None,
+                    first: int | None, after: str | None) -> Any:
+    size = _page_size(first)
     try:
-        base64.urlsafe_b64decode(after.encode() + b"==")
-    except ValueError:
+        return await ctx.services.access_log.query(
+            patient_nin=nin, start=start, end=end, first=size, after=after)
+    except ValueError:  # the store did not issue this cursor
         raise BadUserInputError("'after' is not a cursor from this connection.") from None
 
 
@@ -184,11 +184,7 @@ class Query:
         decision = decide_access_log(ctx.principal, None, rules=ctx.services.rules)
         if not decision.allowed:
             raise ForbiddenError("You may not read this access log.", reason=decision.reason)
-        _cursor_ok(after)
-        page = await ctx.services.access_log.query(
-            patient_nin=ctx.principal.person_id, start=None, end=None,
-            first=_page_size(first), after=after,
-        )
+        page = await _read_log(ctx, ctx.principal.person_id, None, None, first, after)
         return _connection(page)
 
     @strawberry.field(description="The access log for one patient (privacy officer).")
@@ -206,10 +202,7 @@ class Query:
         decision = decide_access_log(ctx.principal, nin, rules=ctx.services.rules)
         if not decision.allowed:
             raise ForbiddenError("You may not read this access log.", reason=decision.reason)
-        _cursor_ok(after)
-        page = await ctx.services.access_log.query(
-            patient_nin=nin, start=from_, end=to, first=_page_size(first), after=after,
-        )
+        page = await _read_log(ctx, nin, from_, to, first, after)
         return _connection(page)
 
     @strawberry.field(description="Deliveries per day, source, category and municipality "

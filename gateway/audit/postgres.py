@@ -39,6 +39,7 @@ from gateway.audit.sink import (
 log = logging.getLogger("kilde.audit")
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()))"
+SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit_schema:' || current_schema()))"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -159,7 +160,7 @@ class PostgresAuditSink:
             return
         async with self._setup_lock, self._connection() as conn, conn.transaction():
             if not self._ready:
-                await conn.execute(LOCK.replace("kilde_audit:", "kilde_audit_schema:"))
+                await conn.execute(SCHEMA_LOCK)
                 await conn.execute(SCHEMA)
                 self._ready = True
 

@@ -271,6 +271,22 @@ async def test_concurrent_writes_are_all_committed_in_few_transactions(sink: Aud
     assert sink.batches_committed < 50  # type: ignore[attr-defined]
 
 
+async def test_two_replicas_on_one_store_keep_a_single_valid_chain(url: str) -> None:
+    first, second = await asyncio.gather(
+        open_audit_sink(url, retention_days=3650), open_audit_sink(url, retention_days=3650)
+    )
+    try:
+        await asyncio.gather(
+            *(first.write(event(i, request_id=f"one-{i}")) for i in range(100)),
+            *(second.write(event(i, request_id=f"two-{i}")) for i in range(100)),
+        )
+        result = await first.verify()
+        assert (result.ok, result.checked) == (True, 200)
+    finally:
+        await first.aclose()
+        await second.aclose()
+
+
 async def test_a_failed_batch_fails_every_caller_in_it(sink: AuditSink) -> None:
     duplicate = event(1)
     await sink.write(duplicate)
