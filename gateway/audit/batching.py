@@ -27,8 +27,8 @@ WRITE_FAILED = "The audit trail could not be written; the data must not be deliv
 class GroupCommitter(Generic[T]):
     """Batches `submit(item)` calls into `commit(items)` calls made by one writer task.
 
-    >>> committer = GroupCommitter(store_rows)   # async def store_rows(rows: list[Row])
-    >>> await committer.submit(row)              # returns once its batch is committed
+    >>> committer = GroupCommitter(store_rows)  # doctest: +SKIP
+    >>> await committer.submit(row)  # returns once its batch is committed  # doctest: +SKIP
     """
 
     def __init__(self, commit: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 512):

@@ -8,6 +8,9 @@ purpose of use, the patient by fødselsnummer, one entity per delivered category
 decision reference in the `careRelationMetaData` extension. The caller's own fødselsnummer
 (`actor_person_id`) is deliberately left out: the export may be shown to the patient.
 
+>>> from gateway.audit.events import AuditEvent
+>>> event = AuditEvent(request_id="r1", outcome="DELIVERED", reason="PERMITTED",
+...                    principal_kind="CLINICIAN", actor_person_id="04125845687")
 >>> resource = to_fhir_audit_event(event)
 >>> resource["resourceType"], resource["action"], resource["outcome"]
 ('AuditEvent', 'R', '0')

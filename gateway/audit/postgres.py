@@ -127,7 +127,7 @@ Row = tuple[str, datetime, str | None, bytes]  # event_id, recorded_at, patient_
 class PostgresAuditSink:
     """`AuditSink` on PostgreSQL; open with `await PostgresAuditSink.open(url, ...)`.
 
-    >>> sink = await PostgresAuditSink.open("postgresql://kilde@db/kilde", retention_days=3650)
+    >>> sink = await PostgresAuditSink.open(url, retention_days=3650)  # doctest: +SKIP
     """
 
     def __init__(self, pool: asyncpg.Pool, *, retention_days: int) -> None:
@@ -141,7 +141,8 @@ class PostgresAuditSink:
     async def open(cls, url: str, *, retention_days: int) -> PostgresAuditSink:
         try:
             parts = urlsplit(url)
-            _ = parts.port
+            if "," not in parts.netloc:  # libpq multi-host lists are asyncpg's to parse
+                _ = parts.port
         except ValueError as exc:
             raise ValueError("KILDE_AUDIT__URL is not a valid postgresql:// URL.") from exc
         # min_size=0: nothing connects here, so an unreachable server is retried on first use.
@@ -151,8 +152,11 @@ class PostgresAuditSink:
         sink = cls(pool, retention_days=retention_days)
         try:
             await sink._ensure_schema()
-        except AuditUnavailableError:
-            log.warning("audit store unreachable at start; writes fail until it answers")
+        except AuditUnavailableError as exc:
+            log.warning(
+                "audit store not ready at start (%s); writes fail until it is",
+                type(exc.__cause__).__name__,
+            )
         return sink
 
     async def _ensure_schema(self) -> None:

@@ -82,7 +82,7 @@ Row = tuple[str, int, str | None, bytes]  # event_id, recorded_us, patient_nin, 
 class SqliteAuditSink:
     """`AuditSink` on a SQLite file; open with `await SqliteAuditSink.open(path, ...)`.
 
-    >>> sink = await SqliteAuditSink.open("kilde-audit.sqlite3", retention_days=3650)
+    >>> sink = await SqliteAuditSink.open("audit.sqlite3", retention_days=3650)  # doctest: +SKIP
     """
 
     def __init__(self, path: str, *, retention_days: int) -> None:
