@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
@@ -238,4 +239,7 @@ class KildeSchema(strawberry.Schema):
 
 def build_schema() -> strawberry.Schema:
     """The GraphQL schema; built once at start."""
-    return KildeSchema(query=Query)
+    # Parsing and validating the same operation again dominated the request's CPU time
+    # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
+    return KildeSchema(query=Query, extensions=[ParserCache(maxsize=256),
+                                                ValidationCache(maxsize=256)])
