@@ -241,5 +241,6 @@ def build_schema() -> strawberry.Schema:
     """The GraphQL schema; built once at start."""
     # Parsing and validating the same operation again dominated the request's CPU time
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
-    return KildeSchema(query=Query, extensions=[ParserCache(maxsize=256),
-                                                ValidationCache(maxsize=256)])
+    # The caches live at module level, keyed by maxsize: the factories are cheap per request.
+    return KildeSchema(query=Query, extensions=[lambda: ParserCache(maxsize=256),
+                                                lambda: ValidationCache(maxsize=256)])
