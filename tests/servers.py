@@ -28,7 +28,8 @@ class ServerThread:
 
     def __init__(self, app: Any, port: int) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                access_log=False, lifespan="on", log_level="warning")
+                                access_log=False, lifespan="on", log_level="warning",
+                                timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
         self.port = port
         self.thread = threading.Thread(target=self._run, daemon=True)
