@@ -1,21 +1,25 @@
-"""Benchmark plumbing: start the sandbox and the gateway as real processes, drive load, measure.
+"""Benchmark plumbing: processes pinned to cores, load from wrk (or aiohttp), CPU and RSS.
 
-Used by `bench/legevakt.py` and the test suite's smoke run. Load is generated with aiohttp in
-this process (an async client on its own core where the machine has one); CPU and RSS of the
-gateway process are read from /proc.
+Used by every benchmark in `bench/` and the test suite's smoke run. `process()` starts a real
+process (optionally `taskset`-pinned), waits until it answers, and stops it; `load()` drives one
+closed-loop run with wrk when it is installed (a Lua script posts the body and counts answers
+that are not clean GraphQL data as errors) or with an aiohttp client in this process otherwise;
+`Usage` reads CPU seconds and RSS of a process and its children from /proc.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,8 @@ from pathlib import Path
 import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+SOURCES = ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")
 
 
 def free_port() -> int:
@@ -31,11 +37,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30.0) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None,
+              ) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the process for {url} exited with status {proc.returncode}")
         try:
             if httpx.get(url, timeout=1.0).status_code < 500:
                 return
@@ -45,86 +54,197 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up in {timeout} s")
 
 
+@dataclass(frozen=True)
+class Cores:
+    """Which CPUs each role runs on (`taskset -c` lists); None: not pinned.
+
+    On two or more cores the system under test gets its own core and the load generator and
+    the sandbox share the other, so the gateway never competes with its load for a CPU.
+    """
+
+    sut: str | None
+    driver: str | None
+    sandbox: str | None
+
+    @classmethod
+    def detect(cls) -> Cores:
+        count = len(os.sched_getaffinity(0))
+        if count < 2 or shutil.which("taskset") is None:
+            return cls(None, None, None)
+        cpus = sorted(os.sched_getaffinity(0))
+        return cls(str(cpus[-1]), str(cpus[0]), str(cpus[0]))
+
+    def describe(self) -> str:
+        if self.sut is None:
+            return "not pinned (one core, or no taskset)"
+        return (f"taskset: system under test on CPU {self.sut}; load generator and sandbox on "
+                f"CPU {self.driver}")
+
+
+def pinned(args: Sequence[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *args] if cpus else list(args)
+
+
 @contextmanager
-def process(args: list[str], env: Mapping[str, str], ready_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def process(args: list[str], env: Mapping[str, str], ready_url: str, *,
+            cpus: str | None = None, log: str | None = None,
+            timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `args` (pinned to `cpus`), wait for `ready_url`, yield, then stop it (SIGTERM)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    sink = open(OUT / f"{log}.log", "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(pinned(args, cpus), env={**os.environ, **env}, cwd=ROOT,
+                            stdout=sink, stderr=sink, start_new_session=True)
     try:
-        wait_http(ready_url)
+        wait_http(ready_url, timeout, proc)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if sink is not subprocess.DEVNULL:
+            sink.close()
 
 
-def sandbox_env(latency_ms: float) -> dict[str, str]:
+def sandbox_env(latency_ms: float, items: Mapping[str, int] | None = None) -> dict[str, str]:
     env = {}
-    for source in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR"):
+    for source in SOURCES:
         env[f"KILDE_SANDBOX__{source}__LATENCY_MS"] = str(latency_ms)
+        env[f"KILDE_SANDBOX__{source}__FAULT"] = "none"
+    for source, count in (items or {}).items():
+        env[f"KILDE_SANDBOX__{source.upper()}__ITEMS"] = str(count)
     return env
-
-
-def gateway_env(port: int, sandbox: str, audit_url: str) -> dict[str, str]:
-    return {
-        "KILDE_PORT": str(port),
-        "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
-        "KILDE_AUDIT__URL": audit_url,
-        "KILDE_LOG_LEVEL": "WARNING",
-        "KILDE_CONNECTORS__MUNICIPAL__STORES": ",".join(
-            f"{n}={sandbox}/municipal/{n}" for n in ("0301", "4601", "5001")),
-        "KILDE_CONNECTORS__KJERNEJOURNAL__BASE_URL": f"{sandbox}/kjernejournal",
-        "KILDE_CONNECTORS__PLL__BASE_URL": f"{sandbox}/pll",
-        "KILDE_CONNECTORS__ERESEPT__BASE_URL": f"{sandbox}/eresept",
-        "KILDE_CONNECTORS__PROEVESVAR__BASE_URL": f"{sandbox}/proevesvar",
-    }
 
 
 def kilde(*args: str) -> list[str]:
     return [sys.executable, "-m", "gateway.cli", *args]
 
 
+# -- measuring -----------------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every descendant (uvicorn's worker processes, node's helpers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            parents[int(entry)] = int(fields[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [p for p, parent in parents.items() if parent in frontier]
+        found.extend(frontier)
+    return found
+
+
+@dataclass(frozen=True)
+class Usage:
+    """CPU seconds (user + system) and resident memory of a process tree at one moment."""
+
+    cpu_seconds: float
+    rss_mb: float
+
+    @classmethod
+    def of(cls, pid: int | None) -> Usage:
+        if pid is None:
+            return cls(0.0, 0.0)
+        ticks, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+        cpu = rss = 0.0
+        for member in _tree(pid):
+            fields = _stat(member)
+            if fields is None:
+                continue
+            cpu += (int(fields[11]) + int(fields[12])) / ticks
+            rss += int(fields[21]) * page / 1e6
+        return cls(cpu, rss)
+
+
 @dataclass
 class Run:
+    """The figures of one closed-loop run at one concurrency."""
+
     concurrency: int
-    requests: int
+    ok: int
     errors: int
     seconds: float
-    latencies_ms: list[float]
-    cpu_seconds: float = 0.0
-    rss_mb: float = 0.0
+    p50_ms: float
+    p99_ms: float
+    cpu_seconds: float = 0.0  # of the system under test, during the run
+    rss_mb: float = 0.0  # of the system under test, at the end of the run
+    driver: str = "wrk"
+    sandbox_cpu: float = 0.0  # sandbox CPU seconds per wall second (1.0 = one core busy)
+    upstream_per_request: float = float("nan")
 
     @property
     def throughput(self) -> float:
-        return self.requests / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        data = sorted(self.latencies_ms)
-        return data[min(len(data) - 1, int(q * len(data)))]
+        return self.ok / self.seconds if self.seconds else 0.0
 
     @property
-    def p50(self) -> float:
-        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+    def cpu_ms_per_request(self) -> float:
+        return 1000 * self.cpu_seconds / self.ok if self.ok else float("nan")
 
 
-def _proc_cpu_rss(pid: int) -> tuple[float, float]:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        cpu = (int(fields[11]) + int(fields[12])) / ticks
-        rss_pages = int(fields[21])
-        return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
-    except (OSError, IndexError, ValueError):
-        return 0.0, 0.0
+WRK_SCRIPT = """-- generated by bench/harness.py: POST one GraphQL body, count unclean answers as errors
+wrk.method = "POST"
+wrk.body = [==[%(body)s]==]
+%(headers)s
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) bad = 0 end
+function response(status, headers, body)
+  if status ~= 200 or not string.find(body, '"data"', 1, true)
+     or string.find(body, '"errors"', 1, true) then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local b = 0
+  for _, t in ipairs(threads) do b = b + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%%d,"duration_us":%%d,"bad":%%d,"socket_errors":%%d,' ..
+    '"p50_us":%%f,"p99_us":%%f}\\n',
+    summary.requests, summary.duration, b, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_script(body: bytes, headers: Mapping[str, str]) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    lines = "\n".join(f'wrk.headers["{k}"] = [==[{v}]==]' for k, v in headers.items())
+    path = OUT / f"wrk-{os.getpid()}-{abs(hash((body, tuple(headers.items()))))}.lua"
+    path.write_text(WRK_SCRIPT % {"body": body.decode(), "headers": lines})
+    return path
+
+
+def wrk(url: str, body: bytes, headers: Mapping[str, str], concurrency: int, seconds: float,
+        cpus: str | None = None) -> Run:
+    """One wrk run (one thread, `concurrency` connections, closed loop)."""
+    script = wrk_script(body, headers)
+    args = pinned(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s",
+                   "--timeout", "10s", "-s", str(script), url], cpus)
+    done = subprocess.run(args, capture_output=True, text=True, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no figures: {done.stdout[-400:]} {done.stderr[-400:]}")
+    figures = json.loads(line.removeprefix("WRKJSON "))
+    bad = int(figures["bad"])
+    return Run(concurrency, int(figures["requests"]) - bad, bad + int(figures["socket_errors"]),
+               figures["duration_us"] / 1e6, figures["p50_us"] / 1000,
+               figures["p99_us"] / 1000)
 
 
 async def drive(url: str, body: bytes, headers: Mapping[str, str], concurrency: int,
-                seconds: float, pid: int | None = None, check: bytes = b'"data"') -> Run:
-    """`concurrency` clients post `body` back to back for `seconds`; one Run of figures."""
+                seconds: float, check: bytes = b'"data"') -> Run:
+    """The fallback load generator: `concurrency` aiohttp clients post back to back."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -145,9 +265,20 @@ async def drive(url: str, body: bytes, headers: Mapping[str, str], concurrency: 
                 else:
                     errors += 1
 
-        cpu0, _ = _proc_cpu_rss(pid) if pid else (0.0, 0.0)
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-        cpu1, rss = _proc_cpu_rss(pid) if pid else (0.0, 0.0)
-    return Run(concurrency, len(latencies), errors, elapsed, latencies, cpu1 - cpu0, rss)
+    ordered = sorted(latencies) or [float("nan")]
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return Run(concurrency, len(latencies), errors, elapsed,
+               statistics.median(ordered), p99, driver="aiohttp")
+
+
+def load(url: str, body: bytes, headers: Mapping[str, str], concurrency: int, seconds: float,
+         *, cpus: str | None = None, use_wrk: bool = True) -> Run:
+    """One run with wrk when installed (and wanted), else with the aiohttp client."""
+    if use_wrk and shutil.which("wrk"):
+        return wrk(url, body, headers, concurrency, seconds, cpus)
+    if cpus:
+        os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
+    return asyncio.run(drive(url, body, headers, concurrency, seconds))

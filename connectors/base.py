@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from connectors.model import Category, Item, PrivacyState, Status
+from connectors.model import AnyCategory, PrivacyState, Status
 
 
 class AccessBasis(enum.Enum):
@@ -61,7 +61,7 @@ class FetchRequest:
     """
 
     patient_nin: str
-    categories: frozenset[Category]
+    categories: frozenset[AnyCategory]
     requester: Requester = field(default_factory=Requester)
     access_basis: AccessBasis = AccessBasis.UNNTAK
     municipalities: frozenset[str] = frozenset()
@@ -83,25 +83,27 @@ class SourceResult:
 
     source: str
     status: Status
-    items: Mapping[Category, Sequence[Item]] = field(default_factory=dict)
+    # `Item`s for built-in categories, the spec's `item_type` for a plugin's `CategorySpec`
+    items: Mapping[AnyCategory, Sequence[Any]] = field(default_factory=dict)
     fetched_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     privacy: PrivacyState = field(default_factory=PrivacyState)
-    category_status: Mapping[Category, Status] = field(default_factory=dict)
+    category_status: Mapping[AnyCategory, Status] = field(default_factory=dict)
     detail: str | None = None
     from_cache: bool = False
 
     @classmethod
-    def empty(cls, source: str, categories: frozenset[Category] = frozenset()) -> SourceResult:
+    def empty(cls, source: str, categories: frozenset[AnyCategory] = frozenset()
+              ) -> SourceResult:
         return cls(source=source, status=Status.EMPTY, items={c: () for c in categories})
 
     @classmethod
     def of(
         cls,
         source: str,
-        items: Mapping[Category, Sequence[Item]],
+        items: Mapping[AnyCategory, Sequence[Any]],
         *,
         privacy: PrivacyState | None = None,
-        category_status: Mapping[Category, Status] | None = None,
+        category_status: Mapping[AnyCategory, Status] | None = None,
         detail: str | None = None,
         fetched_at: datetime | None = None,
     ) -> SourceResult:
@@ -117,7 +119,7 @@ class SourceResult:
             fetched_at=fetched_at or datetime.now(UTC),
         )
 
-    def status_for(self, category: Category) -> Status:
+    def status_for(self, category: AnyCategory) -> Status:
         if category in self.category_status:
             return self.category_status[category]
         if self.status in (Status.OK, Status.EMPTY):
@@ -134,7 +136,7 @@ class Connector(Protocol):
     """
 
     name: str
-    categories: frozenset[Category]
+    categories: frozenset[AnyCategory]
 
     async def fetch(self, request: FetchRequest) -> SourceResult: ...
 
@@ -146,7 +148,9 @@ class ConnectorSettings:
     """Settings for one connector, from `KILDE_CONNECTORS__<NAME>__*`.
 
     `base_url` is the upstream root; `stores` maps municipality numbers to base URLs for
-    sources with one store per municipality; `options` holds the rest, as strings.
+    sources with one store per municipality; `options` holds the rest, as strings, under
+    lower-case names. `municipalities`, when not empty, are the only municipalities that use
+    the source (gradual rollout): the gateway asks it only on their behalf.
     """
 
     name: str
@@ -154,6 +158,7 @@ class ConnectorSettings:
     timeout: float = 2.0
     stores: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    municipalities: frozenset[str] = frozenset()
 
 
 class ConnectorFactory(Protocol):

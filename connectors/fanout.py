@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from connectors.activity import SourceActivity
 from connectors.base import Connector, FetchRequest, SourceResult
 from connectors.errors import ConnectorError, UpstreamTimeoutError, UpstreamUnavailableError
 
@@ -30,8 +31,12 @@ class Outcome:
     latency_ms: float
 
 
-async def fetch_one(connector: Connector, request: FetchRequest) -> Outcome:
-    """Run one connector's fetch under `request.timeout`; never raises (except cancellation)."""
+async def fetch_one(
+    connector: Connector, request: FetchRequest, activity: SourceActivity | None = None
+) -> Outcome:
+    """Run one connector's fetch under `request.timeout`; never raises (except cancellation).
+
+    `activity`, when given, learns of every live success and failure (for the catalogue)."""
     started = time.perf_counter()
     name = connector.name
     try:
@@ -51,14 +56,20 @@ async def fetch_one(connector: Connector, request: FetchRequest) -> Outcome:
             name, f"Source {name!r} failed unexpectedly ({type(exc).__name__})."
         )
     latency = (time.perf_counter() - started) * 1000
+    if activity is not None:
+        if error is not None:
+            activity.record_failure(name, error.code)
+        elif result is not None and not result.from_cache:
+            activity.record_success(name)
     return Outcome(name, result, error, latency)
 
 
 def start_fetches(
     requests: Mapping[str, tuple[Connector, FetchRequest]],
+    activity: SourceActivity | None = None,
 ) -> dict[str, asyncio.Task[Outcome]]:
     """Start every fetch now, concurrently; the caller awaits the tasks it needs."""
     return {
-        name: asyncio.ensure_future(fetch_one(connector, request))
+        name: asyncio.ensure_future(fetch_one(connector, request, activity))
         for name, (connector, request) in requests.items()
     }

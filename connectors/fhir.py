@@ -1,8 +1,8 @@
 """Helpers for connectors that speak FHIR R4 over HTTP: one request, one Bundle, codings, dates.
 
-Sits inside every built-in connector (and is public for external ones). `request_json` is the
-only place httpx errors are caught: they leave as our own `ConnectorError`s, chained, with
-messages that carry no URL path, identifier or body. Readers are tolerant: unknown fields are
+Sits inside every built-in connector and is public for external ones (`__all__`).
+`request_json` is the only place httpx errors are caught: they leave as our own
+`ConnectorError`s, chained, with messages that carry no URL path, identifier or body. Readers are tolerant: unknown fields are
 ignored, missing optional ones give None; a wrong *shape* is `UpstreamInvalidError`.
 
 >>> coding_of({"coding": [{"system": "http://snomed.info/sct", "code": "304253006"}]})
@@ -26,6 +26,27 @@ from connectors.errors import (
     UpstreamUnavailableError,
 )
 from connectors.model import Coding
+
+__all__ = [
+    "FHIR_JSON",
+    "MAX_BODY_BYTES",
+    "JsonResponse",
+    "bundle_entries",
+    "bundle_resources",
+    "coding_of",
+    "expect_resource",
+    "extension_value",
+    "identifier_by_type",
+    "identifier_value",
+    "now",
+    "parse_date",
+    "parse_datetime",
+    "patient_identifier",
+    "request_json",
+    "request_json_response",
+    "security_of",
+    "text_of",
+]
 
 FHIR_JSON = "application/fhir+json"
 MAX_BODY_BYTES = 20 * 1024 * 1024

@@ -11,8 +11,10 @@ Coding(system='urn:oid:2.16.578.1.12.4.1.1.7170', code='K86', display='Hypertens
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 
 
 class Category(enum.Enum):
@@ -270,3 +272,55 @@ class Tenant:
     number: str  # kommunenummer, 4 digits
     name: str
     orgnr: tuple[str, ...] = field(default_factory=tuple)
+
+
+_CATEGORY_VALUE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_FIELD_NAME = re.compile(r"[a-z][A-Za-z0-9]{0,63}")
+
+
+@dataclass(frozen=True)
+class CategorySpec:
+    """A category a plugin adds: a new section of the patient view with its own item type.
+
+    It works wherever a built-in `Category` does: `.value` is the policy key (snake_case, the
+    `[categories.<value>]` table of a policy file), `.name` the GraphQL enum name. Two specs with
+    the same value are the same category. `graphql_type` is the Strawberry type the schema
+    serves the items as (connectors never import Strawberry themselves); `field_name` is the
+    `Patient` field, camelCase of `value` unless given. Items need `provenance` and `security`.
+
+    >>> spec = CategorySpec("safety_alarms", item_type=Condition, graphql_type=object)
+    >>> (spec.name, spec.field_name)
+    ('SAFETY_ALARMS', 'safetyAlarms')
+    """
+
+    value: str
+    item_type: type = field(compare=False)
+    graphql_type: Any = field(compare=False)
+    description: str = field(default="", compare=False)
+    field_name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str) or not _CATEGORY_VALUE.fullmatch(self.value):
+            raise ValueError(f"Category {self.value!r} must be a snake_case name like "
+                             "'safety_alarms'.")
+        if self.value in {c.value for c in Category}:
+            raise ValueError(f"Category {self.value!r} is built in; a plugin serves it as "
+                             f"Category.{self.value.upper()} instead of declaring it again.")
+        fields = getattr(self.item_type, "__dataclass_fields__", {})
+        if not {"provenance", "security"} <= set(fields):
+            raise ValueError(f"Category {self.value!r} needs an item dataclass with "
+                             "'provenance' and 'security' fields.")
+        if not self.field_name:
+            head, *rest = self.value.split("_")
+            object.__setattr__(self, "field_name", head + "".join(p.title() for p in rest))
+        if not _FIELD_NAME.fullmatch(self.field_name):
+            raise ValueError(f"Category {self.value!r} has a field name {self.field_name!r} "
+                             "that is not a camelCase GraphQL name.")
+
+    @property
+    def name(self) -> str:
+        return self.value.upper()
+
+
+# Anything that keys a section of the view: a built-in Category or a plugin's CategorySpec.
+AnyCategory = Category | CategorySpec

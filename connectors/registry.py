@@ -2,7 +2,10 @@
 
 Sits under the schema: the gateway's lifespan calls `load_connectors()` with the enabled names
 and their settings; resolvers ask the frozen `Registry` which connectors serve a category.
-Built-ins register under the same `kilde.connectors` entry-point group third parties use.
+Built-ins register under the same `kilde.connectors` entry-point group third parties use; an
+entry point names a factory or a `ConnectorPlugin`. Everything a connector brings is checked
+here, at start, with one sentence naming the connector: installed, its options declared, the
+protocol implemented, its categories valid (a plugin's new `CategorySpec`s included).
 
 >>> registry = load_connectors(["pll"], {}, http)  # doctest: +SKIP
 """
@@ -18,7 +21,8 @@ import httpx
 
 from connectors.base import Connector, ConnectorSettings
 from connectors.errors import ConnectorConfigError
-from connectors.model import Category
+from connectors.model import AnyCategory, Category, CategorySpec
+from connectors.plugin import as_plugin, check_options
 
 ENTRY_POINT_GROUP = "kilde.connectors"
 
@@ -31,6 +35,7 @@ class Registered:
     settings: ConnectorSettings
     version: str = ""
     standard: str = ""
+    description: str = ""
 
 
 class Registry:
@@ -52,12 +57,18 @@ class Registry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
 
-    def serving(self, category: Category) -> list[Registered]:
+    def serving(self, category: AnyCategory) -> list[Registered]:
         return [e for e in self._entries.values() if category in e.connector.categories]
 
     @property
-    def categories(self) -> frozenset[Category]:
+    def categories(self) -> frozenset[AnyCategory]:
         return frozenset(c for e in self._entries.values() for c in e.connector.categories)
+
+    @property
+    def plugin_categories(self) -> tuple[CategorySpec, ...]:
+        """The new categories enabled connectors bring, by value (the schema adds a field each)."""
+        specs = {c.value: c for c in self.categories if isinstance(c, CategorySpec)}
+        return tuple(specs[value] for value in sorted(specs))
 
     async def aclose(self) -> None:
         for entry in self._entries.values():
@@ -82,6 +93,12 @@ def load_connectors(
 ) -> Registry:
     """Create every enabled connector; fail at start with a message naming the connector."""
     available = installed_factories() if factories is None else dict(factories)
+    for name in settings:
+        if name not in available:
+            raise ConnectorConfigError(
+                f"KILDE_CONNECTORS__{name.upper()}__* configures connector {name!r}, which is "
+                f"not installed. Installed: {sorted(available)}."
+            )
     entries = []
     for name in enabled:
         if name not in available:
@@ -91,8 +108,9 @@ def load_connectors(
         loader, version = available[name]
         conf = settings.get(name, ConnectorSettings(name=name))
         try:
-            factory = loader()
-            connector = factory(conf, http)
+            plugin = as_plugin(name, loader())
+            check_options(name, plugin, conf)
+            connector = plugin(conf, http)
         except ConnectorConfigError:
             raise
         except Exception as exc:
@@ -108,6 +126,49 @@ def load_connectors(
             raise ConnectorConfigError(
                 f"Connector registered as {name!r} calls itself {connector.name!r}."
             )
-        standard = str(getattr(connector, "standard", ""))
-        entries.append(Registered(connector, conf, version, standard))
+        _check_categories(name, connector)
+        standard = plugin.standard or str(getattr(connector, "standard", ""))
+        entries.append(Registered(connector, conf, version, standard, plugin.description))
+    _check_plugin_categories(entries)
     return Registry(entries)
+
+
+def _check_categories(name: str, connector: Connector) -> None:
+    categories = connector.categories
+    if not isinstance(categories, frozenset | set) or not categories:
+        raise ConnectorConfigError(
+            f"Connector {name!r} must serve a non-empty frozenset of categories."
+        )
+    for category in categories:
+        if not isinstance(category, Category | CategorySpec):
+            raise ConnectorConfigError(
+                f"Connector {name!r} serves {category!r}, which is neither a Category nor a "
+                "CategorySpec."
+            )
+
+
+def _check_plugin_categories(entries: Sequence[Registered]) -> None:
+    """Two connectors may serve one new category only if they declare it identically."""
+    seen: dict[str, tuple[CategorySpec, str]] = {}
+    fields: dict[str, str] = {}
+    for entry in entries:
+        for spec in entry.connector.categories:
+            if not isinstance(spec, CategorySpec):
+                continue
+            name = entry.connector.name
+            if spec.value in seen:
+                first, owner = seen[spec.value]
+                if (first.item_type, first.graphql_type, first.field_name) != (
+                        spec.item_type, spec.graphql_type, spec.field_name):
+                    raise ConnectorConfigError(
+                        f"Connectors {owner!r} and {name!r} declare category {spec.value!r} "
+                        "differently; share one CategorySpec."
+                    )
+                continue
+            if fields.get(spec.field_name, spec.value) != spec.value:
+                raise ConnectorConfigError(
+                    f"Connector {name!r} adds Patient field {spec.field_name!r}, which category "
+                    f"{fields[spec.field_name]!r} already uses."
+                )
+            seen[spec.value] = (spec, name)
+            fields[spec.field_name] = spec.value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,14 +23,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from connectors.activity import SourceActivity
 from connectors.http import create_http_client
 from connectors.registry import Registry, load_connectors
-from gateway import demo
+from gateway import demo, tracing, webapp
+from gateway.admission import build_admission
 from gateway.audit import AuditSink, open_audit_sink
+from gateway.audit.retention import retention
 from gateway.auth import Authenticator
+from gateway.events import handle_event
 from gateway.graphql import Endpoint, handle_graphql
+from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import AccessLogMiddleware
+from gateway.metrics import Metrics
+from gateway.ratelimit import open_redis
+from gateway.security import add_security
 from gateway.settings import Settings
+from gateway.sources import Sources, wrap_sources
+from gateway.telemetry import RequestMetrics
 from policies import load_rules
 from schema.context import Services
 from schema.query import build_schema
@@ -44,14 +55,8 @@ class State:
     registry: Registry
     audit: AuditSink
     endpoint: Endpoint
-
-
-class _Health:
-    def __init__(self) -> None:
-        self.state: dict[str, str] = {}
-
-    def source_health(self, name: str) -> str:
-        return self.state.get(name, "UNKNOWN")
+    metrics: Metrics  # the one Prometheus registry: register further gateway metrics here
+    sources: Sources | None = None  # cache, breakers, fresh-data limiter (gateway/sources.py)
 
 
 def create_app(
@@ -59,9 +64,13 @@ def create_app(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     sandbox: ASGIApp | None = None,
+    tracer_provider: Any = None,
 ) -> Starlette:
     """Build the gateway. `transport` replaces the upstream HTTP transport (tests);
-    `sandbox` mounts the simulated upstreams on the same server (the demo)."""
+    `sandbox` mounts the simulated upstreams on the same server (the demo);
+    `tracer_provider` (OpenTelemetry) replaces the one `KILDE_OTLP_ENDPOINT` would make."""
+    provider = tracer_provider or tracing.tracer_provider(settings.otlp_endpoint)
+    tracer = provider.get_tracer("kilde") if provider is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -70,30 +79,62 @@ def create_app(
             stack.push_async_callback(http.aclose)
             registry = load_connectors(settings.enabled_connectors, settings.connectors, http)
             stack.push_async_callback(registry.aclose)
+            # cache -> resilience -> connector around every entry; fan-out cannot tell
+            sources = wrap_sources(registry, settings)
+            registry = sources.registry
+            stack.push_async_callback(sources.aclose)
+            if tracer is not None:  # a span per source fetch, the trace passed upstream
+                registry = tracing.traced_registry(registry, tracer)
+                tracing.inject_trace_headers(http)
+                if tracer_provider is None:
+                    stack.callback(provider.shutdown)
             rules = load_rules(settings.policy_file or None, agreements=settings.agreements)
             audit = await open_audit_sink(settings.audit.url,
                                           retention_days=settings.audit.retention_days)
             stack.push_async_callback(audit.aclose)
+            # purge beyond KILDE_AUDIT__RETENTION_DAYS now, then daily; stopped before aclose
+            await stack.enter_async_context(
+                retention(audit, retention_days=settings.audit.retention_days))
+            metrics = Metrics()
+            telemetry = RequestMetrics(metrics.registry, sources.health.breakers)
+            redis = open_redis(settings.cache.url)  # APQ store and rate-limit counts
+            if redis is not None:
+                stack.push_async_callback(redis.aclose)
+            schema = build_schema(*([HideSuggestions] if settings.production else []),
+                                  parsed=UseParsedDocument,
+                                  categories=registry.plugin_categories)
             services = Services(
                 registry=registry,
                 rules=rules,
                 tenants=tuple(t.number for t in settings.tenants),
                 access_log=audit,
                 deadline_seconds=settings.deadline_seconds,
-                health=_Health(),
+                health=sources.health,
+                fresh_limiter=sources.fresh,
+                activity=SourceActivity(),
             )
             endpoint = Endpoint(
-                schema=build_schema(),
+                schema=schema,
                 services=services,
                 authenticator=Authenticator(settings.auth, http, settings.tenants),
                 audit=audit,
                 graphiql=settings.graphiql and not settings.production,
+                metrics=metrics,
+                admission=build_admission(settings, schema._schema, redis),
+                max_body_bytes=settings.limits.max_body_bytes,
+                telemetry=telemetry,
             )
             log.info("kilde started", extra={})
-            yield {"kilde": State(settings, http, registry, audit, endpoint)}
+            yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources)}
 
     async def graphql(request: Request) -> Response:
-        return await handle_graphql(request, request.state.kilde.endpoint)
+        started = time.perf_counter()
+        endpoint = request.state.kilde.endpoint
+        response = await handle_graphql(request, endpoint)
+        if endpoint.telemetry is not None:
+            endpoint.telemetry.request(getattr(request.state, "operation", "unknown"),
+                                       response.status_code, time.perf_counter() - started)
+        return response
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -106,20 +147,39 @@ def create_app(
             "audit": "ok" if audit_ok else "unavailable",
             "sources": {name: "configured" for name in state.registry.names},
         }
+        if state.sources is not None:  # Redis trouble is "degraded", never a 503
+            body["cache"] = await state.sources.readiness()
+            body["breakers"] = state.sources.health.breakers()
         return JSONResponse(body, status_code=200 if audit_ok else 503)
+
+    async def events(request: Request) -> Response:
+        state: State = request.state.kilde
+        return await handle_event(request, state.endpoint.authenticator, state.registry,
+                                  state.sources.cache if state.sources else None)
 
     async def jwks(request: Request) -> Response:
         return JSONResponse(demo.demo_jwks())
+
+    async def metrics_text(request: Request) -> Response:
+        body, media = request.state.kilde.metrics.render()
+        return Response(body, media_type=media)
 
     routes: list[Route | Mount] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/events", events, methods=["POST"]),
+        Route("/metrics", metrics_text),
     ]
     if not settings.production:
         routes.append(Route("/_demo/jwks.json", jwks))
+        # the legevakt web app (/app) needs demo tokens; a vendor's app gets them from HelseID
+        routes.extend([*webapp.app_routes(), *webapp.demo_routes(settings)])
     if sandbox is not None:
         routes.append(Mount("", app=sandbox))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(AccessLogMiddleware)
+    add_security(app, settings.cors)
+    if tracer is not None:
+        app.add_middleware(tracing.TracingMiddleware, tracer=tracer)
     return app

@@ -52,7 +52,8 @@ def _print_banner(settings: Settings) -> None:
     from sandbox.world import PATIENTS
 
     base = f"http://{settings.host}:{settings.port}"
-    print(f"\nKilde demo: GraphQL and GraphiQL at {base}/graphql\n")
+    print(f"\nKilde demo: GraphQL and GraphiQL at {base}/graphql")
+    print(f"Legevakt web app (pick a persona and a patient): {base}/app/\n")
     print("Scenario patients (synthetic):")
     for p in PATIENTS:
         print(f"  {p.nin}  {', '.join(p.tags):32s} municipality {p.municipality}")
@@ -147,47 +148,32 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_connectors_list(args: argparse.Namespace) -> int:
-    from connectors.http import create_http_client
-    from connectors.registry import installed_factories, load_connectors
-
-    settings = _settings()
-    if not any(c.base_url or c.stores for c in settings.connectors.values()):
-        settings = settings.with_sandbox(f"http://{settings.host}:{settings.port}")
-
-    async def listing() -> list[dict[str, object]]:
-        http = create_http_client()
-        try:
-            registry = load_connectors(settings.enabled_connectors, settings.connectors, http)
-            rows = []
-            for entry in registry:
-                c = entry.connector
-                rows.append({
-                    "name": c.name, "version": entry.version, "standard": entry.standard,
-                    "categories": sorted(cat.value for cat in c.categories),
-                    "municipalities": sorted(entry.settings.stores),
-                    "timeout_seconds": entry.settings.timeout, "enabled": True,
-                })
-            await registry.aclose()
-            return rows
-        finally:
-            await http.aclose()
+    from gateway.catalogue import CatalogueError, format_table, gateway_rows, offline_rows
 
     try:
-        rows = asyncio.run(listing())
-    except ValueError as exc:
+        if args.gateway:
+            rows = gateway_rows(args.gateway, args.token or sys.stdin.readline().strip())
+        else:
+            settings = _settings()
+            if not any(c.base_url or c.stores for c in settings.connectors.values()):
+                settings = settings.with_sandbox(f"http://{settings.host}:{settings.port}")
+            rows = offline_rows(settings)
+    except (CatalogueError, ValueError) as exc:
         print(f"kilde: {exc}", file=sys.stderr)
         return 2
-    enabled = {r["name"] for r in rows}
-    for name, (_, version) in sorted(installed_factories().items()):
-        if name not in enabled:
-            rows.append({"name": name, "version": version, "enabled": False})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        state = "enabled " if row["enabled"] else "disabled"
-        cats = ", ".join(row.get("categories", []))  # type: ignore[arg-type]
-        print(f"{row['name']:16s} {state} {row['version']:8s} {cats}")
+    print(json.dumps(rows, indent=2) if args.json else format_table(rows))
+    return 0
+
+
+def cmd_connectors_new(args: argparse.Namespace) -> int:
+    from connectors.scaffold import ScaffoldError, create_package
+
+    try:
+        path = create_package(args.name, args.directory)
+    except ScaffoldError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    print(f"Created {path}. Next: pip install -e {path} && pytest {path}")
     return 0
 
 
@@ -225,9 +211,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("connectors", help="connector tools")
     con_sub = p.add_subparsers(dest="connectors_command", required=True)
-    ls = con_sub.add_parser("list", help="installed and enabled connectors")
+    ls = con_sub.add_parser("list", help="installed and enabled connectors: the catalogue")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--gateway", default="", help="ask a running gateway at this URL "
+                    "(adds health and last success)")
+    ls.add_argument("--token", default="", help="bearer token for --gateway (default: read "
+                    "one line from stdin)")
     ls.set_defaults(func=cmd_connectors_list)
+    new = con_sub.add_parser("new", help="create a connector package skeleton")
+    new.add_argument("name", help="the connector's name, e.g. 'velferd' (lower case)")
+    new.add_argument("--directory", default=".", help="where to create kilde-NAME/")
+    new.set_defaults(func=cmd_connectors_new)
     return parser
 
 

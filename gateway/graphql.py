@@ -19,9 +19,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.http.ides import get_graphql_ide_html
 
+from gateway.admission import Admission, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
+from gateway.metrics import Metrics
 from gateway.recording import events_for
+from gateway.telemetry import RequestMetrics
 from schema.context import Context, Services
 from schema.errors import format_error
 
@@ -41,6 +44,10 @@ class Endpoint:
     authenticator: Authenticator
     audit: AuditSink
     graphiql: bool = True
+    metrics: Metrics | None = None
+    admission: Admission | None = None  # rate limit, persisted queries, limits (one parse)
+    max_body_bytes: int = MAX_BODY_BYTES
+    telemetry: RequestMetrics | None = None  # request and per-source metrics
 
 
 def _json(payload: Any, status: int = 200, request_id: str = "", media: str = JSON) -> Response:
@@ -53,21 +60,63 @@ def _error(code: str, message: str, status: int, request_id: str, **ext: Any) ->
                  status, request_id)
 
 
-async def _read_params(request: Request) -> dict[str, Any]:
+class BodyTooLargeError(ValueError):
+    """The request body is over the limit (HTTP 413)."""
+
+
+class UnsupportedMediaTypeError(ValueError):
+    """The request body is neither JSON nor application/graphql (HTTP 415)."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
+    chunks, size = [], 0
+    async for chunk in request.stream():  # never buffer more than the limit
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media(request: Request) -> str | None:
+    """The response type the client accepts (GraphQL over HTTP), None if it accepts neither."""
+    accept = request.headers.get("accept", "")
+    if not accept or GRAPHQL_JSON in accept:
+        return GRAPHQL_JSON if accept else JSON
+    if JSON in accept or "*/*" in accept or "application/*" in accept:
+        return JSON
+    return None
+
+
+def _refuse(refused: RefusedError, request_id: str, media: str) -> Response:
+    """A request refused before execution: HTTP's own status where it has one, else a GraphQL
+    request error (400 with graphql-response+json, 200 with legacy application/json)."""
+    error = refused.error
+    status = refused.status or (400 if media == GRAPHQL_JSON else 200)
+    payload = {"errors": [{"message": error.message,
+                           "extensions": {"code": error.code, **error.extensions}}]}
+    response = _json(payload, status, request_id, media)
+    response.headers.update(refused.headers)
+    return response
+
+
+async def _read_params(request: Request, max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
     if request.method == "GET":
         params: dict[str, Any] = dict(request.query_params)
         for key in ("variables", "extensions"):
-            if key in params and params[key]:
+            if params.get(key):
                 params[key] = orjson.loads(params[key])
         return params
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise ValueError(f"The request body is larger than {MAX_BODY_BYTES} bytes.")
+    body = await _read_body(request, max_body)
     content_type = request.headers.get("content-type", "").split(";")[0].strip()
     if content_type == "application/graphql":
         return {"query": body.decode()}
     if content_type not in (JSON, ""):
-        raise ValueError(f"Unsupported content type {content_type!r}; send {JSON}.")
+        raise UnsupportedMediaTypeError(
+            f"Unsupported content type {content_type!r}; send {JSON}.")
     params = orjson.loads(body)
     if not isinstance(params, dict):
         raise ValueError("The request body must be one JSON object (batching is not supported).")
@@ -80,15 +129,25 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params):
         return HTMLResponse(get_graphql_ide_html("graphiql"))
+    media = _media(request)
+    if media is None:
+        return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
     try:
-        params = await _read_params(request)
+        params = await _read_params(request, endpoint.max_body_bytes)
+    except BodyTooLargeError as exc:
+        return _error("QUERY_TOO_COMPLEX", str(exc), 413, request_id, limit="bodyBytes",
+                      maximum=endpoint.max_body_bytes)
+    except UnsupportedMediaTypeError as exc:
+        return _error("BAD_USER_INPUT", str(exc), 415, request_id)
     except (ValueError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
         message = str(exc) if isinstance(exc, ValueError) and not isinstance(
             exc, orjson.JSONDecodeError) else "The request body is not valid JSON."
         return _error("BAD_USER_INPUT", message, 400, request_id)
     query = params.get("query")
     variables = params.get("variables") or None
-    if not isinstance(query, str) or not query.strip():
+    persisted = isinstance(params.get("extensions"), dict) and "persistedQuery" in params[
+        "extensions"]
+    if (not isinstance(query, str) or not query.strip()) and not persisted:
         return _error("BAD_USER_INPUT", "The request has no GraphQL query.", 400, request_id)
     if variables is not None and not isinstance(variables, dict):
         return _error("BAD_USER_INPUT", "'variables' must be a JSON object.", 400, request_id)
@@ -100,8 +159,19 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
         return response
 
+    document = None
+    if endpoint.admission is not None:
+        try:
+            admitted = await endpoint.admission.admit(request.method, principal.client_id or "",
+                                                      params)
+        except RefusedError as refused:
+            return _refuse(refused, request_id, media)
+        query, document = admitted.query, admitted.document
+        request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
+
     ctx = Context(services=endpoint.services, principal=principal, request_id=request_id,
                   fresh=request.headers.get("cache-control", "") == "no-cache")
+    ctx.document = document  # parsed once, in admission; the schema reuses it
     try:
         result: ExecutionResult = await endpoint.schema.execute(
             query, variable_values=variables, context_value=ctx,
@@ -110,6 +180,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     finally:
         for view in ctx.views:
             view.cancel()
+    if endpoint.telemetry is not None:
+        endpoint.telemetry.sources(ctx.views)
 
     try:
         events = events_for(ctx)
@@ -118,8 +190,12 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     except AuditUnavailableError:
         log.error("audit write failed; withholding patient data",
                   extra={"request_id": request_id})
-        return _error("AUDIT_UNAVAILABLE", "The access could not be recorded, so no patient "
-                      "data is delivered; try again shortly.", 503, request_id)
+        message = ("The access could not be recorded, so no patient data is delivered; "
+                   "try again shortly.")
+        return _json({"errors": [{"message": message, "extensions": {
+            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, 503, request_id)
+    if endpoint.metrics is not None:
+        endpoint.metrics.record(events)  # only what the audit trail holds is counted
 
     payload: dict[str, Any] = {}
     errors = [format_error(e) for e in result.errors or []] + ctx.errors

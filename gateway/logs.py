@@ -47,6 +47,10 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
+    # httpx/httpcore log every upstream URL at INFO/DEBUG; a path or query can carry an
+    # identity number, so they speak only from WARNING up, whatever KILDE_LOG_LEVEL says.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 class AccessLogMiddleware:

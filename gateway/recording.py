@@ -1,7 +1,21 @@
-"""Turn what resolvers recorded into audit events: one per patient delivery, one per denial.
+"""Turn what resolvers recorded into audit events: one per patient access, permitted or denied.
 
 Sits between the GraphQL execution and the response: the endpoint writes these events and
-only then lets the data leave (DESIGN.md principle 5).
+only then lets the data leave (DESIGN.md principle 5). What is recorded:
+
+- every `patient(nin)` the policies let through: DELIVERED, with one `Delivery` per (category,
+  source) and the item count; `EMERGENCY_OPENING` with the reason when restricted data was
+  opened. When the policies denied every category asked for, nothing was delivered and the
+  event is DENIED with the first category's reason;
+- every denied `patient(nin)` and every denied `accessLog(nin)`: DENIED, with the reason code;
+- a privacy officer's `accessLog(nin)` read: DELIVERED, reason PRIVACY_OFFICER, no deliveries.
+  Who read a patient's access log is itself something the patient may ask about, so it shows
+  up in their `myAccessLog`. A citizen reading their own log (`myAccessLog`) is *not*
+  recorded: it is no access to anybody else's data, and recording it would grow the very log
+  they are reading on every look.
+
+Requests that never reach a policy (no or bad token, invalid input) identify no one to
+audit; the request log keeps their request id.
 """
 
 from __future__ import annotations
@@ -12,6 +26,9 @@ from datetime import UTC, datetime
 from gateway.audit import AuditEvent, Delivery
 from policies.model import Decision, Principal
 from schema.context import Context
+from schema.view import PatientView
+
+DENIED_STATUS = "DENIED"
 
 
 def _base(principal: Principal, request_id: str, nin: str) -> dict[str, object]:
@@ -45,21 +62,41 @@ def denial_event(principal: Principal, request_id: str, nin: str, decision: Deci
                       deliveries=())
 
 
+def log_read_event(principal: Principal, request_id: str, nin: str,
+                   decision: Decision) -> AuditEvent:
+    return AuditEvent(**_base(principal, request_id, nin), outcome="DELIVERED",  # type: ignore[arg-type]
+                      reason=decision.reason, deliveries=())
+
+
+def view_event(principal: Principal, request_id: str, view: PatientView) -> AuditEvent:
+    """The event for one patient view: what each source delivered per category."""
+    deliveries = tuple(
+        Delivery(category=category.value, source=source, status=status.value, count=count)
+        for (category, source), (status, count) in sorted(
+            view.delivered.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+    )
+    all_denied = bool(view.denied) and all(
+        d.status == DENIED_STATUS and d.count == 0 for d in deliveries)
+    if all_denied:
+        first = min(view.denied, key=lambda c: c.value)
+        outcome, reason = "DENIED", view.denied[first].reason
+    else:
+        outcome = "DELIVERED"
+        reason = "EMERGENCY_OPENING" if view.emergency else "PERMITTED"
+    return AuditEvent(
+        **_base(principal, request_id, view.nin),  # type: ignore[arg-type]
+        outcome=outcome,
+        reason=reason,
+        emergency=view.emergency,
+        emergency_reason=view.emergency_reason,
+        deliveries=deliveries,
+    )
+
+
 def events_for(ctx: Context) -> list[AuditEvent]:
-    """Every audit event this request owes, in the order the accesses happened."""
+    """Every audit event this request owes: denials, then patient views, then log reads."""
     events = [denial_event(ctx.principal, ctx.request_id, d.nin, d.decision) for d in ctx.denials]
-    for view in ctx.views:
-        deliveries = tuple(
-            Delivery(category=category.value, source=source, status=status.value, count=count)
-            for (category, source), (status, count) in sorted(
-                view.delivered.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
-        )
-        events.append(AuditEvent(
-            **_base(ctx.principal, ctx.request_id, view.nin),  # type: ignore[arg-type]
-            outcome="DELIVERED",
-            reason="EMERGENCY_OPENING" if view.emergency else "PERMITTED",
-            emergency=view.emergency,
-            emergency_reason=view.emergency_reason,
-            deliveries=deliveries,
-        ))
+    events.extend(view_event(ctx.principal, ctx.request_id, view) for view in ctx.views)
+    events.extend(log_read_event(ctx.principal, ctx.request_id, r.nin, r.decision)
+                  for r in ctx.log_reads)
     return events

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import ConnectorSettings
+from connectors.resilience import ResilienceSettings
 
 BUILTIN_CONNECTORS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
 
@@ -52,6 +53,52 @@ class CacheSettings:
     max_ttl_seconds: float = 300.0
     max_stale_seconds: float = 600.0
     enabled: bool = True
+    ttls: str = ""  # per source, "kjernejournal=60,pll=30"; each capped by max_ttl_seconds
+    op_timeout_seconds: float = 0.1  # a slower Redis call counts as Redis trouble
+    retry_seconds: float = 1.0  # after Redis trouble, bypass it this long before probing again
+    fresh_per_minute: int = 6  # fresh-data requests per principal per minute; then cache
+
+    def ttl_for(self, source: str) -> float:
+        """The TTL of `source`'s entries: its own, else the default, never above the maximum."""
+        ttl = _parse_ttls(self.ttls).get(source, self.default_ttl_seconds)
+        return min(ttl, self.max_ttl_seconds)
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    """Query limits checked before execution (gateway/limits.py); 0 switches one off."""
+
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 3000
+    max_cost: int = 20000
+    max_list_size: int = 100  # `first`/`last` arguments and list values
+    default_list_size: int = 20  # what an unbounded list field is assumed to return
+    max_body_bytes: int = 262144
+
+
+@dataclass(frozen=True)
+class PersistedSettings:
+    """Persisted queries (Apollo APQ) and the allowlist mode (gateway/persisted.py)."""
+
+    apq: bool = True  # clients may register queries by their sha256 hash
+    allowlist_file: str = ""  # a manifest; when set, only its operations are accepted
+    max_entries: int = 5000  # per process, in memory
+    ttl_seconds: int = 86400  # in Redis
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    requests: int = 0  # per client (token client_id) per window; 0 = off
+    window_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class CorsSettings:
+    origins: tuple[str, ...] = ()  # exact origins, or "*"; empty = no cross-origin access
+    allow_credentials: bool = False
+    max_age: int = 600
+    hsts_seconds: int = 0  # Strict-Transport-Security max-age when served over TLS; 0 = off
 
 
 @dataclass(frozen=True)
@@ -80,11 +127,24 @@ class Settings:
     policy_file: str = ""
     log_level: str = "INFO"
     graphiql: bool = True
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
+    persisted: PersistedSettings = field(default_factory=PersistedSettings)
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
+    otlp_endpoint: str = ""  # OpenTelemetry traces go here when set (the `otel` extra)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `KILDE_*` variables; unknown `KILDE_` names are rejected (typos fail loudly)."""
         env = dict(os.environ if environ is None else environ)
+        if env.get("KILDE_CONFIG_FILE"):
+            from gateway.configfile import ConfigFileError, read_config_file
+
+            try:
+                env = {**read_config_file(env["KILDE_CONFIG_FILE"]), **env}
+            except ConfigFileError as exc:
+                raise SettingsError(str(exc)) from None
         return _parse(env)
 
     def with_sandbox(self, base_url: str) -> Settings:
@@ -117,9 +177,14 @@ DEMO_TENANTS = (
 _TOP = {
     "MODE", "HOST", "PORT", "WORKERS", "DEADLINE_SECONDS", "TENANTS", "AGREEMENTS",
     "POLICY_FILE", "LOG_LEVEL", "GRAPHIQL", "ENABLED_CONNECTORS",
+    "OTLP_ENDPOINT", "CONFIG_FILE",
 }
-_SECTIONS = {"AUTH": AuthSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings}
-_CONNECTOR_FIELDS = {"BASE_URL", "TIMEOUT", "STORES", "ENABLED"}
+_SECTIONS = {"AUTH": AuthSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
+             "RESILIENCE": ResilienceSettings, "LIMITS": LimitsSettings, "PERSISTED": PersistedSettings,
+             "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings}
+# Every connector takes these; any other KILDE_CONNECTORS__<NAME>__<OPTION> is one of its own
+# options, checked against what the connector declares when the registry loads it.
+_CONNECTOR_FIELDS = {"BASE_URL", "TIMEOUT", "STORES", "ENABLED", "MUNICIPALITIES"}
 
 
 def _convert(name: str, raw: str, kind: Any) -> Any:
@@ -193,6 +258,19 @@ def _parse_stores(name: str, raw: str) -> dict[str, str]:
     return stores
 
 
+def _parse_municipalities(name: str, raw: str, tenants: tuple[Tenant, ...]) -> frozenset[str]:
+    """A connector's rollout: the municipality numbers that use it (empty: all of them)."""
+    numbers = frozenset(p.strip() for p in raw.split(",") if p.strip())
+    known = {t.number for t in tenants}
+    for number in sorted(numbers):
+        if not (len(number) == 4 and number.isdigit()):
+            raise SettingsError(f"{name} entry {number!r} must be a 4-digit municipality number.")
+        if number not in known:
+            raise SettingsError(f"{name} names municipality {number!r}, which is not in "
+                                "KILDE_TENANTS.")
+    return numbers
+
+
 def _parse(env: dict[str, str]) -> Settings:
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, str]] = {s: {} for s in _SECTIONS}
@@ -210,9 +288,10 @@ def _parse(env: dict[str, str]) -> Settings:
             sections[head][tail] = raw
         elif head == "CONNECTORS":
             cname, _, cfield = tail.partition("__")
-            if cfield not in _CONNECTOR_FIELDS:
+            if not cname or not cfield or "__" in cfield:
                 raise SettingsError(
-                    f"Unknown setting {name}; connectors take {sorted(_CONNECTOR_FIELDS)}."
+                    f"Unknown setting {name}; connectors take {sorted(_CONNECTOR_FIELDS)} "
+                    "or an option of their own, as KILDE_CONNECTORS__<NAME>__<SETTING>."
                 )
             connector_values.setdefault(cname.lower(), {})[cfield] = raw
         elif head == "TEST":
@@ -222,7 +301,7 @@ def _parse(env: dict[str, str]) -> Settings:
 
     kwargs: dict[str, Any] = {}
     simple = {"MODE": str, "HOST": str, "PORT": int, "WORKERS": int, "DEADLINE_SECONDS": float,
-              "POLICY_FILE": str, "LOG_LEVEL": str, "GRAPHIQL": bool}
+              "POLICY_FILE": str, "LOG_LEVEL": str, "GRAPHIQL": bool, "OTLP_ENDPOINT": str}
     for key, kind in simple.items():
         if key in top:
             kwargs[key.lower()] = _convert(f"KILDE_{key}", top[key], kind)
@@ -255,7 +334,11 @@ def _parse(env: dict[str, str]) -> Settings:
         base_url = values.get("BASE_URL", "")
         if base_url and "://" not in base_url:
             raise SettingsError(f"{prefix}__BASE_URL must be an absolute URL.")
-        connectors[cname] = ConnectorSettings(cname, base_url, timeout, stores)
+        municipalities = _parse_municipalities(f"{prefix}__MUNICIPALITIES",
+                                               values.get("MUNICIPALITIES", ""), kwargs["tenants"])
+        options = {k.lower(): v for k, v in values.items() if k not in _CONNECTOR_FIELDS}
+        connectors[cname] = ConnectorSettings(cname, base_url, timeout, stores, options=options,
+                                              municipalities=municipalities)
         if "ENABLED" in values:
             on = _convert(f"{prefix}__ENABLED", values["ENABLED"], bool)
             if on and cname not in enabled:
@@ -272,4 +355,62 @@ def _parse(env: dict[str, str]) -> Settings:
                 raise SettingsError(
                     f"KILDE_AGREEMENTS names municipality {n!r}, which is not in KILDE_TENANTS."
                 )
+    _check_cache(settings.cache)
+    _check_resilience(settings.resilience)
+    from gateway.production import insecure_reasons
+
+    if reasons := insecure_reasons(settings):
+        raise SettingsError(reasons[0])
     return settings
+
+
+def _parse_ttls(raw: str) -> dict[str, float]:
+    ttls = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            ttl = float(value)
+        except ValueError:
+            ttl = -1.0
+        if not sep or not name.strip() or ttl < 0:
+            raise SettingsError(f"KILDE_CACHE__TTLS entry {part!r} must look like "
+                                "'SOURCE=SECONDS' (e.g. 'kjernejournal=60').")
+        ttls[name.strip().lower()] = ttl
+    return ttls
+
+
+MAX_CACHE_TTL_SECONDS = 3600.0  # "seconds to minutes": no setting may keep an entry longer
+
+
+def _check_cache(cache: CacheSettings) -> None:
+    """Cache settings that cannot work, or that would keep entries too long, fail at start."""
+    if not cache.url.startswith(("memory://", "redis://", "rediss://")):
+        raise SettingsError("KILDE_CACHE__URL must be memory:// or redis://host:port/db.")
+    if cache.key and len(cache.key) < 16:
+        raise SettingsError("KILDE_CACHE__KEY must be at least 16 characters long.")
+    if not 0 < cache.max_ttl_seconds <= MAX_CACHE_TTL_SECONDS:
+        raise SettingsError(f"KILDE_CACHE__MAX_TTL_SECONDS must be above 0 and at most "
+                            f"{MAX_CACHE_TTL_SECONDS:.0f}.")
+    if cache.max_stale_seconds > MAX_CACHE_TTL_SECONDS:
+        raise SettingsError(f"KILDE_CACHE__MAX_STALE_SECONDS must be at most "
+                            f"{MAX_CACHE_TTL_SECONDS:.0f}.")
+    if cache.default_ttl_seconds > cache.max_ttl_seconds:
+        raise SettingsError("KILDE_CACHE__DEFAULT_TTL_SECONDS must not exceed "
+                            "KILDE_CACHE__MAX_TTL_SECONDS.")
+    for source, ttl in _parse_ttls(cache.ttls).items():
+        if ttl > cache.max_ttl_seconds:
+            raise SettingsError(f"KILDE_CACHE__TTLS gives {source!r} {ttl:g} s, above "
+                                f"KILDE_CACHE__MAX_TTL_SECONDS ({cache.max_ttl_seconds:g} s).")
+    if cache.op_timeout_seconds <= 0:
+        raise SettingsError("KILDE_CACHE__OP_TIMEOUT_SECONDS must be greater than 0.")
+    if cache.fresh_per_minute < 0:
+        raise SettingsError("KILDE_CACHE__FRESH_PER_MINUTE must be 0 or more.")
+
+
+def _check_resilience(r: ResilienceSettings) -> None:
+    if r.attempts < 1:
+        raise SettingsError("KILDE_RESILIENCE__ATTEMPTS must be at least 1 (1 = no retry).")
+    if r.failure_threshold < 1:
+        raise SettingsError("KILDE_RESILIENCE__FAILURE_THRESHOLD must be at least 1.")
+    if r.max_concurrency < 1:
+        raise SettingsError("KILDE_RESILIENCE__MAX_CONCURRENCY must be at least 1.")

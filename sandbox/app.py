@@ -8,6 +8,8 @@
     /_sandbox/patients               scenario patients (nin, name, municipality, tags)
     /_sandbox/faults[/<source>]      GET the fault knobs, PUT one source's knobs
     /_sandbox/requests               GET request counts per source, DELETE to reset them
+    /_sandbox/requests/<source>      GET that source's counts per first path segment
+                                     (per store for `municipal`: {"0301": 2, "4601": 0, ...})
 
 Imports nothing from the gateway: it stands in for independent upstreams.
 """
@@ -74,8 +76,18 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     async def requests(request: Request) -> Response:
         if request.method == "DELETE":
             for guard in guards.values():
-                guard.requests = 0
+                guard.reset()
         return JSONResponse({s: g.requests for s, g in guards.items()})
+
+    async def source_requests(request: Request) -> Response:
+        source = request.path_params["source"]
+        if source not in guards:
+            return JSONResponse({"error": f"Unknown source {source!r}; one of {list(SOURCES)}."},
+                                status_code=404)
+        counts = dict(guards[source].segments)
+        if source == "municipal":  # every store, so a store never asked reads 0
+            counts = {m.number: 0 for m in MUNICIPALITIES} | counts
+        return JSONResponse(counts)
 
     routes = [
         Route("/_sandbox/patients", patients),
@@ -83,6 +95,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         Route("/_sandbox/faults", faults),
         Route("/_sandbox/faults/{source}", fault, methods=["GET", "PUT"]),
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
+        Route("/_sandbox/requests/{source}", source_requests),
         *(Mount(f"/{s}", app=g) for s, g in guards.items()),
     ]
     return Starlette(routes=routes)

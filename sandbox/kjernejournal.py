@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import world
+from sandbox import bulk, world
 
 KJ = "http://nhn.no/kj/fhir/"
 PROFILE = KJ + "StructureDefinition/"
@@ -267,7 +267,7 @@ async def _status(request: Request) -> Response:
     if not isinstance(nin, str) or not _valid_nin(nin):
         return _json(_outcome("invalid-nin", "The body must be {\"nin\": <valid national "
                                              "identity number>}.", issue="invalid"), 400)
-    status = status_of(world.patient(nin), nin, request.headers.get("nhn-user-hpr"))
+    status = status_of(bulk.patient(nin), nin, request.headers.get("nhn-user-hpr"))
     return _json(status, media_type="application/json")
 
 
@@ -306,7 +306,7 @@ def _search(render: Render) -> Callable[[Request], Any]:
         kind = request.query_params.get("criticalInfoType")
         if kind is not None and kind not in ("DrugReaction", "OtherAllergen"):
             return _bad_request("criticalInfoType must be DrugReaction or OtherAllergen.")
-        p = world.patient(nin)
+        p = bulk.patient(nin)
         if p is None:
             return _json(_bundle([]))
         if p.kj_reserved:

@@ -22,7 +22,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandbox.world import ATC, ICPC2, MedicationFact, Patient, patient
+from sandbox.bulk import patient
+from sandbox.world import ATC, ICPC2, MedicationFact, Patient
 
 KINDS = ("pll", "eresept")
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"

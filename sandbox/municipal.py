@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import world
+from sandbox import bulk, world
 
 KOMMUNENUMMER = "https://register.geonorge.no/sosi-kodelister/inndelinger/inndelingsbase/kommunenummer"
 ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
@@ -202,7 +202,7 @@ def search(number: str, resource_type: str, params: dict[str, list[str]]) -> Res
     if not sep or system not in PERSON_SYSTEMS or not _valid_nin(nin):
         raise SearchError(400, "invalid", "Search needs patient.identifier=system|value with a "
                                           "valid Norwegian person identifier.")
-    found = world.patient(nin)
+    found = bulk.patient(nin)
     resources: list[Resource] = []
     if found is not None:
         subject = {"identifier": {"system": system, "value": nin}}

@@ -27,7 +27,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from connectors.identifiers import is_valid_nin, nin_kind, nin_system
-from sandbox.world import NLK, LabReportFact, LabValueFact, Patient, patient
+from sandbox.bulk import patient
+from sandbox.world import NLK, LabReportFact, LabValueFact, Patient
 
 CATEGORY_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8202"
 INTERPRETATION_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.8244"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from connectors.activity import SourceActivity
 from connectors.registry import Registry
 from policies.model import Decision, Principal, Rules
 
@@ -36,6 +37,12 @@ class Health(Protocol):
     def source_health(self, name: str) -> str: ...
 
 
+class FreshLimiter(Protocol):
+    """May this principal bypass the cache now? (gateway.freshness; over the limit: cache)."""
+
+    async def allow(self, principal_id: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Services:
     """Built once at start; read-only afterwards."""
@@ -46,10 +53,20 @@ class Services:
     access_log: AccessLogReader
     deadline_seconds: float = 3.0
     health: Health | None = None
+    activity: SourceActivity | None = None  # when each source last answered (the catalogue)
+    fresh_limiter: FreshLimiter | None = None
 
 
 @dataclass
 class Denial:
+    nin: str
+    decision: Decision
+
+
+@dataclass
+class LogRead:
+    """Somebody other than the patient read `nin`'s access log (the privacy officer): audited."""
+
     nin: str
     decision: Decision
 
@@ -66,6 +83,8 @@ class Context:
     errors: list[dict[str, Any]] = field(default_factory=list)
     views: list[PatientView] = field(default_factory=list)
     denials: list[Denial] = field(default_factory=list)
+    log_reads: list[LogRead] = field(default_factory=list)
+    document: Any = None  # the query, parsed and measured by the gateway (gateway/limits.py)
 
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""

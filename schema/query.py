@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -20,12 +21,14 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
 from connectors.errors import ConnectorError
 from connectors.identifiers import is_valid_nin
+from connectors.model import CategorySpec
 from policies import decide_access_log, decide_patient
 from policies.model import PrincipalKind as _Kind
 from schema import types
-from schema.context import Context, Denial
+from schema.context import Context, Denial, LogRead
 from schema.errors import BadUserInputError, ForbiddenError, KildeError
 from schema.patient import Patient
+from schema.plugins import extend_category_enum, plugin_query
 from schema.view import PatientView, requested_categories
 
 log = logging.getLogger("kilde.schema")
@@ -123,12 +126,18 @@ class Query:
     @strawberry.field(description="One patient's unified view. A clinician needs a care "
                       "relationship bound to this patient; a citizen may ask for themself. "
                       "`emergencyReason` opens restricted (sperret) information under ETREAT or "
-                      "BTG; it is specially audited and shown to the patient.")
+                      "BTG; it is specially audited and shown to the patient. `fresh` asks "
+                      "for live data instead of cached (rate-limited; over the limit, cached "
+                      "data is served).")
     async def patient(
-        self, info: Info[Context, None], nin: str, emergency_reason: str | None = None
+        self, info: Info[Context, None], nin: str, emergency_reason: str | None = None,
+        fresh: bool | None = None,
     ) -> Patient | None:
         ctx = info.context
         _check_nin(nin)
+        if fresh or ctx.fresh:  # the argument or `cache-control: no-cache`
+            limiter = ctx.services.fresh_limiter
+            ctx.fresh = limiter is None or await limiter.allow(ctx.principal.person_id)
         reason = (emergency_reason or "").strip() or None
         if reason is not None and len(reason) > 500:
             raise BadUserInputError("'emergencyReason' is longer than 500 characters.")
@@ -138,8 +147,9 @@ class Query:
             ctx.denials.append(Denial(nin, decision))
             raise ForbiddenError("You may not see this patient.", reason=decision.reason)
         names, lab_args = _field_selections(info)
-        view = PatientView(ctx, nin, requested_categories(names), emergency_reason=reason,
-                           since=_since(lab_args.get("since")))
+        plugins = ctx.services.registry.plugin_categories
+        view = PatientView(ctx, nin, requested_categories(names, plugins),
+                           emergency_reason=reason, since=_since(lab_args.get("since")))
         ctx.views.append(view)
         view.start()
         return Patient(nin=nin, view=view)
@@ -150,15 +160,23 @@ class Query:
         out = []
         for entry in services.registry:
             connector = entry.connector
+            activity = services.activity.get(connector.name) if services.activity else None
+            # "used by": the rollout list if one is set, else each municipality with its own
+            # store, else every tenant (a national source)
+            used_by = entry.settings.municipalities or frozenset(entry.settings.stores)
             out.append(types.Source(
                 name=connector.name,
                 version=entry.version,
                 standard=entry.standard,
                 categories=sorted(connector.categories, key=lambda c: c.value),
-                municipalities=sorted(entry.settings.stores) or list(services.tenants),
+                municipalities=sorted(used_by) or list(services.tenants),
                 timeout_seconds=entry.settings.timeout,
                 health=services.health.source_health(connector.name) if services.health else
                 "UNKNOWN",
+                last_success=activity.last_success if activity else None,
+                last_failure=activity.last_failure if activity else None,
+                last_error=activity.last_error if activity else None,
+                description=entry.description or None,
             ))
         return out
 
@@ -202,8 +220,11 @@ class Query:
         _check_nin(nin)
         decision = decide_access_log(ctx.principal, nin, rules=ctx.services.rules)
         if not decision.allowed:
+            ctx.denials.append(Denial(nin, decision))  # an attempt on a patient's log: audited
             raise ForbiddenError("You may not read this access log.", reason=decision.reason)
         page = await _read_log(ctx, nin, from_, to, first, after)
+        if nin != ctx.principal.person_id:  # the patient reading their own log is not audited
+            ctx.log_reads.append(LogRead(nin, decision))
         return _connection(page)
 
     @strawberry.field(description="Deliveries per day, source, category and municipality "
@@ -237,10 +258,20 @@ class KildeSchema(strawberry.Schema):
                       "".join(traceback.format_tb(original.__traceback__)))
 
 
-def build_schema() -> strawberry.Schema:
-    """The GraphQL schema; built once at start."""
+def build_schema(
+    *extensions: Any, parsed: Any = None, categories: Sequence[CategorySpec] = ()
+) -> strawberry.Schema:
+    """The GraphQL schema; built once at start. `parsed` replaces the parser cache when the
+    gateway hands over documents it parsed already (gateway/limits.py); `extensions` are added.
+    `categories` are the plugin categories of the enabled connectors (schema/plugins.py).
+    """
+    query = plugin_query(Query, categories) if categories else Query
     # Parsing and validating the same operation again dominated the request's CPU time
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
     # The caches live at module level, keyed by maxsize: the factories are cheap per request.
-    return KildeSchema(query=Query, extensions=[lambda: ParserCache(maxsize=256),
-                                                lambda: ValidationCache(maxsize=256)])
+    schema = KildeSchema(query=query, extensions=[parsed or (lambda: ParserCache(maxsize=256)),
+                                                  lambda: ValidationCache(maxsize=256),
+                                                  *extensions])
+    if categories:
+        extend_category_enum(schema, categories)
+    return schema

@@ -7,7 +7,7 @@ enums are the connectors' own enums, registered with Strawberry.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import strawberry
 
@@ -30,6 +30,14 @@ class Coding:
     display: str | None
 
 
+def _age(fetched_at: datetime | None) -> float | None:
+    if fetched_at is None:
+        return None
+    if fetched_at.tzinfo is None:
+        fetched_at = fetched_at.replace(tzinfo=UTC)
+    return round(max(0.0, (datetime.now(UTC) - fetched_at).total_seconds()), 1)
+
+
 @strawberry.type(description="Where an item came from, and whether it was served from cache.")
 class Provenance:
     source: str
@@ -38,6 +46,10 @@ class Provenance:
     fetched_at: datetime
     from_cache: bool
     municipality: str | None
+
+    @strawberry.field(description="Seconds since the source gave this item (grows in cache).")
+    def age_seconds(self) -> float:
+        return _age(self.fetched_at) or 0.0
 
 
 @strawberry.type(description="A treatment limitation such as HLR-minus (no CPR), from any source.")
@@ -177,6 +189,11 @@ class SourceStatus:
     from_cache: bool
     detail: str | None
 
+    @strawberry.field(description="Seconds since the source answered; large when from cache "
+                      "or STALE.")
+    def age_seconds(self) -> float | None:
+        return _age(self.fetched_at)
+
 
 @strawberry.type(description="A source in the catalogue: what it serves, where, and its health.")
 class Source:
@@ -187,6 +204,13 @@ class Source:
     municipalities: list[str]
     timeout_seconds: float
     health: str
+    last_success: datetime | None = strawberry.field(
+        default=None, description="When this replica last had a live answer from the source.")
+    last_failure: datetime | None = strawberry.field(
+        default=None, description="When a request to the source last failed in this replica.")
+    last_error: str | None = strawberry.field(
+        default=None, description="The code of that failure, e.g. UPSTREAM_TIMEOUT.")
+    description: str | None = None
 
 
 @strawberry.type(description="The caller, as Kilde understood the token and its attest.")

@@ -17,7 +17,7 @@ from typing import Any
 
 from connectors.base import AccessBasis, FetchRequest, Requester
 from connectors.fanout import Outcome, start_fetches
-from connectors.model import Category, Item, Status
+from connectors.model import AnyCategory, Category, CategorySpec, Item, Status
 from policies import (
     access_basis,
     allowed_municipalities,
@@ -96,8 +96,9 @@ class PatientView:
                 category=category.value, reason=decision.reason,
             )))
             for entry in services.registry.serving(category):
-                self.skipped.append(StatusRow(entry.connector.name, category, Status.DENIED,
-                                              detail=decision.reason))
+                if in_use(entry.settings.municipalities, principal):
+                    self.skipped.append(StatusRow(entry.connector.name, category,
+                                                  Status.DENIED, detail=decision.reason))
         municipalities = self.municipalities = allowed_municipalities(
             principal, rules=services.rules, tenants=services.tenants
         )
@@ -108,7 +109,7 @@ class PatientView:
         for entry in services.registry:
             connector = entry.connector
             wanted = frozenset(allowed & connector.categories)
-            if not wanted:
+            if not wanted or not in_use(entry.settings.municipalities, principal):
                 continue
             stores = frozenset(entry.settings.stores)
             reachable = municipalities & stores if stores else municipalities
@@ -132,7 +133,7 @@ class PatientView:
             )
             requests[connector.name] = (connector, request)
             self.categories_by_source[connector.name] = wanted
-        self.tasks = start_fetches(requests)
+        self.tasks = start_fetches(requests, services.activity)
 
     def cancel(self) -> None:
         for task in self.tasks.values():
@@ -213,7 +214,7 @@ class PatientView:
 
     def record_denied(self, category: Category) -> None:
         for row in self.skipped:
-            if row.category is category:
+            if row.category == category:
                 self.delivered.setdefault((category, row.source), (row.status, 0))
 
     async def statuses(self) -> list[StatusRow]:
@@ -236,6 +237,18 @@ class PatientView:
         return rows
 
 
+def in_use(municipalities: frozenset[str], principal: Principal) -> bool:
+    """Is a source rolled out to `municipalities` (empty: everywhere) used for this caller?
+
+    A clinician's request consults it only when their own municipality is listed (what it
+    may return is still the policy's business: border, agreements). A citizen's innsyn covers
+    their data wherever it is kept, so a citizen's request consults it wherever it is in use.
+    """
+    if not municipalities or principal.kind is PrincipalKind.CITIZEN:
+        return True
+    return principal.municipality in municipalities
+
+
 def _requester(principal: Principal) -> Requester:
     return Requester(
         hpr_number=principal.hpr_number,
@@ -247,15 +260,20 @@ def _requester(principal: Principal) -> Requester:
     )
 
 
-def requested_categories(names: Sequence[str]) -> frozenset[Category]:
-    """The categories a selection of Patient fields needs (alerts need two)."""
-    out: set[Category] = set()
+def requested_categories(
+    names: Sequence[str], plugins: Sequence[CategorySpec] = ()
+) -> frozenset[AnyCategory]:
+    """The categories a selection of Patient fields needs (alerts need two); `plugins` are
+    the plugin categories, each behind its own field."""
+    fields: dict[str, frozenset[AnyCategory]] = {**FIELD_CATEGORIES}
+    fields.update((spec.field_name, frozenset({spec})) for spec in plugins)
+    out: set[AnyCategory] = set()
     for name in names:
-        out |= FIELD_CATEGORIES.get(name, frozenset())
+        out |= fields.get(name, frozenset())
     return frozenset(out)
 
 
-FIELD_CATEGORIES: dict[str, frozenset[Category]] = {
+FIELD_CATEGORIES: dict[str, frozenset[AnyCategory]] = {
     "alerts": frozenset({Category.TREATMENT_LIMITATIONS, Category.CRITICAL_INFORMATION}),
     "treatmentLimitations": frozenset({Category.TREATMENT_LIMITATIONS}),
     "criticalInformation": frozenset({Category.CRITICAL_INFORMATION}),

@@ -58,6 +58,10 @@ def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **override
     settings = Settings.from_env({})
     auth = replace(settings.auth, jwks_url=f"http://127.0.0.1:{gateway_port}/_demo/jwks.json")
     timeout = overrides.pop("source_timeout", 1.0)
+    # the shared stack tests live, unretried behaviour with no breaker carrying failures from
+    # one test into the next; cache and resilience tests build their own stack with them
+    overrides.setdefault("cache", replace(settings.cache, enabled=False))
+    overrides.setdefault("resilience", replace(settings.resilience, enabled=False))
     connectors = {n: ConnectorSettings(n, timeout=timeout) for n in BUILTIN_CONNECTORS}
     settings = replace(settings, port=gateway_port, auth=auth, connectors=connectors,
                        audit=replace(settings.audit, url=audit_url), **overrides)

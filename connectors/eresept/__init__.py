@@ -11,10 +11,9 @@ from datetime import datetime
 
 import httpx
 
-from connectors.base import ConnectorSettings, SourceResult
+from connectors import Category, ConnectorSettings, SourceResult, Status
 from connectors.medication.connector import SfmConnector
 from connectors.medication.sfm import MedicationDocument
-from connectors.model import Category, Status
 
 RF_NOT_CONSULTED = "Reseptformidleren was not consulted; prescriptions may be missing."
 

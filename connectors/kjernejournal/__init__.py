@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.base import ConnectorSettings
+from connectors import ConnectorPlugin, ConnectorSettings
 from connectors.kjernejournal.connector import KjernejournalConnector
 
 __all__ = ["KjernejournalConnector", "create"]
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> KjernejournalConnector:
-    """The entry point: one connector sharing the gateway's HTTP client."""
+def _create(settings: ConnectorSettings, http: httpx.AsyncClient) -> KjernejournalConnector:
     return KjernejournalConnector(settings, http)
+
+
+# The entry point: one connector sharing the gateway's HTTP client.
+create = ConnectorPlugin(
+    _create,
+    options={"source_system": "the nhn-source-system header value (default 'kilde')"},
+    standard=KjernejournalConnector.standard,
+    description="Kjernejournal, the national summary care record: critical information.",
+)

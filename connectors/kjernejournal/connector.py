@@ -20,17 +20,22 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from connectors.base import ConnectorSettings, FetchRequest, SourceResult
-from connectors.errors import (
+from connectors import (
+    Category,
     ConnectorConfigError,
     ConnectorError,
+    ConnectorSettings,
+    FetchRequest,
+    Item,
+    PrivacyState,
+    SourceResult,
+    Status,
     UpstreamInvalidError,
     UpstreamRejectedError,
     UpstreamTimeoutError,
 )
 from connectors.fhir import JsonResponse, bundle_entries, now, request_json_response
 from connectors.kjernejournal import mapping
-from connectors.model import Category, Item, PrivacyState, Status
 
 PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helsepersonell
 Mapper = Callable[[Mapping[str, Any], datetime], Item | None]
@@ -74,6 +79,7 @@ class KjernejournalConnector:
 
     name = mapping.SOURCE
     categories = frozenset(SEARCHES)
+    standard = "FHIR R4, Kjernejournal critical-information API"
 
     def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
         if not settings.base_url:

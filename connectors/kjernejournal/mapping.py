@@ -16,9 +16,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from connectors.base import AccessBasis
-from connectors.fhir import coding_of, extension_value, parse_date, parse_datetime
-from connectors.model import (
+from connectors import (
+    AccessBasis,
     Coding,
     CriticalInformation,
     CriticalType,
@@ -26,6 +25,7 @@ from connectors.model import (
     Provenance,
     TreatmentLimitation,
 )
+from connectors.fhir import coding_of, extension_value, parse_date, parse_datetime
 
 SOURCE = "kjernejournal"
 SNOMED = "http://snomed.info/sct"

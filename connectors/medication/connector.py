@@ -8,17 +8,18 @@ never in the URL) to `<base_url>/Patient/$getMedication`, reads the document Bun
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from urllib.parse import quote
 
 import httpx
 
-from connectors.base import ConnectorSettings, FetchRequest, SourceResult
-from connectors.errors import ConnectorConfigError
+from connectors import Category, ConnectorConfigError, ConnectorSettings, FetchRequest, SourceResult
 from connectors.fhir import now, request_json
 from connectors.medication.sfm import MedicationDocument, build_parameters, read_response
-from connectors.model import Category
 
 OPERATION = "/Patient/$getMedication"
+PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helsepersonell
 
 
 class SfmConnector:
@@ -30,6 +31,7 @@ class SfmConnector:
 
     name = "sfm"
     categories = frozenset({Category.MEDICATIONS})
+    standard = "FHIR R4, SFM Basis API $getMedication"
 
     def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
         if not settings.base_url:
@@ -42,9 +44,9 @@ class SfmConnector:
     async def fetch(self, request: FetchRequest) -> SourceResult:
         if Category.MEDICATIONS not in request.categories:
             return SourceResult.empty(self.name, request.categories)
-        headers = {"x-request-id": request.request_id} if request.request_id else None
         body = await request_json(
-            self.http, self.name, "POST", self.url, timeout=request.timeout, headers=headers,
+            self.http, self.name, "POST", self.url, timeout=request.timeout,
+            headers=request_headers(request),
             json=build_parameters(request.patient_nin, request.access_basis),
         )
         fetched_at = now()
@@ -55,3 +57,13 @@ class SfmConnector:
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is shared and owned by the gateway."""
+
+
+def request_headers(request: FetchRequest) -> dict[str, str]:
+    """Correlation and the requester's role (`nhn-user-role`, as Kjernejournal takes it), so
+    SFM can enforce too; the access basis travels in the Parameters body."""
+    headers = {"x-request-id": request.request_id} if request.request_id else {}
+    if request.requester.role_code:
+        role = {"system": PROFESSION, "code": request.requester.role_code}
+        headers["nhn-user-role"] = quote(json.dumps(role, separators=(",", ":")), safe="")
+    return headers

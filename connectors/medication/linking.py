@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from connectors.model import Coding, Medication, Provenance
+from connectors import Coding, Medication, Provenance
 
 SOURCE_ORDER = ("pll", "eresept", "municipal")
 # Records of administrations: their status and dates describe doses given, not the treatment.

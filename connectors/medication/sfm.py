@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.base import AccessBasis
-from connectors.errors import UpstreamInvalidError
+from connectors import (
+    FNR_SYSTEM,
+    AccessBasis,
+    Coding,
+    Dosage,
+    Medication,
+    Provenance,
+    UpstreamInvalidError,
+    is_valid_nin,
+    nin_system,
+)
 from connectors.fhir import (
     bundle_entries,
     coding_of,
@@ -29,8 +38,6 @@ from connectors.fhir import (
     parse_datetime,
     security_of,
 )
-from connectors.identifiers import FNR_SYSTEM, is_valid_nin, nin_system
-from connectors.model import Coding, Dosage, Medication, Provenance
 
 ATC_SYSTEM = "http://www.whocc.no/atc"
 ICPC2_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.7170"

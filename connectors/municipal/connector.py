@@ -20,18 +20,26 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from connectors.base import AccessBasis, ConnectorSettings, FetchRequest, SourceResult
-from connectors.errors import (
+from connectors import (
+    FNR_SYSTEM,
+    AccessBasis,
+    Category,
     ConnectorConfigError,
     ConnectorError,
+    ConnectorSettings,
+    FetchRequest,
+    Item,
+    PrivacyState,
+    SourceResult,
+    Status,
     UpstreamInvalidError,
     UpstreamRejectedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
+    is_valid_nin,
+    nin_system,
 )
 from connectors.fhir import bundle_resources, expect_resource, now, request_json
-from connectors.identifiers import FNR_SYSTEM, is_valid_nin, nin_system
-from connectors.model import Category, Item, PrivacyState, Status
 from connectors.municipal.mapping import (
     MAPPERS,
     SOURCE,
@@ -82,11 +90,13 @@ def build_batch(nin: str, categories: frozenset[Category]) -> tuple[dict[str, An
 
 
 def build_headers(request: FetchRequest) -> dict[str, str]:
-    """Correlation and requester headers; no identity number, no name."""
+    """Correlation and requester headers (role, purpose, access basis, so the store can
+    enforce too); no identity number, no name."""
     headers = {
         "nhn-source-system": "kilde",
         "nhn-event-id": (request.request_id or uuid.uuid4().hex)[:128],
         "nhn-purpose-of-use": request.requester.purpose_of_use,
+        "nhn-access-basis": request.access_basis.value,
     }
     if request.requester.role_code:
         role = {"system": PROFESSION, "code": request.requester.role_code}
@@ -171,6 +181,7 @@ class MunicipalConnector:
 
     name = SOURCE
     categories = frozenset(c for c, _, _ in SEARCHES)
+    standard = "FHIR R4 (no-basis), batch search per municipal store"
 
     def __init__(self, stores: Mapping[str, str], http: httpx.AsyncClient) -> None:
         self.stores = {number: url.rstrip("/") for number, url in stores.items()}

@@ -18,17 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectors.errors import UpstreamInvalidError
-from connectors.fhir import (
-    coding_of,
-    extension_value,
-    identifier_by_type,
-    parse_date,
-    parse_datetime,
-    security_of,
-    text_of,
-)
-from connectors.model import (
+from connectors import (
     Coding,
     Condition,
     DocumentReference,
@@ -38,6 +28,16 @@ from connectors.model import (
     MunicipalService,
     Provenance,
     TreatmentLimitation,
+    UpstreamInvalidError,
+)
+from connectors.fhir import (
+    coding_of,
+    extension_value,
+    identifier_by_type,
+    parse_date,
+    parse_datetime,
+    security_of,
+    text_of,
 )
 
 SOURCE = "municipal"

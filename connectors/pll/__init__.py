@@ -12,10 +12,9 @@ from datetime import datetime
 
 import httpx
 
-from connectors.base import ConnectorSettings, SourceResult
+from connectors import Category, ConnectorSettings, SourceResult
 from connectors.medication.connector import SfmConnector
 from connectors.medication.sfm import MedicationDocument
-from connectors.model import Category
 
 
 class PllConnector(SfmConnector):

@@ -15,8 +15,7 @@ from typing import Any
 
 import httpx
 
-from connectors.base import ConnectorSettings
-from connectors.errors import ConnectorConfigError
+from connectors import ConnectorConfigError, ConnectorPlugin, ConnectorSettings
 from connectors.proevesvar.connector import (
     DEFAULT_MAX_PAGES,
     DEFAULT_PAGE_SIZE,
@@ -26,7 +25,7 @@ from connectors.proevesvar.connector import (
 __all__ = ["ProevesvarConnector", "create"]
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> ProevesvarConnector:
+def _create(settings: ConnectorSettings, http: httpx.AsyncClient) -> ProevesvarConnector:
     """Build the connector; bad settings fail here, at start, naming the variable."""
     if not settings.base_url:
         raise ConnectorConfigError(
@@ -38,6 +37,16 @@ def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> ProevesvarCo
         page_size=_int_option(settings.options, "page_size", DEFAULT_PAGE_SIZE, 1, 100),
         max_pages=_int_option(settings.options, "max_pages", DEFAULT_MAX_PAGES, 1, 50),
     )
+
+
+# The entry point (`kilde.connectors` group, name `proevesvar`).
+create = ConnectorPlugin(
+    _create,
+    options={"page_size": "reports per page, 1-100 (default 50)",
+             "max_pages": "pages followed per request, 1-50 (default 5)"},
+    standard=ProevesvarConnector.standard,
+    description="Pasientens prøvesvar: laboratory, pathology and radiology reports.",
+)
 
 
 def _int_option(options: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:

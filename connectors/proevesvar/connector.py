@@ -19,10 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from connectors.base import FetchRequest, SourceResult
-from connectors.errors import ConnectorError, UpstreamTimeoutError
+from connectors import (
+    Category,
+    ConnectorError,
+    FetchRequest,
+    SourceResult,
+    Status,
+    UpstreamTimeoutError,
+)
 from connectors.fhir import bundle_entries, now, request_json
-from connectors.model import Category, Status
 from connectors.proevesvar.mapping import SOURCE, map_search
 
 logger = logging.getLogger(__name__)

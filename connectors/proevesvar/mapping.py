@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from connectors import Coding, LabReport, LabResult, PrivacyState, Provenance, Status
 from connectors.fhir import coding_of, parse_datetime, security_of, text_of
-from connectors.model import Coding, LabReport, LabResult, PrivacyState, Provenance, Status
 
 SOURCE = "proevesvar"
 NLK = "urn:oid:2.16.578.1.12.4.1.1.7280"

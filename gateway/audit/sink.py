@@ -21,13 +21,18 @@ from typing import Protocol
 
 from gateway.audit.chain import VerifyResult
 from gateway.audit.events import AuditEvent
+from schema import errors
 
 MAX_PAGE = 1000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class AuditUnavailableError(Exception):
-    """The audit trail could not be written or read; the data must not be delivered."""
+class AuditUnavailableError(errors.AuditUnavailableError):
+    """The audit trail could not be written or read; the data must not be delivered.
+
+    A `schema.errors.AuditUnavailableError`, so a failed read in a resolver (`myAccessLog`,
+    `accessLog`, `usage`) reaches the client as AUDIT_UNAVAILABLE rather than a masked error.
+    """
 
     code = "AUDIT_UNAVAILABLE"
 

@@ -33,6 +33,7 @@ from policies.model import Principal, PrincipalKind
 CITIZEN_SCOPE = "kilde/innsyn"
 PRIVACY_OFFICER_SCOPE = "kilde/accesslog.read"
 CLINICAL_SCOPE = "kilde/patient.read"
+EVENTS_SCOPE = "kilde/events.write"  # an upstream's notifier may evict cache (POST /events)
 
 
 def bearer_token(authorization: str | None) -> str:

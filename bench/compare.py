@@ -1,0 +1,315 @@
+"""The side-by-side benchmark: Kilde, the floor and GraphQL Yoga, in one run, on one machine.
+
+Run: `./dev bench` (= `python -m bench.compare`), options below. One command, in this order:
+starts the sandbox (20 ms per upstream call, no faults) in its own process; records the upstream
+calls Kilde makes for the legevakt query (`bench.workload.record_plan`), so the floor and the
+peer make the same ones; then for each system — Kilde in production mode (`kilde serve`, token
+auth, policy, PostgreSQL audit; 1 worker, then 2), the raw floor (`bench.floor`), GraphQL Yoga
+on Node.js (`bench/peers/yoga`, installed from npm) and, once the gateway has a cache, Kilde with
+a warm Redis cache — checks one answer, warms up, and drives closed-loop load with wrk at each
+concurrency. It prints throughput, p50, p99, errors, CPU and RSS of the system's process tree,
+the ratios Kilde/Yoga and Kilde/floor and Kilde's p99 overhead over the upstream latency, and
+appends all of it with date, commit and command to bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bench.harness import OUT, ROOT, Run, Usage, load
+from bench.systems import (
+    DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
+    Context,
+    System,
+    audit_store,
+    bench_context,
+    cache_supported,
+    check_answer,
+    kilde_env,
+    start_floor,
+    start_kilde,
+    start_yoga,
+    yoga_unavailable,
+)
+from bench.workload import record_plan, write_plan
+
+SYSTEMS = ("kilde", "kilde-2w", "kilde-warm", "floor", "yoga")
+
+
+@dataclass
+class Result:
+    """One system's runs, or why it was not run."""
+
+    system: str
+    label: str
+    runs: list[Run] = field(default_factory=list)
+    skipped: str = ""
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def commit() -> str:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return f"{head}+uncommitted changes" if git("status", "--porcelain") else head
+
+
+def measure(system: System, ctx: Context, levels: list[int], seconds: float, *,
+            cold: bool = True, use_wrk: bool = True, warmup: float = 2.0) -> list[Run]:
+    """Warm up, then one closed-loop run per concurrency level, with CPU/RSS/upstream figures."""
+    headers = ctx.headers(cold=cold)
+    load(system.url, ctx.body, headers, 8, warmup, cpus=ctx.cores.driver, use_wrk=use_wrk)
+    runs = []
+    for concurrency in levels:
+        before, sandbox_before = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
+        upstream_before = ctx.upstream_requests()
+        run = load(system.url, ctx.body, headers, concurrency, seconds, cpus=ctx.cores.driver,
+                   use_wrk=use_wrk)
+        after, sandbox_after = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
+        run.cpu_seconds = after.cpu_seconds - before.cpu_seconds
+        run.rss_mb = after.rss_mb
+        run.sandbox_cpu = (sandbox_after.cpu_seconds - sandbox_before.cpu_seconds) / run.seconds
+        total = run.ok + run.errors
+        run.upstream_per_request = ((ctx.upstream_requests() - upstream_before) / total
+                                    if total else float("nan"))
+        runs.append(run)
+        print(f"  {system.name:10s} c={concurrency:<3d} {run.throughput:7.1f} req/s  "
+              f"p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  errors {run.errors}",
+              flush=True)
+    return runs
+
+
+def _run_system(result: Result, starter: Callable[[], AbstractContextManager[System]],
+                ctx: Context, levels: list[int], args: argparse.Namespace, *,
+                cold: bool = True) -> None:
+    print(f"{result.label} ...", flush=True)
+    try:
+        with starter() as system:
+            check_answer(system, ctx, cold=cold)
+            result.runs = measure(system, ctx, levels, args.seconds, cold=cold,
+                                  use_wrk=args.driver == "wrk", warmup=args.warmup)
+    except (RuntimeError, OSError, httpx.HTTPError) as exc:
+        result.skipped = f"failed: {exc}"
+        print(f"  {result.skipped}", flush=True)
+
+
+def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]:
+    levels = [int(c) for c in args.concurrency.split(",")]
+    wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
+    facts: dict[str, str] = {}
+    results: list[Result] = []
+    with bench_context(args.latency_ms) as ctx:
+        facts["cores"] = ctx.cores.describe()
+        plan = record_plan(kilde_env(ctx, 0, "sqlite:///unused"), ctx.sandbox, ctx.token,
+                           ctx.nin)
+        OUT.mkdir(parents=True, exist_ok=True)
+        plan_path = OUT / f"plan-{os.getpid()}.json"
+        write_plan(plan, str(plan_path))
+        sources = sorted({c.source for c in plan})
+        facts["plan"] = (f"{len(plan)} upstream calls per query to {len(sources)} sources "
+                         f"({', '.join(sources)})")
+        postgres = None if args.postgres_url == "none" else args.postgres_url
+        for name in wanted:
+            if name in ("kilde", "kilde-2w"):
+                workers = 2 if name == "kilde-2w" else 1
+                # Two workers on one pinned core would only share it: they get both cores.
+                cpus = ctx.cores.sut if workers == 1 else None
+                label = f"Kilde, {workers} worker{'s' if workers > 1 else ''}, cold"
+                result = Result(name, label)
+                try:
+                    with audit_store(postgres, workers) as (audit_url, audit):
+                        facts["audit"] = audit
+                        _run_system(result, lambda w=workers, c=cpus, u=audit_url: start_kilde(
+                            ctx, u, workers=w, cpus=c, name=f"kilde-{w}w"), ctx, levels, args)
+                except RuntimeError as exc:
+                    result.skipped = str(exc)
+                results.append(result)
+            elif name == "kilde-warm":
+                result = Result(name, "Kilde, 1 worker, warm Redis cache")
+                if not cache_supported():
+                    result.skipped = ("the gateway has no cache yet (KILDE_CACHE__URL is not "
+                                      "read); this row runs once the Redis cache lands")
+                else:
+                    with audit_store(postgres, 1) as (audit_url, _):
+                        _run_system(result, lambda u=audit_url: start_kilde(
+                            ctx, u, cache_url=args.redis_url, cpus=ctx.cores.sut,
+                            name="kilde-warm"), ctx, levels, args, cold=False)
+                    if result.runs and min(r.upstream_per_request for r in result.runs) >= 1:
+                        result.label += " (cache did not serve: see upstream calls/request)"
+                results.append(result)
+            elif name == "floor":
+                result = Result(name, "floor (raw aiohttp + orjson, same upstream calls)")
+                _run_system(result, lambda: start_floor(plan_path, ctx.cores.sut), ctx, levels,
+                            args)
+                results.append(result)
+            elif name == "yoga":
+                result = Result(name, "GraphQL Yoga 5 on Node.js + undici")
+                reason = yoga_unavailable()
+                if reason:
+                    result.skipped = reason
+                else:
+                    _run_system(result, lambda: start_yoga(plan_path, ctx.cores.sut), ctx,
+                                levels, args)
+                results.append(result)
+            else:
+                raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+        plan_path.unlink(missing_ok=True)
+    return results, facts
+
+
+# -- reporting -----------------------------------------------------------------------------------
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def table(results: list[Result]) -> str:
+    lines = ["| system | concurrency | req/s | p50 ms | p99 ms | errors | CPU ms/req | "
+             "CPU % | RSS MB | upstream calls/req | sandbox CPU % |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for result in results:
+        if result.skipped:
+            lines.append(f"| {result.label} | | | | | | | | | | skipped: {result.skipped} |")
+            continue
+        for r in result.runs:
+            lines.append(
+                f"| {result.label} | {r.concurrency} | {r.throughput:.0f} | {r.p50_ms:.1f} | "
+                f"{r.p99_ms:.1f} | {r.errors} | {_fmt(r.cpu_ms_per_request, 2)} | "
+                f"{100 * r.cpu_seconds / r.seconds:.0f} | {r.rss_mb:.0f} | "
+                f"{_fmt(r.upstream_per_request)} | {100 * r.sandbox_cpu:.0f} |")
+    return "\n".join(lines)
+
+
+def ratios(results: list[Result], latency_ms: float) -> tuple[str, list[str]]:
+    by = {r.system: {run.concurrency: run for run in r.runs} for r in results if r.runs}
+    kilde = by.get("kilde", {})
+    lines = ["| concurrency | Kilde/Yoga req/s | Kilde/floor req/s | Kilde warm/Yoga req/s | "
+             "Kilde p99 − upstream ms | floor p99 − upstream ms | Yoga p99 − upstream ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def ratio(a: dict[int, Run], b: dict[int, Run], c: int) -> float:
+        if c in a and c in b and b[c].throughput:
+            return a[c].throughput / b[c].throughput
+        return float("nan")
+
+    def over(a: dict[int, Run], c: int) -> float:
+        return a[c].p99_ms - latency_ms if c in a else float("nan")
+
+    yoga, floor, warm = by.get("yoga", {}), by.get("floor", {}), by.get("kilde-warm", {})
+    for c in sorted(kilde):
+        lines.append(f"| {c} | {_fmt(ratio(kilde, yoga, c), 2)} | {_fmt(ratio(kilde, floor, c), 2)}"
+                     f" | {_fmt(ratio(warm, yoga, c), 2)} | {_fmt(over(kilde, c))} | "
+                     f"{_fmt(over(floor, c))} | {_fmt(over(yoga, c))} |")
+
+    def verdict(value: float, ok: bool, text: str) -> str:
+        state = "not measured" if math.isnan(value) else ("met" if ok else "NOT met")
+        return f"- {text}: {_fmt(value, 2)} — {state}"
+
+    cold32, warm32, p99_8 = ratio(kilde, yoga, 32), ratio(warm, yoga, 32), over(kilde, 8)
+    targets = [
+        verdict(cold32, cold32 >= 0.5, "Kilde/Yoga throughput at concurrency 32, cold (target "
+                                        ">= 0.5)"),
+        verdict(warm32, warm32 >= 1.0, "Kilde/Yoga throughput at concurrency 32, warm cache "
+                                        "(target >= 1.0)"),
+        verdict(p99_8, p99_8 <= 15, f"Kilde p99 overhead over the {latency_ms:g} ms upstream "
+                                    "at concurrency 8, ms (target <= 15)"),
+    ]
+    return "\n".join(lines), targets
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def report(results: list[Result], facts: dict[str, str], args: argparse.Namespace,
+           command: str, load_before: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    ratio_table, targets = ratios(results, args.latency_ms)
+    driver = "wrk 1 thread (closed loop)" if args.driver == "wrk" else "aiohttp client"
+    notes = [
+        f"`{command}`",
+        f"commit {commit()}; {machine()}",
+        f"load: {driver}, {args.seconds:g} s per level after a {args.warmup:g} s warm-up; "
+        f"{facts.get('cores', '')}",
+        f"upstream: sandbox at {args.latency_ms:g} ms per call, no faults; "
+        f"{facts.get('plan', '')}",
+        f"Kilde: `kilde serve`, KILDE_MODE=production, bench token issuer (RS256 JWKS), policy "
+        f"on, audit {facts.get('audit', 'n/a')}, JSON logs at WARNING; cold = cache off and "
+        "`cache-control: no-cache`, every request goes upstream (see upstream calls/req)",
+        f"load average before the run: {load_before}"
+        + (f"; {args.note}" if args.note else ""),
+    ]
+    return (f"\n### Side by side, {stamp}\n\n" + "\n".join(f"- {n}" for n in notes)
+            + f"\n\n{table(results)}\n\n{ratio_table}\n\nTargets:\n" + "\n".join(targets)
+            + "\n")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per concurrency level")
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--systems", default="kilde,kilde-2w,kilde-warm,floor,yoga",
+                        help=f"comma-separated, from {', '.join(SYSTEMS)}")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES,
+                        help="audit store server ('none': SQLite, one worker only)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--driver", choices=("wrk", "aiohttp"), default="wrk")
+    parser.add_argument("--results", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--no-record", action="store_true", help="print only")
+    parser.add_argument("--note", default="", help="a sentence for RESULTS.md (e.g. shared "
+                                                   "machine)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    command = "python -m bench.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
+    load_before = loadavg()
+    results, facts = run_all(args)
+    text = report(results, facts, args, command.strip(), load_before)
+    print(text)
+    if not args.no_record:
+        with open(args.results, "a") as out:
+            out.write(text)
+        print(f"appended to {args.results}")
+    ran = [r for r in results if r.runs]
+    clean = all(run.errors == 0 for r in ran for run in r.runs)
+    failed = any(r.skipped.startswith("failed") for r in results)
+    return 0 if ran and clean and not failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

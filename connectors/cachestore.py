@@ -1,0 +1,166 @@
+"""Where cached bytes live: aiocache in memory (one process) or in Redis (shared by replicas).
+
+Sits under the cache wrapper (`connectors.cache`), which only stores sealed bytes under HMAC
+keys here. Redis trouble is not an outage: every call has a short timeout, a failure marks the
+store *degraded* and for `retry_seconds` calls fail fast without touching the network (the
+cache is bypassed, requests go to the sources); the next call after that probes Redis again and
+recovers by itself. redis and aiocache errors never leave this module: they become
+`CacheUnavailableError`.
+
+>>> store = open_store("memory://")
+>>> store.status
+'ok'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.serializers import BaseSerializer
+
+log = logging.getLogger("kilde.cache")
+T = TypeVar("T")
+
+
+class CacheUnavailableError(Exception):
+    """The cache store did not answer in time or failed; the caller bypasses the cache."""
+
+
+class _Bytes(BaseSerializer):
+    DEFAULT_ENCODING = None  # values are sealed bytes; Redis must not decode them
+
+    def dumps(self, value: Any) -> Any:
+        return value
+
+    def loads(self, value: Any) -> Any:
+        return value
+
+
+class CacheStore:
+    """Byte values under string keys with a TTL, plus counters; see the module docstring.
+
+    `shared` says whether other replicas see the same entries (Redis), which makes a
+    cross-replica lock worth taking.
+    """
+
+    def __init__(self, backend: Any, *, kind: str, op_timeout: float | None,
+                 retry_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._backend = backend
+        self.kind = kind
+        self.shared = kind == "redis"
+        self._timeout = op_timeout
+        self._retry_seconds = retry_seconds
+        self._clock = clock
+        self._down_until = 0.0
+        self.degraded = False
+        self.failures = 0
+
+    @property
+    def status(self) -> str:
+        """'ok' or 'degraded' (readiness reports it; degraded is not an outage)."""
+        return "degraded" if self.degraded else "ok"
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        if self.degraded and self._clock() < self._down_until:
+            raise CacheUnavailableError("The cache store is degraded; bypassing it.")
+        try:
+            if self._timeout is None:
+                value = await op()
+            else:
+                async with asyncio.timeout(self._timeout):
+                    value = await op()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # redis, socket, timeout: all mean "no cache right now"
+            self.failures += 1
+            if not self.degraded:
+                log.warning("cache store %s degraded (%s); requests go to the sources",
+                            self.kind, type(exc).__name__)
+            self.degraded = True
+            self._down_until = self._clock() + self._retry_seconds
+            raise CacheUnavailableError(
+                f"The {self.kind} cache store failed ({type(exc).__name__}).") from exc
+        if self.degraded:
+            log.warning("cache store %s recovered", self.kind)
+            self.degraded = False
+        return value
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self._call(lambda: self._backend.get(key))
+        return value if isinstance(value, bytes) else None
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        await self._call(lambda: self._backend.set(key, value, ttl=_ttl(ttl)))
+
+    async def add(self, key: str, value: bytes, ttl: float) -> bool:
+        """Set only if absent (a lock); False when someone else holds it."""
+        async def op() -> bool:
+            try:
+                return bool(await self._backend.add(key, value, ttl=_ttl(ttl)))
+            except ValueError:  # aiocache's "key already exists"
+                return False
+        return await self._call(op)
+
+    async def counter(self, key: str) -> int:
+        value = await self._call(lambda: self._backend.get(key))
+        try:
+            return int(value) if value is not None else 0
+        except (TypeError, ValueError):
+            return 0
+
+    async def increment(self, key: str, ttl: int) -> int:
+        """Add one to a counter and (re)start its TTL (whole seconds)."""
+        async def op() -> int:
+            value = int(await self._backend.increment(key, 1))
+            await self._backend.expire(key, ttl)
+            return value
+        return await self._call(op)
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._backend.delete(key))
+
+    async def ping(self) -> bool:
+        """Probe the store (readiness); True when it answered."""
+        try:
+            await self._call(lambda: self._backend.exists("kilde:ping"))
+        except CacheUnavailableError:
+            return False
+        return True
+
+    async def aclose(self) -> None:
+        try:
+            await self._backend.close()
+        except Exception as exc:  # closing a dead connection is not worth failing shutdown
+            log.debug("cache store close failed: %s", type(exc).__name__)
+
+
+def _ttl(seconds: float) -> float | int:
+    # aiocache sends floats as PSETEX (milliseconds) and ints as SETEX; keep sub-second TTLs
+    return int(seconds) if float(seconds).is_integer() else float(seconds)
+
+
+def open_store(url: str, *, op_timeout: float = 0.1, retry_seconds: float = 1.0) -> CacheStore:
+    """A store for `memory://` or `redis://[:password@]host[:port][/db]`; ValueError otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme == "memory":
+        return CacheStore(SimpleMemoryCache(serializer=_Bytes(), timeout=None), kind="memory",
+                          op_timeout=None)
+    if parts.scheme in ("redis", "rediss"):
+        db = parts.path.strip("/") or "0"
+        if not db.isdigit():
+            raise ValueError("The cache URL's database must be a number, as in redis://host:6379/0.")
+        backend = RedisCache(
+            serializer=_Bytes(), endpoint=parts.hostname or "127.0.0.1", port=parts.port or 6379,
+            db=int(db), password=unquote(parts.password) if parts.password else None,
+            ssl=parts.scheme == "rediss", timeout=None, create_connection_timeout=op_timeout,
+            connection_pool_kwargs={"socket_timeout": max(op_timeout, 0.05)},
+        )
+        return CacheStore(backend, kind="redis", op_timeout=op_timeout,
+                          retry_seconds=retry_seconds)
+    raise ValueError("The cache URL must start with memory:// or redis:// (or rediss://).")

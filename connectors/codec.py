@@ -1,0 +1,125 @@
+"""SourceResult <-> JSON bytes: what the cache wrapper stores (sealed) for one source's answer.
+
+Sits under `connectors.cache`, pure and without IO. Encoding is orjson's own dataclass, enum
+and datetime support; decoding rebuilds the frozen model from the dataclasses' type hints, so a
+new field on a model type round-trips without touching this module. Items carry their type
+name, since one category may hold different item types in future. Unknown versions, types
+or shapes raise `CodecError` (the cache then treats the entry as a miss).
+
+>>> from connectors.base import SourceResult
+>>> decode(encode(SourceResult.empty("pll"))).status
+<Status.EMPTY: 'EMPTY'>
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+import orjson
+
+from connectors import model
+from connectors.base import SourceResult
+from connectors.model import Category, PrivacyState, Status
+
+VERSION = 1
+ITEM_TYPES: Mapping[str, type] = {
+    cls.__name__: cls
+    for cls in (model.TreatmentLimitation, model.CriticalInformation, model.Medication,
+                model.LabReport, model.MunicipalService, model.Condition,
+                model.DocumentReference)
+}
+
+
+class CodecError(ValueError):
+    """A cached value could not be decoded (old version, unknown type, wrong shape)."""
+
+
+def encode(result: SourceResult) -> bytes:
+    """One source's answer as JSON bytes (items tagged with their type name)."""
+    payload = {
+        "v": VERSION,
+        "source": result.source,
+        "status": result.status,
+        "items": {
+            category.value: [{"t": type(item).__name__, "d": item} for item in items]
+            for category, items in result.items.items()
+        },
+        "fetched_at": result.fetched_at,
+        "privacy": result.privacy,
+        "category_status": {c.value: s for c, s in result.category_status.items()},
+        "detail": result.detail,
+    }
+    return orjson.dumps(payload)
+
+
+def decode(data: bytes) -> SourceResult:
+    """The SourceResult `encode` produced; CodecError for anything else."""
+    try:
+        raw = orjson.loads(data)
+        if not isinstance(raw, dict) or raw.get("v") != VERSION:
+            raise CodecError("The cached value has an unknown format version.")
+        items: dict[Category, tuple[Any, ...]] = {}
+        for cat, entries in raw["items"].items():
+            items[Category(cat)] = tuple(_item(entry) for entry in entries)
+        return SourceResult(
+            source=str(raw["source"]),
+            status=Status(raw["status"]),
+            items=items,
+            fetched_at=datetime.fromisoformat(raw["fetched_at"]),
+            privacy=_value(PrivacyState, raw["privacy"]),
+            category_status={Category(c): Status(s) for c, s in raw["category_status"].items()},
+            detail=raw["detail"],
+        )
+    except CodecError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CodecError(f"The cached value could not be decoded ({type(exc).__name__}).") from exc
+
+
+def _item(entry: Mapping[str, Any]) -> Any:
+    cls = ITEM_TYPES.get(entry["t"])
+    if cls is None:
+        raise CodecError(f"The cached value holds an unknown item type {entry['t']!r}.")
+    return _value(cls, entry["d"])
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _value(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        options = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(options) != 1:
+            raise CodecError(f"The codec cannot decode the union {hint!r}.")
+        return _value(options[0], value)
+    if origin is tuple:
+        inner = typing.get_args(hint)[0]
+        return tuple(_value(inner, v) for v in value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        hints = _hints(hint)
+        return hint(**{name: _value(hints[name], v) for name, v in value.items()})
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if hint is datetime:
+        return datetime.fromisoformat(value)
+    if hint is date:
+        return date.fromisoformat(value)
+    if hint is float:
+        return float(value)
+    if hint in (str, int, bool):
+        if not isinstance(value, hint):
+            raise CodecError(f"The cached value has a {type(value).__name__} for a {hint}.")
+        return value
+    raise CodecError(f"The codec cannot decode the type {hint!r}.")

@@ -1,0 +1,125 @@
+"""Admission: what a GraphQL request must pass after authentication and before execution.
+
+Sits in the GraphQL endpoint between `authenticate` and `schema.execute`: per-client rate limit
+(429 RATE_LIMITED with Retry-After), persisted-query resolution (APQ and the allowlist), one
+parse with the token limit, GET only for queries (405), then depth/alias/list/cost limits.
+Every refusal is a `RefusedError` carrying the Kilde error and, where HTTP has a word for it, a
+status; nothing after it runs, so a refused query calls no resolver and no upstream.
+
+>>> admission = Admission(limiter, persisted, rate)  # doctest: +SKIP
+>>> admitted = await admission.admit("POST", principal.client_id, params)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import DocumentNode, GraphQLSchema, OperationType
+
+from gateway.limits import Limiter, Shape, root_fields, selected_operation
+from gateway.persisted import (
+    MemoryQueryStore,
+    PersistedQueries,
+    QueryStore,
+    RedisQueryStore,
+    load_allowlist,
+)
+from gateway.ratelimit import RateLimiter
+from gateway.settings import Settings
+from schema.errors import BadUserInputError, KildeError, RateLimitedError
+
+MAX_LABEL_FIELDS = 3
+
+
+class RefusedError(Exception):
+    """A request refused before execution; `status` None means "a GraphQL request error"
+    (200 for application/json, 400 for application/graphql-response+json)."""
+
+    def __init__(self, error: KildeError, status: int | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.status = status
+        self.headers = headers or {}
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request that may run: its query text, the parsed document, and a metrics label."""
+
+    query: str
+    document: DocumentNode
+    operation: str  # root field names: bounded by the schema, never a value from the query
+    shape: Shape
+
+
+def operation_label(document: DocumentNode, operation_name: str | None) -> str:
+    """A bounded, data-free label for metrics: the selected operation's root fields."""
+    names = root_fields(document, operation_name)
+    if not names:
+        return "unknown"
+    label = "+".join(names[:MAX_LABEL_FIELDS])
+    return label + ("+more" if len(names) > MAX_LABEL_FIELDS else "")
+
+
+class Admission:
+    """Rate limit, persisted queries, parse and limits; built once in the lifespan."""
+
+    def __init__(self, limiter: Limiter, persisted: PersistedQueries, rate: RateLimiter,
+                 schema: GraphQLSchema | None = None) -> None:
+        self.limiter = limiter
+        self.persisted = persisted
+        self.rate = rate
+        self.schema = schema
+
+    async def admit(self, method: str, client: str, params: dict[str, Any]) -> Admitted:
+        """Decide whether this request may execute; raises `RefusedError` when it may not."""
+        retry_after = await self.rate.hit(client)
+        if retry_after is not None:
+            seconds = int(retry_after)
+            raise RefusedError(RateLimitedError(
+                f"Too many requests from this client; retry after {seconds} s.",
+                retryAfter=seconds), 429, {"retry-after": str(seconds)})
+        try:
+            query = await self.persisted.resolve(params.get("query"), params.get("extensions"))
+            if query is None:
+                raise BadUserInputError("The request has no GraphQL query.")
+            document = self.limiter.parse(query)
+            name = params.get("operationName")
+            name = name if isinstance(name, str) else None
+            op = selected_operation(document, name)
+            if op is None:  # graphql-core would fail later, outside GraphQL's error handling
+                raise BadUserInputError(
+                    "The document has no operation of that operationName; name one of its "
+                    "operations." if name else "The document has several operations (or "
+                    "none); say which one to run with operationName.")
+            if method == "GET":
+                if op.operation is not OperationType.QUERY:
+                    raise RefusedError(BadUserInputError(
+                        f"A {op.operation.value} cannot be sent with GET; use POST."), 405,
+                        {"allow": "POST"})
+            variables = params.get("variables")
+            shape = self.limiter.check(document, self.schema,
+                                       variables if isinstance(variables, dict) else None, name)
+        except KildeError as exc:
+            raise RefusedError(exc) from None
+        return Admitted(query, document, operation_label(document, name), shape)
+
+
+def build_admission(settings: Settings, schema: GraphQLSchema | None,
+                    redis: Any | None = None) -> Admission:
+    """Admission from settings; `redis` (when the cache is Redis) backs APQ and rate limits.
+
+    Raises ValueError with one sentence when the allowlist file is unusable.
+    """
+    pq = settings.persisted
+    store: QueryStore = (RedisQueryStore(redis, pq.ttl_seconds) if redis is not None
+                         else MemoryQueryStore(pq.max_entries))
+    allowlist = load_allowlist(pq.allowlist_file) if pq.allowlist_file else None
+    return Admission(
+        Limiter(settings.limits, introspection=not settings.production),
+        PersistedQueries(pq, store, allowlist),
+        RateLimiter(settings.rate_limit, redis),
+        schema,
+    )

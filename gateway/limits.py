@@ -1,0 +1,301 @@
+"""Query limits: parse once, measure the operation's shape, refuse it before anything runs.
+
+Sits in the GraphQL endpoint between reading the request and executing it: `Limiter.parse`
+bounds the token count, `Limiter.check` walks the AST (with the schema's types) for depth,
+aliases, list sizes and an estimated cost. A refused query raises `QueryTooComplexError`
+naming the limit, so no resolver runs and no upstream is called. Introspection is refused here
+too when it is switched off (production), before validation would otherwise answer it.
+
+>>> limiter = Limiter(LimitsSettings(max_depth=2))
+>>> limiter.check(limiter.parse("{ a { b { c } } }"), None).limit  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSchema,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValueNode,
+    VariableNode,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
+    parse,
+)
+from graphql.type.definition import GraphQLNamedType
+from strawberry.extensions import SchemaExtension
+
+from gateway.settings import LimitsSettings
+from schema.errors import BadUserInputError, QueryTooComplexError
+
+_INTROSPECTION = frozenset({"__schema", "__type"})
+_PAGE_ARGUMENTS = frozenset({"first", "last", "limit"})
+_SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What `check` measured: the numbers behind each limit (for metrics and tests)."""
+
+    depth: int
+    aliases: int
+    cost: int
+
+
+def _too_complex(limit: str, maximum: int, actual: int | None = None) -> QueryTooComplexError:
+    extra: dict[str, Any] = {"limit": limit, "maximum": maximum}
+    if actual is not None:
+        extra["actual"] = actual
+    return QueryTooComplexError(
+        f"The query exceeds the {limit} limit of {maximum}; simplify it or split it.", **extra
+    )
+
+
+class Limiter:
+    """Parse and measure GraphQL documents against `LimitsSettings`; built once per app."""
+
+    def __init__(self, settings: LimitsSettings, *, introspection: bool = True) -> None:
+        self.settings = settings
+        self.introspection = introspection
+        # clients send a handful of distinct operations: parse each once (failures not cached)
+        self.parse = functools.lru_cache(maxsize=256)(self._parse)
+
+    def _parse(self, query: str) -> DocumentNode:
+        """Parse `query`, refusing more than `max_tokens` lexical tokens (QUERY_TOO_COMPLEX)."""
+        limit = self.settings.max_tokens
+        try:
+            return parse(query, max_lexical_tokens=limit or None, max_comments=limit or None)
+        except GraphQLError as exc:
+            if exc.message.startswith("Syntax Error: Document contains more than"):
+                raise _too_complex("tokens", limit) from None
+            raise BadUserInputError(f"The query cannot be parsed: {exc.message}",
+                                    locations=_locations(exc)) from None
+
+    def check(self, document: DocumentNode, schema: GraphQLSchema | None,
+              variables: Mapping[str, Any] | None = None,
+              operation_name: str | None = None) -> Shape:
+        """Measure the operation that will run; raise `QueryTooComplexError` on any limit."""
+        s = self.settings
+        aliases = sum(1 for _ in _aliased(document))
+        if s.max_aliases and aliases > s.max_aliases:
+            raise _too_complex("aliases", s.max_aliases, aliases)
+        walk = _Walk(self, document, schema, variables or {})
+        depth = cost = 0
+        for operation in _operations(document, operation_name):
+            root = schema.get_root_type(operation.operation) if schema else None
+            d, c = walk.selection_set(operation.selection_set, root, 0, frozenset())
+            depth, cost = max(depth, d), cost + c
+        if s.max_cost and cost > s.max_cost:
+            raise _too_complex("cost", s.max_cost, cost)
+        return Shape(depth, aliases, cost)
+
+
+def selected_operation(document: DocumentNode,
+                       operation_name: str | None) -> OperationDefinitionNode | None:
+    """The operation `operation_name` picks (or the only one), None when ambiguous/missing."""
+    ops = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        return next((op for op in ops if op.name and op.name.value == operation_name), None)
+    return ops[0] if len(ops) == 1 else None
+
+
+def root_fields(document: DocumentNode, operation_name: str | None) -> tuple[str, ...]:
+    """The schema field names at the root of the selected operation (a label with no data)."""
+    op = selected_operation(document, operation_name)
+    if op is None:
+        return ()
+    frags = _fragments(document)
+    names: set[str] = set()
+
+    def collect(selection_set: SelectionSetNode, seen: frozenset[str]) -> None:
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                names.add(sel.name.value)
+            elif isinstance(sel, InlineFragmentNode):
+                collect(sel.selection_set, seen)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+                frag = frags.get(sel.name.value)
+                if frag is not None:
+                    collect(frag.selection_set, seen | {sel.name.value})
+
+    collect(op.selection_set, frozenset())
+    return tuple(sorted(names))
+
+
+def _operations(document: DocumentNode,
+                operation_name: str | None) -> list[OperationDefinitionNode]:
+    op = selected_operation(document, operation_name)
+    if op is not None:
+        return [op]
+    # ambiguous or unknown name: execution will refuse it, but measure everything meanwhile
+    return [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+
+
+def _fragments(document: DocumentNode) -> dict[str, FragmentDefinitionNode]:
+    return {d.name.value: d for d in document.definitions
+            if isinstance(d, FragmentDefinitionNode)}
+
+
+def _aliased(document: DocumentNode) -> Iterator[FieldNode]:
+    stack: list[Any] = list(document.definitions)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, FieldNode) and node.alias is not None:
+            yield node
+        selection_set = getattr(node, "selection_set", None)
+        if selection_set is not None:
+            stack.extend(selection_set.selections)
+
+
+def _locations(exc: GraphQLError) -> list[dict[str, int]]:
+    return [{"line": loc.line, "column": loc.column} for loc in exc.locations or []]
+
+
+class _Walk:
+    """One depth-first pass over the selected operation, expanding fragments once per path."""
+
+    def __init__(self, limiter: Limiter, document: DocumentNode, schema: GraphQLSchema | None,
+                 variables: Mapping[str, Any]) -> None:
+        self.s = limiter.settings
+        self.introspection = limiter.introspection
+        self.fragments = _fragments(document)
+        self.schema = schema
+        self.variables = variables
+        self.visited = 0  # bounds the work of the walk itself (fragment fan-out)
+
+    def _budget(self, cost: int) -> None:
+        self.visited += 1
+        if self.s.max_cost and (cost > self.s.max_cost or self.visited > 10 * self.s.max_cost):
+            raise _too_complex("cost", self.s.max_cost)
+
+    def selection_set(self, selection_set: SelectionSetNode, parent: Any, depth: int,
+                      path: frozenset[str]) -> tuple[int, int]:
+        """(max depth below here, total cost below here) for one selection set."""
+        max_depth, total = depth, 0
+        for sel in selection_set.selections:
+            if isinstance(sel, FieldNode):
+                d, c = self.field(sel, parent, depth + 1, path)
+            elif isinstance(sel, InlineFragmentNode):
+                cond = sel.type_condition
+                typ = self._type(cond.name.value) if cond else parent
+                d, c = self.selection_set(sel.selection_set, typ, depth, path)
+            elif isinstance(sel, FragmentSpreadNode):
+                name = sel.name.value
+                frag = self.fragments.get(name)
+                if frag is None or name in path:  # unknown or cyclic: validation refuses it
+                    continue
+                typ = self._type(frag.type_condition.name.value)
+                d, c = self.selection_set(frag.selection_set, typ, depth, path | {name})
+            else:  # pragma: no cover - no other selection kinds exist
+                continue
+            max_depth, total = max(max_depth, d), total + c
+            self._budget(total)
+        return max_depth, total
+
+    def field(self, node: FieldNode, parent: Any, depth: int,
+              path: frozenset[str]) -> tuple[int, int]:
+        name = node.name.value
+        if name in _INTROSPECTION:
+            if not self.introspection:
+                raise BadUserInputError("Introspection is disabled on this server.",
+                                        reason="INTROSPECTION_DISABLED")
+            return depth, 1  # bounded by the token limit; not our data, not our cost model
+        if self.s.max_depth and depth > self.s.max_depth:
+            raise _too_complex("depth", self.s.max_depth, depth)
+        size = self._list_size(node)
+        field_def = parent.fields.get(name) if parent is not None and hasattr(
+            parent, "fields") else None
+        child_type = get_named_type(field_def.type) if field_def else None
+        is_list = bool(field_def) and is_list_type(get_nullable_type(field_def.type))
+        if node.selection_set is None:
+            return depth, 1
+        multiplier = (size if size is not None else self.s.default_list_size) if is_list else 1
+        d, c = self.selection_set(node.selection_set, child_type, depth, path)
+        return d, 1 + multiplier * c
+
+    def _list_size(self, node: FieldNode) -> int | None:
+        """The page size a field asks for; refuses list arguments above `max_list_size`."""
+        size: int | None = None
+        for arg in node.arguments or ():
+            value = self._value(arg.value)
+            if arg.name.value in _PAGE_ARGUMENTS and isinstance(value, int):
+                size = value
+                self._list_limit(value)
+            self._list_lengths(value)
+        return size
+
+    def _list_limit(self, n: int) -> None:
+        if self.s.max_list_size and n > self.s.max_list_size:
+            raise _too_complex("listSize", self.s.max_list_size, n)
+
+    def _list_lengths(self, value: Any) -> None:
+        if isinstance(value, list):
+            self._list_limit(len(value))
+            for v in value:
+                self._list_lengths(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self._list_lengths(v)
+
+    def _value(self, node: ValueNode) -> Any:
+        if isinstance(node, VariableNode):
+            return self.variables.get(node.name.value)
+        if isinstance(node, IntValueNode):
+            try:
+                return int(node.value)
+            except ValueError:  # pragma: no cover - the lexer only makes digits
+                return None
+        if isinstance(node, ListValueNode):
+            return [self._value(v) for v in node.values]
+        if isinstance(node, ObjectValueNode):
+            return {f.name.value: self._value(f.value) for f in node.fields}
+        return None
+
+    def _type(self, name: str) -> GraphQLNamedType | None:
+        return self.schema.get_type(name) if self.schema is not None else None
+
+
+class UseParsedDocument(SchemaExtension):
+    """Hands the document the endpoint already parsed (and measured) to Strawberry, so a
+    query is parsed once; it reads `context.document`, set by the GraphQL endpoint."""
+
+    def on_parse(self) -> Iterator[None]:
+        document = getattr(self.execution_context.context, "document", None)
+        if document is not None:
+            self.execution_context.graphql_document = document
+        yield
+
+
+class HideSuggestions(SchemaExtension):
+    """Production: drop graphql-core's "Did you mean ...?" hints, which map the schema for an
+    attacker who may not introspect it."""
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        _strip(self.execution_context.pre_execution_errors)
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        _strip(getattr(result, "errors", None))
+
+
+def _strip(errors: list[GraphQLError] | None) -> None:
+    for error in errors or ():
+        error.message = _SUGGESTION.sub("", error.message)

@@ -1,0 +1,259 @@
+// Kilde legevakt app: pick a persona and a patient, get a token, ask the public GraphQL API.
+// The token lives in memory only; no identity number ever goes into a URL.
+import {
+  PURPOSES, SOURCE_NAMES, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
+  renderLabs, renderMedications, renderServices, renderSourceBar,
+} from "./render.js";
+
+const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String) {
+  me { kind name professionText pointOfCareName purposeOfUse }
+  patient(nin: $nin, emergencyReason: $reason) {
+    nin
+    alerts { kind priority title detail itemId code { code display }
+             provenance { source municipality recordId } }
+    treatmentLimitations { id description decidedAt decidedBy reason validUntil
+                           provenance { source } }
+    municipalServices { code { code display } status unit phone description started ended
+                        provenance { source municipality } }
+    medications { name dosage { text } reason { display } started conflicts
+                  provenances { source municipality } }
+    labResults(first: 3) { code { code display } issuedAt effectiveAt performer
+      results { code { code display } value unit referenceRange abnormal level
+                interpretation { code display } }
+      provenance { source } }
+    conditions { code { system code display } clinicalStatus onset
+                 provenance { source municipality } }
+    sources { source category status latencyMs fromCache detail }
+  }
+}`;
+
+const LOG_FIELDS = `totalCount edges { node { time who profession organisation pointOfCare
+  purposeOfUse emergency emergencyReason categories outcome reason } }`;
+const MY_LOG_QUERY = `query Innsyn { me { kind name } myAccessLog(first: 50) { ${LOG_FIELDS} } }`;
+const LOG_QUERY = `query Tilgangslogg($nin: String!) {
+  me { kind name } accessLog(nin: $nin, first: 50) { ${LOG_FIELDS} } }`;
+
+const $ = (id) => document.getElementById(id);
+const state = { personas: [], patients: [], municipalities: {}, token: null, current: null };
+
+class AppError extends Error {}
+
+function say(text, busy = false) {
+  $("status").textContent = text;
+  $("screen").setAttribute("aria-busy", busy ? "true" : "false");
+}
+
+async function json(url, init) {
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch {
+    throw new AppError("Fikk ikke kontakt med Kilde. Kjører demoen?");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok && !body.data && !body.errors) {
+    throw new AppError(body.error || `Kilde svarte ${response.status}.`);
+  }
+  return { status: response.status, body };
+}
+
+async function mintToken(persona, patient) {
+  const { body } = await json("/_demo/token", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ persona, patient }),
+  });
+  return body.token;
+}
+
+/** The one way this app gets data: POST /graphql with a bearer token, like any vendor app. */
+async function graphql(query, variables) {
+  const started = performance.now();
+  const { status, body } = await json("/graphql", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${state.token}` },
+    body: JSON.stringify({ query, variables }),
+  });
+  if (status === 401) throw new AppError("Ikke autentisert: tokenet ble ikke godtatt.");
+  return { ...body, ms: Math.round(performance.now() - started) };
+}
+
+function denial(errors) {
+  const e = (errors || []).find((x) => !String(x.extensions?.code).startsWith("UPSTREAM_"));
+  if (!e) return "Kilde svarte uten data.";
+  const what = { FORBIDDEN: "Ingen tilgang", AUDIT_UNAVAILABLE: "Tilgangsloggen er utilgjengelig",
+    BAD_USER_INPUT: "Ugyldig forespørsel" }[e.extensions?.code] || e.extensions?.code;
+  return `${what}: ${e.message}`;
+}
+
+function persona() { return state.personas.find((p) => p.key === $("persona").value); }
+function patient() { return state.patients.find((p) => p.nin === $("patient").value); }
+
+function patientHead(pt, me, result, reason) {
+  const restricted = result.data.patient.sources.some((s) => s.status === "RESTRICTED");
+  return h("section", { class: "patient-head", "aria-labelledby": "patient-h" },
+    h("div", { class: "patient-id" },
+      h("h2", { id: "patient-h" }, pt ? pt.name : "Pasient"),
+      h("p", { class: "patient-nin" }, `Fødselsnr. ${formatNin(result.data.patient.nin)}`,
+        pt ? ` · ${state.municipalities[pt.municipality] || "Kommune"} (${pt.municipality})` : "")),
+    h("div", { class: "patient-who" },
+      h("p", {}, `${me.name || ""}, ${me.professionText || "uten helsepersonellautorisasjon"}, `,
+        `${me.pointOfCareName || ""}`),
+      h("p", { class: "item-sub" }, `Formål: ${PURPOSES[me.purposeOfUse] || me.purposeOfUse || "–"}`,
+        ` · svar på ${result.ms} ms`)),
+    h("div", { class: "patient-actions" },
+      reason ? h("p", { class: "emergency-used", role: "note" },
+        "Nødtilgang brukt. Begrunnelsen er logget og vises for pasienten.") : null,
+      restricted && !reason ? h("p", { class: "restricted-note" },
+        "Noen opplysninger er sperret av pasienten.") : null,
+      h("button", { type: "button", id: "emergency", class: restricted && !reason
+        ? "btn btn-danger" : "btn", onclick: askEmergency }, "Nødtilgang …")));
+}
+
+function showPatient(result, reason) {
+  const pt = patient();
+  const data = result.data.patient;
+  const rows = data.sources;
+  const m = state.municipalities;
+  $("screen").replaceChildren(
+    patientHead(pt, result.data.me, result, reason),
+    renderAlerts(data, rows, m),
+    renderSourceBar(rows),
+    h("div", { class: "grid" },
+      renderServices(data.municipalServices, rows, m),
+      renderMedications(data.medications, rows, m),
+      renderLabs(data.labResults, rows, m),
+      renderConditions(data.conditions, rows, m)));
+  $("screen").dataset.view = "patient";
+  const late = rows.filter((r) => !["OK", "EMPTY"].includes(r.status)).map((r) => r.source);
+  const names = [...new Set(late)].map((s) => SOURCE_NAMES[s] || s);
+  say(names.length ? `Svar på ${result.ms} ms. Ikke fullstendig fra: ${names.join(", ")}.`
+    : `Svar på ${result.ms} ms fra alle kilder.`);
+}
+
+async function openPatient(reason = null) {
+  const nin = $("patient").value;
+  const result = await graphql(PATIENT_QUERY, { nin, reason });
+  if (!result.data?.patient) throw new AppError(denial(result.errors));
+  showPatient(result, reason);
+}
+
+async function openLog(kind) {
+  const nin = $("patient").value;
+  const result = kind === "citizen" ? await graphql(MY_LOG_QUERY, {})
+    : await graphql(LOG_QUERY, { nin });
+  const log = result.data?.myAccessLog || result.data?.accessLog;
+  if (!log) throw new AppError(denial(result.errors));
+  const pt = patient();
+  const title = kind === "citizen" ? "Hvem har sett mine opplysninger"
+    : `Tilgangslogg for ${pt ? pt.name : "pasienten"}`;
+  const intro = kind === "citizen"
+    ? `Innlogget som ${result.data.me.name || "innbygger"}. Alle oppslag i opplysningene dine, nyeste først.`
+    : "Alle oppslag for pasienten, nyeste først.";
+  const none = kind === "citizen" ? "Ingen har sett opplysningene dine ennå." : "Ingen oppslag.";
+  $("screen").replaceChildren(renderAccessLog(title, log, intro, none));
+  $("screen").dataset.view = "log";
+  say(`Tilgangsloggen er hentet (${log.totalCount} oppslag).`);
+}
+
+async function run(task) {
+  $("open").disabled = true;
+  $("screen").dataset.view = "loading";
+  try {
+    await task();
+    $("screen").focus({ preventScroll: true });
+  } catch (err) {
+    const message = err instanceof AppError ? err.message : "Noe gikk galt i appen.";
+    $("screen").replaceChildren(h("p", { class: "error", role: "alert" }, message));
+    $("screen").dataset.view = "error";
+    say(message);
+    if (!(err instanceof AppError)) console.error(err);
+  } finally {
+    $("open").disabled = false;
+  }
+}
+
+async function open(event) {
+  event.preventDefault();
+  const p = persona();
+  await run(async () => {
+    say("Henter token og spør Kilde …", true);
+    const bound = p.kind === "privacy_officer" ? null : $("patient").value;
+    state.token = await mintToken(p.key, bound);
+    say("Spør Kilde …", true);
+    if (p.kind === "clinician") await openPatient();
+    else await openLog(p.kind);
+  });
+}
+
+function askEmergency() {
+  const dialog = $("emergency-dialog");
+  $("emergency-reason").value = "";
+  dialog.returnValue = "";
+  dialog.showModal();
+}
+
+function onEmergencyClose() {
+  const dialog = $("emergency-dialog");
+  const reason = $("emergency-reason").value.trim();
+  if (dialog.returnValue !== "ok" || !reason) return;
+  run(async () => {
+    say("Spør Kilde med nødtilgang …", true);
+    await openPatient(reason);
+  });
+}
+
+async function setFault(event) {
+  event.preventDefault();
+  const source = $("fault-source").value;
+  const mode = $("fault-mode").value;
+  try {
+    await json(`/_sandbox/faults/${source}`, {
+      method: "PUT", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ mode, latency_ms: 0 }),
+    });
+    say(`Sandkasse: ${SOURCE_NAMES[source]} er satt til «${$("fault-mode").selectedOptions[0].text}». Åpne pasienten på nytt.`);
+  } catch (err) {
+    say(err.message);
+  }
+}
+
+function personaLabel(p) {
+  if (p.kind === "citizen") return "Innbygger (ser sin egen logg)";
+  if (p.kind === "privacy_officer") return `Personvernombud – ${p.name}, ${p.pointOfCare}`;
+  return `${p.profession || "Saksbehandler"} – ${p.name}, ${p.pointOfCare}`;
+}
+
+function onPersonaChange() {
+  const kind = persona()?.kind;
+  $("patient").previousElementSibling.textContent = kind === "citizen" ? "Du er"
+    : kind === "privacy_officer" ? "Pasient (tilgangslogg)" : "Pasient";
+}
+
+async function start() {
+  $("picker").addEventListener("submit", open);
+  $("faults").addEventListener("submit", setFault);
+  $("persona").addEventListener("change", onPersonaChange);
+  $("emergency-dialog").addEventListener("close", onEmergencyClose);
+  try {
+    const [personas, patients, municipalities] = await Promise.all([
+      json("/_demo/personas"), json("/_sandbox/patients"),
+      json("/_sandbox/municipalities").catch(() => ({ body: [] })),
+    ]);
+    state.personas = personas.body;
+    state.patients = patients.body;
+    state.municipalities = Object.fromEntries(municipalities.body.map((m) => [m.number, m.name]));
+  } catch (err) {
+    say(`${err.message} Demo-innlogging finnes bare i demomodus.`);
+    return;
+  }
+  $("persona").replaceChildren(...state.personas.map((p) => h("option", { value: p.key },
+    personaLabel(p))));
+  $("patient").replaceChildren(...state.patients.map((p) => h("option", { value: p.nin },
+    `${p.name} · ${formatNin(p.nin)} · ${p.tags.join(", ")}`)));
+  onPersonaChange();
+  document.body.dataset.ready = "true";
+  say("Velg rolle og pasient, og trykk Åpne.");
+}
+
+start();

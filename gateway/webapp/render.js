@@ -1,0 +1,264 @@
+// Kilde legevakt app: pure rendering from GraphQL answers to DOM nodes (no fetching here).
+// Text goes in through textContent only, never innerHTML: upstream data is never markup.
+
+export const SOURCE_NAMES = {
+  municipal: "Kommunal journal",
+  kjernejournal: "Kjernejournal",
+  pll: "Pasientens legemiddelliste",
+  eresept: "e-resept",
+  proevesvar: "Pasientens prøvesvar",
+};
+
+const STATUS = {
+  OK: ["OK", "ok"], EMPTY: ["Ingen data", "neutral"], PARTIAL: ["Delvis", "warn"],
+  STALE: ["Foreldet", "warn"], TIMEOUT: ["Tidsavbrudd", "bad"],
+  UNAVAILABLE: ["Utilgjengelig", "bad"], INVALID: ["Ugyldig svar", "bad"],
+  DENIED: ["Ingen tilgang", "warn"], RESTRICTED: ["Sperret", "warn"],
+  RESERVED: ["Reservert", "warn"], BLOCKED: ["Blokkert", "warn"],
+};
+// worst first: the badge of a source shows its worst category
+const SEVERITY = ["TIMEOUT", "UNAVAILABLE", "INVALID", "BLOCKED", "RESTRICTED", "RESERVED",
+  "DENIED", "PARTIAL", "STALE", "OK", "EMPTY"];
+
+export const CATEGORY_NAMES = {
+  TREATMENT_LIMITATIONS: "Behandlingsavklaringer", CRITICAL_INFORMATION: "Kritisk informasjon",
+  MEDICATIONS: "Legemidler", LAB_RESULTS: "Prøvesvar", MUNICIPAL_SERVICES: "Kommunale tjenester",
+  CONDITIONS: "Diagnoser", DOCUMENTS: "Dokumenter",
+};
+export const PURPOSES = {
+  TREAT: "Behandling", ETREAT: "Øyeblikkelig hjelp", COC: "Saksbehandling/koordinering",
+  BTG: "Nødtilgang",
+};
+const ALERT_KINDS = {
+  TREATMENT_LIMITATION: "Behandlingsavklaring", ALLERGY: "CAVE / overfølsomhet",
+  CRITICAL_CONDITION: "Kritisk tilstand", ANAESTHESIA_COMPLICATION: "Anestesikomplikasjon",
+  OTHER_CRITICAL: "Kritisk informasjon",
+};
+const CODE_SYSTEMS = {
+  "urn:oid:2.16.578.1.12.4.1.1.7170": "ICPC-2", "urn:oid:2.16.578.1.12.4.1.1.7110": "ICD-10",
+  "http://snomed.info/sct": "SNOMED CT",
+};
+const SERVICE_STATUS = { active: "Pågående", completed: "Avsluttet", planned: "Vedtatt" };
+const CONFLICTS = { dosage: "dosering", status: "status", started: "startdato" };
+const HLR_MINUS = "304253006";
+
+/** h("p", {class: "x"}, "text", child): an element; null/false children are skipped. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+export function date(value) {
+  if (!value) return "";
+  const d = new Date(value.length === 10 ? `${value}T12:00:00` : value);
+  return `${pad(d.getDate())}.${pad(d.getMonth() + 1)}.${d.getFullYear()}`;
+}
+export function dateTime(value) {
+  if (!value) return "";
+  const d = new Date(value);
+  return `${date(value)} kl. ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+export const formatNin = (nin) => `${nin.slice(0, 6)} ${nin.slice(6)}`;
+
+export function statusBadge(status) {
+  const [label, tone] = STATUS[status] || [status, "neutral"];
+  return h("span", { class: `badge badge-${tone}`, "data-status": status },
+    label, status !== "OK" ? h("span", { class: "badge-code" }, ` ${status}`) : null);
+}
+
+function sourceLabel(prov, municipalities) {
+  const name = SOURCE_NAMES[prov.source] || prov.source;
+  if (!prov.municipality) return name;
+  return `${name} · ${municipalities[prov.municipality] || "kommune"} ${prov.municipality}`;
+}
+
+/** One "Kilde: ..." tag per provenance. */
+function sources(provs, municipalities) {
+  return h("span", { class: "srcs" }, h("span", { class: "visually-hidden" }, "Kilde: "),
+    provs.map((p) => h("span", { class: `src src-${p.source}`, "data-source": p.source },
+      sourceLabel(p, municipalities))));
+}
+
+function worst(statuses) {
+  return statuses.slice().sort((a, b) => SEVERITY.indexOf(a) - SEVERITY.indexOf(b))[0];
+}
+
+/** Sources (with their status) that did not answer fully for these categories. */
+function gaps(rows, categories) {
+  const bad = rows.filter((r) => categories.includes(r.category)
+    && !["OK", "EMPTY"].includes(r.status));
+  const bySource = new Map();
+  for (const r of bad) bySource.set(r.source, worst([r.status, bySource.get(r.source) || "EMPTY"]));
+  return [...bySource].map(([source, status]) => ({ source, status }));
+}
+
+function gapNote(rows, categories) {
+  const missing = gaps(rows, categories);
+  if (!missing.length) return null;
+  return h("p", { class: "gap", "data-gap": missing.map((m) => m.source).join(" ") },
+    "Kan være ufullstendig: ",
+    missing.map((m, i) => [i ? ", " : "", `${SOURCE_NAMES[m.source] || m.source} `,
+      statusBadge(m.status)]));
+}
+
+function section(id, title, rows, categories, body) {
+  return h("section", { class: "card", id, "aria-labelledby": `${id}-h` },
+    h("h2", { id: `${id}-h` }, title), gapNote(rows, categories), body);
+}
+
+const empty = (text = "Ingen registrert.") => h("p", { class: "empty" }, text);
+
+export function renderSourceBar(rows) {
+  const order = Object.keys(SOURCE_NAMES);
+  const bySource = new Map();
+  for (const r of rows) {
+    if (!bySource.has(r.source)) bySource.set(r.source, []);
+    bySource.get(r.source).push(r);
+  }
+  const names = [...bySource.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  return h("section", { class: "sources", id: "sources", "aria-labelledby": "sources-h" },
+    h("h2", { id: "sources-h" }, "Kilder i dette svaret"),
+    h("ul", { class: "source-list" }, names.map((name) => {
+      const list = bySource.get(name);
+      const status = worst(list.map((r) => r.status));
+      const latency = Math.max(...list.map((r) => r.latencyMs || 0));
+      // OK next to EMPTY is no news; anything else that differs per category is spelled out
+      const mixed = new Set(list.map((r) => (r.status === "EMPTY" ? "OK" : r.status))).size > 1;
+      return h("li", { class: `source source-${STATUS[status]?.[1] || "neutral"}`,
+        "data-source": name, "data-status": status },
+      h("span", { class: "source-name" }, SOURCE_NAMES[name] || name),
+      statusBadge(status),
+      h("span", { class: "source-latency" }, latency ? `${Math.round(latency)} ms` : ""),
+      list.some((r) => r.fromCache) ? h("span", { class: "source-cache" }, "fra hurtiglager") : null,
+      mixed ? h("span", { class: "source-detail" },
+        list.map((r) => `${CATEGORY_NAMES[r.category] || r.category}: ${STATUS[r.status]?.[0] || r.status}`)
+          .join(" · ")) : null);
+    })));
+}
+
+function renderAlert(alert, limitations, municipalities) {
+  const hlr = alert.kind === "TREATMENT_LIMITATION" && alert.code.code === HLR_MINUS;
+  const tl = limitations.find((t) => t.id === alert.itemId && t.provenance.source === alert.provenance.source);
+  const tone = hlr ? "hlr" : alert.kind === "TREATMENT_LIMITATION" ? "limit"
+    : alert.priority <= 3 ? "critical" : "info";
+  return h("li", { class: `alert alert-${tone}`, "data-kind": alert.kind,
+    "data-testid": hlr ? "hlr-minus" : null },
+  h("p", { class: "alert-kind" }, hlr ? "HLR-minus" : ALERT_KINDS[alert.kind] || alert.kind),
+  h("h3", { class: "alert-title" }, hlr ? "Ikke start hjerte-lunge-redning" : alert.title),
+  alert.detail && alert.detail !== alert.title ? h("p", { class: "alert-detail" }, alert.detail) : null,
+  tl ? h("p", { class: "alert-meta" },
+    [tl.decidedAt ? `Besluttet ${date(tl.decidedAt)}` : "Besluttet",
+      tl.decidedBy ? ` av ${tl.decidedBy}` : "", ".",
+      tl.reason ? ` Begrunnelse: ${tl.reason}.` : "",
+      tl.validUntil ? ` Gyldig til ${date(tl.validUntil)}.` : ""].join("")) : null,
+  sources([alert.provenance], municipalities));
+}
+
+export function renderAlerts(patient, rows, municipalities) {
+  const alerts = patient.alerts || [];
+  const cats = ["TREATMENT_LIMITATIONS", "CRITICAL_INFORMATION"];
+  return h("section", { class: "alerts", id: "alerts", "aria-labelledby": "alerts-h" },
+    h("h2", { id: "alerts-h", class: "visually-hidden" }, "Varsler og kritisk informasjon"),
+    alerts.length
+      ? h("ul", { class: "alert-list" },
+        alerts.map((a) => renderAlert(a, patient.treatmentLimitations || [], municipalities)))
+      : h("p", { class: "alert-none" }, "Ingen behandlingsavklaringer eller kritisk informasjon funnet."),
+    gapNote(rows, cats));
+}
+
+export function renderServices(items, rows, municipalities) {
+  return section("services", "Kommunale tjenester", rows, ["MUNICIPAL_SERVICES"],
+    items.length ? h("ul", { class: "items" }, items.map((s) => h("li", { class: "item" },
+      h("p", { class: "item-title" }, s.code.display || s.code.code,
+        h("span", { class: `pill pill-${s.status}` }, SERVICE_STATUS[s.status] || s.status)),
+      s.description ? h("p", { class: "item-sub" }, s.description) : null,
+      h("p", { class: "item-contact" },
+        h("span", { class: "unit" }, s.unit || "Ansvarlig enhet ukjent"),
+        s.phone ? [" · Tlf. ", h("a", { href: `tel:${s.phone.replace(/\s/g, "")}`, class: "phone" }, s.phone)] : null),
+      h("p", { class: "item-sub" }, s.started ? `Fra ${date(s.started)}` : "",
+        s.ended ? ` til ${date(s.ended)}` : ""),
+      sources([s.provenance], municipalities)))) : empty());
+}
+
+export function renderMedications(items, rows, municipalities) {
+  return section("medications", "Legemidler", rows, ["MEDICATIONS"],
+    items.length ? h("ul", { class: "items" }, items.map((m) => h("li", { class: "item" },
+      h("p", { class: "item-title" }, m.name),
+      h("p", { class: "item-sub" }, [m.dosage?.text, m.reason?.display ? `mot ${m.reason.display}` : null,
+        m.started ? `fra ${date(m.started)}` : null].filter(Boolean).join(" · ")),
+      m.conflicts.length ? h("p", { class: "conflict" }, "Kildene er uenige om ",
+        m.conflicts.map((c) => CONFLICTS[c] || c).join(", "), ": kontroller.") : null,
+      sources(m.provenances, municipalities)))) : empty());
+}
+
+function flag(result) {
+  if (!result.abnormal) return "";
+  const code = result.interpretation?.code;
+  return code === "H" || code === "HH" ? "Høy" : code === "L" || code === "LL" ? "Lav" : "Avvik";
+}
+
+export function renderLabs(reports, rows, municipalities) {
+  return section("labs", "Prøvesvar", rows, ["LAB_RESULTS"],
+    reports.length ? reports.map((r) => h("article", { class: "lab" },
+      h("h3", {}, r.code.display || r.code.code,
+        h("span", { class: "lab-when" }, ` ${dateTime(r.issuedAt || r.effectiveAt)}`)),
+      h("table", { class: "lab-table" },
+        h("caption", { class: "visually-hidden" }, `${r.code.display}, ${r.performer || ""}`),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Analyse"),
+          h("th", { scope: "col", class: "num" }, "Resultat"), h("th", { scope: "col" }, "Referanse"),
+          h("th", { scope: "col" }, "Flagg"))),
+        h("tbody", {}, r.results.map((x) => h("tr", { class: x.abnormal ? "abnormal" : null,
+          "data-abnormal": x.abnormal ? "true" : "false" },
+        h("th", { scope: "row", class: x.level > 0 ? "indent" : null }, x.code.display || x.code.code),
+        h("td", { class: "num" }, x.value ? `${x.value}${x.unit ? ` ${x.unit}` : ""}` : ""),
+        h("td", {}, x.referenceRange || ""),
+        h("td", {}, x.abnormal ? h("span", { class: "flag", title: x.interpretation?.display || "" },
+          flag(x)) : ""))))),
+      h("p", { class: "item-sub" }, r.performer || ""),
+      sources([r.provenance], municipalities))) : empty("Ingen prøvesvar."));
+}
+
+export function renderConditions(items, rows, municipalities) {
+  return section("conditions", "Diagnoser", rows, ["CONDITIONS"],
+    items.length ? h("ul", { class: "items" }, items.map((c) => h("li", { class: "item" },
+      h("p", { class: "item-title" }, c.code.display || c.code.code,
+        h("span", { class: "code" }, ` ${CODE_SYSTEMS[c.code.system] || ""} ${c.code.code}`)),
+      h("p", { class: "item-sub" }, c.onset ? `Siden ${date(c.onset)}` : "",
+        c.clinicalStatus && c.clinicalStatus !== "active" ? ` (${c.clinicalStatus})` : ""),
+      sources([c.provenance], municipalities)))) : empty());
+}
+
+/** The access log as a table: who, where, why, what, and whether it was an emergency. */
+export function renderAccessLog(title, connection, intro, none) {
+  const edges = connection.edges || [];
+  return h("section", { class: "card log", id: "access-log", "aria-labelledby": "log-h" },
+    h("h2", { id: "log-h" }, title),
+    h("p", { class: "item-sub" }, intro, ` ${connection.totalCount} oppslag.`),
+    edges.length ? h("table", { class: "log-table" },
+      h("caption", { class: "visually-hidden" }, title),
+      h("thead", {}, h("tr", {}, ["Tidspunkt", "Hvem", "Hvor", "Formål", "Opplysninger"]
+        .map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, edges.map(({ node: e }) => h("tr", { class: e.emergency ? "emergency" : null,
+        "data-purpose": e.purposeOfUse || "" },
+      h("td", {}, dateTime(e.time)),
+      h("th", { scope: "row" }, e.who || "Ukjent", e.profession ? h("span", { class: "item-sub block" }, e.profession) : null),
+      h("td", { class: "log-where" }, e.pointOfCare || "", e.organisation && e.organisation !== e.pointOfCare
+        ? h("span", { class: "item-sub block" }, e.organisation) : null),
+      h("td", {}, PURPOSES[e.purposeOfUse] || e.purposeOfUse || "",
+        e.emergency ? h("span", { class: "badge badge-warn block" }, "Nødtilgang") : null,
+        e.emergencyReason ? h("span", { class: "item-sub block" }, `«${e.emergencyReason}»`) : null,
+        e.outcome !== "DELIVERED" ? h("span", { class: "item-sub block" }, `Avvist (${e.reason})`) : null),
+      h("td", {}, e.categories.map((c) => CATEGORY_NAMES[c.toUpperCase()] || c).join(", "))))))
+      : empty(none));
+}

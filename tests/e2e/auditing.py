@@ -1,0 +1,139 @@
+"""Helpers for the audit end-to-end tests: a gateway on a chosen audit store (in a thread, or as
+a `kilde serve` process), and reading the trail back through a sink of our own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gateway.app import create_app
+from gateway.audit import AuditEvent, open_audit_sink
+from gateway.demo import mint_token
+from gateway.settings import Settings
+from tests.servers import ServerThread, e2e_settings, free_port, running
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class AuditedGateway:
+    """A real gateway on a loopback port writing to `audit_url`."""
+
+    def __init__(self, server: ServerThread, settings: Settings, audit_url: str) -> None:
+        self.server = server
+        self.settings = settings
+        self.audit_url = audit_url
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def token(self, persona: str, patient: str | None = None, **kw: Any) -> str:
+        return mint_token(persona, patient, issuer=self.settings.auth.issuer,
+                          audience=self.settings.auth.audience, **kw)
+
+    def query(self, query: str, token: str | None, variables: dict[str, Any] | None = None,
+              timeout: float = 10.0) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables
+                          or {}}, headers=headers, timeout=timeout)
+
+    def events(self) -> list[AuditEvent]:
+        return read_events(self.audit_url)
+
+
+@contextmanager
+def audited_gateway(sandbox_url: str, audit_url: str, **overrides: Any) -> Iterator[AuditedGateway]:
+    port = free_port()
+    settings = e2e_settings(port, sandbox_url, audit_url, **overrides)
+    with running(create_app(settings), port) as server:
+        yield AuditedGateway(server, settings, audit_url)
+
+
+def read_events(audit_url: str) -> list[AuditEvent]:
+    """Every event in the trail, oldest first."""
+
+    async def read() -> list[AuditEvent]:
+        sink = await open_audit_sink(audit_url, retention_days=36500)
+        try:
+            events: list[AuditEvent] = []
+            after = None
+            while True:
+                page = await sink.query(patient_nin=None, start=None, end=None, first=1000,
+                                        after=after)
+                events.extend(page.events)
+                if not page.has_next_page:
+                    return events[::-1]
+                after = page.end_cursor
+        finally:
+            await sink.aclose()
+
+    return asyncio.run(read())
+
+
+def by_request(events: list[AuditEvent], request_id: str) -> list[AuditEvent]:
+    return [e for e in events if e.request_id == request_id]
+
+
+def kilde_audit_verify(audit_url: str) -> subprocess.CompletedProcess[str]:
+    """`kilde audit verify --url ...` as a user runs it: a separate process."""
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "audit", "verify", "--url",
+                           audit_url], cwd=ROOT, env=dict(os.environ), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def serve_env(port: int, sandbox_url: str, audit_url: str, **extra: str) -> dict[str, str]:
+    """`kilde serve` configuration for a gateway on `port` against the sandbox at `sandbox_url`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KILDE_")}
+    env.update({
+        "KILDE_PORT": str(port),
+        "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
+        "KILDE_AUDIT__URL": audit_url,
+        "KILDE_LOG_LEVEL": "WARNING",
+        "KILDE_CONNECTORS__MUNICIPAL__STORES": ",".join(
+            f"{n}={sandbox_url}/municipal/{n}" for n in ("0301", "4601", "5001")),
+        **{f"KILDE_CONNECTORS__{s.upper()}__BASE_URL": f"{sandbox_url}/{s}"
+           for s in ("kjernejournal", "pll", "eresept", "proevesvar")},
+    })
+    env.update(extra)
+    return env
+
+
+def start_serve(env: Mapping[str, str], output: Path) -> subprocess.Popen[bytes]:
+    """`python -m gateway.cli serve` with stdout and stderr both written to `output`; returns
+    once it answers `/readyz`, or raises with the process killed."""
+    with output.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT,
+                                env=dict(env), stdout=sink, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{env['KILDE_PORT']}/readyz"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise RuntimeError(f"kilde serve did not come up: {output.read_text()[-2000:]}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(timeout=10)

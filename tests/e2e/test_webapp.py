@@ -1,0 +1,194 @@
+"""The legevakt web app in a real browser: headless Chromium drives /app against the demo stack.
+
+The stack is laid out as `kilde demo` lays it out: the gateway with the sandbox mounted on the
+same server, so `/app`, `/graphql`, `/_demo/...` and `/_sandbox/...` share one origin.
+Screenshots go to docs/artifacts/ (git-ignored); with KILDE_TEST__UPDATE_SCREENSHOTS=1 the
+legevakt screen also replaces docs/screenshots/legevakt.png, the one the README shows.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from sandbox.app import SOURCES
+from sandbox.app import create_app as create_sandbox
+from sandbox.world import by_tag
+from tests.servers import e2e_settings, free_port, running
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium stalls on a machine with no internet.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "docs" / "artifacts"
+README_SCREENSHOT = ROOT / "docs" / "screenshots" / "legevakt.png"
+HLR = by_tag("legevakt-hlr")
+RESTRICTED = by_tag("restricted-lab")
+
+
+def _missing_browser() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed: pip install -e '.[test]'"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    missing = _missing_browser()
+    if missing:
+        if os.environ.get("KILDE_TEST__REQUIRE_BROWSER") == "1":
+            pytest.fail(f"The browser test is required here (KILDE_TEST__REQUIRE_BROWSER=1): "
+                        f"{missing}.")
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    audit = tmp_path_factory.mktemp("webapp") / "audit.sqlite3"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    settings = e2e_settings(port, url, f"sqlite:///{audit}")
+    with running(create_app(settings, sandbox=create_sandbox({})), port):
+        yield url
+
+
+@pytest.fixture
+def page(browser: Any, demo: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
+                                  timezone_id="Europe/Oslo")
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{demo}/app/")
+    page.wait_for_selector("body[data-ready=true]")
+    try:
+        yield page
+    finally:
+        context.close()
+        for source in SOURCES:
+            httpx.put(f"{demo}/_sandbox/faults/{source}", json={"mode": "none"})
+    assert problems == []
+
+
+def _open(page: Any, persona: str, nin: str, view: str = "patient") -> None:
+    page.select_option("#persona", persona)
+    page.select_option("#patient", nin)
+    page.click("#open")
+    page.wait_for_selector(f"#screen[data-view={view}]")
+
+
+def _shoot(page: Any, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def _top(page: Any, selector: str) -> float:
+    return float(page.locator(selector).first.bounding_box()["y"])
+
+
+def test_legevakt_sees_the_hlr_minus_banner_above_everything_else(page: Any) -> None:
+    _open(page, "legevakt-lege", HLR.nin)
+    banner = page.locator("[data-testid=hlr-minus]")
+    assert banner.count() == 1
+    assert page.locator(".alert").first.get_attribute("data-testid") == "hlr-minus"
+    assert "HLR-minus" in banner.inner_text()
+    assert "Kommunal journal" in banner.locator(".src").inner_text()  # from the nursing home
+    box = banner.bounding_box()
+    for later in ("#sources", "#services", "#medications", "#labs", "#conditions"):
+        assert box["y"] + box["height"] <= _top(page, later), later
+    assert banner.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(161, 13, 18)"
+    statuses = page.locator(".source").evaluate_all(
+        "els => Object.fromEntries(els.map(e => [e.dataset.source, e.dataset.status]))")
+    assert statuses == dict.fromkeys(SOURCES, "OK")
+    # every item says where it came from
+    for section in ("#services", "#medications", "#labs", "#conditions"):
+        items = page.locator(f"{section} .item, {section} .lab")
+        assert items.count() > 0, section
+        assert page.locator(f"{section} .item .src, {section} .lab .src").count() >= items.count()
+    assert "Lindeberg sykehjem" in page.inner_text("#services")
+    assert page.locator("#labs tr[data-abnormal=true] .flag").count() >= 1
+    path = _shoot(page, "legevakt")
+    if os.environ.get("KILDE_TEST__UPDATE_SCREENSHOTS") == "1":
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, README_SCREENSHOT)
+
+
+def test_a_hanging_source_is_marked_timed_out_while_the_rest_render(page: Any,
+                                                                     demo: str) -> None:
+    page.click(".sandbox summary")
+    page.select_option("#fault-source", "kjernejournal")
+    page.select_option("#fault-mode", "hang")
+    page.click("#fault-apply")
+    page.wait_for_selector("#status:has-text('Kjernejournal')")
+    assert httpx.get(f"{demo}/_sandbox/faults").json()["kjernejournal"]["mode"] == "hang"
+
+    _open(page, "legevakt-lege", HLR.nin)
+    kj = page.locator(".source[data-source=kjernejournal]")
+    assert kj.get_attribute("data-status") == "TIMEOUT"
+    assert "Tidsavbrudd" in kj.inner_text()
+    others = page.locator(".source:not([data-source=kjernejournal])").evaluate_all(
+        "els => els.map(e => e.dataset.status)")
+    assert others == ["OK"] * 4
+    assert page.locator("[data-testid=hlr-minus]").count() == 1  # municipal still answered
+    assert "Kjernejournal" in page.inner_text("#alerts .gap")  # the alerts say they may be partial
+    assert page.locator("#medications .item").count() > 0
+    assert page.locator("#labs .lab").count() > 0
+    _shoot(page, "legevakt-kjernejournal-timeout")
+
+
+def test_the_citizen_sees_the_legevakt_access_in_their_log(page: Any) -> None:
+    _open(page, "legevakt-lege", HLR.nin)
+    _open(page, "innbygger", HLR.nin, view="log")
+    assert page.inner_text("#log-h") == "Hvem har sett mine opplysninger"
+    rows = page.locator("#access-log tbody tr[data-purpose=ETREAT]")
+    assert rows.count() >= 1
+    first = rows.first.inner_text()
+    assert "Oslo kommune legevakt" in first
+    assert "Øyeblikkelig hjelp" in first
+    _shoot(page, "innbygger-innsyn")
+
+
+def test_emergency_access_asks_for_a_reason_and_opens_restricted_results(page: Any) -> None:
+    _open(page, "legevakt-lege", RESTRICTED.nin)
+    assert page.get_attribute(".source[data-source=proevesvar]", "data-status") == "RESTRICTED"
+    page.focus("#emergency")
+    page.keyboard.press("Enter")  # reachable from the keyboard
+    dialog = page.locator("#emergency-dialog")
+    assert dialog.evaluate("d => d.open")
+    page.click("#emergency-confirm")  # no reason given: the form refuses
+    assert dialog.evaluate("d => d.open")
+    page.keyboard.type("Bevisstløs pasient, trenger prøvesvar")  # focus is in the reason field
+    page.click("#emergency-confirm")
+    page.wait_for_selector(".emergency-used")
+    assert page.get_attribute(".source[data-source=proevesvar]", "data-status") == "OK"
+    assert page.locator("#labs .lab").count() > 0
+    _shoot(page, "legevakt-noedtilgang")
+    _open(page, "innbygger", RESTRICTED.nin, view="log")
+    emergency = page.locator("#access-log tr.emergency")
+    assert "Nødtilgang" in emergency.first.inner_text()
+    assert "Bevisstløs pasient" in emergency.first.inner_text()
+    _shoot(page, "innbygger-noedtilgang")
