@@ -22,10 +22,11 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,6 +59,7 @@ class Result:
     label: str
     runs: list[Run] = field(default_factory=list)
     skipped: str = ""
+    answer: dict[str, Any] | None = None
 
 
 def machine() -> str:
@@ -85,7 +87,8 @@ def measure(system: System, ctx: Context, levels: list[int], seconds: float, *,
             cold: bool = True, use_wrk: bool = True, warmup: float = 2.0) -> list[Run]:
     """Warm up, then one closed-loop run per concurrency level, with CPU/RSS/upstream figures."""
     headers = ctx.headers(cold=cold)
-    load(system.url, ctx.body, headers, 8, warmup, cpus=ctx.cores.driver, use_wrk=use_wrk)
+    if warmup > 0:
+        load(system.url, ctx.body, headers, 8, warmup, cpus=ctx.cores.driver, use_wrk=use_wrk)
     runs = []
     for concurrency in levels:
         before, sandbox_before = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
@@ -112,7 +115,7 @@ def _run_system(result: Result, starter: Callable[[], AbstractContextManager[Sys
     print(f"{result.label} ...", flush=True)
     try:
         with starter() as system:
-            check_answer(system, ctx, cold=cold)
+            result.answer = check_answer(system, ctx, cold=cold)
             result.runs = measure(system, ctx, levels, args.seconds, cold=cold,
                                   use_wrk=args.driver == "wrk", warmup=args.warmup)
     except (RuntimeError, OSError, httpx.HTTPError) as exc:
@@ -181,7 +184,25 @@ def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]:
             else:
                 raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
         plan_path.unlink(missing_ok=True)
+    facts["answers"] = same_answers(results)
     return results, facts
+
+
+def _without_latency(answer: dict[str, Any]) -> dict[str, Any]:
+    patient = dict(answer["data"]["patient"])
+    patient["sources"] = [{k: v for k, v in row.items() if k != "latencyMs"}
+                          for row in patient.get("sources", [])]
+    return patient
+
+
+def same_answers(results: list[Result]) -> str:
+    """Whether the Yoga peer answered exactly what Kilde answered (latencies aside)."""
+    answers = {r.system: r.answer for r in results if r.answer is not None}
+    if "kilde" not in answers or "yoga" not in answers:
+        return "not compared"
+    if _without_latency(answers["kilde"]) == _without_latency(answers["yoga"]):
+        return "Yoga's answer is the same as Kilde's, field for field (latencies aside)"
+    return "Yoga's answer DIFFERS from Kilde's: the comparison is not like for like"
 
 
 # -- reporting -----------------------------------------------------------------------------------
@@ -212,7 +233,7 @@ def ratios(results: list[Result], latency_ms: float) -> tuple[str, list[str]]:
     by = {r.system: {run.concurrency: run for run in r.runs} for r in results if r.runs}
     kilde = by.get("kilde", {})
     lines = ["| concurrency | Kilde/Yoga req/s | Kilde/floor req/s | Kilde warm/Yoga req/s | "
-             "Kilde p99 − upstream ms | floor p99 − upstream ms | Yoga p99 − upstream ms |",
+             "Kilde p99 - upstream ms | floor p99 - upstream ms | Yoga p99 - upstream ms |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
 
     def ratio(a: dict[int, Run], b: dict[int, Run], c: int) -> float:
@@ -267,6 +288,7 @@ def report(results: list[Result], facts: dict[str, str], args: argparse.Namespac
         f"Kilde: `kilde serve`, KILDE_MODE=production, bench token issuer (RS256 JWKS), policy "
         f"on, audit {facts.get('audit', 'n/a')}, JSON logs at WARNING; cold = cache off and "
         "`cache-control: no-cache`, every request goes upstream (see upstream calls/req)",
+        f"equivalence: {facts.get('answers', 'not compared')}",
         f"load average before the run: {load_before}"
         + (f"; {args.note}" if args.note else ""),
     ]

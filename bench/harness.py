@@ -91,7 +91,7 @@ def process(args: list[str], env: Mapping[str, str], ready_url: str, *,
             timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """Start `args` (pinned to `cpus`), wait for `ready_url`, yield, then stop it (SIGTERM)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    sink = open(OUT / f"{log}.log", "wb") if log else subprocess.DEVNULL  # noqa: SIM115
+    sink = open(OUT / f"{log}.log", "wb") if log else subprocess.DEVNULL
     proc = subprocess.Popen(pinned(args, cpus), env={**os.environ, **env}, cwd=ROOT,
                             stdout=sink, stderr=sink, start_new_session=True)
     try:

@@ -20,7 +20,6 @@ from httpx_aiohttp import AiohttpTransport
 from bench.harness import free_port, kilde, process, sandbox_env
 
 
-
 async def _loop(one: Callable[[], Awaitable[None]], concurrency: int, seconds: float) -> float:
     done = 0
     stop = time.perf_counter() + seconds

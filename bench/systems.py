@@ -175,7 +175,7 @@ async def _schema(url: str, sql: str) -> bool:
         import asyncpg
 
         conn = await asyncpg.connect(url, timeout=3)
-    except (OSError, ImportError, Exception):  # noqa: BLE001 - any failure: not reachable
+    except (OSError, ImportError, Exception):  # any failure: not reachable
         return False
     try:
         await conn.execute(sql)

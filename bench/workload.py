@@ -94,7 +94,7 @@ def serve_jwks(document: Mapping[str, Any]) -> Iterator[str]:
     body = json.dumps(document).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's naming
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(body)))

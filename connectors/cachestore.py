@@ -42,6 +42,17 @@ class _Bytes(BaseSerializer):
         return value
 
 
+class _Redis(RedisCache):  # type: ignore[misc]
+    """aiocache's Redis cache, setting TTLs with SET PX (its PSETEX/SETEX are deprecated in
+    redis-py and warn on every call)."""
+
+    async def _set(self, key: str, value: Any, ttl: float | None = None, _cas_token: Any = None,
+                   _conn: Any = None) -> Any:
+        if _cas_token is not None or ttl is None:
+            return await super()._set(key, value, ttl=ttl, _cas_token=_cas_token, _conn=_conn)
+        return await self.client.set(key, value, px=max(1, int(ttl * 1000)))
+
+
 class CacheStore:
     """Byte values under string keys with a TTL, plus counters; see the module docstring.
 
@@ -135,7 +146,12 @@ class CacheStore:
 
     async def aclose(self) -> None:
         try:
-            await self._backend.close()
+            client = getattr(self._backend, "client", None)
+            if client is not None:  # redis-py's close() is deprecated; aclose() and the pool
+                await client.aclose()
+                await client.connection_pool.disconnect()
+            else:
+                await self._backend.close()
         except Exception as exc:  # closing a dead connection is not worth failing shutdown
             log.debug("cache store close failed: %s", type(exc).__name__)
 
@@ -155,7 +171,7 @@ def open_store(url: str, *, op_timeout: float = 0.1, retry_seconds: float = 1.0)
         db = parts.path.strip("/") or "0"
         if not db.isdigit():
             raise ValueError("The cache URL's database must be a number, as in redis://host:6379/0.")
-        backend = RedisCache(
+        backend = _Redis(
             serializer=_Bytes(), endpoint=parts.hostname or "127.0.0.1", port=parts.port or 6379,
             db=int(db), password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss", timeout=None, create_connection_timeout=op_timeout,

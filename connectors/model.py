@@ -284,18 +284,20 @@ class CategorySpec:
 
     It works wherever a built-in `Category` does: `.value` is the policy key (snake_case, the
     `[categories.<value>]` table of a policy file), `.name` the GraphQL enum name. Two specs with
-    the same value are the same category. `graphql_type` is the Strawberry type the schema
-    serves the items as (connectors never import Strawberry themselves); `field_name` is the
-    `Patient` field, camelCase of `value` unless given. Items need `provenance` and `security`.
+    the same value are the same category. `item_type` is a frozen dataclass with `provenance`
+    and `security` fields; the schema serves it as a GraphQL type of the same name, derived from
+    its fields (`Coding`, `Provenance`, dates, nested dataclasses, tuples), unless
+    `graphql_type` names a Strawberry type to use instead (connectors never import Strawberry
+    themselves). `field_name` is the `Patient` field, camelCase of `value` unless given.
 
-    >>> spec = CategorySpec("safety_alarms", item_type=Condition, graphql_type=object)
+    >>> spec = CategorySpec("safety_alarms", item_type=Condition)
     >>> (spec.name, spec.field_name)
     ('SAFETY_ALARMS', 'safetyAlarms')
     """
 
     value: str
     item_type: type = field(compare=False)
-    graphql_type: Any = field(compare=False)
+    graphql_type: Any = field(default=None, compare=False)
     description: str = field(default="", compare=False)
     field_name: str = field(default="", compare=False)
 

@@ -40,8 +40,8 @@ def insecure_reasons(settings: Settings) -> list[str]:
     audit = settings.audit.url.strip()
     if not audit or audit.endswith(":memory:"):
         reasons.append("KILDE_AUDIT__URL must name a durable audit store in production "
-                       "(postgresql://... or a sqlite:/// file for a single worker).")
+                       "(a postgresql:// URL, or a sqlite:/// file for a single worker).")
     elif audit.startswith("sqlite") and settings.workers > 1:
         reasons.append("KILDE_AUDIT__URL is a SQLite file, which only one worker may write; "
-                       "use postgresql://... with KILDE_WORKERS > 1.")
+                       "use a postgresql:// URL with KILDE_WORKERS > 1.")
     return reasons

@@ -19,6 +19,7 @@ import strawberry
 from graphql import GraphQLEnumType, GraphQLEnumValue
 
 from connectors.model import CategorySpec
+from schema.derived import derive_type
 from schema.patient import Patient
 
 
@@ -53,17 +54,24 @@ def _patient_type(categories: Sequence[CategorySpec]) -> type:
     definition = Patient.__strawberry_definition__  # type: ignore[attr-defined]
     taken = {f.graphql_name or _camel(f.python_name) for f in definition.fields}
     namespace: dict[str, Any] = {"__module__": __name__}
+    made: dict[type, Any] = {}
     for spec in categories:
         if spec.field_name in taken:
             raise ValueError(f"Category {spec.value!r} wants the Patient field "
                              f"{spec.field_name!r}, which is already taken.")
-        if not hasattr(spec.graphql_type, "__strawberry_definition__"):
+        graphql_type = spec.graphql_type
+        if graphql_type is None:
+            try:
+                graphql_type = derive_type(spec.item_type, made)
+            except TypeError as exc:
+                raise ValueError(f"Category {spec.value!r} cannot be served: {exc}") from None
+        elif not hasattr(graphql_type, "__strawberry_definition__"):
             raise ValueError(f"Category {spec.value!r} needs a Strawberry type as its "
                              "graphql_type.")
         taken.add(spec.field_name)
         namespace[f"plugin_{spec.value}"] = strawberry.field(
             resolver=_items_of(spec),
-            graphql_type=list[spec.graphql_type],  # type: ignore[name-defined]
+            graphql_type=list[graphql_type],  # type: ignore[valid-type]
             name=spec.field_name,
             description=spec.description or f"Items of the plugin category {spec.value!r}.",
         )

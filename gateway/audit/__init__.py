@@ -2,7 +2,8 @@
 
 Sits at the gateway's edge: the lifespan opens the sink (`open_audit_sink`), resolvers write
 one `AuditEvent` per delivery, innsyn and the privacy officer read it back (`query`, `usage`),
-and `kilde audit verify` checks the chain (`verify_url`).
+and `kilde audit verify` checks the chain (`verify_url`). `retention` purges beyond
+`KILDE_AUDIT__RETENTION_DAYS` at start and daily.
 """
 
 from __future__ import annotations

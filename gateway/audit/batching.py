@@ -5,7 +5,10 @@ prepared row with a future and awaits it; one writer task takes everything queue
 it in a single transaction (one fsync for the lot) and resolves every future. A failed batch
 fails every caller in it with `AuditUnavailableError`, so none of them delivers data. While a
 commit is in flight the next batch accumulates, so batching needs no timer: a lone caller is
-committed at once.
+committed at once. A caller waits at most `write_timeout` seconds (a store that hangs rather
+than fails must not hold requests past their deadline): it then fails with
+`AuditUnavailableError` while its row stays queued, so it may still be committed (audited but
+not delivered: the safe side).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ T = TypeVar("T")
 log = logging.getLogger("kilde.audit")
 
 WRITE_FAILED = "The audit trail could not be written; the data must not be delivered."
+WRITE_TIMEOUT_SECONDS = 5.0
 
 
 class GroupCommitter(Generic[T]):
@@ -31,9 +35,11 @@ class GroupCommitter(Generic[T]):
     >>> await committer.submit(row)  # returns once its batch is committed  # doctest: +SKIP
     """
 
-    def __init__(self, commit: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 512):
+    def __init__(self, commit: Callable[[list[T]], Awaitable[None]], *, max_batch: int = 512,
+                 write_timeout: float = WRITE_TIMEOUT_SECONDS):
         self._commit = commit
         self._max_batch = max_batch
+        self._write_timeout = write_timeout
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -50,9 +56,13 @@ class GroupCommitter(Generic[T]):
             )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
-        # A caller cancelled here leaves its item queued: it is still committed (audited but
-        # not delivered), which is the safe side.
-        await future
+        # A caller cancelled or timed out here leaves its item queued: it is still committed
+        # (audited but not delivered), which is the safe side.
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self._write_timeout)
+        except TimeoutError:
+            log.error("audit write not committed within %.1f s", self._write_timeout)
+            raise AuditUnavailableError(WRITE_FAILED) from None
 
     async def _run(self, queue: asyncio.Queue[tuple[T, asyncio.Future[None]] | None]) -> None:
         stop = False

@@ -89,11 +89,12 @@ def settings_for(audit_url: str = "sqlite:///:memory:", **changes: Any) -> Setti
 
 
 @contextlib.asynccontextmanager
-async def gateway(settings: Settings | None = None, **changes: Any) -> AsyncIterator[Harness]:
+async def gateway(settings: Settings | None = None, tracer_provider: Any = None,
+                  **changes: Any) -> AsyncIterator[Harness]:
     """The gateway app with its lifespan running, and clients for it and its sandbox."""
     settings = settings or settings_for(**changes)
     sandbox = create_sandbox({})
-    app = create_app(settings, transport=_Upstreams(sandbox))
+    app = create_app(settings, transport=_Upstreams(sandbox), tracer_provider=tracer_provider)
     async with app.router.lifespan_context(app) as state:
 
         async def with_state(scope: Any, receive: Any, send: Any) -> None:

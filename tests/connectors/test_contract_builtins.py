@@ -1,0 +1,58 @@
+"""The built-in connectors run the same contract kit an external connector package runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors import ConnectorSettings, eresept, kjernejournal, municipal, pll, proevesvar
+from connectors.testing import ConnectorContract
+from sandbox.app import create_app as create_sandbox
+from sandbox.world import by_tag
+
+LEGEVAKT_PATIENT = by_tag("legevakt-hlr").nin  # has data in every source
+
+
+def sandbox() -> object:
+    return create_sandbox({})
+
+
+class BuiltinContract(ConnectorContract):
+    patient = LEGEVAKT_PATIENT
+    upstream = staticmethod(sandbox)
+
+    def connector_settings(self, base_url: str) -> ConnectorSettings:
+        return ConnectorSettings(self.name, base_url=f"{base_url}/{self.name}",
+                                 timeout=self.timeout)
+
+
+class TestMunicipalContract(BuiltinContract):
+    name, plugin = "municipal", municipal.create
+    municipalities = frozenset({"0301"})
+
+    def connector_settings(self, base_url: str) -> ConnectorSettings:
+        stores = {n: f"{base_url}/municipal/{n}" for n in ("0301", "4601")}
+        return ConnectorSettings("municipal", stores=stores, timeout=self.timeout)
+
+
+class TestKjernejournalContract(BuiltinContract):
+    name, plugin = "kjernejournal", kjernejournal.create
+
+
+class TestPllContract(BuiltinContract):
+    name, plugin = "pll", pll.create
+
+
+class TestEreseptContract(BuiltinContract):
+    name, plugin = "eresept", eresept.create
+
+
+class TestProevesvarContract(BuiltinContract):
+    name, plugin = "proevesvar", proevesvar.create
+
+
+def test_contract_needs_name_plugin_and_patient() -> None:
+    class Incomplete(ConnectorContract):
+        name = "x"
+
+    with pytest.raises(TypeError, match="must set name, plugin and patient"):
+        Incomplete().contract_setup()

@@ -1,0 +1,46 @@
+"""Group commit when the store hangs instead of failing: callers give up in bounded time, fail
+closed, and their rows are still committed once the store answers (audited, not delivered)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.audit import AuditUnavailableError
+from gateway.audit.batching import GroupCommitter
+
+
+async def test_a_hanging_store_fails_writers_within_the_write_timeout() -> None:
+    release = asyncio.Event()
+    committed: list[str] = []
+
+    async def commit(rows: list[str]) -> None:
+        await release.wait()  # a store that neither answers nor fails
+        committed.extend(rows)
+
+    committer: GroupCommitter[str] = GroupCommitter(commit, write_timeout=0.05)
+    started = time.monotonic()
+    results = await asyncio.gather(*(committer.submit(f"row-{i}") for i in range(3)),
+                                   return_exceptions=True)
+    assert [type(r) for r in results] == [AuditUnavailableError] * 3
+    assert time.monotonic() - started < 2.0
+
+    release.set()  # the store comes back: what was queued is still written
+    await committer.aclose()
+    assert sorted(committed) == ["row-0", "row-1", "row-2"]
+
+
+async def test_a_prompt_store_is_not_affected_by_the_timeout() -> None:
+    committed: list[int] = []
+
+    async def commit(rows: list[int]) -> None:
+        committed.extend(rows)
+
+    committer: GroupCommitter[int] = GroupCommitter(commit, write_timeout=0.05)
+    await asyncio.gather(*(committer.submit(i) for i in range(50)))
+    await committer.aclose()
+    assert sorted(committed) == list(range(50))
+    with pytest.raises(AuditUnavailableError):
+        await committer.submit(99)
