@@ -23,7 +23,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,107 +83,123 @@ def commit() -> str:
     return f"{head}+uncommitted changes" if git("status", "--porcelain") else head
 
 
-def measure(system: System, ctx: Context, levels: list[int], seconds: float, *,
-            cold: bool = True, use_wrk: bool = True, warmup: float = 2.0) -> list[Run]:
-    """Warm up, then one closed-loop run per concurrency level, with CPU/RSS/upstream figures."""
+def measure(system: System, ctx: Context, concurrency: int, seconds: float, *,
+            cold: bool = True, use_wrk: bool = True) -> Run:
+    """One closed-loop run with CPU/RSS of the system and the sandbox and upstream calls."""
     headers = ctx.headers(cold=cold)
-    if warmup > 0:
-        load(system.url, ctx.body, headers, 8, warmup, cpus=ctx.cores.driver, use_wrk=use_wrk)
-    runs = []
-    for concurrency in levels:
-        before, sandbox_before = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
-        upstream_before = ctx.upstream_requests()
-        run = load(system.url, ctx.body, headers, concurrency, seconds, cpus=ctx.cores.driver,
-                   use_wrk=use_wrk)
-        after, sandbox_after = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
-        run.cpu_seconds = after.cpu_seconds - before.cpu_seconds
-        run.rss_mb = after.rss_mb
-        run.sandbox_cpu = (sandbox_after.cpu_seconds - sandbox_before.cpu_seconds) / run.seconds
-        total = run.ok + run.errors
-        run.upstream_per_request = ((ctx.upstream_requests() - upstream_before) / total
-                                    if total else float("nan"))
-        runs.append(run)
-        print(f"  {system.name:10s} c={concurrency:<3d} {run.throughput:7.1f} req/s  "
-              f"p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  errors {run.errors}",
-              flush=True)
-    return runs
+    before, sandbox_before = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
+    upstream_before = ctx.upstream_requests()
+    run = load(system.url, ctx.body, headers, concurrency, seconds, cpus=ctx.cores.driver,
+               use_wrk=use_wrk)
+    after, sandbox_after = Usage.of(system.pid), Usage.of(ctx.sandbox_pid)
+    run.cpu_seconds = after.cpu_seconds - before.cpu_seconds
+    run.rss_mb = after.rss_mb
+    run.sandbox_cpu = (sandbox_after.cpu_seconds - sandbox_before.cpu_seconds) / run.seconds
+    total = run.ok + run.errors
+    run.upstream_per_request = ((ctx.upstream_requests() - upstream_before) / total
+                                if total else float("nan"))
+    print(f"  {system.name:10s} c={concurrency:<3d} {run.throughput:7.1f} req/s  "
+          f"p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  errors {run.errors}", flush=True)
+    return run
 
 
-def _run_system(result: Result, starter: Callable[[], AbstractContextManager[System]],
-                ctx: Context, levels: list[int], args: argparse.Namespace, *,
-                cold: bool = True) -> None:
-    print(f"{result.label} ...", flush=True)
-    try:
-        with starter() as system:
-            result.answer = check_answer(system, ctx, cold=cold)
-            result.runs = measure(system, ctx, levels, args.seconds, cold=cold,
-                                  use_wrk=args.driver == "wrk", warmup=args.warmup)
-    except (RuntimeError, OSError, httpx.HTTPError) as exc:
-        result.skipped = f"failed: {exc}"
-        print(f"  {result.skipped}", flush=True)
+@dataclass
+class Entry:
+    """A system to run: its result row, how to start it, and whether its requests are cold."""
+
+    result: Result
+    starter: Callable[[], AbstractContextManager[System]] | None
+    cold: bool = True
+    system: System | None = None
+
+
+def _entries(ctx: Context, wanted: list[str], args: argparse.Namespace, plan_path: Path,
+             stack: ExitStack, facts: dict[str, str]) -> list[Entry]:
+    postgres = None if args.postgres_url == "none" else args.postgres_url
+    entries = []
+    for name in wanted:
+        if name in ("kilde", "kilde-2w", "kilde-warm"):
+            workers = 2 if name == "kilde-2w" else 1
+            warm = name == "kilde-warm"
+            label = (f"Kilde, {workers} worker{'s' if workers > 1 else ''}, "
+                     + ("warm Redis cache" if warm else "cold"))
+            result = Result(name, label)
+            if warm and not cache_supported():
+                result.skipped = ("the gateway has no cache yet (KILDE_CACHE__URL is not read); "
+                                  "this row runs once the Redis cache lands")
+                entries.append(Entry(result, None))
+                continue
+            try:
+                audit_url, facts["audit"] = stack.enter_context(audit_store(postgres, workers))
+            except RuntimeError as exc:
+                result.skipped = str(exc)
+                entries.append(Entry(result, None))
+                continue
+            # Two workers pinned to one core would only share it: they get every core.
+            cpus = ctx.cores.sut if workers == 1 else None
+            entries.append(Entry(result, lambda w=workers, c=cpus, u=audit_url, n=name, m=warm:
+                                 start_kilde(ctx, u, workers=w, cpus=c, name=n,
+                                             cache_url=args.redis_url if m else ""),
+                                 cold=not warm))
+        elif name == "floor":
+            entries.append(Entry(Result(name, "floor (raw aiohttp + orjson, same upstream calls)"),
+                                 lambda: start_floor(plan_path, ctx.cores.sut)))
+        elif name == "yoga":
+            result = Result(name, "GraphQL Yoga 5 on Node.js + undici")
+            result.skipped = yoga_unavailable() or ""
+            entries.append(Entry(result, lambda: start_yoga(plan_path, ctx.cores.sut)))
+        else:
+            raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
+    return entries
 
 
 def run_all(args: argparse.Namespace) -> tuple[list[Result], dict[str, str]]:
+    """Start every system, check and warm each, then run each concurrency level on every
+    system back to back, so the systems meet the same machine (it drifts on a shared box)."""
     levels = [int(c) for c in args.concurrency.split(",")]
     wanted = [s.strip() for s in args.systems.split(",") if s.strip()]
     facts: dict[str, str] = {}
-    results: list[Result] = []
-    with bench_context(args.latency_ms) as ctx:
+    use_wrk = args.driver == "wrk"
+    with bench_context(args.latency_ms) as ctx, ExitStack() as stack:
         facts["cores"] = ctx.cores.describe()
         plan = record_plan(kilde_env(ctx, 0, "sqlite:///unused"), ctx.sandbox, ctx.token,
                            ctx.nin)
         OUT.mkdir(parents=True, exist_ok=True)
         plan_path = OUT / f"plan-{os.getpid()}.json"
         write_plan(plan, str(plan_path))
+        stack.callback(plan_path.unlink, missing_ok=True)
         sources = sorted({c.source for c in plan})
         facts["plan"] = (f"{len(plan)} upstream calls per query to {len(sources)} sources "
                          f"({', '.join(sources)})")
-        postgres = None if args.postgres_url == "none" else args.postgres_url
-        for name in wanted:
-            if name in ("kilde", "kilde-2w"):
-                workers = 2 if name == "kilde-2w" else 1
-                # Two workers on one pinned core would only share it: they get both cores.
-                cpus = ctx.cores.sut if workers == 1 else None
-                label = f"Kilde, {workers} worker{'s' if workers > 1 else ''}, cold"
-                result = Result(name, label)
+        entries = _entries(ctx, wanted, args, plan_path, stack, facts)
+        for entry in entries:
+            if entry.result.skipped or entry.starter is None:
+                continue
+            print(f"{entry.result.label}: starting, checking one answer, warming up", flush=True)
+            try:
+                entry.system = stack.enter_context(entry.starter())
+                entry.result.answer = check_answer(entry.system, ctx, cold=entry.cold)
+                if args.warmup > 0:
+                    load(entry.system.url, ctx.body, ctx.headers(cold=entry.cold), 8,
+                         args.warmup, cpus=ctx.cores.driver, use_wrk=use_wrk)
+            except (RuntimeError, OSError, httpx.HTTPError) as exc:
+                entry.result.skipped = f"failed: {exc}"
+                print(f"  {entry.result.skipped}", flush=True)
+        for concurrency in levels:
+            for entry in entries:
+                if entry.system is None or entry.result.skipped:
+                    continue
                 try:
-                    with audit_store(postgres, workers) as (audit_url, audit):
-                        facts["audit"] = audit
-                        _run_system(result, lambda w=workers, c=cpus, u=audit_url: start_kilde(
-                            ctx, u, workers=w, cpus=c, name=f"kilde-{w}w"), ctx, levels, args)
-                except RuntimeError as exc:
-                    result.skipped = str(exc)
-                results.append(result)
-            elif name == "kilde-warm":
-                result = Result(name, "Kilde, 1 worker, warm Redis cache")
-                if not cache_supported():
-                    result.skipped = ("the gateway has no cache yet (KILDE_CACHE__URL is not "
-                                      "read); this row runs once the Redis cache lands")
-                else:
-                    with audit_store(postgres, 1) as (audit_url, _):
-                        _run_system(result, lambda u=audit_url: start_kilde(
-                            ctx, u, cache_url=args.redis_url, cpus=ctx.cores.sut,
-                            name="kilde-warm"), ctx, levels, args, cold=False)
-                    if result.runs and min(r.upstream_per_request for r in result.runs) >= 1:
-                        result.label += " (cache did not serve: see upstream calls/request)"
-                results.append(result)
-            elif name == "floor":
-                result = Result(name, "floor (raw aiohttp + orjson, same upstream calls)")
-                _run_system(result, lambda: start_floor(plan_path, ctx.cores.sut), ctx, levels,
-                            args)
-                results.append(result)
-            elif name == "yoga":
-                result = Result(name, "GraphQL Yoga 5 on Node.js + undici")
-                reason = yoga_unavailable()
-                if reason:
-                    result.skipped = reason
-                else:
-                    _run_system(result, lambda: start_yoga(plan_path, ctx.cores.sut), ctx,
-                                levels, args)
-                results.append(result)
-            else:
-                raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
-        plan_path.unlink(missing_ok=True)
+                    entry.result.runs.append(measure(entry.system, ctx, concurrency,
+                                                     args.seconds, cold=entry.cold,
+                                                     use_wrk=use_wrk))
+                except (RuntimeError, OSError, httpx.HTTPError) as exc:
+                    entry.result.skipped = f"failed: {exc}"
+        results = [e.result for e in entries]
+        for result in results:
+            if (result.system == "kilde-warm" and result.runs
+                    and min(r.upstream_per_request for r in result.runs) >= 1):
+                result.label += " (the cache did not serve: see upstream calls/req)"
     facts["answers"] = same_answers(results)
     return results, facts
 

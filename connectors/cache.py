@@ -163,6 +163,14 @@ class CachedConnector:
             found, locked = await self._wait_for_peer(key, lock, deadline, request.fresh)
             if found is not None:
                 return mark_cached(found.result)
+        if shared and not request.fresh:
+            # a flight that finished between our miss and now has filled the entry: use it
+            entry = await self._load(key)
+            if entry is not None and self.cache.clock() - entry.stored_at < self.ttl:
+                if locked:
+                    with contextlib.suppress(CacheUnavailableError):
+                        await self.cache.store.delete(lock)
+                return mark_cached(entry.result)
         try:
             inner = dataclasses.replace(request, timeout=max(0.001, deadline - time.monotonic()))
             try:

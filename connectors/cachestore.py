@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+import redis.asyncio
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import BaseSerializer
 
@@ -161,7 +162,7 @@ def _ttl(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else float(seconds)
 
 
-def open_store(url: str, *, op_timeout: float = 0.1, retry_seconds: float = 1.0) -> CacheStore:
+def open_store(url: str, *, op_timeout: float = 0.25, retry_seconds: float = 1.0) -> CacheStore:
     """A store for `memory://` or `redis://[:password@]host[:port][/db]`; ValueError otherwise."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
@@ -175,7 +176,10 @@ def open_store(url: str, *, op_timeout: float = 0.1, retry_seconds: float = 1.0)
             serializer=_Bytes(), endpoint=parts.hostname or "127.0.0.1", port=parts.port or 6379,
             db=int(db), password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss", timeout=None, create_connection_timeout=op_timeout,
-            connection_pool_kwargs={"socket_timeout": max(op_timeout, 0.05)},
+            # a burst waits briefly for a pooled connection instead of failing at 100 of them
+            connection_pool_class=redis.asyncio.BlockingConnectionPool, pool_max_size=64,
+            connection_pool_kwargs={"socket_timeout": max(op_timeout, 0.05),
+                                    "timeout": op_timeout},
         )
         return CacheStore(backend, kind="redis", op_timeout=op_timeout,
                           retry_seconds=retry_seconds)

@@ -7,7 +7,7 @@ standard it speaks, and the fake upstream the contract kit and demos run it agai
 categories need no declaration here: a connector that serves a `CategorySpec` adds it.
 
     [project.entry-points."kilde.connectors"]
-    velferd = "kilde_velferd:plugin"
+    hub = "kilde_hub:plugin"
 """
 
 from __future__ import annotations

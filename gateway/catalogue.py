@@ -28,6 +28,12 @@ class CatalogueError(ValueError):
     """The gateway could not be asked; one sentence without the token."""
 
 
+def check_connectors(settings: Settings) -> None:
+    """Build every enabled connector once and close it again: a missing, misconfigured or
+    broken connector fails here, with its one sentence, before the server starts."""
+    offline_rows(settings)
+
+
 def offline_rows(settings: Settings) -> list[dict[str, Any]]:
     """Every installed connector; the enabled ones built from `settings` (fails like a start)."""
 

@@ -38,6 +38,16 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
+def _check_connectors(settings: Settings) -> None:
+    from gateway.catalogue import check_connectors
+
+    try:
+        check_connectors(settings)
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def demo_settings(host: str, port: int) -> Settings:
     """The embedded demo: sandbox on the same server, demo JWKS, SQLite audit file."""
     from dataclasses import replace
@@ -77,6 +87,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sandbox.app import create_app as create_sandbox
 
     settings = demo_settings(args.host, args.port)
+    _check_connectors(settings)
     configure_logging(settings.log_level)
     _print_banner(settings)
     app = create_app(settings, sandbox=create_sandbox())
@@ -89,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
 
     settings = _settings()
+    _check_connectors(settings)
     configure_logging(settings.log_level)
     workers = args.workers or settings.workers
     uvicorn.run("gateway.asgi:app", host=args.host or settings.host,
@@ -219,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "one line from stdin)")
     ls.set_defaults(func=cmd_connectors_list)
     new = con_sub.add_parser("new", help="create a connector package skeleton")
-    new.add_argument("name", help="the connector's name, e.g. 'velferd' (lower case)")
+    new.add_argument("name", help="the connector's name, e.g. 'hub' (lower case)")
     new.add_argument("--directory", default=".", help="where to create kilde-NAME/")
     new.set_defaults(func=cmd_connectors_new)
     return parser

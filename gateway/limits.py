@@ -177,7 +177,8 @@ class _Walk:
         self.fragments = _fragments(document)
         self.schema = schema
         self.variables = variables
-        self.visited = 0  # bounds the work of the walk itself (fragment fan-out)
+        self.visited = 0  # bounds the work of the walk itself
+        self.measured: dict[str, tuple[int, int]] = {}  # fragment -> (depth below it, cost)
 
     def _budget(self, cost: int) -> None:
         self.visited += 1
@@ -200,8 +201,15 @@ class _Walk:
                 frag = self.fragments.get(name)
                 if frag is None or name in path:  # unknown or cyclic: validation refuses it
                     continue
-                typ = self._type(frag.type_condition.name.value)
-                d, c = self.selection_set(frag.selection_set, typ, depth, path | {name})
+                if name in self.measured:  # a fragment measures the same wherever it is spread
+                    rel, c = self.measured[name]
+                    d = depth + rel
+                    if self.s.max_depth and d > self.s.max_depth:
+                        raise _too_complex("depth", self.s.max_depth, d)
+                else:
+                    typ = self._type(frag.type_condition.name.value)
+                    d, c = self.selection_set(frag.selection_set, typ, depth, path | {name})
+                    self.measured[name] = (d - depth, c)
             else:  # pragma: no cover - no other selection kinds exist
                 continue
             max_depth, total = max(max_depth, d), total + c

@@ -54,7 +54,7 @@ class CacheSettings:
     max_stale_seconds: float = 600.0
     enabled: bool = True
     ttls: str = ""  # per source, "kjernejournal=60,pll=30"; each capped by max_ttl_seconds
-    op_timeout_seconds: float = 0.1  # a slower Redis call counts as Redis trouble
+    op_timeout_seconds: float = 0.25  # a slower Redis call counts as Redis trouble
     retry_seconds: float = 1.0  # after Redis trouble, bypass it this long before probing again
     fresh_per_minute: int = 6  # fresh-data requests per principal per minute; then cache
 

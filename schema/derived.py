@@ -6,8 +6,8 @@ unified model's building blocks map to the schema's own types (`Coding`, `Proven
 `Dosage`), so a plugin's items look like every other item; `security` is not served (the
 policy reads it; the built-in types do not show it either).
 
->>> derive_type(WelfareDevice).__name__  # doctest: +SKIP
-'WelfareDevice'
+>>> derive_type(Condition).__name__  # doctest: +SKIP
+'Condition'
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ runners; `FaultTransport` breaks the HTTP between a connector and its fake upstr
     from connectors.testing import ConnectorContract
 
     class TestContract(ConnectorContract):
-        name, plugin, patient = "velferd", kilde_velferd.plugin, "14033841389"
+        name, plugin, patient = "hub", kilde_hub.plugin, "14033841389"
 
 Checks: declared name and categories; items of the right type, each with this source's
 provenance and security labels; only the requested categories, and no upstream call when none

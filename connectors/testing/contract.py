@@ -6,10 +6,10 @@ it too (`tests/connectors/test_contract_builtins.py`). The checks are plain func
 `asyncio.run`, so no async pytest plugin is needed.
 
     from connectors.testing import ConnectorContract
-    import kilde_velferd
+    import kilde_hub
 
-    class TestVelferdContract(ConnectorContract):
-        name, plugin, patient = "velferd", kilde_velferd.plugin, "14033841389"
+    class TestHubContract(ConnectorContract):
+        name, plugin, patient = "hub", kilde_hub.plugin, "14033841389"
 """
 
 from __future__ import annotations

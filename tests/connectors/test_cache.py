@@ -45,7 +45,8 @@ async def test_a_second_identical_fetch_is_a_hit_marked_from_cache() -> None:
     first = await cached.fetch(request())
     second = await cached.fetch(request())
     assert source.calls == 1
-    assert not first.from_cache and second.from_cache
+    assert not first.from_cache
+    assert second.from_cache
     item = second.items[Category.CRITICAL_INFORMATION][0]
     assert item.provenance.from_cache
     assert item.provenance.fetched_at == first.items[Category.CRITICAL_INFORMATION][0] \
@@ -61,7 +62,8 @@ async def test_an_entry_expires_after_its_ttl() -> None:
     assert source.calls == 1
     clock.advance(0.2)
     result = await cached.fetch(request())
-    assert source.calls == 2 and not result.from_cache
+    assert source.calls == 2
+    assert not result.from_cache
 
 
 async def test_fresh_bypasses_the_cache_and_refreshes_it() -> None:
@@ -129,7 +131,8 @@ async def test_a_transient_failure_serves_a_stale_entry_with_its_age() -> None:
     clock.advance(100)
     source.fail = lambda: UpstreamUnavailableError("kjernejournal", "Source failed.")
     stale = await cached.fetch(request())
-    assert stale.status is Status.STALE and stale.from_cache
+    assert stale.status is Status.STALE
+    assert stale.from_cache
     assert stale.status_for(Category.CRITICAL_INFORMATION) is Status.STALE
     assert stale.items[Category.CRITICAL_INFORMATION][0].provenance.from_cache
     assert "UPSTREAM_UNAVAILABLE" in (stale.detail or "")
@@ -184,7 +187,7 @@ async def test_an_event_evicts_that_patient_at_that_source_only() -> None:
 
 async def test_entries_sealed_under_a_rotated_key_are_unreadable_not_wrong() -> None:
     store = open_store("memory://")
-    old, source, _ = make(store=store)
+    old, _source, _ = make(store=store)
     await old.fetch(request())
     key = old.cache.entry_key(request(), "kjernejournal", 0)
     rotated, source2, _ = make(store=store, secret=SECRET + "-rotated")

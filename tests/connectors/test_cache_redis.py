@@ -53,7 +53,8 @@ async def test_miss_then_hit_through_redis(redis_url: str, prefix: str,
     cached, source, _ = make(redis_url, prefix)
     assert not (await cached.fetch(request())).from_cache
     hit = await cached.fetch(request())
-    assert hit.from_cache and hit.items[Category.CRITICAL_INFORMATION][0].provenance.from_cache
+    assert hit.from_cache
+    assert hit.items[Category.CRITICAL_INFORMATION][0].provenance.from_cache
     assert source.calls == 1
     await cached.cache.store.aclose()
 
@@ -165,7 +166,8 @@ async def test_redis_cut_mid_run_fails_no_request_and_recovery_is_seen(
         proxy.cut()
         for _ in range(5):
             result = await cached.fetch(request())
-            assert result.status is Status.OK and not result.from_cache
+            assert result.status is Status.OK
+            assert not result.from_cache
         assert store.status == "degraded"
         assert source.calls == 6
         proxy.restore()

@@ -54,7 +54,8 @@ def test_the_wrapper_looks_like_the_connector_it_wraps() -> None:
 async def test_a_transient_error_is_retried_until_the_source_answers() -> None:
     source = Flaky(2)
     result = await ResilientConnector(source, FAST).fetch(request())
-    assert result.status is Status.OK and source.calls == 3
+    assert result.status is Status.OK
+    assert source.calls == 3
 
 
 async def test_retries_stop_after_the_configured_attempts() -> None:
@@ -98,7 +99,8 @@ async def test_the_breaker_opens_after_consecutive_failures_and_then_fails_fast(
     for _ in range(3):
         with pytest.raises(UpstreamUnavailableError):
             await wrapped.fetch(request())
-    assert wrapped.breaker.state is BreakerState.OPEN and wrapped.health == "open"
+    assert wrapped.breaker.state is BreakerState.OPEN
+    assert wrapped.health == "open"
     with pytest.raises(BreakerOpenError, match="circuit breaker is open"):
         await wrapped.fetch(request())
     assert source.calls == 3  # the open breaker did not call the source
@@ -163,7 +165,8 @@ async def test_the_bulkhead_caps_concurrent_calls_to_one_source() -> None:
     source = FakeSource(delay=0.02)
     wrapped = ResilientConnector(source, ResilienceSettings(max_concurrency=3))
     await asyncio.gather(*(wrapped.fetch(request()) for _ in range(12)))
-    assert source.calls == 12 and source.max_in_flight == 3
+    assert source.calls == 12
+    assert source.max_in_flight == 3
 
 
 async def test_a_full_bulkhead_fails_within_the_budget_without_tripping_the_breaker() -> None:

@@ -118,8 +118,8 @@ def start_serve(env: Mapping[str, str], output: Path) -> subprocess.Popen[bytes]
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return proc
+            if httpx.get(url, timeout=1.0).status_code == 200 and proc.poll() is None:
+                return proc  # (alive: the answer is not from another server on a reused port)
         except httpx.HTTPError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:

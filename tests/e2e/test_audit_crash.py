@@ -4,6 +4,7 @@ received with patient data must have its audit event in the store afterwards."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
@@ -24,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 CLIENTS = 16
 KILL_AFTER_S = 1.5
+MAX_WAIT_S = 20.0  # on a loaded machine, wait for CLIENTS deliveries before killing
 QUERY = """query($nin: String!) { patient(nin: $nin) {
   nin treatmentLimitations { code { code } } medications { name } } }"""
 
@@ -33,6 +35,7 @@ async def _load(url: str, jobs: list[tuple[str, str]], proc: subprocess.Popen[by
     """CLIENTS clients post back to back until the gateway dies: (status, request id, body)."""
     received: list[tuple[int, str, bytes]] = []
     killed = asyncio.Event()
+    enough = asyncio.Event()
 
     async def client(i: int, session: aiohttp.ClientSession) -> None:
         nin, token = jobs[i % len(jobs)]
@@ -47,9 +50,13 @@ async def _load(url: str, jobs: list[tuple[str, str]], proc: subprocess.Popen[by
                     return
                 continue
             received.append((resp.status, resp.headers.get("x-request-id", ""), payload))
+            if len(received) >= CLIENTS:
+                enough.set()
 
     async def killer() -> None:
         await asyncio.sleep(KILL_AFTER_S)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(enough.wait(), MAX_WAIT_S)
         proc.kill()  # SIGKILL: no shutdown, no flush, no lifespan exit
         killed.set()
 

@@ -112,7 +112,8 @@ def test_a_repeated_query_is_served_from_cache_and_every_request_is_audited(
     p1, p2 = first["data"]["patient"], second["data"]["patient"]
     assert {s["source"] for s in p2["sources"]} == FIVE
     assert all(s["fromCache"] and s["ageSeconds"] >= 0 for s in p2["sources"])
-    assert p2["medications"] and all(m["provenance"]["fromCache"] for m in p2["medications"])
+    assert p2["medications"]
+    assert all(m["provenance"]["fromCache"] for m in p2["medications"])
     assert [m["name"] for m in p2["medications"]] == [m["name"] for m in p1["medications"]]
     assert "errors" not in second
 
@@ -152,7 +153,8 @@ def test_an_event_evicts_the_patient_at_that_source_only(cs: CacheStack) -> None
     cs.ask("legevakt-lege", "legevakt-hlr")
     before = cs.requests()
     r = cs.event("municipal", "legevakt-hlr")
-    assert r.status_code == 202 and r.json()["evicted"] is True
+    assert r.status_code == 202
+    assert r.json()["evicted"] is True
     body = cs.ask("legevakt-lege", "legevakt-hlr")
     after = cs.requests()
     assert after["municipal"] > before["municipal"]
@@ -169,7 +171,8 @@ def test_events_need_the_events_scope(cs: CacheStack) -> None:
     bad = httpx.post(f"{cs.gateway.url}/events", json={"source": "municipal", "patient": "1"},
                      headers={"authorization": "Bearer " + mint_event_token(
                          issuer=cs.settings.auth.issuer, audience=cs.settings.auth.audience)})
-    assert bad.status_code == 400 and "1" not in bad.json()["errors"][0]["message"][-3:]
+    assert bad.status_code == 400
+    assert "1" not in bad.json()["errors"][0]["message"][-3:]
 
 
 def test_a_failing_source_is_served_stale_with_its_age(cs: CacheStack) -> None:
@@ -178,7 +181,9 @@ def test_a_failing_source_is_served_stale_with_its_age(cs: CacheStack) -> None:
     body = cs.ask("hjemmesykepleier", "legevakt-hlr", fresh=True)
     assert statuses(body, "pll") == {"STALE"}
     row = next(s for s in body["data"]["patient"]["sources"] if s["source"] == "pll")
-    assert row["fromCache"] and row["ageSeconds"] >= 0 and "s old" in row["detail"]
+    assert row["fromCache"]
+    assert row["ageSeconds"] >= 0
+    assert "s old" in row["detail"]
     assert body["data"]["patient"]["medications"]
     assert "errors" not in body  # the data is there, marked STALE; nothing failed for the user
 
@@ -208,7 +213,8 @@ def test_the_breaker_opens_fails_fast_and_closes_after_a_good_probe(cs: CacheSta
     body = cs.ask("lege-annen-kommune", "blocked-kj")
     assert cs.requests()["proevesvar"] == asked  # fast UNAVAILABLE, no upstream call
     row = next(s for s in body["data"]["patient"]["sources"] if s["source"] == "proevesvar")
-    assert row["status"] == "UNAVAILABLE" and "circuit breaker is open" in row["detail"]
+    assert row["status"] == "UNAVAILABLE"
+    assert "circuit breaker is open" in row["detail"]
     health = httpx.post(f"{cs.gateway.url}/graphql", json={"query": "{ sources { name health } }"},
                         headers={"authorization": "Bearer " + cs.token("legevakt-lege")}).json()
     assert {"name": "proevesvar", "health": "UNAVAILABLE"} in health["data"]["sources"]
@@ -231,7 +237,8 @@ def test_redis_cut_mid_run_fails_no_request_and_recovers_by_itself(cs: CacheStac
             assert all(s["status"] in ("OK", "EMPTY", "DENIED")
                        for s in body["data"]["patient"]["sources"])
         ready = cs.ready()  # 200: degraded is not an outage
-        assert ready["cache"] == "degraded" and ready["status"] == "ok"
+        assert ready["cache"] == "degraded"
+        assert ready["status"] == "ok"
     finally:
         cs.proxy.restore()
     deadline = time.monotonic() + 5

@@ -13,9 +13,9 @@ import json
 from urllib.parse import quote
 
 import httpx
-
 from connectors import ConnectorSettings, FetchRequest, SourceResult, Status, nin_system
 from connectors.fhir import now, request_json
+
 from kilde_velferd.mapping import SOURCE, read_devices
 from kilde_velferd.model import WELFARE_TECHNOLOGY
 
@@ -25,8 +25,8 @@ PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060
 class VelferdConnector:
     """Welfare technology in use for a patient, from the hub at `settings.base_url`.
 
-    >>> connector = VelferdConnector(ConnectorSettings("velferd", "http://hub"), http)  # doctest: +SKIP
-    >>> result = await connector.fetch(request)  # doctest: +SKIP
+    >>> settings = ConnectorSettings("velferd", "http://hub")  # doctest: +SKIP
+    >>> result = await VelferdConnector(settings, http).fetch(request)  # doctest: +SKIP
     """
 
     name = SOURCE

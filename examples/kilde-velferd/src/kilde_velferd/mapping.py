@@ -22,6 +22,7 @@ from connectors.fhir import (
     parse_datetime,
     security_of,
 )
+
 from kilde_velferd.model import WelfareAlarm, WelfareDevice
 
 SOURCE = "velferd"
