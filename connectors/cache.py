@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +31,7 @@ from connectors.cachestore import CacheStore, CacheUnavailableError
 from connectors.codec import CodecError, decode, encode
 from connectors.crypto import CacheKeys
 from connectors.errors import ConnectorError, UpstreamTimeoutError
-from connectors.model import Category, Status
+from connectors.model import AnyCategory, Status
 
 log = logging.getLogger("kilde.cache")
 _HEADER = struct.Struct(">d")  # when the entry was stored (epoch seconds)
@@ -80,7 +80,7 @@ class Cache:
             request.since.isoformat() if request.since else "",
         )
 
-    async def load(self, key: str) -> Entry | None:
+    async def load(self, key: str, categories: Iterable[AnyCategory] = ()) -> Entry | None:
         blob = await self.store.get(key)
         if blob is None:
             return None
@@ -88,7 +88,7 @@ class Cache:
         if plain is None or len(plain) < _HEADER.size:
             return None  # sealed under another key (rotated): unreadable, never wrong
         try:
-            return Entry(decode(plain[_HEADER.size:]), _HEADER.unpack_from(plain)[0])
+            return Entry(decode(plain[_HEADER.size:], categories), _HEADER.unpack_from(plain)[0])
         except CodecError:
             return None
 
@@ -140,7 +140,7 @@ class CachedConnector:
 
     async def _load(self, key: str) -> Entry | None:
         try:
-            return await self.cache.load(key)
+            return await self.cache.load(key, self.categories)
         except CacheUnavailableError:
             return None
 
@@ -198,7 +198,7 @@ class CachedConnector:
             give_up = time.monotonic() + (deadline - time.monotonic()) / 2
             while time.monotonic() < give_up:
                 await asyncio.sleep(LOCK_POLL_SECONDS)
-                entry = await self.cache.load(key)
+                entry = await self.cache.load(key, self.categories)
                 if entry is not None and entry.stored_at >= (started if fresh else 0) and (
                         self.cache.clock() - entry.stored_at < self.ttl):
                     return entry, False
@@ -236,7 +236,7 @@ def mark_stale(result: SourceResult, error: ConnectorError, now: float) -> Sourc
     """A cached result served because the source failed: STALE where it had answered."""
     cached = mark_cached(result)
     age = max(0.0, now - result.fetched_at.timestamp())
-    categories: set[Category] = set(result.items) | set(result.category_status)
+    categories: set[AnyCategory] = set(result.items) | set(result.category_status)
     statuses = {}
     for category in categories:
         status = result.status_for(category)

@@ -18,7 +18,7 @@ import enum
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -26,7 +26,7 @@ import orjson
 
 from connectors import model
 from connectors.base import SourceResult
-from connectors.model import Category, PrivacyState, Status
+from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 
 VERSION = 1
 ITEM_TYPES: Mapping[str, type] = {
@@ -59,22 +59,28 @@ def encode(result: SourceResult) -> bytes:
     return orjson.dumps(payload)
 
 
-def decode(data: bytes) -> SourceResult:
-    """The SourceResult `encode` produced; CodecError for anything else."""
+def decode(data: bytes, plugins: Iterable[AnyCategory] = ()) -> SourceResult:
+    """The SourceResult `encode` produced; CodecError for anything else. `plugins` are the
+    connector's categories: a plugin's `CategorySpec` and its item type decode too."""
+    specs = [c for c in plugins if isinstance(c, CategorySpec)]
+    categories: dict[str, AnyCategory] = {c.value: c for c in Category}
+    categories.update({s.value: s for s in specs})
+    types_ = {**ITEM_TYPES, **{s.item_type.__name__: s.item_type for s in specs}}
     try:
         raw = orjson.loads(data)
         if not isinstance(raw, dict) or raw.get("v") != VERSION:
             raise CodecError("The cached value has an unknown format version.")
-        items: dict[Category, tuple[Any, ...]] = {}
+        items: dict[AnyCategory, tuple[Any, ...]] = {}
         for cat, entries in raw["items"].items():
-            items[Category(cat)] = tuple(_item(entry) for entry in entries)
+            items[categories[cat]] = tuple(_item(entry, types_) for entry in entries)
         return SourceResult(
             source=str(raw["source"]),
             status=Status(raw["status"]),
             items=items,
             fetched_at=datetime.fromisoformat(raw["fetched_at"]),
             privacy=_value(PrivacyState, raw["privacy"]),
-            category_status={Category(c): Status(s) for c, s in raw["category_status"].items()},
+            category_status={categories[c]: Status(s)
+                             for c, s in raw["category_status"].items()},
             detail=raw["detail"],
         )
     except CodecError:
@@ -83,8 +89,8 @@ def decode(data: bytes) -> SourceResult:
         raise CodecError(f"The cached value could not be decoded ({type(exc).__name__}).") from exc
 
 
-def _item(entry: Mapping[str, Any]) -> Any:
-    cls = ITEM_TYPES.get(entry["t"])
+def _item(entry: Mapping[str, Any], types_: Mapping[str, type]) -> Any:
+    cls = types_.get(entry["t"])
     if cls is None:
         raise CodecError(f"The cached value holds an unknown item type {entry['t']!r}.")
     return _value(cls, entry["d"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -123,8 +124,19 @@ async def _read_params(request: Request, max_body: int = MAX_BODY_BYTES) -> dict
     return params
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _request_id(offered: str) -> str:
+    """The caller's request id when it is a plain token, else a new one: an id goes into logs
+    and the audit trail, so it must not be able to carry an identity number or free text."""
+    if _REQUEST_ID.fullmatch(offered) and not re.search(r"\d{11}", offered):
+        return offered
+    return uuid.uuid4().hex
+
+
 async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
-    request_id = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+    request_id = _request_id(request.headers.get("x-request-id", ""))
     if (request.method == "GET" and endpoint.graphiql
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params):

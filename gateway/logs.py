@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import traceback
 import time
 from typing import Any
 
@@ -36,6 +37,10 @@ class JsonFormatter(logging.Formatter):
         for key in ("request_id", "method", "path", "status", "duration_ms"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
+        if record.exc_info and record.exc_info[0] is not None:
+            # the type and the stack, never the exception's message: it may hold input values
+            entry["exception"] = record.exc_info[0].__name__
+            entry["stack"] = redact("".join(traceback.format_tb(record.exc_info[2])))
         return orjson.dumps(entry).decode()
 
 

@@ -82,7 +82,7 @@ def view_event(principal: Principal, request_id: str, view: PatientView) -> Audi
         outcome, reason = "DENIED", view.denied[first].reason
     else:
         outcome = "DELIVERED"
-        reason = "EMERGENCY_OPENING" if view.emergency else "PERMITTED"
+        reason = "EMERGENCY_OPENING" if view.emergency else view.reason
     return AuditEvent(
         **_base(principal, request_id, view.nin),  # type: ignore[arg-type]
         outcome=outcome,

@@ -322,6 +322,8 @@ def _parse(env: dict[str, str]) -> Settings:
         )
     for section, cls in _SECTIONS.items():
         kwargs[section.lower()] = _section(f"KILDE_{section}", cls, sections[section])
+    if kwargs["audit"].retention_days < 1:
+        raise SettingsError("KILDE_AUDIT__RETENTION_DAYS must be at least 1.")
 
     connectors: dict[str, ConnectorSettings] = {}
     enabled = list(kwargs.get("enabled_connectors", BUILTIN_CONNECTORS))

@@ -82,7 +82,9 @@ def wrap_sources(registry: Registry, settings: Settings) -> Sources:
         cache = Cache(store, keys, max_lifetime=conf.max_ttl_seconds + conf.max_stale_seconds)
     resilient: dict[str, ResilientConnector] = {}
     entries = []
-    for entry in registry:
+    for name in registry.names:
+        entry = registry.get(name)
+        assert entry is not None  # noqa: S101 - a name the registry just listed
         connector: Connector = entry.connector
         if settings.resilience.enabled:
             connector = resilient[connector.name] = ResilientConnector(

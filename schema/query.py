@@ -102,8 +102,9 @@ def _entry(event: Any) -> types.AccessLogEntry:
 
 
 def _connection(page: Any) -> types.AccessLogConnection:
-    edges = [types.AccessLogEdge(cursor=getattr(e, "cursor", "") or e.event_id, node=_entry(e))
-             for e in page.events]
+    cursors = list(getattr(page, "cursors", None) or [])
+    edges = [types.AccessLogEdge(cursor=cursors[i] if i < len(cursors) else "", node=_entry(e))
+             for i, e in enumerate(page.events)]
     return types.AccessLogConnection(
         edges=edges,
         page_info=types.PageInfo(end_cursor=page.end_cursor, has_next_page=page.has_next_page),
@@ -149,7 +150,8 @@ class Query:
         names, lab_args = _field_selections(info)
         plugins = ctx.services.registry.plugin_categories
         view = PatientView(ctx, nin, requested_categories(names, plugins),
-                           emergency_reason=reason, since=_since(lab_args.get("since")))
+                           emergency_reason=reason, since=_since(lab_args.get("since")),
+                           reason=decision.reason)
         ctx.views.append(view)
         view.start()
         return Patient(nin=nin, view=view)

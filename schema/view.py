@@ -66,6 +66,7 @@ class PatientView:
     requested: frozenset[Category]
     emergency_reason: str | None = None
     since: date | None = None
+    reason: str = "PERMITTED"  # why the patient was permitted (audited), e.g. CARE_RELATIONSHIP
     denied: dict[Category, Decision] = field(default_factory=dict)
     skipped: list[StatusRow] = field(default_factory=list)
     tasks: dict[str, asyncio.Task[Outcome]] = field(default_factory=dict)

@@ -254,6 +254,7 @@ class PostgresAuditSink:
             end_cursor=encode_cursor(to_micros(page[-1][0]), page[-1][1]) if page else None,
             has_next_page=len(rows) > first,
             total=total,
+            cursors=[encode_cursor(to_micros(r[0]), r[1]) for r in page],
         )
 
     async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
 
@@ -43,12 +43,14 @@ class AuditCursorError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
-    """One page of events, newest first; `end_cursor` goes into the next call's `after`."""
+    """One page of events, newest first; `end_cursor` goes into the next call's `after`,
+    and `cursors[i]` resumes right after `events[i]` (a Relay edge cursor)."""
 
     events: list[AuditEvent]
     end_cursor: str | None
     has_next_page: bool
     total: int
+    cursors: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,6 +212,7 @@ class SqliteAuditSink:
             end_cursor=encode_cursor(page[-1][0], page[-1][1]) if page else None,
             has_next_page=len(rows) > first,
             total=total_count,
+            cursors=[encode_cursor(r[0], r[1]) for r in page],
         )
 
     async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:

@@ -88,3 +88,13 @@ def _fields(result: SourceResult) -> dict[str, object]:
 def test_anything_the_codec_did_not_write_is_a_codec_error(data: bytes) -> None:
     with pytest.raises(CodecError):
         decode(data)
+
+
+def test_a_plugin_category_and_its_item_type_round_trip_when_the_connector_names_them() -> None:
+    spec = model.CategorySpec("safety_alarms", item_type=model.Condition)
+    item = model.Condition("alarm-1", CODE, "active", PROV)
+    result = SourceResult.of("velferd", {spec: (item,)}, fetched_at=T,
+                             category_status={spec: Status.OK})
+    assert decode(encode(result), [spec]) == result
+    with pytest.raises(CodecError):  # without the spec it is not guessed
+        decode(encode(result))

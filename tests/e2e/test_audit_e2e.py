@@ -79,7 +79,7 @@ def test_a_permitted_access_is_one_event_with_who_why_and_what_per_source(
 
     event = _one(gateway.events(), r)
     _assert_legevakt_lege(event)
-    assert (event.outcome, event.reason) == ("DELIVERED", "PERMITTED")
+    assert (event.outcome, event.reason) == ("DELIVERED", "CARE_RELATIONSHIP")
     assert event.patient_nin == HLR.nin
     assert (event.emergency, event.emergency_reason) == (False, None)
     delivered = {(d.category, d.source): d for d in event.deliveries}

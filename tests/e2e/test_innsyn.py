@@ -87,7 +87,7 @@ def test_the_citizen_sees_the_emergency_opening_of_their_restricted_record(
         ("Ingrid Vaktmo", "DENIED", "ACCESS_LOG_NOT_PERMITTED"),
         ("Vigdis Vernvik", "DELIVERED", "PRIVACY_OFFICER"),
         ("Vigdis Vernvik", "DELIVERED", "PRIVACY_OFFICER"),
-        ("Jonas Hjemdal", "DELIVERED", "PERMITTED"),
+        ("Jonas Hjemdal", "DELIVERED", "CARE_RELATIONSHIP"),
         ("Ingrid Vaktmo", "DELIVERED", "EMERGENCY_OPENING"),
     ]
     emergency = entries[-1]

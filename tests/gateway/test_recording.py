@@ -18,7 +18,7 @@ TL, LAB = Category.TREATMENT_LIMITATIONS, Category.LAB_RESULTS
 
 def _view(nin: str = HLR_PATIENT, **fields: Any) -> SimpleNamespace:
     values: dict[str, Any] = {"nin": nin, "delivered": {}, "denied": {}, "emergency": False,
-                              "emergency_reason": None}
+                              "emergency_reason": None, "reason": "CARE_RELATIONSHIP"}
     values.update(fields)
     return SimpleNamespace(**values)
 
@@ -35,7 +35,7 @@ def test_a_delivering_view_is_one_delivered_event_with_counts_per_source() -> No
     view = _view(delivered={(TL, "municipal"): (Status.OK, 1), (TL, "kjernejournal"): (
         Status.EMPTY, 0)})
     [event] = events_for(_ctx(views=[view]))
-    assert (event.outcome, event.reason, event.request_id) == ("DELIVERED", "PERMITTED", "req-1")
+    assert (event.outcome, event.reason, event.request_id) == ("DELIVERED", "CARE_RELATIONSHIP", "req-1")
     assert [(d.source, d.status, d.count) for d in event.deliveries] == [
         ("kjernejournal", "EMPTY", 0), ("municipal", "OK", 1)]
 
@@ -51,9 +51,9 @@ def test_an_emergency_opening_carries_its_flag_and_reason() -> None:
 @pytest.mark.parametrize(("delivered", "outcome", "reason"), [
     ({(LAB, "proevesvar"): (Status.DENIED, 0)}, "DENIED", "PROFESSION_NOT_PERMITTED"),
     ({(LAB, "proevesvar"): (Status.DENIED, 0), (TL, "municipal"): (Status.OK, 1)},
-     "DELIVERED", "PERMITTED"),
+     "DELIVERED", "CARE_RELATIONSHIP"),
     ({(LAB, "proevesvar"): (Status.DENIED, 0), (TL, "municipal"): (Status.EMPTY, 0)},
-     "DELIVERED", "PERMITTED"),
+     "DELIVERED", "CARE_RELATIONSHIP"),
 ])
 def test_a_view_whose_every_category_was_denied_is_a_denial(
     delivered: dict[Any, Any], outcome: str, reason: str
@@ -71,7 +71,7 @@ def test_denials_views_and_log_reads_each_give_one_event() -> None:
     events = events_for(ctx)
     assert [(e.patient_nin, e.outcome, e.reason) for e in events] == [
         (OSLO_PATIENT, "DENIED", "CARE_RELATIONSHIP_MISSING"),
-        (HLR_PATIENT, "DELIVERED", "PERMITTED"),
+        (HLR_PATIENT, "DELIVERED", "CARE_RELATIONSHIP"),
         (HLR_PATIENT, "DELIVERED", "PRIVACY_OFFICER"),
     ]
     assert events[2].deliveries == ()
