@@ -33,7 +33,7 @@ class CacheUnavailableError(Exception):
     """The cache store did not answer in time or failed; the caller bypasses the cache."""
 
 
-class _Bytes(BaseSerializer):
+class _Bytes(BaseSerializer):  # type: ignore[misc]
     DEFAULT_ENCODING = None  # values are sealed bytes; Redis must not decode them
 
     def dumps(self, value: Any) -> Any:

@@ -84,7 +84,7 @@ def wrap_sources(registry: Registry, settings: Settings) -> Sources:
     entries = []
     for name in registry.names:
         entry = registry.get(name)
-        assert entry is not None  # noqa: S101 - a name the registry just listed
+        assert entry is not None  # a name the registry just listed
         connector: Connector = entry.connector
         if settings.resilience.enabled:
             connector = resilient[connector.name] = ResilientConnector(

@@ -64,29 +64,29 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def _serving(args: Sequence[str | Path], env: dict[str, str], url: str) -> Iterator[None]:
-    process = subprocess.Popen([str(a) for a in args], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.HTTPError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    process.kill()
-                    raise AssertionError(
-                        f"{args} did not start: {process.communicate()[1]}") from None
-                time.sleep(0.1)
-        yield
-    finally:
-        process.terminate()
+def _serving(args: Sequence[str | Path], env: dict[str, str], url: str,
+             log: Path) -> Iterator[None]:
+    with log.open("w") as output:
+        process = subprocess.Popen([str(a) for a in args], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(url, timeout=1)
+                    break
+                except httpx.HTTPError:
+                    if process.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"{args} did not start: {log.read_text()}") from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_the_installed_example_passes_the_contract_kit(venv: Path) -> None:
@@ -109,8 +109,8 @@ def test_the_installed_example_serves_data_under_policy_and_is_in_the_catalogue(
     hub = [venv / "bin" / "python", "-m", "kilde_velferd.sandbox", "--port", hub_port]
     gateway = [venv / "bin" / "kilde", "demo", "--port", port]
     base = f"http://127.0.0.1:{port}"
-    with _serving(hub, env, f"http://127.0.0.1:{hub_port}/"), \
-            _serving(gateway, env, f"{base}/healthz"):
+    with _serving(hub, env, f"http://127.0.0.1:{hub_port}/", tmp_path / "hub.log"), \
+            _serving(gateway, env, f"{base}/healthz", tmp_path / "gateway.log"):
         auth = AuthSettings()
         token = mint_token("hjemmesykepleier", HOME_CARE, issuer=auth.issuer,
                            audience=auth.audience)

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors import ConnectorSettings
 from gateway.app import create_app
+from gateway.cli import main
 from sandbox.world import by_tag
 from tests.e2e.conftest import Stack
 from tests.plugins import EXAMPLE, example_installed, on_path, write_distribution
@@ -99,7 +100,7 @@ def plugged(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 settings = replace(
                     settings, connectors=connectors, policy_file=str(POLICY),
                     enabled_connectors=(*settings.enabled_connectors, "velferd", "broken"),
-                    cache=replace(settings.cache, enabled=False))
+                    resilience=replace(settings.resilience, enabled=True))  # health
                 return running(create_app(replace(settings, **overrides)), port)
 
             yield Plugged(stack, hub_app, make)
@@ -239,3 +240,18 @@ def test_the_default_gateway_has_no_plugin_field(stack: Stack) -> None:
     assert "welfareTechnology" in body["errors"][0]["message"]
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
+
+def test_the_cli_lists_what_a_running_gateway_reports(plugged: Plugged, gateway: ServerThread,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    ask(plugged, gateway, DEVICES, "hjemmesykepleier", HOME_CARE, nin=HOME_CARE)
+    token = plugged.stack.token("hjemmesykepleier")
+    assert main(["connectors", "list", "--gateway", gateway.url, "--token", token]) == 0
+    out = capsys.readouterr().out
+    velferd = next(line.split() for line in out.splitlines() if line.startswith("velferd "))
+    assert velferd[:4] == ["velferd", "enabled", "0.1.0", "OK"]
+    assert velferd[4].startswith("20")  # the time of the last live answer
+    assert velferd[-1] == "welfare_technology"
+    assert main(["connectors", "list", "--gateway", gateway.url, "--token", "nonsense"]) == 2
+    assert capsys.readouterr().err == ("kilde: The gateway refused the catalogue query (HTTP "
+                                       "401, UNAUTHENTICATED).\n")
