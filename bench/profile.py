@@ -7,6 +7,8 @@ closed loop, and samples the gateway with `py-spy record --pid`: once in raw (co
 form, summarised here as the top functions by own time, by total time and by package, and once
 as a flame graph (bench/out/profile-kilde.svg). Idle samples (the event loop waiting) are left
 out, so the shares are shares of the gateway's CPU time. The summary goes to bench/RESULTS.md.
+`--warm` profiles Kilde with a warm Redis cache instead (no upstream calls): what a request
+costs besides fetching.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from pathlib import Path
 
 from bench.compare import commit, loadavg, machine
 from bench.harness import OUT, Run, load
-from bench.systems import DEFAULT_POSTGRES, audit_store, bench_context, check_answer, start_kilde
+from bench.systems import (
+    DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
+    audit_store,
+    bench_context,
+    check_answer,
+    start_kilde,
+)
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 PACKAGES = (
@@ -135,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=100, help="samples per second")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--warm", action="store_true",
+                        help="profile with a warm Redis cache (no upstream calls)")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--results", default=str(Path(__file__).with_name("RESULTS.md")))
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--note", default="")
@@ -144,18 +156,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = "python -m bench.profile " + shlex.join(sys.argv[1:] if argv is None else argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    raw, svg = OUT / "profile-kilde.txt", OUT / "profile-kilde.svg"
+    name = "profile-kilde-warm" if args.warm else "profile-kilde"
+    raw, svg = OUT / f"{name}.txt", OUT / f"{name}.svg"
     load_before = loadavg()
     runs: list[Run] = []
     with bench_context() as ctx, audit_store(args.postgres_url, 1) as (audit_url, audit), \
-         start_kilde(ctx, audit_url, cpus=ctx.cores.sut, name="kilde-profile") as kilde:
-        check_answer(kilde, ctx)
-        load(kilde.url, ctx.body, ctx.headers(), 8, 2, cpus=ctx.cores.driver)
+         start_kilde(ctx, audit_url, cpus=ctx.cores.sut, name="kilde-profile",
+                     cache_url=args.redis_url if args.warm else "") as kilde:
+        headers = ctx.headers(cold=not args.warm)
+        check_answer(kilde, ctx, cold=not args.warm)
+        load(kilde.url, ctx.body, headers, 8, 2, cpus=ctx.cores.driver)
         for fmt, path in (("raw", raw), ("flamegraph", svg)):
             sampler = threading.Thread(target=spy, args=(kilde.pid, args.seconds, path, fmt,
                                                          args.rate))
             sampler.start()
-            runs.append(load(kilde.url, ctx.body, ctx.headers(), args.concurrency,
+            runs.append(load(kilde.url, ctx.body, headers, args.concurrency,
                              args.seconds + 1, cpus=ctx.cores.driver))
             sampler.join()
         cores = ctx.cores.describe()
@@ -164,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n### Profile of Kilde under load, {stamp}\n\n- `{command.strip()}`\n"
             f"- commit {commit()}; {machine()}; {cores}\n- Kilde in production mode, 1 worker, "
-            f"audit {audit}, cold; closed loop at concurrency {args.concurrency}: "
+            f"audit {audit}, {'warm Redis cache' if args.warm else 'cold'}; closed loop at concurrency {args.concurrency}: "
             f"{run.throughput:.1f} req/s, p50 {run.p50_ms:.1f} ms, p99 {run.p99_ms:.1f} ms, "
             f"{run.errors} errors while sampled\n- py-spy {args.rate} Hz for {args.seconds:g} s, "
             f"{samples} non-idle samples; flame graph {svg.relative_to(OUT.parent.parent)} "

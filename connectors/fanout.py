@@ -39,6 +39,8 @@ async def fetch_one(
     `activity`, when given, learns of every live success and failure (for the catalogue)."""
     started = time.perf_counter()
     name = connector.name
+    result: SourceResult | None
+    error: ConnectorError | None
     try:
         async with asyncio.timeout(request.timeout):
             result = await connector.fetch(request)

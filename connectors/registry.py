@@ -13,7 +13,7 @@ protocol implemented, its categories valid (a plugin's new `CategorySpec`s inclu
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -43,8 +43,11 @@ class Registry:
 
     def __init__(self, entries: Iterable[Registered]) -> None:
         self._entries = MappingProxyType({e.connector.name: e for e in entries})
+        specs = {c.value: c for e in self._entries.values() for c in e.connector.categories
+                 if isinstance(c, CategorySpec)}
+        self._plugin_categories = tuple(specs[value] for value in sorted(specs))
 
-    def __iter__(self) -> Iterable[Registered]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Registered]:
         return iter(self._entries.values())
 
     def __len__(self) -> int:
@@ -67,8 +70,7 @@ class Registry:
     @property
     def plugin_categories(self) -> tuple[CategorySpec, ...]:
         """The new categories enabled connectors bring, by value (the schema adds a field each)."""
-        specs = {c.value: c for c in self.categories if isinstance(c, CategorySpec)}
-        return tuple(specs[value] for value in sorted(specs))
+        return self._plugin_categories  # asked on every patient query; the registry is frozen
 
     async def aclose(self) -> None:
         for entry in self._entries.values():

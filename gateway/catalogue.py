@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
+from connectors.base import ConnectorSettings
 from connectors.http import create_http_client
+from connectors.plugin import as_plugin
 from connectors.registry import installed_factories, load_connectors
-from gateway.settings import Settings
+from gateway.settings import BUILTIN_CONNECTORS, Settings
 
 SOURCES_QUERY = """{ sources { name version standard categories municipalities timeoutSeconds
   health lastSuccess lastFailure lastError description } }"""
@@ -67,6 +70,26 @@ def _row(entry: Any, tenants: Sequence[str]) -> dict[str, Any]:
         "timeout_seconds": conf.timeout, "enabled": True, "health": None,
         "last_success": None, "description": entry.description or None,
     }
+
+
+def plugin_sandboxes(settings: Settings, base: str) -> tuple[Settings, dict[str, Any]]:
+    """For the demo: every enabled plugin without an upstream URL, pointed at its own fake
+    (`ConnectorPlugin.sandbox`), which the demo mounts at `/<name>` beside the built-in ones."""
+    factories = installed_factories()
+    connectors = dict(settings.connectors)
+    fakes: dict[str, Any] = {}
+    for name in settings.enabled_connectors:
+        conf = connectors.get(name, ConnectorSettings(name))
+        if name in BUILTIN_CONNECTORS or name not in factories or conf.base_url or conf.stores:
+            continue
+        try:
+            plugin = as_plugin(name, factories[name][0]())
+        except Exception:  # a broken plugin: the start check reports it
+            continue
+        if plugin.sandbox is not None:
+            fakes[name] = plugin.sandbox()
+            connectors[name] = replace(conf, base_url=f"{base.rstrip('/')}/{name}")
+    return replace(settings, connectors=connectors), fakes
 
 
 def gateway_rows(url: str, token: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -48,12 +48,16 @@ def _check_connectors(settings: Settings) -> None:
         raise SystemExit(2) from None
 
 
+def _demo_base(host: str, port: int) -> str:
+    return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
 def demo_settings(host: str, port: int) -> Settings:
     """The embedded demo: sandbox on the same server, demo JWKS, SQLite audit file."""
     from dataclasses import replace
 
     settings = _settings()
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    base = _demo_base(host, port)
     auth = replace(settings.auth, jwks_url=f"{base}/_demo/jwks.json")
     return replace(settings, host=host, port=port, auth=auth).with_sandbox(base)
 
@@ -82,15 +86,25 @@ def _print_banner(settings: Settings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
     from gateway.app import create_app
+    from gateway.catalogue import plugin_sandboxes
     from gateway.logs import configure_logging
     from sandbox.app import create_app as create_sandbox
 
-    settings = demo_settings(args.host, args.port)
+    # an enabled plugin without a URL gets its package's own fake upstream, like the built-ins
+    settings, fakes = plugin_sandboxes(demo_settings(args.host, args.port),
+                                       _demo_base(args.host, args.port))
     _check_connectors(settings)
     configure_logging(settings.log_level)
     _print_banner(settings)
-    app = create_app(settings, sandbox=create_sandbox())
+    sandbox = create_sandbox()
+    if fakes:
+        sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
+                                    Mount("", app=sandbox)])
+    app = create_app(settings, sandbox=sandbox)
     uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None,
                 lifespan="on")
     return 0

@@ -226,7 +226,7 @@ async def check_error(setup: ContractSetup, mode: str) -> ConnectorError:
                            f"expected {ERROR_CODES[mode]}.")
     if error.source != setup.name:
         raise _fail(setup, f"raised an error naming source {error.source!r}.")
-    if elapsed > budget * 1.5 + 0.25:
+    if elapsed > budget * 2 + 0.5:  # generous: a busy test machine delays timers too
         raise _fail(setup, f"took {elapsed:.2f} s to fail with a {budget} s timeout.")
     return error
 

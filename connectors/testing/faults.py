@@ -71,7 +71,8 @@ class FaultTransport(httpx.AsyncBaseTransport):
             timeout = (request.extensions.get("timeout") or {}).get("read")
             if timeout is None:
                 await asyncio.Event().wait()  # like an upstream that never answers
-            await asyncio.sleep(timeout)
+            else:
+                await asyncio.sleep(timeout)
             raise httpx.ReadTimeout("contract kit: the upstream did not answer", request=request)
         if mode == "refuse":
             raise httpx.ConnectError("contract kit: connection refused", request=request)

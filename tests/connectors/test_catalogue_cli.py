@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.catalogue import format_table
+from gateway.catalogue import format_table, plugin_sandboxes
 from gateway.cli import main
+from gateway.settings import Settings
 from tests.plugins import example_installed
 
 
@@ -60,3 +61,15 @@ def test_the_table_shows_health_and_last_success_when_a_gateway_reports_them() -
                                 "medications"]
     assert lines[2].split() == ["hub", "disabled", "1.0", "-", "-", "-", "-"]
     assert lines[-1] == "  pll: FHIR R4, SFM"
+
+
+def test_the_demo_points_an_enabled_plugin_without_a_url_at_its_own_fake(tmp_path: Path) -> None:
+    settings = Settings.from_env({"KILDE_CONNECTORS__VELFERD__ENABLED": "true"})
+    with example_installed(tmp_path):
+        demo, fakes = plugin_sandboxes(settings, "http://127.0.0.1:8000/")
+        assert list(fakes) == ["velferd"]
+        assert demo.connectors["velferd"].base_url == "http://127.0.0.1:8000/velferd"
+        configured = Settings.from_env({"KILDE_CONNECTORS__VELFERD__ENABLED": "true",
+                                        "KILDE_CONNECTORS__VELFERD__BASE_URL": "http://hub"})
+        assert plugin_sandboxes(configured, "http://127.0.0.1:8000")[1] == {}
+    assert plugin_sandboxes(settings, "http://127.0.0.1:8000")[1] == {}  # not installed

@@ -18,6 +18,7 @@ def sandbox() -> object:
 
 class BuiltinContract(ConnectorContract):
     patient = LEGEVAKT_PATIENT
+    timeout = 0.3
     upstream = staticmethod(sandbox)
 
     def connector_settings(self, base_url: str) -> ConnectorSettings:

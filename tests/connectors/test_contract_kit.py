@@ -117,7 +117,7 @@ class NinInUrl(Good):
 
 class IgnoresTimeout(Good):
     async def call(self, request: FetchRequest, timeout: float | None = None) -> Any:
-        return await super().call(request, timeout=request.timeout * 5)
+        return await super().call(request, timeout=request.timeout * 8)
 
 
 class LetsKeyErrorEscape(Good):

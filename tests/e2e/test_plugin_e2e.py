@@ -255,3 +255,17 @@ def test_the_cli_lists_what_a_running_gateway_reports(plugged: Plugged, gateway:
     assert main(["connectors", "list", "--gateway", gateway.url, "--token", "nonsense"]) == 2
     assert capsys.readouterr().err == ("kilde: The gateway refused the catalogue query (HTTP "
                                        "401, UNAUTHENTICATED).\n")
+
+
+def test_plugin_answers_are_cached_like_any_source(plugged: Plugged) -> None:
+    query = DEVICES.replace("provenance { source recordId municipality }",
+                            "provenance { source fromCache }")
+    with plugged.gateway(cache=replace(plugged.stack.settings.cache, enabled=True)) as server:
+        first = ask(plugged, server, query, "hjemmesykepleier", HOME_CARE, nin=HOME_CARE)
+        asked = plugged.hub.count
+        second = ask(plugged, server, query, "hjemmesykepleier", HOME_CARE, nin=HOME_CARE)
+    assert plugged.hub.count == asked
+    devices = second["data"]["patient"]["welfareTechnology"]
+    assert [d["id"] for d in devices] == [d["id"] for d in
+                                          first["data"]["patient"]["welfareTechnology"]]
+    assert {d["provenance"]["fromCache"] for d in devices} == {True}
