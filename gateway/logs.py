@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import traceback
 import time
+import traceback
 from typing import Any
 
 import orjson

@@ -25,7 +25,7 @@ from policies import (
     decide_item,
     decide_privacy,
 )
-from policies.model import Decision, ItemFacts, PrivacyFacts, Principal, PrincipalKind
+from policies.model import Decision, ItemFacts, Principal, PrincipalKind, PrivacyFacts
 from schema.context import Context
 from schema.errors import ForbiddenError, error_dict
 
@@ -161,7 +161,7 @@ class PatientView:
 
     def _judge_result(self, source: str, outcome: Outcome) -> Judged:
         result = outcome.result
-        assert result is not None  # noqa: S101 - an Outcome has a result or an error
+        assert result is not None
         wanted = self.categories_by_source[source]
         privacy = result.privacy
         decision = decide_privacy(
