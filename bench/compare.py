@@ -25,6 +25,7 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -137,17 +138,16 @@ def _entries(ctx: Context, wanted: list[str], args: argparse.Namespace, plan_pat
                 continue
             # Two workers pinned to one core would only share it: they get every core.
             cpus = ctx.cores.sut if workers == 1 else None
-            entries.append(Entry(result, lambda w=workers, c=cpus, u=audit_url, n=name, m=warm:
-                                 start_kilde(ctx, u, workers=w, cpus=c, name=n,
-                                             cache_url=args.redis_url if m else ""),
-                                 cold=not warm))
+            entries.append(Entry(result, partial(
+                start_kilde, ctx, audit_url, workers=workers, cpus=cpus, name=name,
+                cache_url=args.redis_url if warm else ""), cold=not warm))
         elif name == "floor":
             entries.append(Entry(Result(name, "floor (raw aiohttp + orjson, same upstream calls)"),
-                                 lambda: start_floor(plan_path, ctx.cores.sut)))
+                                 partial(start_floor, plan_path, ctx.cores.sut)))
         elif name == "yoga":
             result = Result(name, "GraphQL Yoga 5 on Node.js + undici")
             result.skipped = yoga_unavailable() or ""
-            entries.append(Entry(result, lambda: start_yoga(plan_path, ctx.cores.sut)))
+            entries.append(Entry(result, partial(start_yoga, plan_path, ctx.cores.sut)))
         else:
             raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
     return entries

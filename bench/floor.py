@@ -101,12 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with open(args.plan, "rb") as f:
         plan = orjson.loads(f.read())
+    loop: asyncio.AbstractEventLoop | None = None
     try:
         import uvloop
+
+        loop = uvloop.new_event_loop()
     except ImportError:  # uvicorn[standard] brings it; without it asyncio's loop serves
-        uvloop = None
+        pass
     web.run_app(create_app(plan), host="127.0.0.1", port=args.port, print=None,
-                access_log=None, **({"loop": uvloop.new_event_loop()} if uvloop else {}))
+                access_log=None, loop=loop)
     return 0
 
 

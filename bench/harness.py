@@ -91,9 +91,10 @@ def process(args: list[str], env: Mapping[str, str], ready_url: str, *,
             timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """Start `args` (pinned to `cpus`), wait for `ready_url`, yield, then stop it (SIGTERM)."""
     OUT.mkdir(parents=True, exist_ok=True)
-    sink = open(OUT / f"{log}.log", "wb") if log else subprocess.DEVNULL
+    sink = open(OUT / f"{log}.log", "wb") if log else None  # closed below
+    output = sink if sink is not None else subprocess.DEVNULL
     proc = subprocess.Popen(pinned(args, cpus), env={**os.environ, **env}, cwd=ROOT,
-                            stdout=sink, stderr=sink, start_new_session=True)
+                            stdout=output, stderr=output, start_new_session=True)
     try:
         wait_http(ready_url, timeout, proc)
         yield proc
@@ -105,7 +106,7 @@ def process(args: list[str], env: Mapping[str, str], ready_url: str, *,
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if sink is not subprocess.DEVNULL:
+        if sink is not None:
             sink.close()
 
 

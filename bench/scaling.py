@@ -22,8 +22,10 @@ import argparse
 import datetime as dt
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.compare import commit, loadavg, machine
@@ -52,6 +54,10 @@ class Point:
     system: str
     run: Run
     upstream_calls: int
+
+
+def ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
 
 
 def sources_config(n: int) -> tuple[tuple[str, ...], int]:
@@ -128,10 +134,11 @@ def sweep_concurrency(ctx: Context, audit_url: str, levels: Sequence[int], secon
                       ) -> list[Point]:
     points = []
     plan, calls = _plan(ctx, "concurrency")
-    starters = [("kilde", lambda: start_kilde(ctx, audit_url, cpus=ctx.cores.sut)),
-                ("floor", lambda: start_floor(plan, ctx.cores.sut))]
+    starters: list[tuple[str, Callable[[], AbstractContextManager[System]]]] = [
+        ("kilde", partial(start_kilde, ctx, audit_url, cpus=ctx.cores.sut)),
+        ("floor", partial(start_floor, plan, ctx.cores.sut))]
     if yoga_unavailable() is None:
-        starters.append(("yoga", lambda: start_yoga(plan, ctx.cores.sut)))
+        starters.append(("yoga", partial(start_yoga, plan, ctx.cores.sut)))
     for name, starter in starters:
         with starter() as system:
             _check(system, ctx)
@@ -230,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = "python -m bench.scaling " + shlex.join(sys.argv[1:] if argv is None else argv)
     curves = set(args.curves.split(","))
-    ints = lambda text: [int(v) for v in text.split(",")]  # noqa: E731
     load_before = loadavg()
     points: list[Point] = []
     with bench_context() as ctx, audit_store(args.postgres_url, 1) as (audit_url, audit):

@@ -146,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     first, last = statistics.mean(minutes[0].rss), statistics.mean(minutes[-1].rss)
     growth = last - first
     flat = abs(growth) <= max(10.0, 0.05 * first)
-    rows = ["| minute | ok | errors | p50 ms | p99 ms | RSS MB (mean) |",
-            "|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| minute | ok | errors | p50 ms | p99 ms | RSS MB mean | RSS MB min-max |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
     for i, m in enumerate(minutes, 1):
+        rss = m.rss or [float("nan")]
         rows.append(f"| {i} | {m.ok} | {m.errors} | {m.pct(0.5):.1f} | {m.pct(0.99):.1f} | "
-                    f"{statistics.mean(m.rss) if m.rss else float('nan'):.1f} |")
+                    f"{statistics.mean(rss):.2f} | {min(rss):.2f}-{max(rss):.2f} |")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (f"\n### Soak, {stamp}\n\n- `{command.strip()}`\n- commit {commit()}; {machine()}; "
             f"{cores}\n- Kilde in production mode, 1 worker, audit {audit}, cold; {peak}"
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{load_before}" + (f"; {args.note}" if args.note else "") + "\n\n"
             + "\n".join(rows) + f"\n\nErrors: {errors} "
             f"({'none' if errors == 0 else 'NOT zero'}). RSS first minute {first:.1f} MB, last "
-            f"minute {last:.1f} MB ({growth:+.1f} MB): {'flat' if flat else 'NOT flat'} "
+            f"minute {last:.1f} MB ({growth:+.2f} MB; {sum(len(m.rss) for m in minutes)} samples): {'flat' if flat else 'NOT flat'} "
             "(flat = within 10 MB or 5%).\n")
     print(text)
     if not args.no_record:
