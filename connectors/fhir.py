@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
@@ -105,6 +106,11 @@ async def request_json_response(
     all_headers = {"accept": FHIR_JSON, **(headers or {})}
     if content is not None:
         all_headers.setdefault("content-type", FHIR_JSON)
+    session = getattr(http, "session", None)
+    if session is not None and not http.event_hooks["request"]:
+        return await _request_aiohttp(session, source, method, url, timeout=timeout,
+                                      headers=all_headers, params=params, data=data,
+                                      content=content, accept_status=accept_status)
     try:
         response = await http.request(
             method, url, headers=all_headers, params=params, data=data, content=content,
@@ -130,6 +136,52 @@ async def request_json_response(
     except orjson.JSONDecodeError as exc:
         raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
     return JsonResponse(status_code=status, headers=response.headers, body=body)
+
+
+async def _request_aiohttp(
+    session: aiohttp.ClientSession,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None,
+    data: Mapping[str, str] | None,
+    content: bytes | None,
+    accept_status: Collection[int],
+) -> JsonResponse:
+    """The same request straight on aiohttp (see `connectors.http.AiohttpClient`)."""
+    try:
+        async with session.request(
+            method, url, headers=headers, params=params, data=content if content is not None
+            else data, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
+        ) as response:
+            status = response.status
+            if status >= 500:
+                raise UpstreamUnavailableError(
+                    source, f"Source {source!r} failed with HTTP {status}.")
+            if status >= 400 and status not in accept_status:
+                raise UpstreamRejectedError(
+                    source, f"Source {source!r} rejected the request with HTTP {status}.", status)
+            if (response.content_length or 0) > MAX_BODY_BYTES:
+                raise UpstreamInvalidError(
+                    source, f"Source {source!r} sent an oversized response.")
+            raw = await response.read()
+            response_headers = response.headers
+    except TimeoutError as exc:
+        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamUnavailableError(
+            source, f"Source {source!r} could not be reached ({type(exc).__name__})."
+        ) from exc
+    if len(raw) > MAX_BODY_BYTES:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent an oversized response.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
+    return JsonResponse(status_code=status, headers=response_headers, body=body)
 
 
 def expect_resource(body: Any, resource_type: str, source: str) -> dict[str, Any]:

@@ -8,7 +8,9 @@ caller's municipality resolved from the legal entity through the tenant table.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +139,9 @@ def build_principal(
     )
 
 
+VERIFIED_CACHE_SIZE = 10_000
+
+
 class Authenticator:
     """Turns an `Authorization` header into a Principal; one instance per app, shared.
 
@@ -164,11 +169,28 @@ class Authenticator:
         self.jwks = JwksCache(
             settings.jwks_url, http, min_refresh_seconds=settings.jwks_min_refresh_seconds
         )
+        # Verified tokens, keyed by their SHA-256 (never the token), until they expire: an app
+        # sends the same token for many requests, and the signature check was a few per cent
+        # of a request's CPU (bench/RESULTS.md). Bounded, oldest out first.
+        self._verified: OrderedDict[bytes, tuple[float, float, Principal]] = OrderedDict()
 
     async def authenticate(self, authorization: str | None) -> Principal:
         """The Principal behind an `Authorization` header value, or AuthError."""
         token = bearer_token(authorization)
         now = self._clock()
+        digest = hashlib.sha256(token.encode()).digest()
+        cached = self._verified.get(digest)
+        leeway = self._settings.leeway_seconds
+        if cached is not None:
+            not_before, expires, principal = cached
+            if not_before - leeway <= now < expires + leeway:
+                return principal
+            del self._verified[digest]
         claims = await validate(token, self.jwks, self._settings, now=now)
-        return build_principal(claims, self._tenants, now=now,
-                               leeway=self._settings.leeway_seconds)
+        principal = build_principal(claims, self._tenants, now=now, leeway=leeway)
+        expires = float(claims["exp"])
+        not_before = float(claims.get("nbf", claims.get("iat", now)))
+        self._verified[digest] = (not_before, expires, principal)
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
