@@ -12,6 +12,7 @@ from gateway.app import create_app
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
+from tests.e2e.client import Client
 from tests.servers import ServerThread, e2e_settings, free_port, running
 
 
@@ -61,3 +62,19 @@ def e2e(stack: Stack) -> Iterator[Stack]:
     stack.reset()
     yield stack
     stack.reset()
+
+
+@pytest.fixture(scope="module")
+def client(stack: Stack) -> Iterator[Client]:
+    """A keep-alive client to the shared stack, one per test module."""
+    stack.reset()
+    client = Client(stack.gateway.url, stack.sandbox.url, stack.settings)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def gw(client: Client) -> Client:
+    """The module's client with the sandbox's request counters at zero."""
+    client.reset_counts()
+    return client

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -98,20 +98,6 @@ ATTACKS: dict[str, Callable[[Stack], str | None]] = {
     "signed-by-another-key": _someone_elses_key,
     "oversized": lambda s: _changed(s, padding="x" * 20_000),
 }
-
-
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[Client]:
-    stack.reset()
-    client = Client(stack.gateway.url, stack.sandbox.url, stack.settings)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def gw(client: Client) -> Client:
-    client.reset_counts()
-    return client
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

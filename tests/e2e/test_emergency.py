@@ -8,14 +8,12 @@ hidden by its label leaks neither through the list, nor `sources`, nor the deliv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from sandbox.world import by_tag
 from tests.e2e.client import Client
-from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -32,20 +30,6 @@ OPENED = """query($nin: String!, $reason: String) { patient(nin: $nin, emergency
   sources { source category status detail } } }"""
 ACCESS_LOG = """{ myAccessLog(first: 1) { edges { node {
   outcome reason emergency emergencyReason deliveries { category source status count } } } } }"""
-
-
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[Client]:
-    stack.reset()
-    client = Client(stack.gateway.url, stack.sandbox.url, stack.settings)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def gw(client: Client) -> Client:
-    client.reset_counts()
-    return client
 
 
 def ask(gw: Client, persona: str, nin: str, query: str, **variables: Any) -> dict[str, Any]:

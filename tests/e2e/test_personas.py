@@ -9,7 +9,6 @@ store outside the caller's municipality was asked.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 from gateway.demo import PERSONAS
 from sandbox.world import PATIENTS, by_tag
 from tests.e2e.client import Client
-from tests.e2e.conftest import Stack
 
 pytestmark = pytest.mark.slow
 
@@ -159,20 +157,6 @@ def test_the_table_covers_every_persona_and_every_scenario_patient() -> None:
     personas = set(PERSONAS) - {"personvernombud"}  # forbidden the patient itself, below
     tags = {p.tags[-1] for p in PATIENTS}
     assert {(r.persona, r.tag) for r in ROWS} == {(p, t) for p in personas for t in tags}
-
-
-@pytest.fixture(scope="module")
-def client(stack: Stack) -> Iterator[Client]:
-    stack.reset()
-    client = Client(stack.gateway.url, stack.sandbox.url, stack.settings)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def gw(client: Client) -> Client:
-    client.reset_counts()
-    return client
 
 
 def ask(gw: Client, persona: str, nin: str, query: str = SUMMARY, **variables: Any
