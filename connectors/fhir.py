@@ -122,20 +122,28 @@ async def request_json_response(
         raise UpstreamUnavailableError(
             source, f"Source {source!r} could not be reached ({type(exc).__name__})."
         ) from exc
-    status = response.status_code
+    _check_status(source, response.status_code, accept_status)
+    return _decode(source, response.status_code, response.headers, response.content)
+
+
+def _check_status(source: str, status: int, accept_status: Collection[int]) -> None:
+    """5xx -> unavailable; 4xx not in `accept_status` -> rejected (one rule for both clients)."""
     if status >= 500:
         raise UpstreamUnavailableError(source, f"Source {source!r} failed with HTTP {status}.")
     if status >= 400 and status not in accept_status:
         raise UpstreamRejectedError(
             source, f"Source {source!r} rejected the request with HTTP {status}.", status
         )
-    if len(response.content) > MAX_BODY_BYTES:
+
+
+def _decode(source: str, status: int, headers: Mapping[str, str], raw: bytes) -> JsonResponse:
+    if len(raw) > MAX_BODY_BYTES:
         raise UpstreamInvalidError(source, f"Source {source!r} sent an oversized response.")
     try:
-        body = orjson.loads(response.content)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
-    return JsonResponse(status_code=status, headers=response.headers, body=body)
+    return JsonResponse(status_code=status, headers=headers, body=body)
 
 
 async def _request_aiohttp(
@@ -158,12 +166,7 @@ async def _request_aiohttp(
             else data, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
         ) as response:
             status = response.status
-            if status >= 500:
-                raise UpstreamUnavailableError(
-                    source, f"Source {source!r} failed with HTTP {status}.")
-            if status >= 400 and status not in accept_status:
-                raise UpstreamRejectedError(
-                    source, f"Source {source!r} rejected the request with HTTP {status}.", status)
+            _check_status(source, status, accept_status)
             if (response.content_length or 0) > MAX_BODY_BYTES:
                 raise UpstreamInvalidError(
                     source, f"Source {source!r} sent an oversized response.")
@@ -175,13 +178,7 @@ async def _request_aiohttp(
         raise UpstreamUnavailableError(
             source, f"Source {source!r} could not be reached ({type(exc).__name__})."
         ) from exc
-    if len(raw) > MAX_BODY_BYTES:
-        raise UpstreamInvalidError(source, f"Source {source!r} sent an oversized response.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamInvalidError(source, f"Source {source!r} sent a body that is not JSON.") from exc
-    return JsonResponse(status_code=status, headers=response_headers, body=body)
+    return _decode(source, status, response_headers, raw)
 
 
 def expect_resource(body: Any, resource_type: str, source: str) -> dict[str, Any]:
