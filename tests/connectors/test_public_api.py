@@ -12,7 +12,7 @@ import pytest
 from connectors.scaffold import create_package
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = ("connectors", "connectors.fhir", "connectors.testing")
+PUBLIC = ("connectors", "connectors.credentials", "connectors.fhir", "connectors.testing")
 BUILTINS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
 SHARED_BUILTIN = "connectors.medication"  # the SFM client pll and eresept share
 

@@ -1,0 +1,99 @@
+"""DPoP proofs (RFC 9449): the signed "I hold this key" that travels with every token use.
+
+Sits under the credential provider and the request layer: Kilde signs one proof per HTTP
+request, at HelseID's token endpoint (no `ath`) and at every upstream (`ath` = the hash of the
+access token sent with it). Upstreams may demand a server nonce; the caller retries once with
+the nonce they sent (`DPoP-Nonce`). Public, so external connectors and the gateway's own DPoP
+verifier share the same thumbprint, hash and `htu` rules.
+
+>>> from connectors.credentials.keys import generate_key
+>>> key = generate_key()
+>>> proof = dpop_proof(key, "GET", "https://kj.example/api/status?x=1", access_token="t")
+>>> proof.count(".")
+2
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jwt
+
+# jwk_thumbprint is re-exported: a DPoP user needs it (`cnf.jkt`); its owner is `keys`.
+from connectors.credentials.keys import PrivateKey, jwk_thumbprint
+
+__all__ = ["DPOP_TYPE", "access_token_hash", "dpop_proof", "htu_of", "jwk_thumbprint"]
+
+DPOP_TYPE = "dpop+jwt"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def access_token_hash(access_token: str) -> str:
+    """The `ath` claim: base64url(SHA-256(ASCII token)) without padding (RFC 9449 §4.2).
+
+    >>> access_token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")
+    'fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo'
+    """
+    digest = hashlib.sha256(access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def htu_of(url: str) -> str:
+    """The `htu` for `url`: no query or fragment, scheme and host lower-case, default port
+    dropped (RFC 9449 §4.2 and §4.3, with RFC 3986 §6 normalisation), so that a proof made for
+    a URL and a server checking the URL it received compare equal.
+
+    >>> htu_of("HTTPS://Kj.Example:443/api/Status?nin=1#x")
+    'https://kj.example/api/Status'
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", "", ""))
+
+
+def dpop_proof(
+    key: PrivateKey,
+    method: str,
+    url: str,
+    *,
+    access_token: str | None = None,
+    nonce: str | None = None,
+    now: float | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+) -> str:
+    """A DPoP proof JWT for one request: header `typ` dpop+jwt, `alg`, the public `jwk`;
+    claims `jti` (random, unique), `htm`, `htu`, `iat`, and `ath` when an access token goes
+    with the request, `nonce` when the server asked for one.
+
+    >>> from connectors.credentials.keys import generate_key
+    >>> header = jwt.get_unverified_header(dpop_proof(generate_key(), "POST", "https://h.example/t"))
+    >>> header["typ"], header["jwk"]["kty"], "d" in header["jwk"]
+    ('dpop+jwt', 'EC', False)
+    """
+    claims: dict[str, Any] = {
+        "jti": secrets.token_urlsafe(16),
+        "htm": method.upper(),
+        "htu": htu_of(url),
+        "iat": int(time.time() if now is None else now),
+    }
+    if access_token is not None:
+        claims["ath"] = access_token_hash(access_token)
+    if nonce is not None:
+        claims["nonce"] = nonce
+    if extra_claims:
+        claims.update(extra_claims)
+    jwk = {k: v for k, v in key.public_jwk.items() if k not in ("kid", "use", "alg")}
+    return jwt.encode(claims, key.key, algorithm=key.alg,
+                      headers={"typ": DPOP_TYPE, "jwk": jwk})
+

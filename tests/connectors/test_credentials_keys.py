@@ -1,0 +1,113 @@
+"""Kilde's private keys come from files (PEM or JWK, as a Kubernetes Secret mounts them) and
+every wrong file is a clear start-up error that shows no key material."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+from connectors.credentials import KeyFileError, PrivateKey, jwk_thumbprint, load_private_key
+
+
+def _pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, fmt: serialization.PrivateFormat,
+         password: bytes | None = None) -> bytes:
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(password) if password
+        else serialization.NoEncryption())
+    return key.private_bytes(serialization.Encoding.PEM, fmt, encryption)
+
+
+@pytest.mark.parametrize("fmt", [serialization.PrivateFormat.PKCS8,
+                                 serialization.PrivateFormat.TraditionalOpenSSL])
+def test_loads_an_ec_pem_key_with_its_thumbprint_as_kid(tmp_path: Path,
+                                                       fmt: serialization.PrivateFormat) -> None:
+    raw = ec.generate_private_key(ec.SECP256R1())
+    path = tmp_path / "dpop.pem"
+    path.write_bytes(_pem(raw, fmt))
+    key = load_private_key(path)
+    assert key.alg == "ES256"
+    assert key.kid == key.thumbprint == jwk_thumbprint(key.public_jwk)
+    assert "d" not in key.public_jwk
+    assert key.public_jwks() == {"keys": [dict(key.public_jwk)]}
+
+
+def test_loads_an_rsa_pem_key_as_rs256_or_the_algorithm_asked_for(tmp_path: Path) -> None:
+    raw = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path = tmp_path / "client.pem"
+    path.write_bytes(_pem(raw, serialization.PrivateFormat.PKCS8))
+    assert load_private_key(path).alg == "RS256"
+    assert load_private_key(path, alg="PS256").alg == "PS256"
+
+
+def test_loads_a_private_jwk_keeping_its_kid_and_alg(tmp_path: Path) -> None:
+    raw = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = {**RSAAlgorithm.to_jwk(raw, as_dict=True), "kid": "kilde-2025-01", "alg": "PS256"}
+    path = tmp_path / "client.jwk"
+    path.write_text(json.dumps(jwk))
+    key = load_private_key(path)
+    assert (key.kid, key.alg) == ("kilde-2025-01", "PS256")
+    assert key.public_jwk["kid"] == "kilde-2025-01"
+    assert set(key.public_jwk) & {"d", "p", "q", "dp", "dq", "qi"} == set()
+
+
+def test_loads_a_jwks_file_holding_one_private_key(tmp_path: Path) -> None:
+    raw = ec.generate_private_key(ec.SECP384R1())
+    path = tmp_path / "dpop.json"
+    path.write_text(json.dumps({"keys": [ECAlgorithm.to_jwk(raw, as_dict=True)]}))
+    assert load_private_key(path).alg == "ES384"
+
+
+def _public_jwk() -> str:
+    raw = ec.generate_private_key(ec.SECP256R1())
+    return json.dumps(ECAlgorithm.to_jwk(raw.public_key(), as_dict=True))
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    (b"", "not an unencrypted PEM"),
+    (b"-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n", "not an unencrypted"),
+    (_public_jwk().encode(), "not a private JWK"),
+    (b'{"kty": "oct", "k": "c2VjcmV0", "d": "x"}', "neither an EC nor an RSA"),
+    (b'{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AA"}', "not a usable private"),
+    (b"{not json", "not valid JSON"),
+    (_pem(ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.PKCS8,
+          b"pw"), "not an unencrypted PEM"),
+    (_pem(rsa.generate_private_key(public_exponent=65537, key_size=1024),
+          serialization.PrivateFormat.PKCS8), "at least 2048 bits"),
+    (_pem(ec.generate_private_key(ec.SECP256K1()), serialization.PrivateFormat.PKCS8),
+     "not supported"),
+])
+def test_a_wrong_key_file_is_a_clear_error_naming_the_setting(tmp_path: Path, content: bytes,
+                                                              problem: str) -> None:
+    path = tmp_path / "key"
+    path.write_bytes(content)
+    with pytest.raises(KeyFileError, match=problem) as info:
+        load_private_key(path, setting="KILDE_HELSEID__DPOP_KEY")
+    assert "KILDE_HELSEID__DPOP_KEY" in str(info.value)
+    assert "BEGIN" not in str(info.value)
+
+
+def test_a_missing_key_file_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="KILDE_HELSEID__CLIENT_KEY cannot be read"):
+        load_private_key(tmp_path / "absent.pem", setting="KILDE_HELSEID__CLIENT_KEY")
+
+
+@pytest.mark.parametrize(("curve", "alg"), [(ec.SECP256R1, "RS256"), (ec.SECP256R1, "ES384"),
+                                            (ec.SECP256R1, "HS256"), (ec.SECP256R1, "none")])
+def test_an_algorithm_that_does_not_fit_the_key_is_refused(curve: type[ec.EllipticCurve],
+                                                           alg: str) -> None:
+    with pytest.raises(KeyFileError, match=r"cannot sign|not one of"):
+        PrivateKey.of(ec.generate_private_key(curve()), alg=alg)
+
+
+def test_repr_shows_no_key_material() -> None:
+    raw = ec.generate_private_key(ec.SECP256R1())
+    key = PrivateKey.of(raw)
+    text = repr(key)
+    assert key.public_jwk["x"] not in text
+    assert str(raw.private_numbers().private_value) not in text
+    assert key.thumbprint in text
