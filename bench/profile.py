@@ -56,7 +56,7 @@ PHASES = (
     (("gateway/auth/", "jwt/", "cryptography/"), "authentication (JWT, JWKS, attest)"),
     (("policies/",), "policy decisions"),
     (("connectors/",), "connectors: mapping, fan-out, resilience, cache"),
-    (("schema/",), "schema resolvers and PatientView"),
+    (("schema/",), "schema resolvers and the patient pipeline"),
     (("strawberry/", "graphql/"), "GraphQL parse, validate, execute (strawberry, graphql-core)"),
     (("gateway/", "starlette/", "uvicorn/", "orjson"), "HTTP server and endpoint"),
 )

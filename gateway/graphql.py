@@ -190,13 +190,12 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
             operation_name=params.get("operationName"),
         )
     finally:
-        for view in ctx.views:
-            view.cancel()
+        ledger = ctx.finish()  # what was delivered; the fetches nobody awaited are stopped
     if endpoint.telemetry is not None:
-        endpoint.telemetry.sources(ctx.views)
+        endpoint.telemetry.sources(ledger)
 
     try:
-        events = events_for(ctx)
+        events = events_for(ledger)
         if events:
             await asyncio.gather(*(endpoint.audit.write(e) for e in events))
     except AuditUnavailableError:

@@ -1,6 +1,7 @@
-"""Turn what resolvers recorded into audit events: one per patient access, permitted or denied.
+"""Turn the request's ledger into audit events: one per patient access, permitted or denied.
 
-Sits between the GraphQL execution and the response: the endpoint writes these events and
+Sits between the GraphQL execution and the response: the endpoint takes the `Ledger` the
+execution left (`schema.pipeline.ledger`, from `Context.finish()`), writes these events and
 only then lets the data leave (DESIGN.md principle 5). What is recorded:
 
 - every `patient(nin)` the policies let through: DELIVERED, with one `Delivery` per (category,
@@ -25,8 +26,7 @@ from datetime import UTC, datetime
 
 from gateway.audit import AuditEvent, Delivery
 from policies.model import Decision, Principal
-from schema.context import Context
-from schema.view import PatientView
+from schema.pipeline.ledger import Ledger, PatientLedger
 
 DENIED_STATUS = "DENIED"
 
@@ -68,35 +68,36 @@ def log_read_event(principal: Principal, request_id: str, nin: str,
                       reason=decision.reason, deliveries=())
 
 
-def view_event(principal: Principal, request_id: str, view: PatientView) -> AuditEvent:
-    """The event for one patient view: what each source delivered per category."""
+def patient_event(principal: Principal, request_id: str, patient: PatientLedger) -> AuditEvent:
+    """The event for one patient access: what each source delivered per category."""
     deliveries = tuple(
-        Delivery(category=category.value, source=source, status=status.value, count=count)
-        for (category, source), (status, count) in sorted(
-            view.delivered.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+        Delivery(category=d.category.value, source=d.source, status=d.status.value,
+                 count=d.count)
+        for d in patient.deliveries
     )
-    all_denied = bool(view.denied) and all(
+    all_denied = bool(patient.denied) and all(
         d.status == DENIED_STATUS and d.count == 0 for d in deliveries)
     if all_denied:
-        first = min(view.denied, key=lambda c: c.value)
-        outcome, reason = "DENIED", view.denied[first].reason
+        first = min(patient.denied, key=lambda c: c.value)
+        outcome, reason = "DENIED", patient.denied[first].reason
     else:
         outcome = "DELIVERED"
-        reason = "EMERGENCY_OPENING" if view.emergency else view.reason
+        reason = "EMERGENCY_OPENING" if patient.emergency else patient.reason
     return AuditEvent(
-        **_base(principal, request_id, view.nin),  # type: ignore[arg-type]
+        **_base(principal, request_id, patient.nin),  # type: ignore[arg-type]
         outcome=outcome,
         reason=reason,
-        emergency=view.emergency,
-        emergency_reason=view.emergency_reason,
+        emergency=patient.emergency,
+        emergency_reason=patient.emergency_reason,
         deliveries=deliveries,
     )
 
 
-def events_for(ctx: Context) -> list[AuditEvent]:
-    """Every audit event this request owes: denials, then patient views, then log reads."""
-    events = [denial_event(ctx.principal, ctx.request_id, d.nin, d.decision) for d in ctx.denials]
-    events.extend(view_event(ctx.principal, ctx.request_id, view) for view in ctx.views)
-    events.extend(log_read_event(ctx.principal, ctx.request_id, r.nin, r.decision)
-                  for r in ctx.log_reads)
+def events_for(ledger: Ledger) -> list[AuditEvent]:
+    """Every audit event this request owes: denials, then patient accesses, then log reads."""
+    principal, request_id = ledger.principal, ledger.request_id
+    events = [denial_event(principal, request_id, d.nin, d.decision) for d in ledger.denials]
+    events.extend(patient_event(principal, request_id, p) for p in ledger.patients)
+    events.extend(log_read_event(principal, request_id, r.nin, r.decision)
+                  for r in ledger.log_reads)
     return events

@@ -1,8 +1,9 @@
 """Request and source metrics on the gateway's Prometheus registry (gateway/metrics.py).
 
 Sits at the edge beside the GraphQL endpoint: the app's `/graphql` route reports every request
-(operation label and HTTP status, latency), and after execution the fan-out's finished fetches
-report each source's latency, outcome and whether the cache answered. Breaker state is read
+(operation label and HTTP status, latency), and after execution the request's ledger
+(`schema.pipeline.ledger`) reports each finished fetch's latency, outcome and whether the
+cache answered. Breaker state is read
 when `/metrics` is scraped. Every label is bounded and carries no personal data: operation
 labels are schema root-field names (gateway/admission.py), sources are connector names,
 statuses are codes.
@@ -15,11 +16,12 @@ statuses are codes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from schema.pipeline.ledger import Ledger
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN")
@@ -69,16 +71,11 @@ class RequestMetrics:
         self.requests.labels(operation, str(status)).inc()
         self.latency.labels(operation).observe(seconds)
 
-    def sources(self, views: list[Any]) -> None:
-        """Record the finished fetches of a request's patient views (schema/view.py)."""
-        for view in views:
-            for task in getattr(view, "tasks", {}).values():
-                if not task.done() or task.cancelled():
-                    continue
-                outcome = task.result()
-                self.source_latency.labels(outcome.source).observe(outcome.latency_ms / 1000)
-                code = outcome.error.code if outcome.error is not None else "OK"
-                self.source_outcomes.labels(outcome.source, code).inc()
-                if outcome.result is not None:
-                    result = "hit" if outcome.result.from_cache else "miss"
-                    self.cache.labels(outcome.source, result).inc()
+    def sources(self, ledger: Ledger) -> None:
+        """Record the finished fetches in a request's ledger."""
+        for patient in ledger.patients:
+            for fetch in patient.fetches:
+                self.source_latency.labels(fetch.source).observe(fetch.latency_ms / 1000)
+                self.source_outcomes.labels(fetch.source, fetch.code).inc()
+                if fetch.from_cache is not None:
+                    self.cache.labels(fetch.source, "hit" if fetch.from_cache else "miss").inc()

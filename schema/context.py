@@ -1,9 +1,10 @@
 """The per-request context resolvers receive, and the long-lived services it points to.
 
 The gateway builds `Services` once in its lifespan and a `Context` per request (after
-authentication), then reads back what resolvers recorded: response errors for failed sources,
-the patient views (what was delivered) and denials, which become audit events before the
-response leaves.
+authentication). Resolvers add response errors and start patient requests
+(`schema.pipeline.request`); when execution is over the gateway calls `finish()`, which stops
+what is still running and returns the request's `Ledger` (what was delivered, denied and
+read), the one thing the gateway reads back to audit and count before the response leaves.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.activity import SourceActivity
 from connectors.registry import Registry
-from policies.model import Decision, Principal, Rules
+from policies.model import Principal, Rules
+from schema.pipeline.ledger import Denial, Ledger, LogRead
 
 if TYPE_CHECKING:
-    from schema.view import PatientView
+    from schema.pipeline.request import PatientRequest
+
+__all__ = ["AccessLogReader", "Context", "Denial", "FreshLimiter", "Health", "LogRead",
+           "Services"]
 
 
 class AccessLogReader(Protocol):
@@ -58,20 +63,6 @@ class Services:
 
 
 @dataclass
-class Denial:
-    nin: str
-    decision: Decision
-
-
-@dataclass
-class LogRead:
-    """Somebody other than the patient read `nin`'s access log (the privacy officer): audited."""
-
-    nin: str
-    decision: Decision
-
-
-@dataclass
 class Context:
     """One request's context: who asks, its deadline, and what resolvers recorded."""
 
@@ -81,7 +72,7 @@ class Context:
     started: float = field(default_factory=time.monotonic)
     fresh: bool = False
     errors: list[dict[str, Any]] = field(default_factory=list)
-    views: list[PatientView] = field(default_factory=list)
+    patients: list[PatientRequest] = field(default_factory=list)
     denials: list[Denial] = field(default_factory=list)
     log_reads: list[LogRead] = field(default_factory=list)
     document: Any = None  # the query, parsed and measured by the gateway (gateway/limits.py)
@@ -89,3 +80,15 @@ class Context:
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""
         return max(0.0, self.services.deadline_seconds - (time.monotonic() - self.started))
+
+    def finish(self) -> Ledger:
+        """End the request: cancel fetches nobody awaited and return what was delivered."""
+        for patient in self.patients:
+            patient.cancel()
+        return Ledger(
+            principal=self.principal,
+            request_id=self.request_id,
+            patients=tuple(patient.ledger() for patient in self.patients),
+            denials=tuple(self.denials),
+            log_reads=tuple(self.log_reads),
+        )

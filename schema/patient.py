@@ -1,4 +1,5 @@
-"""The `Patient` type: one field per category, each a thin resolver over the `PatientView`."""
+"""The `Patient` type: one field per category, each a thin resolver: items from the pipeline
+(`schema.pipeline.request.PatientRequest`), shaped by `schema.shape`."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from datetime import date
 
 import strawberry
 
-from connectors.medication.linking import link_medications
 from connectors.model import Category
-from schema import ordering
-from schema.alerts import build_alerts
+from schema.pipeline.request import PatientRequest
+from schema.shape import ordering
+from schema.shape.alerts import build_alerts
+from schema.shape.linking import link_medications
 from schema.types import (
     Alert,
     Condition,
@@ -21,37 +23,36 @@ from schema.types import (
     SourceStatus,
     TreatmentLimitation,
 )
-from schema.view import PatientView
 
 
 @strawberry.type(description="One patient, fetched live from every source the caller may see.")
 class Patient:
     nin: str
-    view: strawberry.Private[PatientView]
+    pipeline: strawberry.Private[PatientRequest]
 
     @strawberry.field(description="Cross-source warnings, clinically ordered: HLR-minus first.")
     async def alerts(self) -> list[Alert]:
-        limitations = await self.view.items(Category.TREATMENT_LIMITATIONS)
-        critical = await self.view.items(Category.CRITICAL_INFORMATION)
+        limitations = await self.pipeline.items(Category.TREATMENT_LIMITATIONS)
+        critical = await self.pipeline.items(Category.CRITICAL_INFORMATION)
         return build_alerts(limitations, critical)  # type: ignore[return-value]
 
     @strawberry.field(description="HLR-minus and other treatment limitations from ANY source.")
     async def treatment_limitations(self) -> list[TreatmentLimitation]:
-        return ordering.order_limitations(await self.view.items(Category.TREATMENT_LIMITATIONS))
+        return ordering.order_limitations(await self.pipeline.items(Category.TREATMENT_LIMITATIONS))
 
     @strawberry.field
     async def critical_information(self) -> list[CriticalInformation]:
-        return ordering.order_critical(await self.view.items(Category.CRITICAL_INFORMATION))
+        return ordering.order_critical(await self.pipeline.items(Category.CRITICAL_INFORMATION))
 
     @strawberry.field(description="PLL, e-resept and municipal records linked per treatment.")
     async def medications(self) -> list[Medication]:
-        return link_medications(await self.view.items(Category.MEDICATIONS))  # type: ignore[return-value]
+        return link_medications(await self.pipeline.items(Category.MEDICATIONS))  # type: ignore[return-value]
 
     @strawberry.field
     async def lab_results(
         self, since: date | None = None, first: int | None = None
     ) -> list[LabReport]:
-        reports = ordering.order_labs(await self.view.items(Category.LAB_RESULTS))
+        reports = ordering.order_labs(await self.pipeline.items(Category.LAB_RESULTS))
         if since is not None:
             reports = [r for r in reports if (r.issued_at or r.effective_at)
                        and (r.issued_at or r.effective_at).date() >= since]
@@ -59,16 +60,16 @@ class Patient:
 
     @strawberry.field
     async def municipal_services(self) -> list[MunicipalService]:
-        return ordering.order_services(await self.view.items(Category.MUNICIPAL_SERVICES))
+        return ordering.order_services(await self.pipeline.items(Category.MUNICIPAL_SERVICES))
 
     @strawberry.field
     async def conditions(self) -> list[Condition]:
-        return ordering.order_conditions(await self.view.items(Category.CONDITIONS))
+        return ordering.order_conditions(await self.pipeline.items(Category.CONDITIONS))
 
     @strawberry.field
     async def documents(self) -> list[DocumentReference]:
-        return ordering.order_documents(await self.view.items(Category.DOCUMENTS))
+        return ordering.order_documents(await self.pipeline.items(Category.DOCUMENTS))
 
     @strawberry.field(description="Every source consulted for this patient in this request.")
     async def sources(self) -> list[SourceStatus]:
-        return await self.view.statuses()  # type: ignore[return-value]
+        return await self.pipeline.statuses()  # type: ignore[return-value]

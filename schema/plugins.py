@@ -2,7 +2,7 @@
 
 Sits between the registry and `build_schema`: at start, the new categories the enabled
 connectors serve (`Registry.plugin_categories`) become fields of a `Patient` subclass built
-here, served by the same `PatientView` as the built-in fields, so policy (deny until a policy
+here, served by the same patient pipeline as the built-in fields, so policy (deny until a policy
 file configures the category), fan-out, item labels and audit apply unchanged. The GraphQL
 `Category` enum gains the new values too, so `SourceStatus.category` and `Source.categories`
 can name them; the Python enum stays closed and the new values are the `CategorySpec` objects.
@@ -81,7 +81,7 @@ def _patient_type(categories: Sequence[CategorySpec]) -> type:
 
 def _items_of(spec: CategorySpec) -> Callable[[Any], Coroutine[Any, Any, list[Any]]]:
     async def items(self: Any) -> list[Any]:
-        return await self.view.items(spec)  # type: ignore[no-any-return]
+        return await self.pipeline.items(spec)  # type: ignore[no-any-return]
 
     return items
 

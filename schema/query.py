@@ -28,8 +28,9 @@ from schema import types
 from schema.context import Context, Denial, LogRead
 from schema.errors import BadUserInputError, ForbiddenError, KildeError
 from schema.patient import Patient
+from schema.pipeline.plan import requested_categories
+from schema.pipeline.request import PatientRequest
 from schema.plugins import extend_category_enum, plugin_query
-from schema.view import PatientView, requested_categories
 
 log = logging.getLogger("kilde.schema")
 
@@ -149,12 +150,11 @@ class Query:
             raise ForbiddenError("You may not see this patient.", reason=decision.reason)
         names, lab_args = _field_selections(info)
         plugins = ctx.services.registry.plugin_categories
-        view = PatientView(ctx, nin, requested_categories(names, plugins),
-                           emergency_reason=reason, since=_since(lab_args.get("since")),
-                           reason=decision.reason)
-        ctx.views.append(view)
-        view.start()
-        return Patient(nin=nin, view=view)
+        request = PatientRequest.start(ctx, nin, requested_categories(names, plugins),
+                                       reason=decision.reason, emergency_reason=reason,
+                                       since=_since(lab_args.get("since")))
+        ctx.patients.append(request)
+        return Patient(nin=nin, pipeline=request)
 
     @strawberry.field(description="The source catalogue: what each source serves, and its health.")
     def sources(self, info: Info[Context, None]) -> list[types.Source]:

@@ -23,10 +23,10 @@ from connectors.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from connectors.medication import link_medications
 from connectors.model import Category, Dosage, Status
 from sandbox import medication as fake
 from sandbox.world import by_tag
+from schema.shape.linking import link_medications
 
 MULTI = by_tag("multi-service")
 BASE = "http://sfm.test/api"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,25 +9,28 @@ import pytest
 from connectors.model import Category, Status
 from gateway.recording import events_for
 from policies.model import Decision
-from schema.context import Context, Denial, LogRead
+from schema.pipeline.ledger import Delivery, Denial, Ledger, LogRead, PatientLedger
 from tests.policies.people import HLR_PATIENT, OSLO_PATIENT, clinician, privacy_officer
 
 TL, LAB = Category.TREATMENT_LIMITATIONS, Category.LAB_RESULTS
 
 
-def _view(nin: str = HLR_PATIENT, **fields: Any) -> SimpleNamespace:
-    values: dict[str, Any] = {"nin": nin, "delivered": {}, "denied": {}, "emergency": False,
-                              "emergency_reason": None, "reason": "CARE_RELATIONSHIP"}
-    values.update(fields)
-    return SimpleNamespace(**values)
+def _view(nin: str = HLR_PATIENT, delivered: dict[Any, Any] | None = None,
+          **fields: Any) -> PatientLedger:
+    """One patient's ledger; `delivered` maps (category, source) to (status, count)."""
+    deliveries = tuple(Delivery(category, source, status, count)
+                       for (category, source), (status, count) in sorted(
+                           (delivered or {}).items(), key=lambda kv: (kv[0][0].value, kv[0][1])))
+    values: dict[str, Any] = {"reason": "CARE_RELATIONSHIP", **fields}
+    return PatientLedger(nin=nin, deliveries=deliveries, **values)
 
 
-def _ctx(principal: Any = None, **recorded: Any) -> Context:
-    ctx = Context(services=None, principal=principal or clinician(),  # type: ignore[arg-type]
-                  request_id="req-1")
-    for name, value in recorded.items():
-        setattr(ctx, name, value)
-    return ctx
+def _ctx(principal: Any = None, views: tuple[PatientLedger, ...] | list[PatientLedger] = (),
+         denials: list[Denial] | None = None, log_reads: list[LogRead] | None = None) -> Ledger:
+    """The request's ledger, as `Context.finish()` returns it."""
+    return Ledger(principal=principal or clinician(), request_id="req-1",
+                  patients=tuple(views), denials=tuple(denials or ()),
+                  log_reads=tuple(log_reads or ()))
 
 
 def test_a_delivering_view_is_one_delivered_event_with_counts_per_source() -> None:

@@ -12,8 +12,8 @@ import strawberry
 from connectors import Category, CategorySpec, Coding, Provenance
 from policies.model import Principal, PrincipalKind
 from schema import types
+from schema.pipeline.plan import in_use, requested_categories
 from schema.query import build_schema
-from schema.view import in_use, requested_categories
 
 
 @dataclass(frozen=True, slots=True)

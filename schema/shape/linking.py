@@ -1,7 +1,8 @@
 """Linking: one treatment recorded by PLL, e-resept and municipal administration becomes one item.
 
-Sits after the fan-out, before the schema serves `Patient.medications`: the resolver passes the
-MEDICATIONS items of every source through `link_medications`. Pure: items in, items out.
+Sits in the shape stage, after the judge stage and before the schema serves
+`Patient.medications`: the resolver passes the permitted MEDICATIONS items of every source
+through `link_medications`. Pure: items in, items out.
 
 Records match, in this order, on a shared `treatment_id`; else a shared `pll_id` or
 `prescription_id`; else, for municipal administration records only (which carry no national
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from connectors import Coding, Medication, Provenance
+from connectors.model import Coding, Medication, Provenance
 
 SOURCE_ORDER = ("pll", "eresept", "municipal")
 # Records of administrations: their status and dates describe doses given, not the treatment.

@@ -1,4 +1,5 @@
-"""Alerts: the first-screen warnings, derived purely from treatment limitations and critical info.
+"""Alerts (shape stage): the first-screen warnings, derived from treatment limitations and
+critical information of every source, after the judge stage.
 
 Clinical order: treatment limitations (HLR-minus first), then severe allergies/CAVE, critical
 conditions, anaesthesia complications, other allergies, then the rest. Only active items alert.

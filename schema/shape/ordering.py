@@ -1,4 +1,7 @@
-"""Clinical ordering of each category's items: what a clinician should see first. Pure."""
+"""Clinical ordering of each category's items (shape stage): what a clinician should see first.
+
+Pure: the `Patient` field resolvers sort the judged items of every source with these.
+"""
 
 from __future__ import annotations
 

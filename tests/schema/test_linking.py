@@ -1,4 +1,4 @@
-"""Linking PLL, e-resept and municipal records of one treatment (connectors.medication.linking)."""
+"""Linking PLL, e-resept and municipal records of one treatment (schema.shape.linking)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from connectors.medication import link_medications
 from connectors.model import Coding, Dosage, Medication, Provenance
+from schema.shape.linking import link_medications
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ATC = "http://www.whocc.no/atc"

@@ -1,0 +1,188 @@
+"""Plan, the first stage of a patient request: what to ask, of whom, before anything is fetched.
+
+Sits under the `patient` resolver. `plan_patient()` asks the policies per requested category
+(a denied section is never fetched), works out which sources serve the allowed ones and which
+municipal stores the caller may reach, and returns a `Plan`: a frozen value the fetch stage
+(`schema.pipeline.fetch`) starts and the judge stage (`schema.pipeline.judge`) reads. Nothing
+here does IO.
+
+>>> plan = plan_patient(principal, nin, requested, services=services)  # doctest: +SKIP
+>>> sorted(plan.fetches)                                               # doctest: +SKIP
+['kjernejournal', 'municipal']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from connectors.base import AccessBasis, Connector, FetchRequest, Requester
+from connectors.model import AnyCategory, Category, CategorySpec, Status
+from policies import access_basis, allowed_municipalities, decide_category
+from policies.model import Decision, Principal, PrincipalKind
+
+if TYPE_CHECKING:
+    from schema.context import Services
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRow:
+    """One row of `Patient.sources`: how one source answered (or was not asked) for one
+    category in this request."""
+
+    source: str
+    category: AnyCategory
+    status: Status
+    latency_ms: float | None = None
+    fetched_at: datetime | None = None
+    from_cache: bool = False
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedFetch:
+    """One source to ask: the connector and the request, with the source's own timeout (the
+    fetch stage cuts it to what is left of the request deadline)."""
+
+    connector: Connector
+    request: FetchRequest
+
+    @property
+    def categories(self) -> frozenset[AnyCategory]:
+        return self.request.categories
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the policies allowed before the fetch, and what to fetch.
+
+    `denied` are the categories the caller may not see (with the decision, for the error and
+    the audit trail); `not_asked` the rows of sources deliberately not consulted; `fetches` one
+    `PlannedFetch` per source to ask; `municipalities` the stores the caller may see (items
+    from any other store are dropped by the judge stage, defence in depth).
+    """
+
+    nin: str
+    principal: Principal
+    reason: str  # why the patient was permitted (audited), e.g. CARE_RELATIONSHIP
+    requested: frozenset[AnyCategory]
+    emergency_reason: str | None = None
+    denied: Mapping[AnyCategory, Decision] = field(default_factory=dict)
+    not_asked: tuple[StatusRow, ...] = ()
+    fetches: Mapping[str, PlannedFetch] = field(default_factory=dict)
+    municipalities: frozenset[str] = frozenset()
+
+    def sources_of(self, category: AnyCategory) -> list[str]:
+        """The sources asked for `category`, in plan order."""
+        return [name for name, planned in self.fetches.items() if category in planned.categories]
+
+
+def plan_patient(
+    principal: Principal,
+    nin: str,
+    requested: frozenset[AnyCategory],
+    *,
+    services: Services,
+    reason: str = "PERMITTED",
+    emergency_reason: str | None = None,
+    since: date | None = None,
+    fresh: bool = False,
+    request_id: str = "",
+) -> Plan:
+    """Decide per category, then plan one fetch per source that serves an allowed category."""
+    rules = services.rules
+    allowed: set[AnyCategory] = set()
+    denied: dict[AnyCategory, Decision] = {}
+    not_asked: list[StatusRow] = []
+    for category in sorted(requested, key=lambda c: c.value):
+        decision = decide_category(principal, category.value, rules=rules)
+        if decision.allowed:
+            allowed.add(category)
+            continue
+        denied[category] = decision
+        for entry in services.registry.serving(category):
+            if in_use(entry.settings.municipalities, principal):
+                not_asked.append(StatusRow(entry.connector.name, category, Status.DENIED,
+                                           detail=decision.reason))
+    municipalities = allowed_municipalities(principal, rules=rules, tenants=services.tenants)
+    basis = AccessBasis(access_basis(principal, emergency_reason))
+    requester = requester_of(principal)
+    fetches: dict[str, PlannedFetch] = {}
+    for entry in services.registry:
+        connector = entry.connector
+        wanted = frozenset(allowed & connector.categories)
+        if not wanted or not in_use(entry.settings.municipalities, principal):
+            continue
+        stores = frozenset(entry.settings.stores)
+        reachable = municipalities & stores if stores else municipalities
+        if stores and not reachable:
+            not_asked.extend(StatusRow(
+                connector.name, category, Status.DENIED,
+                detail="MUNICIPAL_BORDER: no store you may see without an agreement",
+            ) for category in sorted(wanted, key=lambda c: c.value))
+            continue
+        fetches[connector.name] = PlannedFetch(connector, FetchRequest(
+            patient_nin=nin,
+            categories=wanted,
+            requester=requester,
+            access_basis=basis,
+            municipalities=reachable,
+            timeout=entry.settings.timeout,
+            request_id=request_id,
+            since=since,
+            fresh=fresh,
+        ))
+    return Plan(nin=nin, principal=principal, reason=reason, requested=requested,
+                emergency_reason=emergency_reason, denied=denied, not_asked=tuple(not_asked),
+                fetches=fetches, municipalities=municipalities)
+
+
+def in_use(municipalities: frozenset[str], principal: Principal) -> bool:
+    """Is a source rolled out to `municipalities` (empty: everywhere) used for this caller?
+
+    A clinician's request consults it only when their own municipality is listed (what it
+    may return is still the policy's business: border, agreements). A citizen's innsyn covers
+    their data wherever it is kept, so a citizen's request consults it wherever it is in use.
+    """
+    if not municipalities or principal.kind is PrincipalKind.CITIZEN:
+        return True
+    return principal.municipality in municipalities
+
+
+def requester_of(principal: Principal) -> Requester:
+    """Who asks, as upstreams need it in their headers (no name, no identity number)."""
+    return Requester(
+        hpr_number=principal.hpr_number,
+        role_code=principal.profession or None,
+        orgnr=principal.legal_entity,
+        point_of_care=principal.point_of_care,
+        purpose_of_use=principal.purpose_of_use.value if principal.purpose_of_use else "TREAT",
+        citizen=principal.kind is PrincipalKind.CITIZEN,
+    )
+
+
+FIELD_CATEGORIES: dict[str, frozenset[AnyCategory]] = {
+    "alerts": frozenset({Category.TREATMENT_LIMITATIONS, Category.CRITICAL_INFORMATION}),
+    "treatmentLimitations": frozenset({Category.TREATMENT_LIMITATIONS}),
+    "criticalInformation": frozenset({Category.CRITICAL_INFORMATION}),
+    "medications": frozenset({Category.MEDICATIONS}),
+    "labResults": frozenset({Category.LAB_RESULTS}),
+    "municipalServices": frozenset({Category.MUNICIPAL_SERVICES}),
+    "conditions": frozenset({Category.CONDITIONS}),
+    "documents": frozenset({Category.DOCUMENTS}),
+}
+
+
+def requested_categories(
+    names: Sequence[str], plugins: Sequence[CategorySpec] = ()
+) -> frozenset[AnyCategory]:
+    """The categories a selection of Patient fields needs (alerts need two); `plugins` are
+    the plugin categories, each behind its own field."""
+    fields: dict[str, frozenset[AnyCategory]] = {**FIELD_CATEGORIES}
+    fields.update((spec.field_name, frozenset({spec})) for spec in plugins)
+    out: set[AnyCategory] = set()
+    for name in names:
+        out |= fields.get(name, frozenset())
+    return frozenset(out)

@@ -1,0 +1,122 @@
+"""One patient in one request: the stages wired together, lazily, for the field resolvers.
+
+Sits under the `patient` resolver and behind the `Patient` fields. `PatientRequest.start()`
+makes the `Plan` and starts the `Fetches`; a field resolver asks `items(category)`, which
+awaits only the sources serving that category, judges each outcome once (`judge`), and notes
+what it handed over; `statuses()` gives the `sources` rows; `ledger()` returns what was
+delivered as a `PatientLedger`. The logic of each stage lives in its own module; this one
+only keeps the order and remembers each source's judgement for the other fields.
+
+>>> patient = PatientRequest.start(ctx, nin, requested, reason="CARE_RELATIONSHIP")  # doctest: +SKIP
+>>> await patient.items(Category.TREATMENT_LIMITATIONS)                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from connectors.model import AnyCategory, Status
+from schema.errors import ForbiddenError, error_dict
+from schema.pipeline.fetch import Fetches
+from schema.pipeline.judge import Judgement, judge
+from schema.pipeline.ledger import Delivery, PatientLedger
+from schema.pipeline.plan import Plan, StatusRow, plan_patient
+
+if TYPE_CHECKING:
+    from schema.context import Context
+
+
+class PatientRequest:
+    """The plan, its running fetches, the judgements made so far and what was delivered."""
+
+    def __init__(self, ctx: Context, plan: Plan, fetches: Fetches) -> None:
+        self.plan = plan
+        self._ctx = ctx
+        self._fetches = fetches
+        self._judged: dict[str, Judgement] = {}
+        self._delivered: dict[tuple[AnyCategory, str], tuple[Status, int]] = {}
+        self._reported: set[str] = set()
+
+    @classmethod
+    def start(cls, ctx: Context, nin: str, requested: frozenset[AnyCategory], *,
+              reason: str = "PERMITTED", emergency_reason: str | None = None,
+              since: date | None = None) -> PatientRequest:
+        """Plan, say which categories are denied, and start every allowed fetch now."""
+        services = ctx.services
+        plan = plan_patient(ctx.principal, nin, requested, services=services, reason=reason,
+                            emergency_reason=emergency_reason, since=since, fresh=ctx.fresh,
+                            request_id=ctx.request_id)
+        for category, decision in plan.denied.items():
+            ctx.errors.append(error_dict(ForbiddenError(
+                f"You may not see {category.value!r} for this patient.",
+                category=category.value, reason=decision.reason,
+            )))
+        fetches = Fetches.start(plan, remaining=ctx.remaining(), activity=services.activity)
+        return cls(ctx, plan, fetches)
+
+    async def judgement(self, source: str) -> Judgement:
+        """`source`'s outcome judged (once; later calls reuse it)."""
+        outcome = await self._fetches.outcome(source)
+        if source not in self._judged:
+            self._judged[source] = judge(outcome, self.plan, rules=self._ctx.services.rules)
+            if outcome.error is not None and source not in self._reported:
+                self._reported.add(source)
+                self._ctx.errors.append(error_dict(outcome.error))
+        return self._judged[source]
+
+    async def items(self, category: AnyCategory) -> list[Any]:
+        """The permitted items of one category from every source that serves it."""
+        if category in self.plan.denied:
+            for row in self.plan.not_asked:
+                if row.category == category:
+                    self._delivered.setdefault((category, row.source), (row.status, 0))
+            return []
+        sources = self.plan.sources_of(category)
+        judged = await asyncio.gather(*(self.judgement(s) for s in sources))
+        collected: list[Any] = []
+        for source, judgement in zip(sources, judged, strict=True):
+            found = judgement.items.get(category, ())
+            self._delivered[(category, source)] = (judgement.status[category], len(found))
+            collected.extend(found)
+        return collected
+
+    async def statuses(self) -> list[StatusRow]:
+        """Every source consulted (or deliberately not consulted) for this patient."""
+        rows = list(self.plan.not_asked)
+        for source, planned in self.plan.fetches.items():
+            judgement = await self.judgement(source)
+            outcome = judgement.outcome
+            result = outcome.result
+            for category in sorted(planned.categories, key=lambda c: c.value):
+                rows.append(StatusRow(
+                    source=source,
+                    category=category,
+                    status=judgement.status[category],
+                    latency_ms=round(outcome.latency_ms, 1),
+                    fetched_at=result.fetched_at if result else datetime.now(UTC),
+                    from_cache=bool(result and result.from_cache),
+                    detail=judgement.detail,
+                ))
+        return rows
+
+    def cancel(self) -> None:
+        self._fetches.cancel()
+
+    def ledger(self) -> PatientLedger:
+        """What this patient request delivered, as a value."""
+        deliveries = tuple(
+            Delivery(category, source, status, count)
+            for (category, source), (status, count) in sorted(
+                self._delivered.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+        )
+        return PatientLedger(
+            nin=self.plan.nin,
+            reason=self.plan.reason,
+            deliveries=deliveries,
+            denied=dict(self.plan.denied),
+            emergency=any(j.emergency for j in self._judged.values()),
+            emergency_reason=self.plan.emergency_reason,
+            fetches=self._fetches.records(),
+        )
