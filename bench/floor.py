@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from collections import defaultdict
 from typing import Any
 
@@ -97,6 +98,7 @@ def create_app(plan: dict[str, Any]) -> web.Application:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8300)
+    parser.add_argument("--fd", type=int, default=None, help="serve on this inherited socket")
     parser.add_argument("--plan", required=True, help="a plan written by bench.workload")
     args = parser.parse_args(argv)
     with open(args.plan, "rb") as f:
@@ -108,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         loop = uvloop.new_event_loop()
     except ImportError:  # uvicorn[standard] brings it; without it asyncio's loop serves
         pass
-    web.run_app(create_app(plan), host="127.0.0.1", port=args.port, print=None,
-                access_log=None, loop=loop)
+    where: dict[str, Any] = ({"sock": socket.socket(fileno=args.fd)} if args.fd is not None
+                             else {"host": "127.0.0.1", "port": args.port})
+    web.run_app(create_app(plan), print=None, access_log=None, loop=loop, **where)
     return 0
 
 

@@ -31,10 +31,17 @@ OUT = ROOT / "bench" / "out"
 SOURCES = ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A TCP socket bound to a loopback port the OS chose. The server process is handed this
+    socket itself (`process(..., sock=...)`, `--fd N`), never only its number, so nothing else
+    can take the port in between."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None,
@@ -87,14 +94,20 @@ def pinned(args: Sequence[str], cpus: str | None) -> list[str]:
 
 @contextmanager
 def process(args: list[str], env: Mapping[str, str], ready_url: str, *,
-            cpus: str | None = None, log: str | None = None,
-            timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
-    """Start `args` (pinned to `cpus`), wait for `ready_url`, yield, then stop it (SIGTERM)."""
+            cpus: str | None = None, log: str | None = None, timeout: float = 60.0,
+            sock: socket.socket | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `args` (pinned to `cpus`), wait for `ready_url`, yield, then stop it (SIGTERM).
+    `sock` is passed to the process (its `--fd`) and closed here once it has it."""
     OUT.mkdir(parents=True, exist_ok=True)
     sink = open(OUT / f"{log}.log", "wb") if log else None  # closed below
     output = sink if sink is not None else subprocess.DEVNULL
-    proc = subprocess.Popen(pinned(args, cpus), env={**os.environ, **env}, cwd=ROOT,
-                            stdout=output, stderr=output, start_new_session=True)
+    try:
+        proc = subprocess.Popen(pinned(args, cpus), env={**os.environ, **env}, cwd=ROOT,
+                                stdout=output, stderr=output, start_new_session=True,
+                                pass_fds=(sock.fileno(),) if sock is not None else ())
+    finally:
+        if sock is not None:
+            sock.close()
     try:
         wait_http(ready_url, timeout, proc)
         yield proc

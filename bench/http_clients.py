@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from bench.harness import free_port, kilde, process, sandbox_env
+from bench.harness import kilde, listening_socket, port_of, process, sandbox_env
 
 
 async def _loop(one: Callable[[], Awaitable[None]], concurrency: int, seconds: float) -> float:
@@ -68,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with process(kilde("sandbox", "--port", str(port)), sandbox_env(20),
-                 f"{base}/_sandbox/patients"):
+    sock = listening_socket()
+    base = f"http://127.0.0.1:{port_of(sock)}"
+    with process(kilde("sandbox", "--fd", str(sock.fileno())), sandbox_env(20),
+                 f"{base}/_sandbox/patients", sock=sock):
         results = asyncio.run(run(base, args.concurrency, args.seconds))
     print(f"five-source fan-outs per second at concurrency {args.concurrency} "
           "(20 ms upstream latency):")

@@ -23,7 +23,16 @@ from pathlib import Path
 
 import httpx
 
-from bench.harness import OUT, ROOT, Cores, free_port, kilde, process, sandbox_env
+from bench.harness import (
+    OUT,
+    ROOT,
+    Cores,
+    kilde,
+    listening_socket,
+    port_of,
+    process,
+    sandbox_env,
+)
 from bench.workload import BenchIssuer, patient_nin, request_body, serve_jwks
 
 YOGA_DIR = ROOT / "bench" / "peers" / "yoga"
@@ -79,12 +88,13 @@ class Context:
 def bench_context(latency_ms: float = 20.0, cores: Cores | None = None) -> Iterator[Context]:
     """The sandbox (fixed latency, no faults) in its own process, and the bench issuer."""
     cores = cores or Cores.detect()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    sock = listening_socket()
+    base = f"http://127.0.0.1:{port_of(sock)}"
     issuer = BenchIssuer()
     with serve_jwks(issuer.jwks()) as jwks_url, \
-         process(kilde("sandbox", "--port", str(port)), sandbox_env(latency_ms),
-                 f"{base}/_sandbox/patients", cpus=cores.sandbox, log="sandbox") as proc:
+         process(kilde("sandbox", "--fd", str(sock.fileno())), sandbox_env(latency_ms),
+                 f"{base}/_sandbox/patients", cpus=cores.sandbox, log="sandbox",
+                 sock=sock) as proc:
         yield Context(base, proc.pid, jwks_url, issuer, cores)
 
 
@@ -190,11 +200,13 @@ def start_kilde(ctx: Context, audit_url: str, *, workers: int = 1, cache_url: st
                 cpus: str | None = None, prefix: list[str] | None = None,
                 name: str = "kilde") -> Iterator[System]:
     """`kilde serve` in production mode; `prefix` wraps the command (e.g. a profiler)."""
-    port = free_port()
+    sock = listening_socket()
+    port = port_of(sock)
     env = kilde_env(ctx, port, audit_url, workers=workers, cache_url=cache_url,
                     sources=sources, stores=stores)
-    args = [*(prefix or []), *kilde("serve", "--port", str(port))]
-    with process(args, env, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log=name) as proc:
+    args = [*(prefix or []), *kilde("serve", "--fd", str(sock.fileno()))]
+    with process(args, env, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log=name,
+                 sock=sock) as proc:
         yield System(name, f"http://127.0.0.1:{port}/graphql", proc.pid)
 
 
@@ -203,9 +215,12 @@ def start_kilde(ctx: Context, audit_url: str, *, workers: int = 1, cache_url: st
 
 @contextmanager
 def start_floor(plan_path: Path, cpus: str | None = None) -> Iterator[System]:
-    port = free_port()
-    args = [sys.executable, "-m", "bench.floor", "--port", str(port), "--plan", str(plan_path)]
-    with process(args, {}, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log="floor") as proc:
+    sock = listening_socket()
+    port = port_of(sock)
+    args = [sys.executable, "-m", "bench.floor", "--fd", str(sock.fileno()),
+            "--plan", str(plan_path)]
+    with process(args, {}, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log="floor",
+                 sock=sock) as proc:
         yield System("floor", f"http://127.0.0.1:{port}/graphql", proc.pid)
 
 
@@ -224,10 +239,12 @@ def yoga_unavailable() -> str | None:
 
 @contextmanager
 def start_yoga(plan_path: Path, cpus: str | None = None) -> Iterator[System]:
-    port = free_port()
-    env = {"PORT": str(port), "PLAN": str(plan_path), "NODE_ENV": "production"}
+    sock = listening_socket()
+    port = port_of(sock)
+    env = {"LISTEN_FD": str(sock.fileno()), "PLAN": str(plan_path), "NODE_ENV": "production"}
     args = [shutil.which("node") or "node", str(YOGA_DIR / "server.mjs")]
-    with process(args, env, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log="yoga") as proc:
+    with process(args, env, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log="yoga",
+                 sock=sock) as proc:
         yield System("yoga", f"http://127.0.0.1:{port}/graphql", proc.pid)
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 from collections.abc import Sequence
-
-import uvicorn
 
 from gateway.settings import BUILTIN_CONNECTORS, Settings, SettingsError
 
@@ -50,6 +49,16 @@ def _check_connectors(settings: Settings) -> None:
 
 def _demo_base(host: str, port: int) -> str:
     return f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+
+
+def _listen(host: str, port: int, fd: int | None) -> socket.socket:
+    from gateway.serving import ListenError, listen
+
+    try:
+        return listen(host, port, fd)
+    except ListenError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def demo_settings(host: str, port: int) -> Settings:
@@ -92,11 +101,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.catalogue import plugin_sandboxes
     from gateway.logs import configure_logging
+    from gateway.serving import address, serve
     from sandbox.app import create_app as create_sandbox
 
+    sock = _listen(args.host, args.port, args.fd)
+    host, port = address(sock)
     # an enabled plugin without a URL gets its package's own fake upstream, like the built-ins
-    settings, fakes = plugin_sandboxes(demo_settings(args.host, args.port),
-                                       _demo_base(args.host, args.port))
+    settings, fakes = plugin_sandboxes(demo_settings(host, port), _demo_base(host, port))
     _check_connectors(settings)
     configure_logging(settings.log_level)
     _print_banner(settings)
@@ -105,26 +116,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
                                     Mount("", app=sandbox)])
     app = create_app(settings, sandbox=sandbox)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None,
-                lifespan="on")
-    return 0
+    return serve(app, sock, access_log=False, log_config=None, lifespan="on")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
+    from gateway.serving import serve
 
     settings = _settings()
     _check_connectors(settings)
     configure_logging(settings.log_level)
-    workers = args.workers or settings.workers
-    uvicorn.run("gateway.asgi:app", host=args.host or settings.host,
-                port=args.port or settings.port, workers=workers, access_log=False,
-                log_config=None, lifespan="on", timeout_graceful_shutdown=20)
-    return 0
+    sock = _listen(args.host or settings.host, args.port or settings.port, args.fd)
+    return serve("gateway.asgi:app", sock, workers=args.workers or settings.workers,
+                 access_log=False, log_config=None, lifespan="on", timeout_graceful_shutdown=20)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
+    from gateway.serving import address, serve
     from sandbox.app import create_app as create_sandbox
 
     configure_logging("WARNING")
@@ -133,10 +142,10 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kilde: {exc}", file=sys.stderr)
         return 2
-    print(f"Kilde sandbox at http://{args.host}:{args.port} (patients: /_sandbox/patients)",
-          flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, access_log=False, log_config=None)
-    return 0
+    sock = _listen(args.host, args.port, args.fd)
+    host, port = address(sock)
+    print(f"Kilde sandbox at http://{host}:{port} (patients: /_sandbox/patients)", flush=True)
+    return serve(app, sock, access_log=False, log_config=None)
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -154,15 +163,18 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from gateway.audit import verify_url
+    from gateway.audit import AuditUnavailableError, verify_url
 
     settings = _settings()
     url = args.url or settings.audit.url
     try:
         result = asyncio.run(verify_url(url))
-    except Exception as exc:
-        print(f"kilde: the audit trail could not be read ({type(exc).__name__}).",
+    except AuditUnavailableError as exc:
+        print(f"kilde: {exc} Check that the audit store is running and reachable.",
               file=sys.stderr)
+        return 2
+    except ValueError as exc:  # a malformed URL, a missing file, not an audit trail
+        print(f"kilde: {exc}", file=sys.stderr)
         return 2
     if result.ok:
         print(f"OK: {result.checked} audit events, hash chain intact.")
@@ -204,24 +216,57 @@ def cmd_connectors_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole_number(text: str, what: str, low: int, high: int | None = None) -> int:
+    span = f"from {low} to {high}" if high is not None else f"{low} or more"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be a whole number {span}, "
+                                         f"not {text[:20]!r}.") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"{what} must be {span}, not {value}.")
+    return value
+
+
+def _port(text: str) -> int:
+    return _whole_number(text, "the port", 1, 65535)
+
+
+def _workers(text: str) -> int:
+    return _whole_number(text, "the number of workers", 1)
+
+
+def _fd(text: str) -> int:
+    return _whole_number(text, "the file descriptor", 0)
+
+
+def _fd_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fd", type=_fd, default=None, help="serve on this inherited, bound TCP "
+                   "socket (socket activation) instead of --host/--port")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kilde", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="gateway + sandbox + demo keys, embedded defaults")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="1-65535 (default 8000)")
+    _fd_argument(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve", help="production server, configuration from KILDE_* env")
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--host", default="")
-    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--workers", type=_workers, default=0,
+                   help="worker processes, at least 1 (default KILDE_WORKERS)")
+    p.add_argument("--host", default="", help="default KILDE_HOST")
+    p.add_argument("--port", type=_port, default=0, help="1-65535 (default KILDE_PORT)")
+    _fd_argument(p)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("sandbox", help="the simulated upstreams only")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8001)
+    p.add_argument("--port", type=_port, default=8001, help="1-65535 (default 8001)")
+    _fd_argument(p)
     p.set_defaults(func=cmd_sandbox)
 
     p = sub.add_parser("token", help="print a demo token for a persona")

@@ -17,25 +17,46 @@ from connectors.base import ConnectorSettings
 from gateway.settings import BUILTIN_CONNECTORS, Settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listening_socket() -> socket.socket:
+    """A TCP socket bound to a loopback port the OS chose, for one server to take over.
+
+    The server is handed this very socket (never only its number), so no other process on
+    the machine can take the port between choosing it and serving on it.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def port_of(sock: socket.socket) -> int:
+    return int(sock.getsockname()[1])
+
+
+@contextmanager
+def inherited(sock: socket.socket) -> Iterator[tuple[list[str], dict[str, Any]]]:
+    """For a `kilde demo|serve|sandbox` subprocess: the `--fd` arguments and the Popen
+    keywords that pass `sock` to it. The test's own copy is closed afterwards."""
+    fd = sock.fileno()
+    try:
+        yield ["--fd", str(fd)], {"pass_fds": (fd,)}
+    finally:
+        sock.close()
 
 
 class ServerThread:
     """One uvicorn server for an ASGI app, on its own event loop in a daemon thread."""
 
-    def __init__(self, app: Any, port: int) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+    def __init__(self, app: Any, sock: socket.socket | None = None) -> None:
+        self.sock = sock or listening_socket()
+        self.port = port_of(self.sock)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                 access_log=False, lifespan="on", log_level="warning",
                                 timeout_graceful_shutdown=1)
         self.server = uvicorn.Server(config)
-        self.port = port
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        asyncio.run(self.server.serve(sockets=[self.sock]))
 
     def start(self) -> None:
         self.thread.start()
@@ -48,6 +69,7 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()  # (uvicorn closes it too, unless the server never started)
 
     @property
     def url(self) -> str:
@@ -69,8 +91,8 @@ def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **override
 
 
 @contextmanager
-def running(app: Any, port: int | None = None) -> Iterator[ServerThread]:
-    server = ServerThread(app, port or free_port())
+def running(app: Any, sock: socket.socket | None = None) -> Iterator[ServerThread]:
+    server = ServerThread(app, sock)
     server.start()
     try:
         yield server

@@ -138,7 +138,10 @@ class PostgresAuditSink:
         self._committer: GroupCommitter[Row] = GroupCommitter(self._commit)
 
     @classmethod
-    async def open(cls, url: str, *, retention_days: int) -> PostgresAuditSink:
+    async def open(cls, url: str, *, retention_days: int, create: bool = True
+                   ) -> PostgresAuditSink:
+        """Open the trail at `url`, creating its tables unless `create` is false (`kilde audit
+        verify`, which must find a trail there and change nothing)."""
         try:
             parts = urlsplit(url)
             if "," not in parts.netloc:  # libpq multi-host lists are asyncpg's to parse
@@ -150,6 +153,9 @@ class PostgresAuditSink:
             url, min_size=0, max_size=10, timeout=5.0, command_timeout=30.0
         )
         sink = cls(pool, retention_days=retention_days)
+        if not create:
+            await sink._require_existing()
+            return sink
         try:
             await sink._ensure_schema()
         except AuditUnavailableError as exc:
@@ -158,6 +164,19 @@ class PostgresAuditSink:
                 type(exc.__cause__).__name__,
             )
         return sink
+
+    async def _require_existing(self) -> None:
+        try:
+            async with self._connection() as conn:
+                found = await conn.fetchval("SELECT to_regclass('audit_chain') IS NOT NULL")
+        except AuditUnavailableError:
+            await self._pool.close()
+            raise
+        if not found:
+            await self._pool.close()
+            raise ValueError("The PostgreSQL database (and schema) named by KILDE_AUDIT__URL "
+                             "holds no Kilde audit trail; nothing was created.")
+        self._ready = True
 
     async def _ensure_schema(self) -> None:
         if self._ready:

@@ -160,8 +160,11 @@ def decode_cursor(cursor: str) -> tuple[int, int]:
         raise AuditCursorError("The 'after' cursor is not one this audit log issued.") from None
 
 
-async def open_audit_sink(url: str, *, retention_days: int) -> AuditSink:
+async def open_audit_sink(url: str, *, retention_days: int, create: bool = True) -> AuditSink:
     """Open the sink a `KILDE_AUDIT__URL` names, creating its tables when missing.
+
+    With `create=False` the trail must already exist, and opening it creates nothing (no
+    file, no tables): a ValueError says what was found instead.
 
     `sqlite:///relative.db`, `sqlite:////absolute/path.db`, `sqlite:///:memory:` (tests) or
     `postgresql://user@host:5432/db` (`?search_path=schema` is passed as a server setting).
@@ -176,11 +179,12 @@ async def open_audit_sink(url: str, *, retention_days: int) -> AuditSink:
     if scheme == "sqlite" and sep and rest.startswith("/") and len(rest) > 1:
         from gateway.audit.sqlite import SqliteAuditSink
 
-        return await SqliteAuditSink.open(rest[1:], retention_days=retention_days)
+        return await SqliteAuditSink.open(rest[1:], retention_days=retention_days,
+                                          create=create)
     if scheme in ("postgresql", "postgres") and sep and rest:
         from gateway.audit.postgres import PostgresAuditSink
 
-        return await PostgresAuditSink.open(url, retention_days=retention_days)
+        return await PostgresAuditSink.open(url, retention_days=retention_days, create=create)
     shown = scheme if sep else "(none)"
     raise ValueError(
         "KILDE_AUDIT__URL must look like 'sqlite:///path.db', 'sqlite:///:memory:' or "
@@ -190,7 +194,7 @@ async def open_audit_sink(url: str, *, retention_days: int) -> AuditSink:
 
 async def verify_url(url: str) -> VerifyResult:
     """Open the trail at `url`, verify the whole chain, close it (for `kilde audit verify`)."""
-    sink = await open_audit_sink(url, retention_days=36500)
+    sink = await open_audit_sink(url, retention_days=36500, create=False)
     try:
         return await sink.verify()
     finally:

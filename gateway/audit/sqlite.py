@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from gateway.audit.batching import GroupCommitter
 from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
@@ -36,6 +39,7 @@ from gateway.audit.sink import (
 R = TypeVar("R")
 log = logging.getLogger("kilde.audit")
 VERIFY_PAGE = 2000
+BUSY_SECONDS = 10.0  # how long a statement waits for another process's lock on the file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_events (
@@ -93,23 +97,41 @@ class SqliteAuditSink:
         self._committer: GroupCommitter[Row] = GroupCommitter(self._commit)
 
     @classmethod
-    async def open(cls, path: str, *, retention_days: int) -> SqliteAuditSink:
+    async def open(cls, path: str, *, retention_days: int, create: bool = True) -> SqliteAuditSink:
+        """Open (with `create`, also create) the trail at `path`; `ValueError` says why not.
+
+        Without `create` (`kilde audit verify`) a missing file is an error and nothing is
+        written: neither the file nor its tables appear.
+        """
         sink = cls(path, retention_days=retention_days)
         try:
-            await asyncio.get_running_loop().run_in_executor(sink._executor, sink._connect)
+            await asyncio.get_running_loop().run_in_executor(
+                sink._executor, sink._connect, create)
         except (sqlite3.Error, OSError) as exc:
             sink._executor.shutdown(wait=False)
-            raise ValueError(
-                "The SQLite audit file named by KILDE_AUDIT__URL could not be opened "
-                f"({type(exc).__name__}); check that its directory exists and is writable."
-            ) from exc
+            raise ValueError(open_failure(path, exc, create=create)) from exc
         return sink
 
-    def _connect(self) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
+    def _connect(self, create: bool) -> None:
+        memory = self.path == ":memory:"
+        if not create and not memory and not os.path.isfile(self.path):
+            raise FileNotFoundError(self.path)
+        # mode=rw never creates the file; the busy timeout applies from the first statement
+        target = self.path if create or memory else f"file:{quote(self.path)}?mode=rw"
+        conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_SECONDS,
+                               uri=not (create or memory))
+        try:
+            if create:
+                _set_wal(conn)
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.executescript(f"BEGIN IMMEDIATE;\n{SCHEMA}\nCOMMIT;")
+            elif not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE name = 'audit_chain'"
+            ).fetchone():
+                raise NotAnAuditTrailError(self.path)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     async def _call(self, fn: Callable[..., R], *args: Any) -> R:
@@ -306,6 +328,64 @@ class SqliteAuditSink:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=False)
+
+
+class NotAnAuditTrailError(sqlite3.DatabaseError):
+    """The file is a SQLite database, but not one a Kilde audit sink created."""
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting out another process that opens the same new file right now.
+
+    The busy timeout does not cover this pragma: turning a new file to WAL upgrades a read
+    lock to a write lock, and when two connections do that at once SQLite refuses one of them
+    at once (SQLITE_BUSY, to avoid a deadlock) instead of calling its busy handler. By the
+    time the refused one asks again the other has finished, and the pragma is a no-op.
+    """
+    deadline = time.monotonic() + BUSY_SECONDS
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        _pause(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)  # on the audit worker thread, never on the event loop
+
+
+def open_failure(path: str, exc: BaseException, *, create: bool) -> str:
+    """The one sentence `open()` fails with: what actually went wrong with the file."""
+    what = f"The SQLite audit file {path!r} named by KILDE_AUDIT__URL"
+    parent = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, NotAnAuditTrailError):
+        return f"{what} is a SQLite database but not a Kilde audit trail (it has no audit tables)."
+    if isinstance(exc, FileNotFoundError) and not create:
+        return f"{what} does not exist; nothing was created."
+    if not os.path.isdir(parent):
+        return f"{what} cannot be created: its directory {parent!r} does not exist."
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == sqlite3.SQLITE_BUSY:
+        return (f"{what} stayed locked by another process for more than {BUSY_SECONDS:g} s; "
+                "check what else holds it open.")
+    if code == sqlite3.SQLITE_NOTADB:
+        return f"{what} is not a SQLite database (is it another kind of file?)."
+    if code == sqlite3.SQLITE_READONLY or (
+        os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        return f"{what} is not writable by this process; check its owner and permissions."
+    if code == sqlite3.SQLITE_CANTOPEN and not os.access(parent, os.W_OK | os.X_OK):
+        return (f"{what} cannot be created: this process may not write to its directory "
+                f"{parent!r}.")
+    if os.path.isdir(path):
+        return f"{what} is a directory, not a file."
+    detail = str(exc) if isinstance(exc, sqlite3.Error) else type(exc).__name__
+    return f"{what} could not be opened: {detail}."
 
 
 def _open(conn: sqlite3.Connection | None) -> sqlite3.Connection:

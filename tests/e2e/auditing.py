@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,14 @@ from gateway.app import create_app
 from gateway.audit import AuditEvent, open_audit_sink
 from gateway.demo import mint_token
 from gateway.settings import Settings
-from tests.servers import ServerThread, e2e_settings, free_port, running
+from tests.servers import (
+    ServerThread,
+    e2e_settings,
+    inherited,
+    listening_socket,
+    port_of,
+    running,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,9 +61,9 @@ class AuditedGateway:
 
 @contextmanager
 def audited_gateway(sandbox_url: str, audit_url: str, **overrides: Any) -> Iterator[AuditedGateway]:
-    port = free_port()
-    settings = e2e_settings(port, sandbox_url, audit_url, **overrides)
-    with running(create_app(settings), port) as server:
+    sock = listening_socket()
+    settings = e2e_settings(port_of(sock), sandbox_url, audit_url, **overrides)
+    with running(create_app(settings), sock) as server:
         yield AuditedGateway(server, settings, audit_url)
 
 
@@ -108,13 +116,16 @@ def serve_env(port: int, sandbox_url: str, audit_url: str, **extra: str) -> dict
     return env
 
 
-def start_serve(env: Mapping[str, str], output: Path) -> subprocess.Popen[bytes]:
-    """`python -m gateway.cli serve` with stdout and stderr both written to `output`; returns
-    once it answers `/readyz`, or raises with the process killed."""
-    with output.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT,
-                                env=dict(env), stdout=sink, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{env['KILDE_PORT']}/readyz"
+def start_serve(env: Mapping[str, str], output: Path,
+                sock: socket.socket) -> subprocess.Popen[bytes]:
+    """`python -m gateway.cli serve` on `sock` (from `listening_socket()`), with stdout and
+    stderr both written to `output`; returns once it answers `/readyz`, or raises with the
+    process killed."""
+    url = f"http://127.0.0.1:{port_of(sock)}/readyz"
+    with output.open("wb") as sink, inherited(sock) as (fd_args, popen):
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", *fd_args],
+                                cwd=ROOT, env=dict(env), stdout=sink, stderr=subprocess.STDOUT,
+                                **popen)
     deadline = time.monotonic() + 30
     while True:
         try:

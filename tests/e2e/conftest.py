@@ -13,7 +13,7 @@ from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from tests.e2e.client import Client
-from tests.servers import ServerThread, e2e_settings, free_port, running
+from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
 
 
 class Stack:
@@ -51,9 +51,9 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     audit_path = tmp_path_factory.mktemp("audit") / "audit.sqlite3"
     with running(create_sandbox({})) as sandbox:
-        port = free_port()
-        settings = e2e_settings(port, sandbox.url, f"sqlite:///{audit_path}")
-        with running(create_app(settings), port) as gateway:
+        sock = listening_socket()
+        settings = e2e_settings(port_of(sock), sandbox.url, f"sqlite:///{audit_path}")
+        with running(create_app(settings), sock) as gateway:
             yield Stack(gateway, sandbox, settings, audit_path)
 
 

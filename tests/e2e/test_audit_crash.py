@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from sandbox.world import by_tag
 from tests.e2e.auditing import read_events, serve_env, start_serve, stop
 from tests.e2e.conftest import Stack
-from tests.servers import free_port
+from tests.servers import listening_socket, port_of
 
 pytestmark = pytest.mark.slow
 
@@ -82,13 +82,15 @@ def test_every_delivered_response_is_audited_when_the_gateway_is_killed(
 ) -> None:
     stack.reset()
     audit_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
-    port = free_port()
+    sock = listening_socket()
+    port = port_of(sock)
     settings = Settings.from_env({})
     jobs = [(p.nin, mint_token(persona, p.nin, issuer=settings.auth.issuer,
                                audience=settings.auth.audience))
             for persona, p in (("legevakt-lege", by_tag("legevakt-hlr")),
                                ("hjemmesykepleier", by_tag("multi-service")))]
-    proc = start_serve(serve_env(port, stack.sandbox.url, audit_url), tmp_path / "gateway.log")
+    proc = start_serve(serve_env(port, stack.sandbox.url, audit_url), tmp_path / "gateway.log",
+                       sock)
     try:
         received = asyncio.run(_load(f"http://127.0.0.1:{port}/graphql", jobs, proc))
     finally:

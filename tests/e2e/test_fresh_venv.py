@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,8 +26,8 @@ import pytest
 from gateway.demo import mint_token
 from gateway.settings import AuthSettings
 from sandbox.world import by_tag
-from tests.plugins import EXAMPLE, ROOT
-from tests.servers import free_port
+from tests.plugins import EXAMPLE, ROOT, on_path
+from tests.servers import inherited, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -65,10 +66,10 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
 
 @contextmanager
 def _serving(args: Sequence[str | Path], env: dict[str, str], url: str,
-             log: Path) -> Iterator[None]:
+             log: Path, **popen: Any) -> Iterator[None]:
     with log.open("w") as output:
         process = subprocess.Popen([str(a) for a in args], env=env, stdout=output,
-                                   stderr=subprocess.STDOUT)
+                                   stderr=subprocess.STDOUT, **popen)
         try:
             deadline = time.monotonic() + 30
             while True:
@@ -97,20 +98,28 @@ def test_the_installed_example_passes_the_contract_kit(venv: Path) -> None:
 
 def test_the_installed_example_serves_data_under_policy_and_is_in_the_catalogue(
         venv: Path, tmp_path: Path) -> None:
-    hub_port, port = free_port(), free_port()
+    with on_path(EXAMPLE / "src"):
+        from kilde_velferd.sandbox import create_app as create_hub
+
+        hub_app = create_hub()
+    with running(hub_app) as hub:
+        _ask_the_installed_example(venv, tmp_path, hub.url)
+
+
+def _ask_the_installed_example(venv: Path, tmp_path: Path, hub_url: str) -> None:
     env = _env(tmp_path, KILDE_CONNECTORS__VELFERD__ENABLED="true",
-               KILDE_CONNECTORS__VELFERD__BASE_URL=f"http://127.0.0.1:{hub_port}",
+               KILDE_CONNECTORS__VELFERD__BASE_URL=hub_url,
                KILDE_CONNECTORS__VELFERD__MUNICIPALITIES="0301",
                KILDE_POLICY_FILE=str(EXAMPLE / "policy.toml"))
     listing = json.loads(_run([venv / "bin" / "kilde", "connectors", "list", "--json"],
                               env=env).stdout)
     velferd = next(row for row in listing if row["name"] == "velferd")
     assert (velferd["version"], velferd["categories"]) == ("0.1.0", ["welfare_technology"])
-    hub = [venv / "bin" / "python", "-m", "kilde_velferd.sandbox", "--port", hub_port]
-    gateway = [venv / "bin" / "kilde", "demo", "--port", port]
-    base = f"http://127.0.0.1:{port}"
-    with _serving(hub, env, f"http://127.0.0.1:{hub_port}/", tmp_path / "hub.log"), \
-            _serving(gateway, env, f"{base}/healthz", tmp_path / "gateway.log"):
+    sock = listening_socket()
+    base = f"http://127.0.0.1:{port_of(sock)}"
+    with inherited(sock) as (fd_args, popen), \
+            _serving([venv / "bin" / "kilde", "demo", *fd_args], env, f"{base}/healthz",
+                     tmp_path / "gateway.log", **popen):
         auth = AuthSettings()
         token = mint_token("hjemmesykepleier", HOME_CARE, issuer=auth.issuer,
                            audience=auth.audience)

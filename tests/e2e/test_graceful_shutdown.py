@@ -15,7 +15,7 @@ import pytest
 
 from gateway.demo import mint_token
 from sandbox.app import create_app as create_sandbox
-from tests.servers import free_port, running
+from tests.servers import inherited, listening_socket, port_of, running
 
 NIN = "14033841389"
 QUERY = "query($nin: String!) { patient(nin: $nin) { alerts { title } sources { status } } }"
@@ -43,11 +43,14 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits(tmp_path: Path) ->
     with running(create_sandbox({})) as sandbox:
         httpx.put(f"{sandbox.url}/_sandbox/faults/kjernejournal",
                   json={"mode": "none", "latency_ms": 1500}).raise_for_status()
-        port = free_port()
+        sock = listening_socket()
+        port = port_of(sock)
         kilde = Path(sys.executable).with_name("kilde")
-        proc = subprocess.Popen([str(kilde), "serve", "--port", str(port)],
-                                env=_env(port, sandbox.url, tmp_path / "audit.sqlite3"),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with inherited(sock) as (fd_args, popen):
+            proc = subprocess.Popen([str(kilde), "serve", *fd_args],
+                                    env=_env(port, sandbox.url, tmp_path / "audit.sqlite3"),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    **popen)
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 20

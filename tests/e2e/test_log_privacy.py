@@ -16,7 +16,7 @@ from gateway.settings import Settings
 from sandbox.world import PATIENTS, PROFESSIONALS, by_tag
 from tests.e2e.auditing import serve_env, start_serve, stop
 from tests.e2e.conftest import Stack
-from tests.servers import free_port
+from tests.servers import listening_socket, port_of
 
 pytestmark = pytest.mark.slow
 
@@ -122,11 +122,12 @@ class Driver:
 def driven(stack: Stack, tmp_path: Path) -> tuple[str, Driver, str]:
     """Run the scenarios against a DEBUG-level `kilde serve`; yield all it wrote, and the driver."""
     stack.reset()
-    port = free_port()
+    sock = listening_socket()
+    port = port_of(sock)
     env = serve_env(port, stack.sandbox.url, f"sqlite:///{tmp_path / 'audit.sqlite3'}",
                     KILDE_LOG_LEVEL="DEBUG", KILDE_CONNECTORS__KJERNEJOURNAL__TIMEOUT="0.3")
     output = tmp_path / "gateway.log"
-    proc = start_serve(env, output)
+    proc = start_serve(env, output, sock)
     driver = Driver(f"http://127.0.0.1:{port}", Settings.from_env({}))
     try:
         driver.scenarios(stack)

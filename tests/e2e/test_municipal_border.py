@@ -17,7 +17,7 @@ from gateway.app import create_app
 from sandbox.world import by_tag
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack
-from tests.servers import e2e_settings, free_port, running
+from tests.servers import e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -56,11 +56,11 @@ def agreed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     """A second gateway on the same sandbox, with Bergen -> Oslo configured; no cache, so every
     query reaches the stores it may."""
     audit = tmp_path_factory.mktemp("agreed-audit") / "audit.sqlite3"
-    port = free_port()
-    settings = e2e_settings(port, stack.sandbox.url, f"sqlite:///{audit}",
+    sock = listening_socket()
+    settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{audit}",
                             agreements=(("4601", "0301"),))
     settings = replace(settings, cache=replace(settings.cache, enabled=False))
-    with running(create_app(settings), port) as gateway:
+    with running(create_app(settings), sock) as gateway:
         client = Client(gateway.url, stack.sandbox.url, settings)
         yield client
         client.close()

@@ -22,7 +22,7 @@ from gateway.cli import main
 from sandbox.world import by_tag
 from tests.e2e.conftest import Stack
 from tests.plugins import EXAMPLE, example_installed, on_path, write_distribution
-from tests.servers import ServerThread, e2e_settings, free_port, running
+from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
 
 HOME_CARE = by_tag("multi-service").nin  # Oslo; a safety alarm and a medicine dispenser
 NURSING_HOME = by_tag("legevakt-hlr").nin  # Oslo; night supervision, and an R-labelled GPS
@@ -89,9 +89,9 @@ def plugged(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         with running(hub_app) as hub:
 
             def make(**overrides: Any) -> Any:
-                port = free_port()
+                sock = listening_socket()
                 audit = tmp_path_factory.mktemp("audit") / "audit.sqlite3"
-                settings = e2e_settings(port, stack.sandbox.url, f"sqlite:///{audit}")
+                settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{audit}")
                 connectors = {**settings.connectors,
                               "velferd": ConnectorSettings(
                                   "velferd", base_url=hub.url, timeout=1.0,
@@ -101,7 +101,7 @@ def plugged(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                     settings, connectors=connectors, policy_file=str(POLICY),
                     enabled_connectors=(*settings.enabled_connectors, "velferd", "broken"),
                     resilience=replace(settings.resilience, enabled=True))  # health
-                return running(create_app(replace(settings, **overrides)), port)
+                return running(create_app(replace(settings, **overrides)), sock)
 
             yield Plugged(stack, hub_app, make)
 

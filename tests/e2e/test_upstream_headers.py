@@ -23,7 +23,7 @@ from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
-from tests.servers import e2e_settings, free_port, running
+from tests.servers import e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -104,12 +104,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     recorder = Recorder(create_sandbox({}))
     audit: Path = tmp_path_factory.mktemp("headers-audit") / "audit.sqlite3"
     with running(recorder) as sandbox:
-        port = free_port()
-        settings = e2e_settings(port, sandbox.url, f"sqlite:///{audit}")
+        sock = listening_socket()
+        settings = e2e_settings(port_of(sock), sandbox.url, f"sqlite:///{audit}")
         # no cache: every query must reach the upstreams for the recorder to see it
         settings = replace(settings, cache=replace(settings.cache, enabled=False))
-        with running(create_app(settings), port):
-            yield Recorded(recorder, f"http://127.0.0.1:{port}", settings)
+        with running(create_app(settings), sock) as gateway:
+            yield Recorded(recorder, gateway.url, settings)
 
 
 def _role(value: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from gateway.app import create_app
 from sandbox.app import SOURCES
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
-from tests.servers import e2e_settings, free_port, running
+from tests.servers import e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -65,10 +65,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     audit = tmp_path_factory.mktemp("webapp") / "audit.sqlite3"
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    settings = e2e_settings(port, url, f"sqlite:///{audit}")
-    with running(create_app(settings, sandbox=create_sandbox({})), port):
+    sock = listening_socket()
+    url = f"http://127.0.0.1:{port_of(sock)}"
+    settings = e2e_settings(port_of(sock), url, f"sqlite:///{audit}")
+    with running(create_app(settings, sandbox=create_sandbox({})), sock):
         yield url
 
 

@@ -7,7 +7,7 @@
 // field awaits only the sources it needs, maps their FHIR to the unified shape, links
 // medications across PLL, e-resept and the municipal store, and orders items clinically as
 // Kilde does. What it does not do, on purpose: verify a token, decide policy, write an audit
-// trail, cache. Run: PORT=8400 PLAN=bench/out/plan.json node server.mjs
+// trail, cache. Run: PORT=8400 PLAN=bench/out/plan.json node server.mjs (or LISTEN_FD=N)
 import { createServer } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -465,5 +465,7 @@ const server = createServer((req, res) => {
   yoga(req, res);
 });
 server.keepAliveTimeout = 75_000;
-server.listen(Number(process.env.PORT || 8400), '127.0.0.1');
+// LISTEN_FD: a bound socket handed over by the bench harness (no race for a free port)
+if (process.env.LISTEN_FD) server.listen({ fd: Number(process.env.LISTEN_FD) });
+else server.listen(Number(process.env.PORT || 8400), '127.0.0.1');
 process.on('SIGTERM', () => { server.close(); dispatcher.close().finally(() => process.exit(0)); });

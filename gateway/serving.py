@@ -1,0 +1,82 @@
+"""Run uvicorn for the CLI: on a socket bound here (or inherited), one or several workers.
+
+The outermost layer, below `gateway.cli`: `listen()` binds the address before anything else is
+built, so a port in use fails at once in plain words, and `--port 0` or an inherited `--fd`
+(systemd socket activation, a supervisor, a test harness) name their real port before the app
+is configured. `serve()` hands that socket to uvicorn, which then never binds on its own.
+
+>>> sock = listen("127.0.0.1", 0)             # doctest: +SKIP
+>>> serve("gateway.asgi:app", sock, workers=2)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan failed to start
+
+
+class ListenError(ValueError):
+    """The address cannot be listened on; the message says why in plain words."""
+
+
+def listen(host: str, port: int, fd: int | None = None) -> socket.socket:
+    """A bound TCP socket on `host:port`, or the inherited listening socket `fd`."""
+    if fd is not None:
+        try:
+            sock = socket.socket(fileno=fd)  # family and type are read from the descriptor
+        except OSError:
+            raise ListenError(f"--fd {fd} is not an open socket of this process.") from None
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET,
+                                                                  socket.AF_INET6):
+            sock.detach()
+            raise ListenError(f"--fd {fd} is not a TCP socket.")
+        return sock
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (socket.gaierror, UnicodeError):
+        sock.close()
+        raise ListenError(f"Cannot listen on {host!r}: it is not an address or host name "
+                          "of this machine.") from None
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"Cannot listen on {host}:{port}: {_why(exc)}.") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "another process already uses that port"
+    if exc.errno == errno.EACCES:
+        return "this user may not use that port (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "that address is not one of this machine's"
+    return exc.strerror or "the operating system refused"
+
+
+def address(sock: socket.socket) -> tuple[str, int]:
+    """The host and port `sock` is bound to (the real port when 0 was asked for)."""
+    host, port = sock.getsockname()[:2]
+    return str(host), int(port)
+
+
+def serve(app: Any, sock: socket.socket, *, workers: int = 1, **config: Any) -> int:
+    """Serve `app` (an ASGI app, or an import string for several workers) on `sock` until a
+    signal stops it; returns the exit status. `config` goes to `uvicorn.Config`."""
+    host, port = address(sock)
+    conf = uvicorn.Config(app, host=host, port=port, workers=workers, **config)
+    if workers > 1:
+        Multiprocess(conf, sockets=[sock]).run()
+        return 0
+    server = uvicorn.Server(conf)
+    server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
