@@ -62,8 +62,10 @@ class CacheStore:
     """
 
     def __init__(self, backend: Any, *, kind: str, op_timeout: float | None,
-                 retry_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 retry_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 namespace: str = "") -> None:
         self._backend = backend
+        self.namespace = namespace  # prefixed to every key (several installations, one Redis)
         self.kind = kind
         self.shared = kind == "redis"
         self._timeout = op_timeout
@@ -104,14 +106,18 @@ class CacheStore:
         return value
 
     async def get(self, key: str) -> bytes | None:
+        key = self.namespace + key
         value = await self._call(lambda: self._backend.get(key))
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
+        key = self.namespace + key
         await self._call(lambda: self._backend.set(key, value, ttl=_ttl(ttl)))
 
     async def add(self, key: str, value: bytes, ttl: float) -> bool:
         """Set only if absent (a lock); False when someone else holds it."""
+        key = self.namespace + key
+
         async def op() -> bool:
             try:
                 return bool(await self._backend.add(key, value, ttl=_ttl(ttl)))
@@ -120,6 +126,7 @@ class CacheStore:
         return await self._call(op)
 
     async def counter(self, key: str) -> int:
+        key = self.namespace + key
         value = await self._call(lambda: self._backend.get(key))
         try:
             return int(value) if value is not None else 0
@@ -128,6 +135,8 @@ class CacheStore:
 
     async def increment(self, key: str, ttl: int) -> int:
         """Add one to a counter and (re)start its TTL (whole seconds)."""
+        key = self.namespace + key
+
         async def op() -> int:
             value = int(await self._backend.increment(key, 1))
             await self._backend.expire(key, ttl)
@@ -135,6 +144,7 @@ class CacheStore:
         return await self._call(op)
 
     async def delete(self, key: str) -> None:
+        key = self.namespace + key
         await self._call(lambda: self._backend.delete(key))
 
     async def ping(self) -> bool:
@@ -162,12 +172,13 @@ def _ttl(seconds: float) -> float | int:
     return int(seconds) if float(seconds).is_integer() else float(seconds)
 
 
-def open_store(url: str, *, op_timeout: float = 0.25, retry_seconds: float = 1.0) -> CacheStore:
+def open_store(url: str, *, op_timeout: float = 0.25, retry_seconds: float = 1.0,
+               namespace: str = "") -> CacheStore:
     """A store for `memory://` or `redis://[:password@]host[:port][/db]`; ValueError otherwise."""
     parts = urlsplit(url)
     if parts.scheme == "memory":
         return CacheStore(SimpleMemoryCache(serializer=_Bytes(), timeout=None), kind="memory",
-                          op_timeout=None)
+                          op_timeout=None, namespace=namespace)
     if parts.scheme in ("redis", "rediss"):
         db = parts.path.strip("/") or "0"
         if not db.isdigit():
@@ -182,5 +193,5 @@ def open_store(url: str, *, op_timeout: float = 0.25, retry_seconds: float = 1.0
                                     "timeout": op_timeout},
         )
         return CacheStore(backend, kind="redis", op_timeout=op_timeout,
-                          retry_seconds=retry_seconds)
+                          retry_seconds=retry_seconds, namespace=namespace)
     raise ValueError("The cache URL must start with memory:// or redis:// (or rediss://).")

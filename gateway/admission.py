@@ -17,12 +17,14 @@ from typing import Any
 
 from graphql import DocumentNode, GraphQLSchema, OperationType
 
+from connectors.cachestore import CacheStore
+from connectors.crypto import CacheKeys
 from gateway.limits import Limiter, Shape, root_fields, selected_operation
 from gateway.persisted import (
     MemoryQueryStore,
     PersistedQueries,
     QueryStore,
-    RedisQueryStore,
+    SharedQueryStore,
     load_allowlist,
 )
 from gateway.ratelimit import RateLimiter
@@ -30,6 +32,9 @@ from gateway.settings import Settings
 from schema.errors import BadUserInputError, KildeError, RateLimitedError
 
 MAX_LABEL_FIELDS = 3
+META_FIELDS = frozenset({"__typename", "__schema", "__type"})
+UNKNOWN = "unknown"  # no operation to label (refused before parsing, or ambiguous)
+OTHER = "other"  # a root field the schema does not have: never its name
 
 
 class RefusedError(Exception):
@@ -52,13 +57,22 @@ class Admitted:
     document: DocumentNode
     operation: str  # root field names: bounded by the schema, never a value from the query
     shape: Shape
+    register: str | None = None  # the APQ hash to register the query under once it validated
 
 
-def operation_label(document: DocumentNode, operation_name: str | None) -> str:
-    """A bounded, data-free label for metrics: the selected operation's root fields."""
+def operation_label(document: DocumentNode, operation_name: str | None,
+                    schema: GraphQLSchema | None) -> str:
+    """A bounded, data-free label for metrics and traces: the selected operation's root
+    fields as the schema names them; `other` when any of them is not in the schema (a client
+    chooses those names, so they could carry an identity number)."""
+    op = selected_operation(document, operation_name)
     names = root_fields(document, operation_name)
-    if not names:
-        return "unknown"
+    if op is None or not names:
+        return UNKNOWN
+    root = schema.get_root_type(op.operation) if schema is not None else None
+    known = META_FIELDS | (set(root.fields) if root is not None else set())
+    if not known.issuperset(names):
+        return OTHER
     label = "+".join(names[:MAX_LABEL_FIELDS])
     return label + ("+more" if len(names) > MAX_LABEL_FIELDS else "")
 
@@ -102,19 +116,30 @@ class Admission:
             variables = params.get("variables")
             shape = self.limiter.check(document, self.schema,
                                        variables if isinstance(variables, dict) else None, name)
+            register = self.persisted.wants(params.get("query"), params.get("extensions"))
         except KildeError as exc:
             raise RefusedError(exc) from None
-        return Admitted(query, document, operation_label(document, name), shape)
+        return Admitted(query, document, operation_label(document, name, self.schema), shape,
+                        register)
+
+    async def register(self, admitted: Admitted) -> None:
+        """Register an APQ query after it ran without request errors (it parsed, passed the
+        limits and validated); documents with literal values are never stored."""
+        if admitted.register is not None:
+            await self.persisted.register(admitted.register, admitted.query, admitted.document)
 
 
 def build_admission(settings: Settings, schema: GraphQLSchema | None,
-                    redis: Any | None = None) -> Admission:
-    """Admission from settings; `redis` (when the cache is Redis) backs APQ and rate limits.
+                    redis: Any | None = None, *, shared: CacheStore | None = None,
+                    keys: CacheKeys | None = None) -> Admission:
+    """Admission from settings; `shared` (the cache store, when it is Redis) with the cache
+    `keys` holds registered queries for every replica; `redis` backs rate limits.
 
     Raises ValueError with one sentence when the allowlist file is unusable.
     """
     pq = settings.persisted
-    store: QueryStore = (RedisQueryStore(redis, pq.ttl_seconds) if redis is not None
+    store: QueryStore = (SharedQueryStore(shared, keys, pq.ttl_seconds)
+                         if shared is not None and shared.shared and keys is not None
                          else MemoryQueryStore(pq.max_entries))
     allowlist = load_allowlist(pq.allowlist_file) if pq.allowlist_file else None
     return Admission(

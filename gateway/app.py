@@ -34,7 +34,7 @@ from gateway.auth import Authenticator
 from gateway.events import handle_event
 from gateway.graphql import Endpoint, handle_graphql
 from gateway.limits import HideSuggestions, UseParsedDocument
-from gateway.logs import AccessLogMiddleware
+from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics
 from gateway.ratelimit import open_redis
 from gateway.security import add_security
@@ -120,7 +120,8 @@ def create_app(
                 audit=audit,
                 graphiql=settings.graphiql and not settings.production,
                 metrics=metrics,
-                admission=build_admission(settings, schema._schema, redis),
+                admission=build_admission(settings, schema._schema, redis,
+                                          shared=sources.store, keys=sources.keys),
                 max_body_bytes=settings.limits.max_body_bytes,
                 telemetry=telemetry,
             )
@@ -178,7 +179,7 @@ def create_app(
     if sandbox is not None:
         routes.append(Mount("", app=sandbox))
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestEdgeMiddleware)  # innermost: request id, crash guard, log
     add_security(app, settings.cors)
     if tracer is not None:
         app.add_middleware(tracing.TracingMiddleware, tracer=tracer)

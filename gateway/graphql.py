@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +21,7 @@ from strawberry.http.ides import get_graphql_ide_html
 from gateway.admission import Admission, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
+from gateway.logs import request_id_of
 from gateway.metrics import Metrics
 from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
@@ -124,19 +123,8 @@ async def _read_params(request: Request, max_body: int = MAX_BODY_BYTES) -> dict
     return params
 
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-def _request_id(offered: str) -> str:
-    """The caller's request id when it is a plain token, else a new one: an id goes into logs
-    and the audit trail, so it must not be able to carry an identity number or free text."""
-    if _REQUEST_ID.fullmatch(offered) and not re.search(r"\d{11}", offered):
-        return offered
-    return uuid.uuid4().hex
-
-
 async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
-    request_id = _request_id(request.headers.get("x-request-id", ""))
+    request_id = request_id_of(request.scope)
     if (request.method == "GET" and endpoint.graphiql
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params):
@@ -171,7 +159,7 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
         return response
 
-    document = None
+    document = admitted = None
     if endpoint.admission is not None:
         try:
             admitted = await endpoint.admission.admit(request.method, principal.client_id or "",
@@ -191,6 +179,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         )
     finally:
         ledger = ctx.finish()  # what was delivered; the fetches nobody awaited are stopped
+    if admitted is not None and not any(e.path is None for e in result.errors or ()):
+        await endpoint.admission.register(admitted)  # it validated: APQ may keep it
     if endpoint.telemetry is not None:
         endpoint.telemetry.sources(ledger)
 

@@ -1,8 +1,14 @@
-"""Operational logging: structured JSON lines with request ids and no personal data.
+"""Operational logging and the request's edge: request ids, one log line per request, no
+personal data.
 
-Sits beside everything in the gateway. Our own request log replaces uvicorn's access log,
-which prints query strings (a GraphQL GET can carry an identity number there). Log records
-carry a `request_id` extra where one exists; nothing logs names, identity numbers or tokens.
+Sits innermost among the app's middlewares (gateway/app.py), so CORS and the security headers
+wrap everything it sends. `RequestEdgeMiddleware` gives every request an id (the caller's
+`x-request-id` only when it is a UUID that cannot carry an identity number, else a new one),
+echoes it on every response, turns an unhandled exception into a JSON GraphQL error with that
+id, and writes one access-log line with the *route template* (`/cds-services/{id}`), never the
+path itself. Our request log replaces uvicorn's access log, which prints paths and query
+strings. Log records carry a `request_id` extra where one exists; nothing logs names, identity
+numbers or tokens, and exceptions are logged by type and stack, never by message.
 """
 
 from __future__ import annotations
@@ -12,13 +18,39 @@ import re
 import sys
 import time
 import traceback
+import uuid
 from typing import Any
 
 import orjson
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access = logging.getLogger("kilde.access")
+log = logging.getLogger("kilde.edge")
 _DIGITS = re.compile(r"\d{11}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_ROUTE = "other"  # a path no route matched: logged as this, never as itself
+INTERNAL = {"errors": [{"message": "Internal error; the request id in the response headers "
+                                   "identifies it.",
+                        "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
+
+
+def new_request_id() -> str:
+    """A random UUID (version 4) in which no 11 digits stand together."""
+    while True:
+        rid = str(uuid.uuid4())
+        if not _DIGITS.search(rid):
+            return rid
+
+
+def accept_request_id(offered: str) -> str:
+    """The caller's request id when it is a UUID (8-4-4-4-12 hex digits) with no run of 11
+    digits, else a new one: an id goes into logs and the audit trail, so it must not be able
+    to carry an identity number or free text."""
+    if _UUID.fullmatch(offered) and not _DIGITS.search(offered):
+        return offered
+    return new_request_id()
 
 
 def redact(text: str) -> str:
@@ -58,8 +90,29 @@ def configure_logging(level: str = "INFO") -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-class AccessLogMiddleware:
-    """One log line per request: method, path without query, status, duration, request id."""
+def route_template(scope: Scope) -> str:
+    """The template of the route that served `scope` (set by Starlette's router), or `other`."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if not isinstance(path, str):
+        return OTHER_ROUTE
+    return f"{path}/{{path}}" if isinstance(route, Mount) else path or "/"
+
+
+def request_id_of(scope: Scope) -> str:
+    """The id `RequestEdgeMiddleware` gave this request (a new one outside the middleware)."""
+    state = scope.get("state")
+    rid = state.get("request_id") if isinstance(state, dict) else None
+    if isinstance(rid, str) and rid:
+        return rid
+    for key, value in scope.get("headers", ()):
+        if key == b"x-request-id":
+            return accept_request_id(value.decode("latin-1"))
+    return new_request_id()
+
+
+class RequestEdgeMiddleware:
+    """Request id, crash guard and one access-log line per HTTP request (see the module)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -69,24 +122,35 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = request_id_of(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
-        request_id = ""
+        responded = False
 
         async def sending(message: Message) -> None:
-            nonlocal status, request_id
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
-                for key, value in message.get("headers", []):
-                    if key == b"x-request-id":
-                        request_id = value.decode("latin-1")
+                status, responded = message["status"], True
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                message["headers"] = [*headers, (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
+        except Exception:
+            log.error("unhandled error serving %s", route_template(scope), exc_info=True,
+                      extra={"request_id": request_id})
+            if responded:
+                raise
+            body = orjson.dumps(INTERNAL)
+            await sending({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
         finally:
             access.info("request", extra={
-                "method": scope["method"],
-                "path": redact(scope["path"]),
+                "method": scope["method"] if scope["method"] in _METHODS else "OTHER",
+                "path": route_template(scope),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
                 "request_id": request_id,

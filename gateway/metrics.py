@@ -4,7 +4,8 @@ Sits at the gateway's edge beside the audit sink: the lifespan builds one `Metri
 `CollectorRegistry`, no module globals) and puts it on the app state, the GraphQL endpoint
 counts deliveries only after their audit events are committed, and `/metrics` renders the
 registry. Labels are bounded and never identify anyone: source (connector name), category and
-the caller's municipality number. Other gateway metrics register on `Metrics.registry`.
+the caller's municipality number (four digits; anything else a token might carry is `other`).
+Other gateway metrics register on `Metrics.registry`.
 
 >>> metrics = Metrics()
 >>> metrics.record([])
@@ -14,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
@@ -22,6 +24,15 @@ from gateway.audit import AuditEvent
 
 DELIVERY_LABELS = ("source", "category", "municipality")
 NO_MUNICIPALITY = "none"  # callers without a municipality (citizens, external clients)
+OTHER = "other"  # a municipality claim that is not a municipality number
+_MUNICIPALITY = re.compile(r"[0-9]{4}")
+
+
+def municipality_label(number: str | None) -> str:
+    """A bounded label for a caller's municipality: its four-digit number, `none` or `other`."""
+    if not number:
+        return NO_MUNICIPALITY
+    return number if _MUNICIPALITY.fullmatch(number) else OTHER
 
 
 class Metrics:
@@ -50,7 +61,7 @@ class Metrics:
         for event in events:
             if event.outcome != "DELIVERED":
                 continue
-            municipality = event.actor_municipality or NO_MUNICIPALITY
+            municipality = municipality_label(event.actor_municipality)
             for d in event.deliveries:
                 if d.count <= 0:
                     continue

@@ -6,13 +6,21 @@ turns `query` and `extensions.persistedQuery.sha256Hash` into the query text to 
 clients do) or `BadUserInputError`. With an allowlist (`KILDE_PERSISTED__ALLOWLIST_FILE`) only
 its operations run, by hash or by identical text, and nothing new is registered.
 
-The store is per process in memory, or Redis when `KILDE_CACHE__URL` is Redis (shared by every
-replica). A query with an identity number written into it is run but never stored: persisted
-text must not hold personal data, so clients pass identity numbers as variables.
+A query is registered (`PersistedQueries.register`) only after it was parsed, passed the limits
+and validated, and only when its document carries no literal values: a string, number or a
+list/object holding one is where a client would write an identity number or a name, so such a
+query runs but is never stored; values travel as variables. Enum, boolean and null literals are
+bounded by the schema and allowed. The store is per process in memory, or the shared cache
+store (Redis) when `KILDE_CACHE__URL` is Redis; there the text is sealed with the cache key and
+filed under an HMAC of its hash, so a Redis dump holds no query text at all.
 
->>> pq = PersistedQueries(PersistedSettings(), MemoryQueryStore(10))
+>>> from graphql import parse
 >>> sha256_hex("{ me { name } }")[:12]
 'b8d9506e34c8'
+>>> carries_literals(parse('{ patient(nin: "14033841389") { nin } }'))
+True
+>>> carries_literals(parse('query($nin: String!) { patient(nin: $nin) { nin } }'))
+False
 """
 
 from __future__ import annotations
@@ -26,18 +34,44 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+from graphql import (
+    DocumentNode,
+    FloatValueNode,
+    IntValueNode,
+    Node,
+    StringValueNode,
+)
 
+from connectors.cachestore import CacheStore, CacheUnavailableError
+from connectors.crypto import CacheKeys
 from gateway.settings import PersistedSettings
 from schema.errors import BadUserInputError, PersistedQueryNotFoundError
 
 log = logging.getLogger("kilde.persisted")
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
-_IDENTITY_NUMBER = re.compile(r"(?<!\d)\d{11}(?!\d)")
+_LITERALS = (StringValueNode, IntValueNode, FloatValueNode)
 
 
 def sha256_hex(query: str) -> str:
     return hashlib.sha256(query.encode()).hexdigest()
+
+
+def carries_literals(document: DocumentNode) -> bool:
+    """True when any argument, directive argument or variable default in `document` is (or
+    holds, in a list or input object) a string, int or float literal."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _LITERALS):
+            return True
+        if isinstance(node, Node):
+            for key in node.keys:
+                if key != "loc":
+                    stack.append(getattr(node, key, None))
+        elif isinstance(node, tuple | list):
+            stack.extend(node)
+    return False
 
 
 class QueryStore(Protocol):
@@ -67,31 +101,41 @@ class MemoryQueryStore:
             self._entries.popitem(last=False)
 
 
-class RedisQueryStore:
-    """Registered queries in Redis, shared by replicas; a Redis failure reads as "not found"
-    (the client resends the full query) and a failed write is skipped."""
+class SharedQueryStore:
+    """Registered queries in the shared cache store (Redis), for every replica: the text is
+    sealed (AES-GCM) and keyed by an HMAC of its hash. A store failure reads as "not found"
+    (the client resends the full query) and a failed write is skipped; the store's own guard
+    bounds every call (connectors/cachestore.py)."""
 
-    def __init__(self, redis: Any, ttl_seconds: int) -> None:
-        self.redis = redis
+    def __init__(self, store: CacheStore, keys: CacheKeys, ttl_seconds: int,
+                 prefix: str = "kilde:") -> None:
+        self.store = store
+        self.keys = keys
         self.ttl = max(1, ttl_seconds)
+        self.prefix = prefix
+
+    def _key(self, sha256: str) -> str:
+        return f"{self.prefix}apq:" + self.keys.key_for("apq", sha256)
 
     async def get(self, sha256: str) -> str | None:
-        from redis.exceptions import RedisError
-
+        key = self._key(sha256)
         try:
-            value = await self.redis.get(f"kilde:apq:{sha256}")
-        except (RedisError, OSError) as exc:
-            log.warning("persisted-query store unavailable (%s)", type(exc).__name__)
+            blob = await self.store.get(key)
+        except CacheUnavailableError:
             return None
-        return value.decode() if isinstance(value, bytes) else value
+        plain = self.keys.open(blob, aad=key.encode()) if blob is not None else None
+        if plain is None:  # absent, or sealed under another key
+            return None
+        query = plain.decode()
+        return query if sha256_hex(query) == sha256 else None
 
     async def put(self, sha256: str, query: str) -> None:
-        from redis.exceptions import RedisError
-
+        key = self._key(sha256)
         try:
-            await self.redis.set(f"kilde:apq:{sha256}", query.encode(), ex=self.ttl)
-        except (RedisError, OSError) as exc:
-            log.warning("persisted-query store unavailable (%s)", type(exc).__name__)
+            await self.store.set(key, self.keys.seal(query.encode(), aad=key.encode()),
+                                 self.ttl)
+        except CacheUnavailableError:
+            log.warning("persisted-query store unavailable; the query is not registered")
 
 
 def load_allowlist(path: str) -> dict[str, str]:
@@ -152,14 +196,30 @@ class PersistedQueries:
         if sha256_hex(text) != digest:
             raise BadUserInputError("provided sha does not match query",
                                     reason="PERSISTED_QUERY_HASH_MISMATCH")
-        if self.allowlist is not None:
-            if digest not in self.allowlist:
-                raise PersistedQueryNotFoundError(
-                    "This server runs only registered operations; this one is not registered.",
-                    reason="NOT_IN_ALLOWLIST")
-        elif self.settings.apq and not _IDENTITY_NUMBER.search(text):
-            await self.store.put(digest, text)
+        if self.allowlist is not None and digest not in self.allowlist:
+            raise PersistedQueryNotFoundError(
+                "This server runs only registered operations; this one is not registered.",
+                reason="NOT_IN_ALLOWLIST")
         return text
+
+    def wants(self, query: Any, extensions: Any) -> str | None:
+        """The hash to register the query text the client sent under once it has run, or None
+        (no text sent, no APQ request, an allowlist, APQ off)."""
+        persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
+        if (persisted is None or not isinstance(query, str) or self.allowlist is not None
+                or not self.settings.apq):
+            return None
+        digest = _hash_of(persisted)
+        return digest if sha256_hex(query) == digest else None
+
+    async def register(self, digest: str, query: str, document: DocumentNode) -> bool:
+        """Store `query` under `digest` unless its document carries literals; True if stored.
+
+        Call only for a document that parsed, passed the limits and validated."""
+        if carries_literals(document):
+            return False
+        await self.store.put(digest, query)
+        return True
 
     async def _lookup(self, digest: str) -> str | None:
         if self.allowlist is not None:

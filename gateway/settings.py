@@ -57,6 +57,7 @@ class CacheSettings:
     op_timeout_seconds: float = 0.25  # a slower Redis call counts as Redis trouble
     retry_seconds: float = 1.0  # after Redis trouble, bypass it this long before probing again
     fresh_per_minute: int = 6  # fresh-data requests per principal per minute; then cache
+    namespace: str = ""  # prefix of every key in the store: several installations on one Redis
 
     def ttl_for(self, source: str) -> float:
         """The TTL of `source`'s entries: its own, else the default, never above the maximum."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from connectors.base import Connector
 from connectors.cache import Cache, CachedConnector
-from connectors.cachestore import open_store
+from connectors.cachestore import CacheStore, open_store
 from connectors.crypto import CacheKeys, ephemeral_secret
 from connectors.registry import Registry
 from connectors.resilience import ResilientConnector
@@ -51,6 +51,8 @@ class Sources:
     cache: Cache | None
     health: SourceHealth
     fresh: FreshLimiter
+    store: CacheStore | None = None  # the store (Redis: shared), also for APQ and rate limits
+    keys: CacheKeys | None = None  # the cache's keys: HMAC for keys, AES-GCM for values
 
     async def readiness(self) -> str:
         """'ok', 'degraded' (Redis trouble: sources are asked directly) or 'disabled'."""
@@ -59,8 +61,8 @@ class Sources:
         return "ok" if await self.cache.store.ping() else "degraded"
 
     async def aclose(self) -> None:
-        if self.cache is not None:
-            await self.cache.store.aclose()
+        if self.store is not None:
+            await self.store.aclose()
 
 
 def _keys(settings: Settings) -> CacheKeys:
@@ -75,10 +77,11 @@ def wrap_sources(registry: Registry, settings: Settings) -> Sources:
     """The registry with every connector wrapped (cache outermost), and its companions."""
     conf = settings.cache
     keys = _keys(settings)
+    # opened even with the cache off: persisted queries and rate limits share it
+    store = open_store(conf.url, op_timeout=conf.op_timeout_seconds,
+                       retry_seconds=conf.retry_seconds, namespace=conf.namespace)
     cache = None
     if conf.enabled:
-        store = open_store(conf.url, op_timeout=conf.op_timeout_seconds,
-                           retry_seconds=conf.retry_seconds)
         cache = Cache(store, keys, max_lifetime=conf.max_ttl_seconds + conf.max_stale_seconds)
     resilient: dict[str, ResilientConnector] = {}
     entries = []
@@ -94,4 +97,4 @@ def wrap_sources(registry: Registry, settings: Settings) -> Sources:
                                         max_stale=conf.max_stale_seconds)
         entries.append(dataclasses.replace(entry, connector=connector))
     fresh = FreshLimiter(conf.fresh_per_minute, keys, cache.store if cache else None)
-    return Sources(Registry(entries), cache, SourceHealth(resilient), fresh)
+    return Sources(Registry(entries), cache, SourceHealth(resilient), fresh, store, keys)

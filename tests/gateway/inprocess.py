@@ -47,6 +47,7 @@ class Harness:
     client: httpx.AsyncClient
     sandbox: httpx.AsyncClient
     settings: Settings
+    state: Any = None  # the app's lifespan State (gateway/app.py): store, endpoint, metrics
 
     def token(self, persona: str = "legevakt-lege", patient: str | None = LEGEVAKT_PATIENT,
               **kw: Any) -> str:
@@ -106,4 +107,4 @@ async def gateway(settings: Settings | None = None, tracer_provider: Any = None,
                 httpx.AsyncClient(transport=httpx.ASGITransport(sandbox),
                                   base_url=SANDBOX) as upstream:
             await upstream.delete("/_sandbox/requests")
-            yield Harness(client, upstream, settings)
+            yield Harness(client, upstream, settings, (state or {}).get("kilde"))

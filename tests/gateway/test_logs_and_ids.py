@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import pytest
 
-from gateway.graphql import _request_id
-from gateway.logs import JsonFormatter, redact
+from gateway.logs import JsonFormatter, accept_request_id, new_request_id, redact
 from gateway.settings import Settings, SettingsError
 
 
 @pytest.mark.parametrize(("offered", "kept"), [
-    ("abc-123_x.y", True),
+    ("0b6b5c3e-8f1a-4c2e-9d7a-1f2e3d4c5b6a", True),
+    ("0B6B5C3E-8F1A-4C2E-9D7A-1F2E3D4C5B6A", True),
     ("", False),
+    ("abc-123_x.y", False),  # a plain token could spell a name: only UUIDs are kept
     ("14033841389", False),
-    ("req-14033841389-x", False),
-    ("has space", False),
+    ("0b6b5c3e-8f1a-4c2e-9d7a-014033841389", False),  # a UUID carrying an identity number
+    ("0b6b5c3e8f1a4c2e9d7a1f2e3d4c5b6a", False),  # 32 hex digits can hold 11 digits in a row
+    ("Kari-Nordmann", False),
+    ("0b6b5c3e-8f1a-4c2e-9d7a-1f2e3d4c5b6a\n", False),
     ("x" * 65, False),
     ('{"nin":1}', False),
 ])
-def test_a_client_request_id_is_kept_only_when_it_is_a_plain_token(offered: str, kept: bool) -> None:
-    rid = _request_id(offered)
+def test_a_client_request_id_is_kept_only_when_it_is_a_uuid_that_cannot_carry_a_number(
+        offered: str, kept: bool) -> None:
+    rid = accept_request_id(offered)
     assert (rid == offered) is kept
-    assert len(rid) <= 64
+    assert len(rid) == 36
     assert "14033841389" not in rid
+
+
+def test_our_own_request_ids_never_hold_eleven_digits_in_a_row() -> None:
+    ids = {new_request_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    assert not [rid for rid in ids if re.search(r"\d{11}", rid)]
 
 
 def test_an_exception_is_logged_by_type_and_stack_without_its_message() -> None:

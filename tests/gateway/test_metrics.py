@@ -52,3 +52,13 @@ def test_each_app_has_its_own_registry() -> None:
     first.record([event(1)])
     assert _samples(second) == {}
     assert first.registry is not second.registry
+
+
+def test_a_municipality_claim_that_is_not_a_municipality_number_is_counted_as_other() -> None:
+    metrics = Metrics()
+    metrics.record([event(1, actor_municipality="14033841389"),
+                    event(2, actor_municipality="Kari Nordmann")])
+    text = metrics.render()[0].decode()
+    assert 'municipality="other"' in text
+    assert "14033841389" not in text
+    assert "Nordmann" not in text

@@ -8,11 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from graphql import parse
 
+from connectors.cachestore import open_store
+from connectors.crypto import CacheKeys
 from gateway.persisted import (
     MemoryQueryStore,
     PersistedQueries,
-    RedisQueryStore,
+    SharedQueryStore,
+    carries_literals,
     load_allowlist,
     sha256_hex,
 )
@@ -28,12 +32,43 @@ def _ext(query: str) -> dict[str, object]:
     return {"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(query)}}
 
 
+KEYS = CacheKeys.from_secret("a-test-secret-of-enough-length-0123")
+
+
 async def test_apq_registers_a_query_by_hash_and_then_serves_the_hash_alone() -> None:
     pq = PersistedQueries(PersistedSettings(), MemoryQueryStore(10))
     with pytest.raises(PersistedQueryNotFoundError):
         await pq.resolve(None, _ext(ME))
     assert await pq.resolve(ME, _ext(ME)) == ME
+    digest = pq.wants(ME, _ext(ME))
+    assert digest == sha256_hex(ME)
+    assert await pq.register(digest, ME, parse(ME))
     assert await pq.resolve(None, _ext(ME)) == ME
+    assert pq.wants(None, _ext(ME)) is None  # served from the store: nothing to register
+
+
+@pytest.mark.parametrize(("query", "literal"), [
+    ('{ patient(nin: "14033841389") { nin } }', True),
+    ('{ patient(nin: "\\u00314033841389") { nin } }', True),
+    ('{ patient(nin: """14033841389""") { nin } }', True),
+    ('query($n: String!) { patient(nin: $n, emergencyReason: "Kari Nordmann") { nin } }', True),
+    ("query($n: String!) { patient(nin: $n) { labResults(first: 3) { id } } }", True),
+    ("query($n: String!) { patient(nin: $n) { labResults(first: 1.4033841389e10) { id } } }",
+     True),
+    ('query($n: String = "14033841389") { patient(nin: $n) { nin } }', True),
+    ('query($n: String!) { patient(nin: $n) { nin @include(if: "x") } }', True),
+    ('query($n: [String] = ["14033841389"]) { me { name } }', True),
+    ('query($n: String!) { x(input: {a: [{b: "Kari"}]}) { nin } }', True),
+    ("query($n: String!, $f: Int) { patient(nin: $n) { labResults(first: $f) { id } } }",
+     False),
+    ("query($n: String!, $y: Boolean = true) { patient(nin: $n, fresh: $y) { nin @skip(if: "
+     "false) } }", False),
+    ("{ sources { categories } usage(from: null) { day } }", False),
+    ("{ x(kind: TREATMENT_LIMITATION) { y } }", False),
+])
+def test_a_document_carries_literals_when_any_value_in_it_is_a_string_or_number(
+        query: str, literal: bool) -> None:
+    assert carries_literals(parse(query)) is literal
 
 
 async def test_apq_refuses_a_hash_that_is_not_the_querys() -> None:
@@ -44,11 +79,12 @@ async def test_apq_refuses_a_hash_that_is_not_the_querys() -> None:
         await pq.resolve(None, {"persistedQuery": {"version": 1, "sha256Hash": "nope"}})
 
 
-async def test_a_query_with_an_identity_number_in_it_runs_but_is_never_stored() -> None:
+async def test_a_query_with_a_literal_value_runs_but_is_never_stored() -> None:
     store = MemoryQueryStore(10)
     pq = PersistedQueries(PersistedSettings(), store)
     inline = f'{{ patient(nin: "{LEGEVAKT_PATIENT}") {{ nin }} }}'
     assert await pq.resolve(inline, _ext(inline)) == inline
+    assert not await pq.register(sha256_hex(inline), inline, parse(inline))
     assert await store.get(sha256_hex(inline)) is None
 
 
@@ -160,21 +196,34 @@ async def test_redis_rate_limit_is_shared_by_replicas(redis_url: str) -> None:
 
 
 @pytest.mark.redis
-async def test_redis_query_store_is_shared_and_a_dead_redis_reads_as_not_found(
+async def test_shared_query_store_is_shared_sealed_and_a_dead_redis_reads_as_not_found(
         redis_url: str) -> None:
-    a, b = open_redis(redis_url), open_redis(redis_url)
+    namespace = f"t-{uuid.uuid4().hex[:12]}:"
+    a, b = (open_store(redis_url, namespace=namespace) for _ in range(2))
     query = f"{{ me {{ name }} }} # {uuid.uuid4()}"
     try:
-        await RedisQueryStore(a, 60).put(sha256_hex(query), query)
-        assert await RedisQueryStore(b, 60).get(sha256_hex(query)) == query
+        await SharedQueryStore(a, KEYS, 60).put(sha256_hex(query), query)
+        assert await SharedQueryStore(b, KEYS, 60).get(sha256_hex(query)) == query
+        other_key = CacheKeys.from_secret("another-secret-of-enough-length-99")
+        assert await SharedQueryStore(b, other_key, 60).get(sha256_hex(query)) is None
+        raw = b._backend.client  # what a Redis dump shows: no text, no hash of it
+        keys = await raw.keys(f"{namespace}*")
+        assert len(keys) == 1
+        assert sha256_hex(query).encode() not in keys[0]
+        assert b"me" not in await raw.get(keys[0])
     finally:
         await a.aclose()
         await b.aclose()
-    dead = open_redis("redis://127.0.0.1:1/0")
+    dead = open_store("redis://127.0.0.1:1/0")
     try:
-        assert await RedisQueryStore(dead, 60).get(sha256_hex(query)) is None
-        limiter = RateLimiter(RateLimitSettings(requests=1), dead)
+        assert await SharedQueryStore(dead, KEYS, 60).get(sha256_hex(query)) is None
+        await SharedQueryStore(dead, KEYS, 60).put(sha256_hex(query), query)  # skipped
+    finally:
+        await dead.aclose()
+    dead_redis = open_redis("redis://127.0.0.1:1/0")
+    try:
+        limiter = RateLimiter(RateLimitSettings(requests=1), dead_redis)
         assert await limiter.hit("app") is None  # falls back to counting in this process
         assert await limiter.hit("app") is not None
     finally:
-        await dead.aclose()
+        await dead_redis.aclose()
