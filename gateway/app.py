@@ -30,6 +30,7 @@ from gateway import demo, tracing, webapp
 from gateway.admission import build_admission
 from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
+from gateway.audit.routes import handle_export
 from gateway.auth import Authenticator
 from gateway.events import handle_event
 from gateway.graphql import Endpoint, handle_graphql
@@ -158,6 +159,11 @@ def create_app(
         return await handle_event(request, state.endpoint.authenticator, state.registry,
                                   state.sources.cache if state.sources else None)
 
+    async def audit_export(request: Request) -> Response:
+        state: State = request.state.kilde
+        return await handle_export(request, state.endpoint.authenticate, state.audit,
+                                   state.endpoint.services.rules)
+
     async def jwks(request: Request) -> Response:
         return JSONResponse(demo.demo_jwks())
 
@@ -170,6 +176,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/events", events, methods=["POST"]),
+        Route("/audit/export", audit_export, methods=["GET", "POST"]),
         Route("/metrics", metrics_text),
     ]
     if not settings.production:

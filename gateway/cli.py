@@ -1,4 +1,4 @@
-"""The `kilde` command line: demo, serve, sandbox, token, audit verify, connectors list.
+"""The `kilde` command line: demo, serve, sandbox, token, schema, audit, connectors.
 
 The outermost layer: it reads settings, builds apps with `create_app`, and runs uvicorn.
 Configuration errors end the process with their one-sentence message and exit status 2.
@@ -11,7 +11,8 @@ import asyncio
 import json
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, BinaryIO
 
 from gateway.settings import BUILTIN_CONNECTORS, Settings, SettingsError
 
@@ -162,6 +163,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gateway.sdl import builtin_sdl, configured_sdl
+
+    if not args.configured:  # the published schema: no settings, no network
+        sys.stdout.write(builtin_sdl())
+        return 0
+    settings = _settings()
+    _check_connectors(settings)
+    try:
+        sys.stdout.write(configured_sdl(settings))
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import AuditUnavailableError, verify_url
 
@@ -183,6 +200,66 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     for problem in result.problems:
         print(f"  - {problem}")
     return 1
+
+
+async def _export(url: str, args: argparse.Namespace, out: BinaryIO) -> int:
+    from gateway.audit import open_audit_sink
+    from gateway.audit.export import FORMATS
+
+    start, end = _export_bounds(args)
+    writer = FORMATS[args.format][1]
+    sink = await open_audit_sink(url, retention_days=36500)
+    count = 0
+
+    async def counted() -> AsyncIterator[Any]:
+        nonlocal count
+        async for event in sink.stream(patient_nin=args.patient, start=start, end=end):
+            count += 1
+            yield event
+
+    try:
+        async for chunk in writer(counted()):
+            out.write(chunk)
+    finally:
+        await sink.aclose()
+    out.flush()
+    return count
+
+
+def _export_bounds(args: argparse.Namespace) -> tuple[Any, Any]:
+    from gateway.audit.export import bounds
+
+    return bounds(args.from_, args.to)
+
+
+def cmd_audit_export(args: argparse.Namespace) -> int:
+    from connectors.identifiers import is_valid_nin
+
+    if args.patient is not None and not is_valid_nin(args.patient):
+        print("kilde: --patient must be a valid national identity number (11 digits, mod-11).",
+              file=sys.stderr)
+        return 2
+    try:
+        _export_bounds(args)
+    except ValueError as exc:
+        print(f"kilde: {exc}", file=sys.stderr)
+        return 2
+    url = args.url or _settings().audit.url
+    try:
+        if args.output:
+            with open(args.output, "wb") as out:
+                count = asyncio.run(_export(url, args, out))
+        else:
+            count = asyncio.run(_export(url, args, sys.stdout.buffer))
+    except OSError as exc:
+        print(f"kilde: the export could not be written ({type(exc).__name__}).", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"kilde: the audit trail could not be read ({type(exc).__name__}).",
+              file=sys.stderr)
+        return 2
+    print(f"kilde: exported {count} audit events.", file=sys.stderr)
+    return 0
 
 
 def cmd_connectors_list(args: argparse.Namespace) -> int:
@@ -275,11 +352,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--purpose", default=None, help="override purpose of use (TREAT, ETREAT, ...)")
     p.set_defaults(func=cmd_token)
 
+    p = sub.add_parser("schema", help="print the GraphQL schema (SDL); no server needed")
+    p.add_argument("--configured", action="store_true",
+                   help="this deployment's schema: add the categories of the plugin connectors "
+                   "enabled in KILDE_* (default: the published schema.graphql)")
+    p.set_defaults(func=cmd_schema)
+
     p = sub.add_parser("audit", help="audit trail tools")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
     v = audit_sub.add_parser("verify", help="check the hash chain of the audit trail")
     v.add_argument("--url", default=None, help="audit store URL (default KILDE_AUDIT__URL)")
     v.set_defaults(func=cmd_audit_verify)
+    x = audit_sub.add_parser("export", help="write the audit trail as FHIR AuditEvents "
+                             "(HL7 Norway profile), every event unless limited")
+    x.add_argument("--url", default=None, help="audit store URL (default KILDE_AUDIT__URL)")
+    x.add_argument("--from", dest="from_", default=None,
+                   help="first day or instant, e.g. 2026-03-01 or 2026-03-01T12:00:00Z")
+    x.add_argument("--to", default=None, help="last day (included) or instant (excluded)")
+    x.add_argument("--patient", default=None, help="only this patient's events (a NIN)")
+    x.add_argument("--format", choices=("fhir", "ndjson"), default="fhir",
+                   help="fhir: one Bundle (default); ndjson: one AuditEvent per line")
+    x.add_argument("--output", default=None, help="write here instead of standard output")
+    x.set_defaults(func=cmd_audit_export)
 
     p = sub.add_parser("connectors", help="connector tools")
     con_sub = p.add_subparsers(dest="connectors_command", required=True)

@@ -25,6 +25,7 @@ from gateway.logs import request_id_of
 from gateway.metrics import Metrics
 from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
+from policies.model import Principal
 from schema.context import Context, Services
 from schema.errors import format_error
 
@@ -48,6 +49,11 @@ class Endpoint:
     admission: Admission | None = None  # rate limit, persisted queries, limits (one parse)
     max_body_bytes: int = MAX_BODY_BYTES
     telemetry: RequestMetrics | None = None  # request and per-source metrics
+
+    async def authenticate(self, request: Request) -> Principal:
+        """The caller of `request`, exactly as /graphql authenticates it (the other doors,
+        /cds-services, /launch and /audit/export, use this too); AuthError otherwise."""
+        return await self.authenticator.authenticate(request.headers.get("authorization"))
 
 
 def _json(payload: Any, status: int = 200, request_id: str = "", media: str = JSON) -> Response:
@@ -153,7 +159,7 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         return _error("BAD_USER_INPUT", "'variables' must be a JSON object.", 400, request_id)
 
     try:
-        principal = await endpoint.authenticator.authenticate(request.headers.get("authorization"))
+        principal = await endpoint.authenticate(request)
     except AuthError as exc:
         response = _error("UNAUTHENTICATED", str(exc), 401, request_id)
         response.headers["www-authenticate"] = 'Bearer error="invalid_token"'

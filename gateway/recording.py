@@ -53,6 +53,9 @@ def _base(principal: Principal, request_id: str, nin: str) -> dict[str, object]:
         "decision_ref": principal.decision_ref,
         "decision_description": principal.decision_description,
         "user_selected": principal.user_selected,
+        # the attest's time of attestation, as it stood when this access was decided (the
+        # HL7 Norway AuditEvent's `toa`; tokens are re-issued, so it cannot be looked up later)
+        "toa": int(principal.attested_at.timestamp()) if principal.attested_at else None,
     }
 
 

@@ -32,7 +32,8 @@ class AccessLogReader(Protocol):
 
     async def query(
         self, *, patient_nin: str | None, start: datetime | None, end: datetime | None,
-        first: int, after: str | None,
+        first: int, after: str | None, actor_municipality: str | None = None,
+        emergency_only: bool = False,
     ) -> Any: ...
 
     async def usage(self, *, start: date | None, end: date | None) -> Sequence[Any]: ...

@@ -87,6 +87,7 @@ def _entry(event: Any) -> types.AccessLogEntry:
     categories = sorted({d.category for d in event.deliveries if d.count > 0})
     return types.AccessLogEntry(
         id=event.event_id,
+        patient_nin=event.patient_nin,
         time=event.recorded_at,
         outcome=event.outcome,
         reason=event.reason,
@@ -226,6 +227,37 @@ class Query:
             raise ForbiddenError("You may not read this access log.", reason=decision.reason)
         page = await _read_log(ctx, nin, from_, to, first, after)
         if nin != ctx.principal.person_id:  # the patient reading their own log is not audited
+            ctx.log_reads.append(LogRead(nin, decision))
+        return _connection(page)
+
+    @strawberry.field(description="Emergency openings (nødtilgang) made by people of the privacy "
+                      "officer's own municipality, across patients, newest first, for "
+                      "follow-up review. Reading them is audited for each patient shown.")
+    async def emergency_accesses(
+        self,
+        info: Info[Context, None],
+        from_: Annotated[datetime | None, strawberry.argument(name="from")] = None,
+        to: datetime | None = None,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> types.AccessLogConnection:
+        ctx = info.context
+        principal = ctx.principal
+        decision = decide_access_log(principal, None, rules=ctx.services.rules)
+        if principal.kind is not _Kind.PRIVACY_OFFICER or not decision.allowed:
+            raise ForbiddenError("Only a privacy officer can review emergency openings.",
+                                 reason="NOT_PRIVACY_OFFICER")
+        if principal.municipality is None:
+            raise ForbiddenError("Your organisation is not a municipality this Kilde serves.",
+                                 reason="NO_MUNICIPALITY")
+        try:
+            page = await ctx.services.access_log.query(
+                patient_nin=None, start=from_, end=to, first=_page_size(first), after=after,
+                actor_municipality=principal.municipality, emergency_only=True)
+        except ValueError:  # the store did not issue this cursor
+            raise BadUserInputError("'after' is not a cursor from this connection.") from None
+        # each patient whose log entries are shown: the patient may ask who read them
+        for nin in dict.fromkeys(e.patient_nin for e in page.events if e.patient_nin):
             ctx.log_reads.append(LogRead(nin, decision))
         return _connection(page)
 

@@ -241,6 +241,8 @@ class AccessDelivery:
 @strawberry.type(description="One access to a patient's data, as the citizen or privacy officer sees it.")
 class AccessLogEntry:
     id: str
+    patient_nin: str | None = strawberry.field(
+        description="The patient whose data was accessed.")
     time: datetime
     outcome: str
     reason: str

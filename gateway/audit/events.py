@@ -3,7 +3,9 @@
 Sits at the end of the request flow: resolvers build one `AuditEvent` per delivery (or denial)
 and hand it to the `AuditSink`. `canonical_bytes` is the exact byte string that is stored and
 hashed into the chain, so it must never change for an existing event: sorted keys, no
-whitespace, ASCII only, UTC timestamps with microseconds.
+whitespace, ASCII only, UTC timestamps with microseconds. Fields added after the first version
+(`ADDED_FIELDS`) are written only when set, so a row stored before they existed still
+serialises to exactly its stored bytes and `kilde audit verify` passes on old and new rows.
 
 >>> e = AuditEvent(request_id="r1", outcome="DELIVERED", reason="PERMITTED",
 ...                principal_kind="CLINICIAN", actor_person_id="04125845687", client_id="epj")
@@ -20,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 OUTCOMES = ("DELIVERED", "DENIED")
+# Fields added since the first stored events; omitted from the stored form while None.
+ADDED_FIELDS = frozenset({"toa"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
@@ -56,7 +60,10 @@ class AuditEvent:
     `event_id` and `recorded_at` default to a new uuid4 and now (UTC). `recorded_at` must be
     timezone-aware; it is normalised to UTC. `outcome` is "DELIVERED" or "DENIED"; `reason`
     the policy decision's reason code. `actor_person_id` is the caller's fødselsnummer: it is
-    for the audit trail only and never appears in logs or in the FHIR export.
+    for the audit trail only and never appears in logs (the FHIR export names the practitioner
+    by HPR number, and by this number only when they have none). `toa` is the time of
+    attestation (Unix seconds) of the care-relationship attest the access relied on, recorded
+    when the data was delivered (HL7 Norway's AuditEvent requires it).
     """
 
     event_id: str = field(default_factory=_new_id)
@@ -84,6 +91,7 @@ class AuditEvent:
     emergency: bool = False
     emergency_reason: str | None = None
     deliveries: tuple[Delivery, ...] = ()
+    toa: int | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -92,12 +100,17 @@ class AuditEvent:
             raise ValueError("AuditEvent.recorded_at must be a timezone-aware datetime.")
         object.__setattr__(self, "recorded_at", self.recorded_at.astimezone(UTC))
         object.__setattr__(self, "deliveries", tuple(self.deliveries))
+        if self.toa is not None and (isinstance(self.toa, bool) or not isinstance(self.toa, int)
+                                     or self.toa < 0):
+            raise ValueError(f"AuditEvent.toa must be Unix seconds, got {self.toa!r}.")
 
 
 def _to_dict(event: AuditEvent) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in fields(event):
         value = getattr(event, f.name)
+        if f.name in ADDED_FIELDS and value is None:
+            continue  # absent in rows written before the field existed: keep their bytes
         if f.name == "recorded_at":
             value = format_time(value)
         elif f.name == "deliveries":

@@ -24,6 +24,7 @@ from gateway.audit.batching import GroupCommitter
 from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
 from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
 from gateway.audit.sink import (
+    STREAM_BATCH,
     AuditPage,
     AuditUnavailableError,
     UsageRow,
@@ -243,18 +244,12 @@ class PostgresAuditSink:
         end: datetime | None,
         first: int,
         after: str | None,
+        actor_municipality: str | None = None,
+        emergency_only: bool = False,
     ) -> AuditPage:
         check_page_args(first, start, end)
         key = decode_cursor(after) if after else None
-        where: list[str] = []
-        params: list[Any] = []
-        for column, op, value in (
-            ("patient_nin", "=", patient_nin), ("recorded_at", ">=", start),
-            ("recorded_at", "<", end),
-        ):
-            if value is not None:
-                params.append(value)
-                where.append(f"{column} {op} ${len(params)}")
+        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only)
         clause = " AND ".join(where) or "true"
         async with self._snapshot() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM audit_events WHERE {clause}", *params)
@@ -275,6 +270,35 @@ class PostgresAuditSink:
             total=total,
             cursors=[encode_cursor(to_micros(r[0]), r[1]) for r in page],
         )
+
+    async def stream(
+        self,
+        *,
+        patient_nin: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        actor_municipality: str | None = None,
+        batch: int = STREAM_BATCH,
+    ) -> AsyncIterator[AuditEvent]:
+        check_page_args(0, start, end)
+        where, params = _where(patient_nin, start, end, actor_municipality, False)
+        key: tuple[datetime, int] | None = None
+        while True:  # keyset pages, oldest first: one batch in memory, no long transaction
+            clause = " AND ".join(where) or "true"
+            args = list(params)
+            if key is not None:
+                args += list(key)
+                clause += f" AND (recorded_at, seq) > (${len(args) - 1}, ${len(args)})"
+            args.append(batch)
+            async with self._snapshot() as conn:
+                rows = await conn.fetch(
+                    f"SELECT recorded_at, seq, body FROM audit_events WHERE {clause}"
+                    f" ORDER BY recorded_at, seq LIMIT ${len(args)}", *args)
+            for row in rows:
+                yield event_from_json(row["body"])
+            if len(rows) < batch:
+                return
+            key = (rows[-1][0], rows[-1][1])
 
     async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
         async with self._snapshot() as conn:
@@ -322,3 +346,19 @@ class PostgresAuditSink:
             await asyncio.wait_for(self._pool.close(), timeout=5.0)
         except TimeoutError:
             self._pool.terminate()
+
+
+def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,
+           actor_municipality: str | None, emergency_only: bool) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, op, value in (
+        ("patient_nin", "=", patient_nin), ("recorded_at", ">=", start),
+        ("recorded_at", "<", end), ("body::jsonb->>'actor_municipality'", "=", actor_municipality),
+    ):
+        if value is not None:
+            params.append(value)
+            where.append(f"{column} {op} ${len(params)}")
+    if emergency_only:
+        where.append("(body::jsonb->>'emergency')::boolean")
+    return where, params

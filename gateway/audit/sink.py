@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Protocol
@@ -24,6 +25,7 @@ from gateway.audit.events import AuditEvent
 from schema import errors
 
 MAX_PAGE = 1000
+STREAM_BATCH = 500  # events per round trip when an export streams the trail
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -89,9 +91,24 @@ class AuditSink(Protocol):
         end: datetime | None,
         first: int,
         after: str | None,
+        actor_municipality: str | None = None,
+        emergency_only: bool = False,
     ) -> AuditPage:
         """Events with `start <= recorded_at < end` (each bound optional), newest first; all
-        patients when `patient_nin` is None. Raises `AuditCursorError` for a foreign cursor."""
+        patients when `patient_nin` is None; only those by callers of `actor_municipality` and
+        only emergency openings when asked. Raises `AuditCursorError` for a foreign cursor."""
+
+    def stream(
+        self,
+        *,
+        patient_nin: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        actor_municipality: str | None = None,
+        batch: int = STREAM_BATCH,
+    ) -> AsyncIterator[AuditEvent]:
+        """The matching events oldest first, read `batch` at a time (an export of the whole
+        trail never holds more than one batch in memory)."""
 
     async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
         """Delivery counts per UTC day (`start` and `end` inclusive), source, category and

@@ -14,7 +14,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -24,6 +24,7 @@ from gateway.audit.batching import GroupCommitter
 from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
 from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
 from gateway.audit.sink import (
+    STREAM_BATCH,
     AuditPage,
     AuditUnavailableError,
     UsageRow,
@@ -193,21 +194,43 @@ class SqliteAuditSink:
         end: datetime | None,
         first: int,
         after: str | None,
+        actor_municipality: str | None = None,
+        emergency_only: bool = False,
     ) -> AuditPage:
         check_page_args(first, start, end)
         key = decode_cursor(after) if after else None
-        where: list[str] = []
-        params: list[Any] = []
-        if patient_nin is not None:
-            where.append("patient_nin = ?")
-            params.append(patient_nin)
-        if start is not None:
-            where.append("recorded_us >= ?")
-            params.append(to_micros(start))
-        if end is not None:
-            where.append("recorded_us < ?")
-            params.append(to_micros(end))
+        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only)
         return await self._call(self._page, where, params, key, first)
+
+    async def stream(
+        self,
+        *,
+        patient_nin: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        actor_municipality: str | None = None,
+        batch: int = STREAM_BATCH,
+    ) -> AsyncIterator[AuditEvent]:
+        check_page_args(0, start, end)
+        where, params = _where(patient_nin, start, end, actor_municipality, False)
+        key: tuple[int, int] | None = None
+        while True:  # keyset pages, oldest first: one batch in memory at a time
+            rows = await self._call(self._batch, where, params, key, batch)
+            for _, _, body in rows:
+                yield event_from_json(body)
+            if len(rows) < batch:
+                return
+            key = (rows[-1][0], rows[-1][1])
+
+    def _batch(self, where: list[str], params: list[Any], key: tuple[int, int] | None,
+               size: int) -> list[tuple[int, int, str]]:
+        clause = " AND ".join(where) or "1"
+        if key is not None:
+            clause += " AND (recorded_us, seq) > (?, ?)"
+            params = [*params, *key]
+        return _open(self._conn).execute(
+            f"SELECT recorded_us, seq, body FROM audit_events WHERE {clause}"
+            " ORDER BY recorded_us, seq LIMIT ?", [*params, size]).fetchall()
 
     def _page(
         self, where: list[str], params: list[Any], key: tuple[int, int] | None, first: int
@@ -328,6 +351,27 @@ class SqliteAuditSink:
             conn, self._conn = self._conn, None
             await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
         self._executor.shutdown(wait=False)
+
+
+def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,
+           actor_municipality: str | None, emergency_only: bool) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if patient_nin is not None:
+        where.append("patient_nin = ?")
+        params.append(patient_nin)
+    if start is not None:
+        where.append("recorded_us >= ?")
+        params.append(to_micros(start))
+    if end is not None:
+        where.append("recorded_us < ?")
+        params.append(to_micros(end))
+    if actor_municipality is not None:
+        where.append("json_extract(body, '$.actor_municipality') = ?")
+        params.append(actor_municipality)
+    if emergency_only:
+        where.append("json_extract(body, '$.emergency') = 1")
+    return where, params
 
 
 class NotAnAuditTrailError(sqlite3.DatabaseError):

@@ -1,0 +1,127 @@
+"""`/audit/export`: the privacy officer fetches their municipality's audit trail as FHIR.
+
+Sits at the HTTP edge beside `/graphql` and authenticates the same way. Only a privacy officer
+(scope `kilde/accesslog.read`) whose organisation is one of this deployment's municipalities
+may export, and only the accesses made by that municipality's people (the municipality is the
+data controller for them): asking for another municipality's trail (`municipality`) is 403,
+and so is a privacy officer of an organisation this deployment does not serve. The export is
+itself an access to the log, so one event (reason AUDIT_EXPORT, naming the patient when the
+export is for one) is written before anything streams; if it cannot be written, nothing is
+delivered (503 AUDIT_UNAVAILABLE).
+
+    POST /audit/export  {"from": "2026-03-01", "to": "2026-03-31", "patient": "<nin>",
+                         "municipality": "0301", "format": "fhir" | "ndjson"}  (all optional)
+    GET  /audit/export?from=2026-03-01&to=2026-03-31&format=fhir   (no patient in a URL)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from connectors.identifiers import is_valid_nin
+from gateway.audit.events import AuditEvent
+from gateway.audit.export import FORMATS, bounds
+from gateway.audit.sink import AuditSink, AuditUnavailableError
+from gateway.auth import AuthError
+from policies import decide_access_log
+from policies.model import Principal, PrincipalKind, Rules
+
+log = logging.getLogger("kilde.audit")
+MAX_BODY_BYTES = 4096
+EXPORT_REASON = "AUDIT_EXPORT"
+
+Authenticate = Callable[[Request], Awaitable[Principal]]
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+                    status_code=status, media_type="application/json")
+
+
+async def _params(request: Request) -> dict[str, Any]:
+    if request.method == "GET":
+        if "patient" in request.query_params:
+            raise ValueError("Send the patient in a POST body, never in a URL.")
+        return dict(request.query_params)
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ValueError("The request body is too large.")
+    params = orjson.loads(body) if body.strip() else {}
+    if not isinstance(params, dict):
+        raise ValueError("The request body must be a JSON object.")
+    return params
+
+
+def _text(params: dict[str, Any], name: str) -> str | None:
+    value = params.get(name)
+    if value is None or isinstance(value, str):
+        return value or None
+    raise ValueError(f"{name!r} must be a string.")
+
+
+def _export_event(principal: Principal, request_id: str, patient: str | None) -> AuditEvent:
+    return AuditEvent(
+        request_id=request_id, outcome="DELIVERED", reason=EXPORT_REASON,
+        principal_kind=principal.kind.value, actor_person_id=principal.person_id,
+        actor_name=principal.name, actor_hpr=principal.hpr_number,
+        legal_entity=principal.legal_entity, legal_entity_name=principal.legal_entity_name,
+        point_of_care=principal.point_of_care, point_of_care_name=principal.point_of_care_name,
+        actor_municipality=principal.municipality, client_id=principal.client_id,
+        patient_nin=patient,
+    )
+
+
+async def handle_export(request: Request, authenticate: Authenticate, audit: AuditSink,
+                        rules: Rules) -> Response:
+    """Answer one export request (see the module docstring)."""
+    try:
+        principal = await authenticate(request)
+    except AuthError as exc:
+        response = _error(401, "UNAUTHENTICATED", str(exc))
+        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    decision = decide_access_log(principal, None, rules=rules)
+    if principal.kind is not PrincipalKind.PRIVACY_OFFICER or not decision.allowed:
+        return _error(403, "FORBIDDEN", "Only a privacy officer may export the audit trail.")
+    if principal.municipality is None:
+        return _error(403, "FORBIDDEN", "Your organisation is not a municipality this Kilde "
+                      "serves, so there is no audit trail of yours to export.")
+    try:
+        params = await _params(request)
+        start, end = bounds(_text(params, "from"), _text(params, "to"))
+        patient = _text(params, "patient")
+        fmt = _text(params, "format") or "fhir"
+        municipality = _text(params, "municipality") or principal.municipality
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        message = (str(exc) if not isinstance(exc, orjson.JSONDecodeError)
+                   else "The request body is not valid JSON.")
+        return _error(400, "BAD_USER_INPUT", message)
+    if municipality != principal.municipality:
+        return _error(403, "FORBIDDEN", "A privacy officer may export only their own "
+                      "municipality's audit trail.")
+    if patient is not None and not is_valid_nin(patient):
+        return _error(400, "BAD_USER_INPUT", "'patient' is not a valid national identity number.")
+    if fmt not in FORMATS:
+        return _error(400, "BAD_USER_INPUT", f"'format' must be one of {sorted(FORMATS)}.")
+    request_id = uuid.uuid4().hex
+    try:  # the export is an access to the log: recorded before the first byte leaves
+        await audit.write(_export_event(principal, request_id, patient))
+    except AuditUnavailableError:
+        log.error("audit write failed; export refused", extra={"request_id": request_id})
+        return _error(503, "AUDIT_UNAVAILABLE", "The export could not be recorded, so nothing "
+                      "is delivered; try again shortly.")
+    media, writer = FORMATS[fmt]
+    events = audit.stream(patient_nin=patient, start=start, end=end,
+                          actor_municipality=principal.municipality)
+    name = f"kilde-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{'json' if fmt == 'fhir' else fmt}"
+    return StreamingResponse(writer(events), media_type=media, headers={
+        "cache-control": "no-store", "x-request-id": request_id,
+        "content-disposition": f'attachment; filename="{name}"'})
