@@ -1,6 +1,7 @@
 """The sandbox (the FKJ "sandkasse"): all simulated upstreams in one Starlette app.
 
-    /municipal/{kommunenummer}/...   municipal stores, FHIR R4 (sandbox.municipal)
+    /municipal/{kommunenummer}/...   municipal stores, FHIR R4 (sandbox.municipal; capability
+                                     profile from KILDE_SANDBOX__MUNICIPAL__PROFILE)
     /kjernejournal/...               Kjernejournal critical-information API (sandbox.kjernejournal)
     /pll/Patient/$getMedication      SFM $getMedication, PLL section (sandbox.medication)
     /eresept/Patient/$getMedication  SFM $getMedication, prescriptions (sandbox.medication)
@@ -31,9 +32,9 @@ from sandbox.world import MUNICIPALITIES, PATIENTS
 SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
 
 
-def _fake(source: str) -> ASGIApp:
+def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
     if source == "municipal":
-        return municipal.create_app()
+        return municipal.create_app(municipal.profile_from_env(environ))
     if source == "kjernejournal":
         return kjernejournal.create_app()
     if source in ("pll", "eresept"):
@@ -43,7 +44,7 @@ def _fake(source: str) -> ASGIApp:
 
 def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     """Build the sandbox. Fault knobs start from `environ` (default `os.environ`)."""
-    guards = {s: FaultMiddleware(_fake(s), fault_from_env(s, environ)) for s in SOURCES}
+    guards = {s: FaultMiddleware(_fake(s, environ), fault_from_env(s, environ)) for s in SOURCES}
 
     async def patients(request: Request) -> Response:
         return JSONResponse([

@@ -44,6 +44,11 @@ def items_scope(items: int) -> Iterator[None]:
         _ITEMS.reset(token)
 
 
+def current_items() -> int:
+    """The extra-record count of the current scope (0 outside one)."""
+    return _ITEMS.get()
+
+
 def patient(nin: str) -> world.Patient | None:
     """`world.patient(nin)`, with the current scope's extra records for the multi-service patient."""
     found = world.patient(nin)

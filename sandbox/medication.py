@@ -36,6 +36,8 @@ PLL_SECTION = "PLL info"
 PRESCRIPTION_SECTION = "Resepter"
 FHIR_JSON = "application/fhir+json"
 EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
+ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
+NHN_ORGNR = "994598759"  # Norsk helsenett SF, the author of the SFM answer
 
 
 class BadQueryError(ValueError):
@@ -118,11 +120,14 @@ def _statement(
 
 
 def _section(title: str, refs: list[dict[str, str]]) -> dict[str, Any]:
-    """A Composition section; FHIR forbids empty arrays, so an empty one has an emptyReason."""
+    """A Composition section; FHIR forbids empty arrays, so an empty one has an emptyReason
+    and (cmp-1) a narrative saying so."""
     section: dict[str, Any] = {"title": title, "code": {"text": title}}
     if refs:
         section["entry"] = refs
     else:
+        section["text"] = {"status": "generated",
+                           "div": '<div xmlns="http://www.w3.org/1999/xhtml">Ingen</div>'}
         section["emptyReason"] = {"coding": [{"system": EMPTY_REASON, "code": "nilknown"}]}
     return section
 
@@ -161,6 +166,8 @@ def render_bundle(
         "type": {"text": "Legemiddeloversikt"},
         "subject": {"reference": patient_url},
         "date": at.isoformat(),
+        "author": [{"identifier": {"system": ORGNR, "value": NHN_ORGNR},
+                    "display": "Norsk helsenett SF (Sentral forskrivningsmodul)"}],
         "title": "Legemidler",
         "section": [_section(PLL_SECTION, pll_refs),
                     _section(PRESCRIPTION_SECTION, prescription_refs)],

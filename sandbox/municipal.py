@@ -1,25 +1,31 @@
 """The simulated municipal stores (kommunens hendelseslager / EPJ): one FHIR R4 base per kommune.
 
 Sits where a municipality's own store would be: `sandbox.app` mounts `create_app()` at
-`/municipal`, so a store's base URL is `/municipal/{kommunenummer}`. It renders the facts of
-`sandbox.world` kept in that municipality and answers two request shapes, both of which keep
-the patient's identity number out of the URL:
+`/municipal`, so a store's base URL is `/municipal/{kommunenummer}`. Each store holds the
+resources of `sandbox.municipal_records` (Patients with opaque ids, records referring to them
+as `Patient/{id}`) and answers like a real server, within its `StoreProfile`
+(`sandbox.fhirsearch.PROFILES`, chosen with `KILDE_SANDBOX__MUNICIPAL__PROFILE`):
 
-    POST /{kommunenummer}                 a `batch` Bundle of searches -> `batch-response`
-    POST /{kommunenummer}/{Type}/_search  form body `patient.identifier=system|nin` -> searchset
+    GET  /{kommunenummer}/metadata              CapabilityStatement (what the profile supports)
+    POST /{kommunenummer}                       `batch` Bundle of GET searches -> `batch-response`
+    GET  /{kommunenummer}/{Type}?...            search -> searchset (paged, `Bundle.link`)
+    POST /{kommunenummer}/{Type}/_search        the same search with a form body
+    GET  /{kommunenummer}/{Type}/{id}           read
 
-Searchable types: EpisodeOfCare (services), Consent (`scope=treatment` for treatment
-limitations, `scope=patient-privacy` for local restrictions), Condition,
-MedicationAdministration, DocumentReference. Correlation headers (`nhn-event-id`, ...) are
-accepted when present and never required.
+Types: Patient, Consent (`scope=treatment` for treatment limitations, `scope=patient-privacy`
+for local restrictions), EpisodeOfCare (services), Condition, MedicationAdministration,
+DocumentReference, AllergyIntolerance (CAVE), Flag. `Prefer: handling=strict` makes an
+unknown parameter a 400 OperationOutcome; without it (lenient) unknown parameters are ignored
+and reported in an `outcome` entry. Correlation headers (`nhn-event-id`, ...) are accepted and
+never required.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from datetime import date, datetime
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from starlette.applications import Starlette
@@ -27,254 +33,159 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox import bulk, world
+from sandbox import world
+from sandbox.fhirsearch import (
+    PROFILES,
+    SEARCH_PARAMETERS,
+    SearchError,
+    StoreProfile,
+    declared,
+    outcome,
+    search,
+)
+from sandbox.municipal_records import KOMMUNENUMMER, store_resources
 
-KOMMUNENUMMER = "https://register.geonorge.no/sosi-kodelister/inndelinger/inndelingsbase/kommunenummer"
-ORGNR = "urn:oid:2.16.578.1.12.4.1.4.101"
-PERSON_SYSTEMS = frozenset({
-    "urn:oid:2.16.578.1.12.4.1.4.1",  # fødselsnummer
-    "urn:oid:2.16.578.1.12.4.1.4.2",  # D-nummer
-    "urn:oid:2.16.578.1.12.4.1.4.3",  # felles hjelpenummer
-})
-CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
-CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
-CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
-EXT = "https://sandbox.kilde.no/fhir/StructureDefinition/"
-DECISION_DATE = EXT + "service-decision-date"
-SERVICE_DESCRIPTION = EXT + "service-description"
-LIMITATION_DESCRIPTION = EXT + "behandlingsavklaring-description"
-LIMITATION_REASON = EXT + "behandlingsavklaring-reason"
+__all__ = ["KOMMUNENUMMER", "PROFILES", "StoreProfile", "create_app", "profile_from_env"]
 
 FHIR_JSON = "application/fhir+json"
-_W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-_W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-
-Resource = dict[str, Any]
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
 
-# -- rendering world facts as FHIR ---------------------------------------------------------------
+def profile_from_env(environ: Mapping[str, str] | None = None) -> StoreProfile:
+    """The profile named by `KILDE_SANDBOX__MUNICIPAL__PROFILE` (default `full`)."""
+    env = os.environ if environ is None else environ
+    name = env.get("KILDE_SANDBOX__MUNICIPAL__PROFILE", "full")
+    if name not in PROFILES:
+        raise ValueError(f"KILDE_SANDBOX__MUNICIPAL__PROFILE must be one of {sorted(PROFILES)}, "
+                         f"not {name!r}.")
+    return PROFILES[name]
 
 
-def _instant(value: date | datetime) -> str:
-    return value.isoformat() if isinstance(value, datetime) else f"{value.isoformat()}T00:00:00Z"
-
-
-def _concept(system: str, code: str, display: str) -> dict[str, Any]:
-    return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
-
-
-def _org_ref(orgnr: str) -> dict[str, Any]:
-    return {"identifier": {"system": ORGNR, "value": orgnr},
-            "display": world.organisation(orgnr).name}
-
-
-def _base(resource_type: str, rid: str, number: str, updated: date | datetime) -> Resource:
-    return {"resourceType": resource_type, "id": rid,
-            "meta": {"lastUpdated": _instant(updated),
-                     "tag": [{"system": KOMMUNENUMMER, "code": number}]}}
-
-
-def _services(p: world.Patient, number: str, subject: dict[str, Any]) -> Iterator[Resource]:
-    for s in (s for s in p.services if s.municipality == number):
-        unit = world.organisation(s.unit)
-        period = {"start": s.started.isoformat(), **({"end": s.ended.isoformat()} if s.ended else {})}
-        extension = [{"url": DECISION_DATE, "valueDate": s.decided_at.isoformat()}]
-        if s.description:
-            extension.append({"url": SERVICE_DESCRIPTION, "valueString": s.description})
-        yield _base("EpisodeOfCare", s.id, number, s.decided_at) | {
-            "contained": [{"resourceType": "Organization", "id": "unit",
-                           "identifier": [{"system": ORGNR, "value": unit.orgnr}],
-                           "name": unit.name,
-                           "telecom": [{"system": "phone", "value": unit.phone, "use": "work"}]}],
-            "extension": extension,
-            "status": {"completed": "finished"}.get(s.status, s.status),
-            "type": [_concept(world.IPLOS, s.code, s.display)],
-            "patient": subject,
-            "managingOrganization": {"reference": "#unit", **_org_ref(s.unit)},
-            "period": period,
+def capability_statement(profile: StoreProfile) -> dict[str, Any]:
+    resources = []
+    for rtype in SEARCH_PARAMETERS:
+        params = declared(rtype, profile)
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [{"name": n, "type": t} for n, t in params.items()],
         }
+        if profile.include and rtype != "Patient":
+            entry["searchInclude"] = [f"{rtype}:{n}" for n, t in params.items()
+                                      if t == "reference"]
+        resources.append(entry)
+    rest: dict[str, Any] = {"mode": "server", "resource": resources}
+    if profile.batch:
+        rest["interaction"] = [{"code": "batch"}]
+    return {"resourceType": "CapabilityStatement", "status": "active", "date": "2026-01-01",
+            "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"],
+            "software": {"name": f"Kilde sandbox municipal store ({profile.name})"},
+            "implementation": {"description": profile.description},
+            "rest": [rest]}
 
 
-def _limitations(p: world.Patient, number: str, subject: dict[str, Any]) -> Iterator[Resource]:
-    for t in p.treatment_limitations:
-        if t.where != world.MUNICIPAL or t.municipality != number:
-            continue
-        code = _concept(world.SNOMED, t.code, t.display)
-        yield _base("Consent", t.id, number, t.decided_at) | {
-            "extension": [{"url": LIMITATION_DESCRIPTION, "valueString": t.description},
-                          {"url": LIMITATION_REASON, "valueString": t.reason}],
-            "status": "active",
-            "scope": _concept(CONSENT_SCOPE, "treatment", "Treatment"),
-            "category": [code],
-            "patient": subject,
-            "dateTime": _instant(t.decided_at),
-            "performer": [{"display": t.decided_by}],
-            "organization": [_org_ref(t.organisation)] if t.organisation else [],
-            "provision": {"type": "deny", "code": [code]},
-        }
-
-
-def _conditions(p: world.Patient, number: str, subject: dict[str, Any]) -> Iterator[Resource]:
-    for c in (c for c in p.conditions if c.municipality == number):
-        yield _base("Condition", c.id, number, c.onset) | {
-            "clinicalStatus": {"coding": [{"system": CONDITION_CLINICAL,
-                                           "code": c.clinical_status}]},
-            "code": _concept(c.system, c.code, c.display),
-            "subject": subject,
-            "onsetDateTime": c.onset.isoformat(),
-            "recordedDate": c.onset.isoformat(),
-        }
-
-
-def _administrations(p: world.Patient, number: str, subject: dict[str, Any]) -> Iterator[Resource]:
-    for m in (m for m in p.medications if m.administered_in == number):
-        resource = _base("MedicationAdministration", f"adm-{m.id}", number, m.started) | {
-            "status": {"active": "in-progress"}.get(m.status, m.status),
-            "medicationCodeableConcept": _concept(world.ATC, m.atc, m.name),
-            "subject": subject,
-            "effectivePeriod": {"start": m.started.isoformat()},
-            "dosage": {"text": m.dosage},
-        }
-        if m.treatment_id:
-            resource["identifier"] = [{"type": {"text": "treatmentID"}, "value": m.treatment_id}]
-        if m.reason_code and m.reason:
-            resource["reasonCode"] = [_concept(world.ICPC2, m.reason_code, m.reason)]
-        yield resource
-
-
-def _documents(p: world.Patient, number: str, subject: dict[str, Any]) -> Iterator[Resource]:
-    for d in (d for d in p.documents if d.municipality == number):
-        resource = _base("DocumentReference", d.id, number, d.date) | {
-            "status": "current",
-            "type": _concept(world.DOC_TYPE, d.type_code, d.type_display),
-            "subject": subject,
-            "date": _instant(d.date),
-            "author": [_org_ref(d.author)],
-            "description": d.title,
-            "content": [{"attachment": {"contentType": "application/pdf", "title": d.title}}],
-        }
-        if d.confidential:
-            resource["meta"]["security"] = [{"system": CONFIDENTIALITY, "code": "R",
-                                             "display": "restricted"}]
-        yield resource
-
-
-Renderer = Callable[[world.Patient, str, dict[str, Any]], Iterator[Resource]]
-RENDERERS: dict[str, Renderer] = {
-    "EpisodeOfCare": _services,
-    "Consent": _limitations,
-    "Condition": _conditions,
-    "MedicationAdministration": _administrations,
-    "DocumentReference": _documents,
-}
-
-
-# -- searching ---------------------------------------------------------------------------------
-
-
-class SearchError(Exception):
-    """A search the store cannot run; `status` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-def _valid_nin(value: str) -> bool:
-    """Mod-11 with two control digits (FNR, D-nummer, FHN); a control digit 10 never matches."""
-    if len(value) != 11 or not value.isascii() or not value.isdigit():
-        return False
-    digits = [int(d) for d in value]
-    for weights, position in ((_W1, 9), (_W2, 10)):
-        k = 11 - sum(d * w for d, w in zip(digits, weights, strict=False)) % 11
-        if (0 if k == 11 else k) != digits[position]:
-            return False
-    return True
-
-
-def search(number: str, resource_type: str, params: dict[str, list[str]]) -> Resource:
-    """Run one search in store `number` and answer a searchset Bundle (raises `SearchError`)."""
-    if resource_type not in RENDERERS:
-        raise SearchError(404, "not-supported", f"Resource type {resource_type!r} is not served.")
-    token = (params.get("patient.identifier") or [""])[0]
-    system, sep, nin = token.partition("|")
-    if not sep or system not in PERSON_SYSTEMS or not _valid_nin(nin):
-        raise SearchError(400, "invalid", "Search needs patient.identifier=system|value with a "
-                                          "valid Norwegian person identifier.")
-    found = bulk.patient(nin)
-    resources: list[Resource] = []
-    if found is not None:
-        subject = {"identifier": {"system": system, "value": nin}}
-        resources = list(RENDERERS[resource_type](found, number, subject))
-    scopes = set(params.get("scope", []))
-    if resource_type == "Consent" and scopes:
-        resources = [r for r in resources if r["scope"]["coding"][0]["code"] in scopes]
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "entry": [{"resource": r, "search": {"mode": "match"}} for r in resources]}
-
-
-def outcome(code: str, message: str) -> Resource:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": message}]}
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found"}
-
-
-def _batch_entry(number: str, entry: Any) -> Resource:
-    request = entry.get("request") if isinstance(entry, dict) else None
-    if not isinstance(request, dict) or request.get("method") != "GET":
-        error = SearchError(400, "invalid", "Batch entries must be GET searches.")
-    else:
-        url = urlsplit(str(request.get("url", "")))
-        try:
-            return {"resource": search(number, url.path.strip("/"), parse_qs(url.query)),
-                    "response": {"status": "200 OK"}}
-        except SearchError as exc:
-            error = exc
-    return {"response": {"status": f"{error.status} {_REASONS[error.status]}",
-                         "outcome": outcome(error.code, str(error))}}
-
-
-def _json(body: Resource, status: int = 200) -> Response:
+def _json(body: Mapping[str, Any], status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON)
 
 
-def _store(request: Request) -> str | None:
-    number = str(request.path_params["number"])
-    return number if any(m.number == number for m in world.MUNICIPALITIES) else None
+def _strict(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    return any(p.strip().replace(" ", "") == "handling=strict" for p in prefer.split(";")
+               for p in p.split(","))
 
 
-async def batch(request: Request) -> Response:
-    number = _store(request)
-    if number is None:
-        return _json(outcome("not-found", "No municipal store with that number."), 404)
-    try:
-        bundle = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
-        bundle = None
-    if not (isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle"
-            and bundle.get("type") == "batch" and isinstance(bundle.get("entry", []), list)):
-        return _json(outcome("structure", "Expected a FHIR Bundle of type 'batch'."), 400)
-    entries = [_batch_entry(number, e) for e in bundle.get("entry", [])]
-    return _json({"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+def create_app(profile: StoreProfile | None = None,
+               resources: Callable[[str], Sequence[Mapping[str, Any]]] | None = None,
+               numbers: Iterable[str] | None = None) -> Starlette:
+    """The municipal stores of every municipality in `sandbox.world`, one base per number.
 
+    `resources(number)` replaces what a store holds (default: the world's records), and
+    `numbers` the stores served: tests build stores with the identity collisions they need.
+    """
+    chosen = profile or profile_from_env()
+    numbers = set(numbers or (m.number for m in world.MUNICIPALITIES))
+    holdings = resources or store_resources
 
-async def form_search(request: Request) -> Response:
-    number = _store(request)
-    if number is None:
-        return _json(outcome("not-found", "No municipal store with that number."), 404)
-    params = parse_qs((await request.body()).decode("utf-8", "replace"))
-    try:
-        return _json(search(number, str(request.path_params["type"]), params))
-    except SearchError as exc:
-        return _json(outcome(exc.code, str(exc)), exc.status)
+    def base_of(request: Request, number: str) -> str:
+        url = request.url
+        return f"{url.scheme}://{url.netloc}{request.scope.get('root_path', '')}/{number}"
 
+    def run(request: Request, number: str, rtype: str, params: list[tuple[str, str]]
+            ) -> dict[str, Any]:
+        return search(holdings(number), rtype, params, profile=chosen,
+                      strict=_strict(request), base=base_of(request, number))
 
-def create_app() -> Starlette:
-    """The municipal stores of every municipality in `sandbox.world`, one base per number."""
+    def store(request: Request) -> str:
+        number = str(request.path_params["number"])
+        if number not in numbers:
+            raise SearchError(404, "not-found", "No municipal store with that number.")
+        return number
+
+    async def metadata(request: Request) -> Response:
+        try:
+            store(request)
+        except SearchError as exc:
+            return _json(outcome(exc.code, str(exc)), exc.status)
+        return _json(capability_statement(chosen))
+
+    async def batch(request: Request) -> Response:
+        try:
+            number = store(request)
+            if not chosen.batch:
+                raise SearchError(405, "not-supported", "This store does not support batch.")
+            try:
+                bundle = orjson.loads(await request.body())
+            except orjson.JSONDecodeError:
+                bundle = None
+            if not (isinstance(bundle, dict) and bundle.get("resourceType") == "Bundle"
+                    and bundle.get("type") == "batch"
+                    and isinstance(bundle.get("entry", []), list)):
+                raise SearchError(400, "structure", "Expected a FHIR Bundle of type 'batch'.")
+        except SearchError as exc:
+            return _json(outcome(exc.code, str(exc)), exc.status)
+        entries = [entry_answer(request, number, e) for e in bundle.get("entry", [])]
+        return _json({"resourceType": "Bundle", "type": "batch-response", "entry": entries})
+
+    def entry_answer(request: Request, number: str, entry: Any) -> dict[str, Any]:
+        ask = entry.get("request") if isinstance(entry, dict) else None
+        try:
+            if not isinstance(ask, dict) or ask.get("method") != "GET":
+                raise SearchError(400, "not-supported", "Batch entries must be GET searches.")
+            url = urlsplit(str(ask.get("url", "")))
+            result = run(request, number, url.path.strip("/"), parse_qsl(url.query))
+            return {"resource": result, "response": {"status": "200 OK"}}
+        except SearchError as exc:
+            return {"response": {"status": f"{exc.status} {_REASONS[exc.status]}",
+                                 "outcome": outcome(exc.code, str(exc))}}
+
+    async def type_search(request: Request) -> Response:
+        try:
+            number = store(request)
+            rtype = str(request.path_params["type"])
+            if request.method == "POST":
+                body = (await request.body()).decode("utf-8", "replace")
+                params = parse_qsl(request.url.query) + parse_qsl(body)
+            else:
+                params = parse_qsl(request.url.query)
+            return _json(run(request, number, rtype, params))
+        except SearchError as exc:
+            return _json(outcome(exc.code, str(exc)), exc.status)
+
+    async def read(request: Request) -> Response:
+        try:
+            number = store(request)
+        except SearchError as exc:
+            return _json(outcome(exc.code, str(exc)), exc.status)
+        rtype, rid = request.path_params["type"], request.path_params["id"]
+        for r in holdings(number):
+            if r["resourceType"] == rtype and r["id"] == rid:
+                return _json(r)
+        return _json(outcome("not-found", f"No {rtype} with that id."), 404)
+
     return Starlette(routes=[
+        Route("/{number}/metadata", metadata, methods=["GET"]),
         Route("/{number}", batch, methods=["POST"]),
-        Route("/{number}/{type}/_search", form_search, methods=["POST"]),
+        Route("/{number}/{type}/_search", type_search, methods=["POST"]),
+        Route("/{number}/{type}", type_search, methods=["GET"]),
+        Route("/{number}/{type}/{id}", read, methods=["GET"]),
     ])
