@@ -154,7 +154,9 @@ class _Recorder(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
-        if url.startswith(self.sandbox):
+        # A municipal store's CapabilityStatement is fetched once per store and kept: it is
+        # not part of a request's upstream plan.
+        if url.startswith(self.sandbox) and not request.url.path.endswith("/metadata"):
             body = request.content.decode()
             source, kind = plan_source(url, self.sandbox)
             headers = {k.lower(): v for k, v in request.headers.items()

@@ -1,10 +1,14 @@
 """The municipal connector: fans one patient request out to the municipalities' own stores.
 
-Sits under the fan-out: `fetch` posts one FHIR `batch` Bundle of searches to each allowed
-store at once (the patient's identity number travels only in the body, never in a URL), maps
-the answers with `connectors.municipal.mapping`, applies a store's local restriction
-(sperring) and merges the stores into one `SourceResult`. One store failing gives PARTIAL;
-every store failing re-raises the first store's `ConnectorError`.
+Sits under the fan-out. For each allowed store, within the request's budget: read what the
+store declares (`capabilities`, kept between requests), resolve the person to the store's one
+`Patient` (`identity`), search each category by that Patient's logical id (`searches`: one
+batch, or parallel reads, every page), check that every returned record is that Patient's,
+then map (`mapping`), apply the store's local restriction (sperring) and merge the stores into
+one `SourceResult`. A store that declares batch and chained `patient.identifier` gets it all in
+one batch whose first entry is the Patient search. A store that returns another person's
+record is INVALID for the request and none of its items is shown; one store failing gives
+PARTIAL; every store failing re-raises the first store's `ConnectorError`.
 """
 
 from __future__ import annotations
@@ -12,17 +16,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import httpx
 
 from connectors import (
-    FNR_SYSTEM,
-    AccessBasis,
     Category,
     ConnectorConfigError,
     ConnectorError,
@@ -33,61 +34,22 @@ from connectors import (
     SourceResult,
     Status,
     UpstreamInvalidError,
-    UpstreamRejectedError,
     UpstreamTimeoutError,
-    UpstreamUnavailableError,
-    is_valid_nin,
-    nin_system,
 )
-from connectors.fhir import bundle_resources, expect_resource, now, request_json
-from connectors.municipal.mapping import (
-    MAPPERS,
-    SOURCE,
-    Restriction,
-    provenance_of,
-    restriction_of,
-    scope_of,
+from connectors.municipal.capabilities import CapabilityCache, StoreCapabilities
+from connectors.municipal.identity import StorePatient, identifier_query, resolve_patient
+from connectors.municipal.mapping import SOURCE
+from connectors.municipal.reading import (
+    SEARCHES,
+    StoreAnswer,
+    check_patient,
+    plan_searches,
+    read_store,
 )
+from connectors.municipal.searches import Budget, Found, Search, StoreClient, query
 
+logger = logging.getLogger(__name__)
 PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"
-OPENS_RESTRICTION = frozenset({AccessBasis.FORHOYET_AKUTT, AccessBasis.FORHOYET_SAMTYKKE})
-
-# (category, resource type, extra search parameters); the privacy search always goes along.
-SEARCHES: tuple[tuple[Category, str, dict[str, str]], ...] = (
-    (Category.TREATMENT_LIMITATIONS, "Consent", {"scope": "treatment"}),
-    (Category.MUNICIPAL_SERVICES, "EpisodeOfCare", {}),
-    (Category.CONDITIONS, "Condition", {}),
-    (Category.MEDICATIONS, "MedicationAdministration", {}),
-    (Category.DOCUMENTS, "DocumentReference", {}),
-)
-PRIVACY_SEARCH = ("Consent", {"scope": "patient-privacy"})
-
-
-@dataclass
-class StoreAnswer:
-    """What one store gave: items per category, and what its restriction withheld."""
-
-    items: dict[Category, list[Item]] = field(default_factory=dict)
-    withheld: set[Category] = field(default_factory=set)
-    restricted: bool = False
-    opened: bool = False
-
-
-def build_batch(nin: str, categories: frozenset[Category]) -> tuple[dict[str, Any], list[Category]]:
-    """The batch Bundle of searches for `categories`, and the category of each entry in order.
-
-    One more entry than categories goes last: the `patient-privacy` Consent search.
-    """
-    system = nin_system(nin) if is_valid_nin(nin) else FNR_SYSTEM
-    wanted = [(c, t, p) for c, t, p in SEARCHES if c in categories]
-    searches = [(t, p) for _, t, p in wanted] + [PRIVACY_SEARCH]
-    entries = [
-        {"request": {"method": "GET", "url": f"{rtype}?" + urlencode(
-            {"patient.identifier": f"{system}|{nin}", **params}, safe=":|")}}
-        for rtype, params in searches
-    ]
-    return {"resourceType": "Bundle", "type": "batch", "entry": entries}, [c for c, _, _ in wanted]
-
 
 def build_headers(request: FetchRequest) -> dict[str, str]:
     """Correlation and requester headers (role, purpose, access basis, so the store can
@@ -104,72 +66,6 @@ def build_headers(request: FetchRequest) -> dict[str, str]:
     return headers
 
 
-def read_store(
-    sets: Sequence[Sequence[Mapping[str, Any]]],
-    categories: Sequence[Category],
-    *,
-    municipality: str,
-    access_basis: AccessBasis,
-) -> StoreAnswer:
-    """Map one store's searchsets (one per category, then the privacy search) to items."""
-    fetched_at = now()
-    restriction: Restriction | None = restriction_of(sets[-1])
-    opened = restriction is not None and access_basis in OPENS_RESTRICTION
-    answer = StoreAnswer(restricted=restriction is not None, opened=opened)
-    for category, resources in zip(categories, sets, strict=False):
-        kept = answer.items.setdefault(category, [])
-        for resource in resources:
-            rtype = resource.get("resourceType")
-            if rtype not in MAPPERS or resource.get("status") == "entered-in-error":
-                continue
-            if rtype == "Consent" and scope_of(resource) != "treatment":
-                continue
-            if restriction is not None and not opened and restriction.covers(resource):
-                answer.withheld.add(category)
-                continue
-            provenance = provenance_of(resource, municipality=municipality, fetched_at=fetched_at)
-            kept.append(MAPPERS[rtype](resource, provenance))
-    return answer
-
-
-def _invalid_body(message: str) -> UpstreamInvalidError:
-    return UpstreamInvalidError(SOURCE, f"Source {SOURCE!r} {message}.")
-
-
-def _entry_error(status: str) -> ConnectorError:
-    code = int(status[:3]) if status[:3].isdigit() else 0
-    if code >= 500:
-        return UpstreamUnavailableError(SOURCE, f"Source {SOURCE!r} failed a search with HTTP "
-                                                f"{code}.")
-    return UpstreamRejectedError(SOURCE, f"Source {SOURCE!r} rejected a search with HTTP {code}.",
-                                 code or None)
-
-
-def searchsets(body: Any, count: int) -> list[list[dict[str, Any]]]:
-    """The resources of each searchset in a `batch-response`, in request order.
-
-    A wrong shape is `UpstreamInvalidError`; an entry whose `response.status` is not 2xx is
-    `UpstreamRejectedError` (4xx) or `UpstreamUnavailableError` (5xx).
-    """
-    expect_resource(body, "Bundle", SOURCE)
-    entries = body.get("entry", [])
-    if body.get("type") != "batch-response" or not isinstance(entries, list):
-        raise _invalid_body("did not send a batch-response Bundle")
-    if len(entries) != count:
-        raise _invalid_body(f"answered {len(entries)} of {count} searches")
-    result = []
-    for entry in entries:
-        if not isinstance(entry, dict):
-            raise _invalid_body("sent a batch-response entry that is not an object")
-        response = entry.get("response")
-        status = str(response.get("status", "200") if isinstance(response, dict) else "200")
-        if not status.startswith("2"):
-            raise _entry_error(status)
-        searchset = entry.get("resource")
-        result.append(bundle_resources(searchset, SOURCE))
-    return result
-
-
 class MunicipalConnector:
     """Reads the municipal stores in `stores` (kommunenummer -> FHIR base URL).
 
@@ -180,22 +76,23 @@ class MunicipalConnector:
     """
 
     name = SOURCE
-    categories = frozenset(c for c, _, _ in SEARCHES)
-    standard = "FHIR R4 (no-basis), batch search per municipal store"
+    categories = frozenset(c for c, _ in SEARCHES)
+    standard = "FHIR R4 (no-basis): Patient first, then search by reference, per municipal store"
 
     def __init__(self, stores: Mapping[str, str], http: httpx.AsyncClient) -> None:
         self.stores = {number: url.rstrip("/") for number, url in stores.items()}
         self._http = http
+        self._capabilities = CapabilityCache(http, SOURCE)
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
-        categories = request.categories & self.categories
+        categories = frozenset(c for c in request.categories & self.categories
+                               if isinstance(c, Category))
         numbers = sorted(request.municipalities & self.stores.keys())
         if not categories or not numbers:
             return SourceResult.empty(self.name, request.categories & self.categories)
-        batch, order = build_batch(request.patient_nin, categories)
         headers = build_headers(request)
         answers = await asyncio.gather(
-            *(self._fetch_store(n, batch, order, headers, request) for n in numbers)
+            *(self._fetch_store(n, categories, headers, request) for n in numbers)
         )
         failed = [(n, a) for n, a in zip(numbers, answers, strict=True)
                   if isinstance(a, ConnectorError)]
@@ -208,25 +105,38 @@ class MunicipalConnector:
     async def _fetch_store(
         self,
         number: str,
-        batch: dict[str, Any],
-        order: list[Category],
+        categories: frozenset[Category],
         headers: dict[str, str],
         request: FetchRequest,
     ) -> StoreAnswer | ConnectorError:
+        base = self.stores[number]
         try:
             async with asyncio.timeout(request.timeout):
-                body = await request_json(
-                    self._http, self.name, "POST", self.stores[number],
-                    timeout=request.timeout, headers=headers, json=batch,
-                )
+                budget = Budget.of(request.timeout)
+                capabilities = await self._capabilities.get(
+                    base, timeout=request.timeout / 2, headers=headers)
+                client = StoreClient(self._http, base, headers, budget)
+                plan = plan_searches(categories, capabilities)
+                patient, found = await self._search(client, capabilities, plan,
+                                                    request.patient_nin)
         except TimeoutError:
             return UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer in time.")
         except ConnectorError as exc:
             return exc
+        if patient is None:
+            return StoreAnswer(known=False)
         try:
-            sets = searchsets(body, len(order) + 1)
-            return read_store(sets, order, municipality=number,
-                              access_basis=request.access_basis)
+            for (search, _), answer in zip(plan, found, strict=True):
+                if not check_patient(answer, search, patient, request.patient_nin):
+                    # The store ignored or misapplied the patient filter: nothing it sent is
+                    # trusted. Logged by store and type only (no identifier, no ids).
+                    logger.warning("Municipal store %s returned a %s of another patient; its "
+                                   "answer is discarded.", number, search.resource_type)
+                    return UpstreamInvalidError(self.name, f"Source {self.name!r} sent records "
+                                                           "of another patient.")
+            return read_store([(s, c, f) for (s, c), f in zip(plan, found, strict=True)],
+                              municipality=number, access_basis=request.access_basis,
+                              requester_hpr=request.requester.hpr_number)
         except ConnectorError as exc:
             return exc
         except (TypeError, AttributeError, KeyError, ValueError) as exc:
@@ -236,8 +146,50 @@ class MunicipalConnector:
             error.__cause__ = exc
             return error
 
+    async def _search(
+        self,
+        client: StoreClient,
+        capabilities: StoreCapabilities,
+        plan: Sequence[tuple[Search, frozenset[Category | None]]],
+        nin: str,
+    ) -> tuple[StorePatient | None, list[Found]]:
+        """The store's Patient for `nin` and each planned search's answer (every page)."""
+        searches = [s for s, _ in plan]
+        identity = identifier_query(nin)
+        if capabilities.batch and all(capabilities.chains(s.resource_type) for s in searches):
+            # One round trip: the Patient search first, then each type by chained identifier.
+            urls = [f"Patient?{query(Search('Patient'), ('identifier', identity))}",
+                    *(f"{s.resource_type}?{query(s, ('patient.identifier', identity))}"
+                      for s in searches)]
+            first, *found = await client.batch(urls)
+            patient = _one_patient(first, nin, client.base)
+            if patient is None:
+                return None, []
+            # A chained search's next link would carry the identity number in a URL: the
+            # types with more pages are searched again by reference instead.
+            again = [i for i, f in enumerate(found) if f.next_url is not None]
+            if again:
+                redone = await client.by_reference(patient.id, [searches[i] for i in again],
+                                                   batch=True)
+                for i, answer in zip(again, redone, strict=True):
+                    found[i] = answer
+            return patient, found
+        first = await client.post_search("Patient", [("identifier", identity)])
+        patient = _one_patient(first, nin, client.base)
+        if patient is None:
+            return None, []
+        return patient, await client.by_reference(patient.id, searches,
+                                                  batch=capabilities.batch)
+
     async def aclose(self) -> None:
         """Nothing to close: the shared HTTP client belongs to the gateway."""
+
+
+def _one_patient(found: Found, nin: str, base: str) -> StorePatient | None:
+    if found.next_url is not None:  # more than a page of Patients for one person
+        raise UpstreamInvalidError(SOURCE, f"Source {SOURCE!r} holds several patient records "
+                                           "for this person; they are not merged.")
+    return resolve_patient(found.entries, nin, base)
 
 
 def _merge(
@@ -247,34 +199,46 @@ def _merge(
 ) -> SourceResult:
     items: dict[Category, list[Item]] = {c: [] for c in categories}
     withheld: set[Category] = set()
+    incomplete: set[Category] = set()
     for _, answer in good:
         for category, found in answer.items.items():
             items[category].extend(found)
         withheld |= answer.withheld
+        incomplete |= answer.incomplete
     restricted = [n for n, a in good if a.restricted]
     opened = [n for n, a in good if a.opened]
+    unknown = [n for n, a in good if not a.known]
     # A local restriction is enforced here, record by record: the withheld categories say
     # RESTRICTED and the rest is delivered. Only an *opened* restriction goes to the policy as
     # privacy state, which lets it through solely for an emergency with a reason (and audits it).
+    # A block of the requesting professional goes to the policy too: it is never overridden.
     privacy = PrivacyState(
         restricted=bool(opened),
         restriction_opened=bool(opened),
+        blocked_requester=any(a.blocked for _, a in good),
         detail=_restriction_detail(restricted, opened) if restricted else None,
     )
+    notes = [privacy.detail] if privacy.detail else []
+    if incomplete:
+        notes.append("A municipal store did not send every page within the deadline; the "
+                     "answer is incomplete.")
+    if unknown:
+        stores = ", ".join(repr(n) for n in unknown)
+        notes.append(f"Municipal store {stores} has no patient record for this person.")
+    status = {c: Status.PARTIAL for c in incomplete} | {c: Status.RESTRICTED for c in withheld}
     result = SourceResult.of(
         SOURCE,
         {c: tuple(found) for c, found in items.items()},
         privacy=privacy,
-        category_status={c: Status.RESTRICTED for c in withheld},
-        detail=privacy.detail,
+        category_status=status,
+        detail=" ".join(notes) or None,
     )
     if not failed:
         return result
     names = ", ".join(repr(n) for n, _ in failed)
     codes = ", ".join(sorted({e.code for _, e in failed}))
-    detail = f"Municipal store {names} did not answer ({codes}); the other stores did."
-    if privacy.detail:
-        detail = f"{detail} {privacy.detail}"
+    detail = " ".join([f"Municipal store {names} did not answer ({codes}); the other stores "
+                       "did.", *notes])
     return dataclasses.replace(result, status=Status.PARTIAL, detail=detail)
 
 

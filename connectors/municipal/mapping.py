@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors import (
+    HPR_SYSTEM,
     Coding,
     Condition,
     DocumentReference,
@@ -223,6 +224,11 @@ def map_document(resource: Resource, provenance: Provenance) -> DocumentReferenc
     )
 
 
+# The element that names the patient, per type (the path of R4's `patient` search parameter).
+SUBJECT = {"Consent": "patient", "EpisodeOfCare": "patient", "Condition": "subject",
+           "MedicationAdministration": "subject", "DocumentReference": "subject",
+           "AllergyIntolerance": "patient", "Flag": "subject"}
+
 Mapper = Callable[[Resource, Provenance], Item]
 MAPPERS: dict[str, Mapper] = {
     "EpisodeOfCare": map_service,
@@ -250,16 +256,41 @@ class Restriction:
                 or any(label.code in self.labels for label in security_of(resource)))
 
 
+def _denials(consents: Iterable[Resource]) -> Iterable[tuple[Resource, Mapping[str, Any]]]:
+    """(Consent, provision) of each active `patient-privacy` deny Consent."""
+    for consent in consents:
+        provision = _dict(consent.get("provision"))
+        if (scope_of(consent) == "patient-privacy" and consent.get("status") == "active"
+                and provision.get("type") == "deny"):
+            yield consent, provision
+
+
+def _actors(provision: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [_dict(_dict(a).get("reference")) for a in provision.get("actor") or []]
+
+
+def blocks(consents: Iterable[Resource], hpr_number: str | None) -> bool:
+    """True when a deny Consent names the requesting professional (by HPR number) as its
+    actor: the patient has blocked them (never opened, not even in an emergency)."""
+    if not hpr_number:
+        return False
+    for _, provision in _denials(consents):
+        for actor in _actors(provision):
+            ident = _dict(actor.get("identifier"))
+            if ident.get("system") == HPR_SYSTEM and ident.get("value") == hpr_number:
+                return True
+    return False
+
+
 def restriction_of(consents: Iterable[Resource]) -> Restriction | None:
-    """The union of active `patient-privacy` deny Consents, or None when there is none."""
+    """The union of active `patient-privacy` deny Consents without an actor (a Consent with
+    an actor blocks named professionals: `blocks`), or None when there is none."""
     found = False
     types: set[str] = set()
     records: set[str] = set()
     labels: set[str] = set()
-    for consent in consents:
-        provision = _dict(consent.get("provision"))
-        if (scope_of(consent) != "patient-privacy" or consent.get("status") != "active"
-                or provision.get("type") != "deny"):
+    for _, provision in _denials(consents):
+        if _actors(provision):
             continue
         classes = {str(c["code"]) for c in provision.get("class", []) or []
                    if isinstance(c, dict) and c.get("code")}

@@ -1,4 +1,9 @@
-"""The municipal connector over `httpx.MockTransport`: request shape, fan-out, failures."""
+"""The municipal connector: request shape, fan-out over stores, failures, restrictions.
+
+Stores are the sandbox's FHIR engine (tests/connectors/municipal_stores.py) over loopback-free
+ASGI transports; failures come from transports that break what the store answered. Patient
+identity is tested in test_municipal_identity.py.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,14 @@ import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from connectors.base import AccessBasis, ConnectorSettings, FetchRequest, Requester
+from connectors.base import AccessBasis, ConnectorSettings
 from connectors.errors import (
     ConnectorConfigError,
     UpstreamInvalidError,
@@ -31,145 +36,136 @@ from connectors.model import (
 )
 from connectors.municipal import MunicipalConnector, create
 from sandbox import municipal, world
+from tests.connectors.municipal_stores import (
+    ALL,
+    FNR,
+    NIN,
+    condition,
+    consent,
+    fetch_request,
+    patient,
+    stores,
+)
 
-NIN = "14033841389"
-DNR = "57099032172"
-STORES = {"0301": "http://oslo.test/fhir", "4601": "http://bergen.test/r4/", "5001":
-          "http://trondheim.test/fhir"}
-ALL = frozenset(Category) - {Category.LAB_RESULTS, Category.CRITICAL_INFORMATION}
-PRIVACY_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def condition(rid: str, store: str, labels: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    meta: dict[str, Any] = {"lastUpdated": "2026-01-01T00:00:00Z"}
-    if labels:
-        meta["security"] = labels
-    return {"resourceType": "Condition", "id": rid, "meta": meta,
-            "code": {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7170", "code": "K77"}]},
-            "clinicalStatus": {"coding": [{"code": "active"}]}, "note": store}
+MINE = patient("p1", (FNR, NIN))
+CONF = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 
 
 def document(rid: str) -> dict[str, Any]:
     return {"resourceType": "DocumentReference", "id": rid, "status": "current",
+            "subject": {"reference": "Patient/p1"},
             "type": {"coding": [{"system": "t", "code": "A03", "display": "Epikrise"}]}}
 
 
 def restriction(provision: dict[str, Any]) -> dict[str, Any]:
-    return {"resourceType": "Consent", "id": "sperr-1", "status": "active",
-            "scope": {"coding": [{"system": PRIVACY_SCOPE, "code": "patient-privacy"}]},
-            "provision": {"type": "deny", **provision}}
+    sperr = consent("sperr-1", "Patient/p1", scope="patient-privacy")
+    sperr["provision"] = {"type": "deny", **provision}
+    return sperr
 
 
-def answering(resources: dict[str, list[dict[str, Any]]], seen: list[httpx.Request]) -> Handler:
-    """A store that answers each search with the resources listed for its type (or none)."""
+def broken(conn: MunicipalConnector, handler: Callable[[httpx.Request], httpx.Response | None]
+           ) -> MunicipalConnector:
+    """`conn` with `handler` answering first (None: the store answers)."""
+    inner = conn._http._transport
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        batch = json.loads(request.content)
-        entries = []
-        for entry in batch["entry"]:
-            url = urlsplit(entry["request"]["url"])
-            found = resources.get(url.path, [])
-            if url.path == "Consent":
-                scope = parse_qs(url.query)["scope"][0]
-                found = [r for r in found if r["scope"]["coding"][0]["code"] == scope]
-            entries.append({"resource": {"resourceType": "Bundle", "type": "searchset",
-                                         "entry": [{"resource": r} for r in found]},
-                            "response": {"status": "200 OK"}})
-        return httpx.Response(200, json={"resourceType": "Bundle", "type": "batch-response",
-                                         "entry": entries})
+    class Transport(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            answer = handler(request)
+            if answer is not None:
+                return answer
+            return await inner.handle_async_request(request)
 
-    return handle
+    conn._http = httpx.AsyncClient(transport=Transport())
+    conn._capabilities._http = conn._http
+    return conn
 
 
-def connector(handler: Handler, stores: dict[str, str] | None = None) -> MunicipalConnector:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return create(ConnectorSettings("municipal", stores=stores or STORES), http)
-
-
-def fetch_request(**kwargs: Any) -> FetchRequest:
-    values: dict[str, Any] = {
-        "patient_nin": NIN, "categories": ALL, "municipalities": frozenset({"0301"}),
-        "request_id": "req-42", "timeout": 1.0,
-        "requester": Requester(hpr_number="9144901", role_code="LE", purpose_of_use="ETREAT"),
-    } | kwargs
-    return FetchRequest(**values)
-
-
-async def test_batch_post_carries_searches_and_headers_but_no_nin_in_url() -> None:
-    seen: list[httpx.Request] = []
-    result = await connector(answering({}, seen)).fetch(fetch_request())
+async def test_searches_carry_headers_and_keep_the_nin_out_of_urls_and_headers() -> None:
+    conn, recorder = stores({"0301": [MINE]}, "batch")
+    result = await conn.fetch(fetch_request())
     assert result.status is Status.EMPTY
-    (sent,) = seen
-    assert sent.method == "POST"
-    assert str(sent.url) == "http://oslo.test/fhir"
-    assert NIN not in str(sent.url)
-    assert sent.headers["nhn-source-system"] == "kilde"
-    assert sent.headers["nhn-event-id"] == "req-42"
-    assert sent.headers["nhn-purpose-of-use"] == "ETREAT"
-    assert json.loads(unquote(sent.headers["nhn-user-role"])) == {
-        "system": "urn:oid:2.16.578.1.12.4.1.1.9060", "code": "LE"}
-    assert "%22" in sent.headers["nhn-user-role"]
-    assert not any(NIN in value for value in sent.headers.values())
-    batch = json.loads(sent.content)
-    assert batch["resourceType"] == "Bundle"
-    assert batch["type"] == "batch"
-    urls = [e["request"]["url"] for e in batch["entry"]]
-    assert {e["request"]["method"] for e in batch["entry"]} == {"GET"}
+    resolve, batch = recorder.searches()
+    assert resolve.method == "POST"
+    assert resolve.url.path == "/municipal/0301/Patient/_search"
+    assert parse_qs(resolve.content.decode())["identifier"] == [
+        f"{FNR}|{NIN},http://hl7.no/fhir/NamingSystem/FNR|{NIN}"]
+    for sent in (resolve, batch):
+        assert NIN not in str(sent.url)
+        assert not any(NIN in value for value in sent.headers.values())
+        assert sent.headers["prefer"] == "handling=strict"
+        assert sent.headers["nhn-source-system"] == "kilde"
+        assert sent.headers["nhn-event-id"] == "req-42"
+        assert sent.headers["nhn-purpose-of-use"] == "ETREAT"
+        assert json.loads(unquote(sent.headers["nhn-user-role"])) == {
+            "system": "urn:oid:2.16.578.1.12.4.1.1.9060", "code": "LE"}
+    body = json.loads(batch.content)
+    assert body["type"] == "batch"
+    urls = [e["request"]["url"] for e in body["entry"]]
+    assert {e["request"]["method"] for e in body["entry"]} == {"GET"}
     assert urls == [
-        f"Consent?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}&scope=treatment",
-        f"EpisodeOfCare?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}",
-        f"Condition?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}",
-        f"MedicationAdministration?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}",
-        f"DocumentReference?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}",
-        f"Consent?patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|{NIN}&scope=patient-privacy",
+        "Consent?patient=Patient/p1&scope=treatment&_count=100",
+        "EpisodeOfCare?patient=Patient/p1&_count=100",
+        "Condition?patient=Patient/p1&_count=100",
+        "MedicationAdministration?patient=Patient/p1&_count=100",
+        "DocumentReference?patient=Patient/p1&_count=100",
+        "Consent?patient=Patient/p1&scope=patient-privacy&_count=100",
     ]
 
 
-async def test_d_number_is_searched_with_the_d_number_system() -> None:
-    seen: list[httpx.Request] = []
-    await connector(answering({}, seen)).fetch(fetch_request(patient_nin=DNR))
-    url = json.loads(seen[0].content)["entry"][0]["request"]["url"]
-    assert f"urn:oid:2.16.578.1.12.4.1.4.2|{DNR}" in url
+async def test_a_store_with_batch_and_chaining_gets_one_batch_patient_first() -> None:
+    conn, recorder = stores({"0301": [MINE]}, "full")
+    await conn.fetch(fetch_request(categories=frozenset({Category.CONDITIONS})))
+    (batch,) = recorder.searches()
+    urls = [e["request"]["url"] for e in json.loads(batch.content)["entry"]]
+    assert urls[0].startswith("Patient?identifier=")
+    assert urls[1].startswith("Condition?patient.identifier=")
+    assert NIN not in str(batch.url)
+
+
+async def test_d_number_is_resolved_with_the_d_number_systems() -> None:
+    dnr = "57099032172"
+    conn, recorder = stores({"0301": []}, "batch")
+    await conn.fetch(fetch_request(patient_nin=dnr))
+    form = parse_qs(recorder.searches()[0].content.decode())
+    assert form["identifier"] == [f"urn:oid:2.16.578.1.12.4.1.4.2|{dnr},"
+                                  f"http://hl7.no/fhir/NamingSystem/DNR|{dnr}"]
 
 
 async def test_only_requested_categories_are_searched() -> None:
-    seen: list[httpx.Request] = []
-    request = fetch_request(categories=frozenset({Category.CONDITIONS, Category.LAB_RESULTS}))
-    result = await connector(answering({"Condition": [condition("c1", "0301")]}, seen)).fetch(
-        request)
-    types = [urlsplit(e["request"]["url"]).path for e in json.loads(seen[0].content)["entry"]]
+    conn, recorder = stores({"0301": [MINE, condition("c1", "Patient/p1")]}, "batch")
+    result = await conn.fetch(fetch_request(
+        categories=frozenset({Category.CONDITIONS, Category.LAB_RESULTS})))
+    batch = recorder.searches()[-1]
+    types = [e["request"]["url"].split("?")[0] for e in json.loads(batch.content)["entry"]]
     assert types == ["Condition", "Consent"]  # the privacy search always goes along
     assert set(result.items) == {Category.CONDITIONS}
     assert [c.id for c in result.items[Category.CONDITIONS]] == ["c1"]
 
 
 async def test_only_allowed_and_configured_municipalities_are_queried() -> None:
-    seen: list[httpx.Request] = []
-    request = fetch_request(municipalities=frozenset({"0301", "4601", "1103"}))
-    result = await connector(answering({"Condition": [condition("c1", "x")]}, seen)).fetch(
-        request)
-    assert sorted(r.url.host for r in seen) == ["bergen.test", "oslo.test"]
-    assert str(next(r.url for r in seen if r.url.host == "bergen.test")) == "http://bergen.test/r4"
+    held = {"0301": [MINE, condition("c1", "Patient/p1")],
+            "4601": [patient("b1", (FNR, NIN)), condition("b-c1", "Patient/b1")],
+            "5001": [patient("t1", (FNR, NIN)), condition("t-c1", "Patient/t1")]}
+    conn, recorder = stores(held)
+    result = await conn.fetch(fetch_request(municipalities=frozenset({"0301", "4601", "1103"})))
+    asked = {r.url.path.split("/")[2] for r in recorder.seen}
+    assert asked == {"0301", "4601"}
     assert sorted(str(c.provenance.municipality) for c in result.items[Category.CONDITIONS]) == [
         "0301", "4601"]
 
 
 async def test_no_store_to_query_gives_empty_without_a_request() -> None:
-    seen: list[httpx.Request] = []
-    result = await connector(answering({}, seen)).fetch(
-        fetch_request(municipalities=frozenset({"1103"})))
+    conn, recorder = stores({"0301": [MINE]})
+    result = await conn.fetch(fetch_request(municipalities=frozenset({"1103"})))
     assert result.status is Status.EMPTY
-    assert seen == []
+    assert recorder.seen == []
 
 
 async def test_items_carry_provenance_and_security_labels() -> None:
-    seen: list[httpx.Request] = []
-    label = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
-    result = await connector(answering({"Condition": [condition("c1", "x", [label])]}, seen)
-                             ).fetch(fetch_request())
+    labelled = condition("c1", "Patient/p1")
+    labelled["meta"]["security"] = [{"system": CONF, "code": "R"}]
+    conn, _ = stores({"0301": [MINE, labelled]})
+    result = await conn.fetch(fetch_request())
     (item,) = result.items[Category.CONDITIONS]
     assert isinstance(item, Condition)
     assert item.provenance.source == "municipal"
@@ -181,16 +177,11 @@ async def test_items_carry_provenance_and_security_labels() -> None:
 
 
 async def test_one_store_503_gives_partial_naming_the_municipality() -> None:
-    seen: list[httpx.Request] = []
-    oslo = answering({"Condition": [condition("c1", "0301")]}, seen)
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "bergen.test":
-            return httpx.Response(503, json={"resourceType": "OperationOutcome"})
-        return oslo(request)
-
-    result = await connector(handle).fetch(
-        fetch_request(municipalities=frozenset({"0301", "4601"})))
+    conn, _ = stores({"0301": [MINE, condition("c1", "Patient/p1")],
+                      "4601": [patient("b1", (FNR, NIN))]})
+    conn = broken(conn, lambda r: httpx.Response(503, json={"resourceType": "OperationOutcome"})
+                  if "/4601" in r.url.path and not r.url.path.endswith("/metadata") else None)
+    result = await conn.fetch(fetch_request(municipalities=frozenset({"0301", "4601"})))
     assert result.status is Status.PARTIAL
     assert result.detail is not None
     assert "'4601'" in result.detail
@@ -200,11 +191,10 @@ async def test_one_store_503_gives_partial_naming_the_municipality() -> None:
 
 
 async def test_all_stores_failing_reraises_the_connector_error() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(503)
-
+    conn, _ = stores({"0301": [MINE], "4601": [MINE]})
+    conn = broken(conn, lambda r: httpx.Response(503))
     with pytest.raises(UpstreamUnavailableError) as info:
-        await connector(handle).fetch(fetch_request(municipalities=frozenset({"0301", "4601"})))
+        await conn.fetch(fetch_request(municipalities=frozenset({"0301", "4601"})))
     assert info.value.source == "municipal"
     assert NIN not in str(info.value)
 
@@ -215,7 +205,7 @@ async def test_hanging_store_raises_timeout_within_budget() -> None:
         return httpx.Response(200)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
-    conn = create(ConnectorSettings("municipal", stores=STORES), http)
+    conn = create(ConnectorSettings("municipal", stores={"0301": "http://oslo.test/fhir"}), http)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(UpstreamTimeoutError):
@@ -227,38 +217,47 @@ async def test_httpx_timeout_becomes_upstream_timeout() -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("slow", request=request)
 
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    conn = create(ConnectorSettings("municipal", stores={"0301": "http://oslo.test/fhir"}), http)
     with pytest.raises(UpstreamTimeoutError):
-        await connector(handle).fetch(fetch_request())
+        await conn.fetch(fetch_request())
 
 
-@pytest.mark.parametrize(
-    "response",
-    [
-        httpx.Response(200, content=b'{"resourceType": "Bundle", <<<not json'),
-        httpx.Response(200, json={"resourceType": "OperationOutcome"}),
-        httpx.Response(200, json={"resourceType": "Bundle", "type": "batch-response",
-                                  "entry": []}),
-        httpx.Response(200, json={"resourceType": "Bundle", "type": "batch-response", "entry": [
+GARBAGE = {
+    "not-json": httpx.Response(200, content=b'{"resourceType": "Bundle", <<<not json'),
+    "wrong-resource": httpx.Response(200, json={"resourceType": "OperationOutcome"}),
+    "wrong-entry-count": httpx.Response(200, json={"resourceType": "Bundle",
+                                                   "type": "batch-response", "entry": []}),
+    "wrong-field-type": httpx.Response(200, json={
+        "resourceType": "Bundle", "type": "batch-response", "entry": [
             {"resource": {"resourceType": "Bundle", "entry": [{"resource": {
-                "resourceType": "Condition", "id": "c1", "code": {"coding": 7}}}]}},
+                "resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"},
+                "code": {"coding": 7}}}]}},
             {"resource": {"resourceType": "Bundle"}}]}),
-    ],
-    ids=["not-json", "wrong-resource", "wrong-entry-count", "wrong-field-type"],
-)
-async def test_garbage_becomes_upstream_invalid(response: httpx.Response) -> None:
-    request = fetch_request(categories=frozenset({Category.CONDITIONS}))
+}
+
+
+@pytest.mark.parametrize("kind", sorted(GARBAGE))
+async def test_garbage_becomes_upstream_invalid(kind: str) -> None:
+    conn, _ = stores({"0301": [MINE]}, "batch")
+    conn = broken(conn, lambda r: GARBAGE[kind] if r.url.path == "/municipal/0301" else None)
     with pytest.raises(UpstreamInvalidError):
-        await connector(lambda _: response).fetch(request)
+        await conn.fetch(fetch_request(categories=frozenset({Category.CONDITIONS})))
+
+
+async def test_a_rejected_search_is_upstream_rejected_not_empty() -> None:
+    conn, _ = stores({"0301": [MINE]}, "plain")
+    conn = broken(conn, lambda r: httpx.Response(400, json={"resourceType": "OperationOutcome"})
+                  if r.url.path.endswith("/Condition") else None)
+    with pytest.raises(Exception, match="rejected") as info:
+        await conn.fetch(fetch_request())
+    assert info.value.code == "UPSTREAM_REJECTED"  # type: ignore[attr-defined]
 
 
 async def test_local_restriction_withholds_covered_items() -> None:
-    seen: list[httpx.Request] = []
-    store = answering({
-        "Condition": [condition("c1", "x")],
-        "DocumentReference": [document("doc-1")],
-        "Consent": [restriction({"class": [{"code": "DocumentReference"}]})],
-    }, seen)
-    result = await connector(store).fetch(fetch_request())
+    conn, _ = stores({"0301": [MINE, condition("c1", "Patient/p1"), document("doc-1"),
+                               restriction({"class": [{"code": "DocumentReference"}]})]})
+    result = await conn.fetch(fetch_request())
     # enforced here, record by record; the policy only sees an *opened* restriction
     assert result.privacy.restricted is False
     assert result.privacy.restriction_opened is False
@@ -270,11 +269,8 @@ async def test_local_restriction_withholds_covered_items() -> None:
 
 
 async def test_elevated_access_opens_a_local_restriction() -> None:
-    seen: list[httpx.Request] = []
-    store = answering({"DocumentReference": [document("doc-1")],
-                       "Consent": [restriction({})]}, seen)
-    result = await connector(store).fetch(
-        fetch_request(access_basis=AccessBasis.FORHOYET_AKUTT))
+    conn, _ = stores({"0301": [MINE, document("doc-1"), restriction({})]})
+    result = await conn.fetch(fetch_request(access_basis=AccessBasis.FORHOYET_AKUTT))
     assert result.privacy.restricted is True
     assert result.privacy.restriction_opened is True
     (doc,) = result.items[Category.DOCUMENTS]
@@ -283,7 +279,7 @@ async def test_elevated_access_opens_a_local_restriction() -> None:
 
 
 @pytest.mark.parametrize(
-    ("stores", "message"),
+    ("settings_stores", "message"),
     [
         ({}, "Connector 'municipal' needs at least one store: set "
              "KILDE_CONNECTORS__MUNICIPAL__STORES."),
@@ -292,27 +288,30 @@ async def test_elevated_access_opens_a_local_restriction() -> None:
         ({"oslo": "http://host/x"}, "store 'oslo' is not a 4-digit municipality number"),
     ],
 )
-def test_create_rejects_bad_store_settings(stores: dict[str, str], message: str) -> None:
+def test_create_rejects_bad_store_settings(settings_stores: dict[str, str], message: str) -> None:
     with pytest.raises(ConnectorConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        create(ConnectorSettings("municipal", stores=stores), httpx.AsyncClient())
+        create(ConnectorSettings("municipal", stores=settings_stores), httpx.AsyncClient())
 
 
 def test_connector_declares_name_and_categories() -> None:
-    conn = connector(answering({}, []))
+    conn, _ = stores({"0301": []})
     assert conn.name == "municipal"
     assert conn.categories == ALL
 
 
-async def test_round_trip_against_the_sandbox_finds_hlr_minus_in_oslo() -> None:
-    app = Starlette(routes=[Mount("/municipal", app=municipal.create_app())])
+@pytest.mark.parametrize("profile", ["full", "batch", "plain", "paged"])
+async def test_round_trip_against_the_sandbox_finds_hlr_minus_in_oslo(profile: str) -> None:
+    app = Starlette(routes=[Mount("/municipal", app=municipal.create_app(
+        municipal.PROFILES[profile]))])
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
-    stores = {m.number: f"http://sandbox/municipal/{m.number}" for m in world.MUNICIPALITIES}
-    conn = create(ConnectorSettings("municipal", stores=stores), http)
+    urls = {m.number: f"http://sandbox/municipal/{m.number}" for m in world.MUNICIPALITIES}
+    conn = create(ConnectorSettings("municipal", stores=urls), http)
     request = fetch_request(patient_nin=world.by_tag("legevakt-hlr").nin,
-                            municipalities=frozenset(stores))
+                            municipalities=frozenset(urls))
     async with http:
         result = await conn.fetch(request)
     assert result.status is Status.OK
+    assert result.detail is not None  # Bergen and Trondheim do not know him
     (hlr,) = result.items[Category.TREATMENT_LIMITATIONS]
     assert isinstance(hlr, TreatmentLimitation)
     assert hlr.code.code == "304253006"
@@ -326,5 +325,7 @@ async def test_round_trip_against_the_sandbox_finds_hlr_minus_in_oslo() -> None:
     assert service.phone == "+47 21 80 21 80"
     medications = [m for m in result.items[Category.MEDICATIONS] if isinstance(m, Medication)]
     assert {m.treatment_id for m in medications} == {"tr-a1", "tr-a2", "tr-a3"}
+    assert {m.dosage.text for m in medications if m.dosage} == {
+        "1 tablett morgen", "1 tablett daglig", "1 tablett kveld"}
     docs = {d.id: [s.code for s in d.security] for d in result.items[Category.DOCUMENTS]}
     assert docs == {"doc-a1": [], "doc-a2": ["R"]}

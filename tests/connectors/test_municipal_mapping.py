@@ -18,7 +18,6 @@ from connectors.model import (
     Provenance,
     TreatmentLimitation,
 )
-from connectors.municipal.connector import searchsets
 from connectors.municipal.mapping import (
     DECISION_DATE,
     LIMITATION_DESCRIPTION,
@@ -29,6 +28,7 @@ from connectors.municipal.mapping import (
     provenance_of,
     restriction_of,
 )
+from connectors.municipal.searches import batch_sets
 
 FETCHED = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PROV = Provenance(source="municipal", record_id="x", fetched_at=FETCHED, municipality="0301")
@@ -245,7 +245,7 @@ def test_searchsets_unpacks_batch_response_in_order() -> None:
         {"resource": searchset(COND), "response": {"status": "200 OK"}},
         {"resource": searchset(), "response": {"status": "200"}},
     ]}
-    assert searchsets(body, 2) == [[COND], []]
+    assert [[e["resource"] for e in f.entries] for f in batch_sets(body, 2)] == [[COND], []]
 
 
 @pytest.mark.parametrize(
@@ -272,4 +272,4 @@ def test_searchsets_unpacks_batch_response_in_order() -> None:
 )
 def test_searchsets_rejects_wrong_shapes_and_failed_entries(body: Any, error: type) -> None:
     with pytest.raises(error):
-        searchsets(body, 1)
+        batch_sets(body, 1)

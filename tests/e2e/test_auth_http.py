@@ -121,7 +121,9 @@ def test_a_bad_token_is_401_unauthenticated_and_reaches_no_upstream(
 def test_the_unbroken_token_the_attacks_start_from_is_accepted(stack: Stack, gw: Client) -> None:
     body = gw.query(QUERY, _sign(_claims(stack)), {"nin": HLR.nin})
     assert body["data"]["patient"]["treatmentLimitations"]
-    assert gw.requests()["municipal"] == 1
+    # reached (the attacks below reach nothing); 2 on a cold stack: the store's
+    # CapabilityStatement is read once, then kept
+    assert gw.requests()["municipal"] in (1, 2)
 
 
 # persona, patient the token is bound to, patient asked for, token options -> reason

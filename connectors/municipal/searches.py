@@ -1,0 +1,203 @@
+"""Running a store's searches: one batch where the store declares it, parallel reads where not,
+and every `Bundle.link[next]` followed within the request's budget.
+
+Sits under `connectors.municipal.connector`. Every request carries `Prefer: handling=strict`
+(a store must refuse what it cannot search, not answer it unfiltered). The identity number
+travels only in POST bodies (a form `_search`, a batch); searches by the store's logical id
+(`patient=Patient/{id}`) may be GETs. A next link is followed only on the store's own base,
+never twice, at most `MAX_PAGES` times, and only while the budget lasts; a search cut short
+is `complete = False` (the connector reports PARTIAL). A chained search's next link would put
+the identity number in a URL: the caller searches that type again by reference instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from connectors import (
+    ConnectorError,
+    UpstreamInvalidError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from connectors.fhir import bundle_entries, expect_resource, request_json
+
+SOURCE = "municipal"
+STRICT = {"prefer": "handling=strict"}
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+PAGE_SIZE = 100
+MAX_PAGES = 20
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """One search of a resource type, without its patient parameter."""
+
+    resource_type: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Found:
+    """The entries of one search (every page), and whether all pages arrived."""
+
+    entries: list[Entry] = field(default_factory=list)
+    complete: bool = True
+    next_url: str | None = None
+    self_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """The time left of this store's share of the request deadline."""
+
+    deadline: float
+
+    @classmethod
+    def of(cls, seconds: float) -> Budget:
+        """A budget that ends before `seconds`: the last tenth is kept so that a page cut off
+        by the budget still leaves time to answer with what arrived (PARTIAL, not TIMEOUT)."""
+        return cls(time.monotonic() + seconds * 0.9)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _invalid(message: str) -> UpstreamInvalidError:
+    return UpstreamInvalidError(SOURCE, f"Source {SOURCE!r} {message}.")
+
+
+def _entry_error(status: str) -> ConnectorError:
+    code = int(status[:3]) if status[:3].isdigit() else 0
+    if code >= 500:
+        return UpstreamUnavailableError(SOURCE, f"Source {SOURCE!r} failed a search with HTTP "
+                                                f"{code}.")
+    return UpstreamRejectedError(SOURCE, f"Source {SOURCE!r} rejected a search with HTTP {code}.",
+                                 code or None)
+
+
+def searchset(body: Any) -> Found:
+    """A searchset Bundle's entries and its next link (shape checked)."""
+    entries = list(bundle_entries(body, SOURCE))  # every entry an object with a resource
+    links = body.get("link") or []
+    urls = {link.get("relation"): link.get("url") for link in links
+            if isinstance(link, dict) and isinstance(link.get("url"), str)}
+    return Found(entries=list(entries), next_url=urls.get("next"), self_url=urls.get("self"))
+
+
+def batch_sets(body: Any, count: int) -> list[Found]:
+    """The searchsets of a `batch-response`, in request order."""
+    expect_resource(body, "Bundle", SOURCE)
+    entries = body.get("entry", [])
+    if body.get("type") != "batch-response" or not isinstance(entries, list):
+        raise _invalid("did not send a batch-response Bundle")
+    if len(entries) != count:
+        raise _invalid(f"answered {len(entries)} of {count} searches")
+    result = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise _invalid("sent a batch-response entry that is not an object")
+        response = entry.get("response")
+        status = str(response.get("status", "200") if isinstance(response, dict) else "200")
+        if not status.startswith("2"):
+            raise _entry_error(status)
+        result.append(searchset(entry.get("resource")))
+    return result
+
+
+def query(search: Search, patient: tuple[str, str]) -> str:
+    return urlencode([patient, *search.params, ("_count", str(PAGE_SIZE))], safe=":|/,")
+
+
+def batch_bundle(requests: Sequence[str]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": url}} for url in requests]}
+
+
+class StoreClient:
+    """One store's base URL, headers and budget, for the connector's searches of one request."""
+
+    def __init__(self, http: httpx.AsyncClient, base: str, headers: Mapping[str, str],
+                 budget: Budget) -> None:
+        self.http = http
+        self.base = base
+        self.headers = {**headers, **STRICT}
+        self.budget = budget
+
+    def _timeout(self) -> float:
+        left = self.budget.left()
+        if left <= 0:
+            raise UpstreamTimeoutError(SOURCE, f"Source {SOURCE!r} did not answer in time.")
+        return left
+
+    async def post_search(self, resource_type: str, form: Sequence[tuple[str, str]]) -> Found:
+        """`POST [base]/{Type}/_search` with a form body (the identity number stays out of URLs)."""
+        body = await request_json(
+            self.http, SOURCE, "POST", f"{self.base}/{resource_type}/_search",
+            timeout=self._timeout(), headers={**self.headers, **FORM},
+            data=dict(form))
+        return searchset(body)
+
+    async def batch(self, requests: Sequence[str]) -> list[Found]:
+        body = await request_json(self.http, SOURCE, "POST", self.base, timeout=self._timeout(),
+                                  headers=self.headers, json=batch_bundle(requests))
+        return batch_sets(body, len(requests))
+
+    async def get(self, url: str) -> Found:
+        body = await request_json(self.http, SOURCE, "GET", url, timeout=self._timeout(),
+                                  headers=self.headers)
+        return searchset(body)
+
+    async def by_reference(self, patient_id: str, searches: Sequence[Search], *,
+                           batch: bool) -> list[Found]:
+        """Each search for `Patient/{patient_id}`, in one batch or as parallel reads, with
+        every page."""
+        patient = ("patient", f"Patient/{patient_id}")
+        urls = [f"{s.resource_type}?{query(s, patient)}" for s in searches]
+        if batch and len(urls) > 1:
+            found = await self.batch(urls)
+        else:
+            found = list(await asyncio.gather(*(self.get(f"{self.base}/{u}") for u in urls)))
+        await asyncio.gather(*(self.follow(f) for f in found))
+        return found
+
+    async def follow(self, found: Found) -> None:
+        """Fetch the rest of `found`'s pages in place; a cut-short search is incomplete."""
+        seen = {found.self_url} if found.self_url else set()
+        pages = 1
+        while found.next_url is not None:
+            url, found.next_url = found.next_url, None
+            if url in seen or pages >= MAX_PAGES or not self._own(url) or self.budget.left() <= 0:
+                found.complete = False
+                return
+            seen.add(url)
+            try:
+                async with asyncio.timeout(self.budget.left()):
+                    page = await self.get(url)
+            except (TimeoutError, UpstreamTimeoutError):
+                found.complete = False
+                return
+            if page.self_url:
+                seen.add(page.self_url)
+            found.entries.extend(page.entries)
+            found.next_url = page.next_url
+            pages += 1
+
+    def _own(self, url: str) -> bool:
+        """A next link on this store's own base (scheme, host, port and path prefix)."""
+        try:
+            link, base = httpx.URL(url), httpx.URL(self.base)
+        except httpx.InvalidURL:
+            return False
+        return (link.scheme, link.host, link.port) == (base.scheme, base.host, base.port) and (
+            link.path.rstrip("/") + "/").startswith(base.path.rstrip("/") + "/")
