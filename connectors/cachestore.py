@@ -125,6 +125,15 @@ class CacheStore:
                 return False
         return await self._call(op)
 
+    async def take(self, key: str) -> bytes | None:
+        """Get and delete in one step (Redis GETDEL), so a single-use value is handed to one
+        caller only, across replicas. Only for a shared store: in memory, use a dict."""
+        if not self.shared:
+            raise TypeError("take() needs a shared (Redis) store.")
+        key = self.namespace + key
+        value = await self._call(lambda: self._backend.client.getdel(key))
+        return value if isinstance(value, bytes) else None
+
     async def counter(self, key: str) -> int:
         key = self.namespace + key
         value = await self._call(lambda: self._backend.get(key))

@@ -24,6 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from connectors.activity import SourceActivity
+from connectors.crypto import CacheKeys, ephemeral_secret
 from connectors.http import create_http_client
 from connectors.registry import Registry, load_connectors
 from gateway import demo, tracing, webapp
@@ -34,6 +35,7 @@ from gateway.audit.routes import handle_export
 from gateway.auth import Authenticator
 from gateway.events import handle_event
 from gateway.graphql import Endpoint, handle_graphql
+from gateway.launch import LaunchStore, handle_launch, smart_configuration
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics
@@ -58,6 +60,7 @@ class State:
     endpoint: Endpoint
     metrics: Metrics  # the one Prometheus registry: register further gateway metrics here
     sources: Sources | None = None  # cache, breakers, fresh-data limiter (gateway/sources.py)
+    launches: LaunchStore | None = None  # patient-context handover (gateway/launch)
 
 
 def create_app(
@@ -104,7 +107,10 @@ def create_app(
             schema = build_schema(*([HideSuggestions] if settings.production else []),
                                   parsed=UseParsedDocument,
                                   categories=registry.plugin_categories)
+            launches = LaunchStore(sources.keys or CacheKeys.from_secret(ephemeral_secret()),
+                                   sources.store, ttl_seconds=settings.launch.ttl_seconds)
             services = Services(
+                launches=launches,
                 registry=registry,
                 rules=rules,
                 tenants=tuple(t.number for t in settings.tenants),
@@ -127,7 +133,8 @@ def create_app(
                 telemetry=telemetry,
             )
             log.info("kilde started", extra={})
-            yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources)}
+            yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
+                                  launches)}
 
     async def graphql(request: Request) -> Response:
         started = time.perf_counter()
@@ -164,6 +171,15 @@ def create_app(
         return await handle_export(request, state.endpoint.authenticate, state.audit,
                                    state.endpoint.services.rules)
 
+    async def launch(request: Request) -> Response:
+        state: State = request.state.kilde
+        assert state.launches is not None  # built in the lifespan above
+        return await handle_launch(request, state.endpoint.authenticate, state.launches,
+                                   settings)
+
+    async def smart_config(request: Request) -> Response:
+        return smart_configuration(request, settings)
+
     async def jwks(request: Request) -> Response:
         return JSONResponse(demo.demo_jwks())
 
@@ -177,6 +193,8 @@ def create_app(
         Route("/readyz", readyz),
         Route("/events", events, methods=["POST"]),
         Route("/audit/export", audit_export, methods=["GET", "POST"]),
+        Route("/launch", launch, methods=["POST"]),
+        Route("/.well-known/smart-configuration", smart_config),
         Route("/metrics", metrics_text),
     ]
     if not settings.production:

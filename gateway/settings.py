@@ -95,6 +95,18 @@ class RateLimitSettings:
 
 
 @dataclass(frozen=True)
+class LaunchSettings:
+    """Patient-context handover (gateway/launch): `POST /launch`, SMART-style."""
+
+    ttl_seconds: float = 300.0  # a launch id is good for this long, once
+    app_url: str = ""  # the legevakt app CDS cards link to (demo: this server's /app/)
+    # HelseID's endpoints, published in /.well-known/smart-configuration; empty: the issuer's
+    # /connect/authorize and /connect/token (Duende IdentityServer's paths, which HelseID uses)
+    authorization_endpoint: str = ""
+    token_endpoint: str = ""
+
+
+@dataclass(frozen=True)
 class CorsSettings:
     origins: tuple[str, ...] = ()  # exact origins, or "*"; empty = no cross-origin access
     allow_credentials: bool = False
@@ -132,6 +144,7 @@ class Settings:
     persisted: PersistedSettings = field(default_factory=PersistedSettings)
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
+    launch: LaunchSettings = field(default_factory=LaunchSettings)
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     otlp_endpoint: str = ""  # OpenTelemetry traces go here when set (the `otel` extra)
 
@@ -182,7 +195,7 @@ _TOP = {
 }
 _SECTIONS = {"AUTH": AuthSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
              "RESILIENCE": ResilienceSettings, "LIMITS": LimitsSettings, "PERSISTED": PersistedSettings,
-             "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings}
+             "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings, "LAUNCH": LaunchSettings}
 # Every connector takes these; any other KILDE_CONNECTORS__<NAME>__<OPTION> is one of its own
 # options, checked against what the connector declares when the registry loads it.
 _CONNECTOR_FIELDS = {"BASE_URL", "TIMEOUT", "STORES", "ENABLED", "MUNICIPALITIES"}
@@ -359,6 +372,7 @@ def _parse(env: dict[str, str]) -> Settings:
                     f"KILDE_AGREEMENTS names municipality {n!r}, which is not in KILDE_TENANTS."
                 )
     _check_cache(settings.cache)
+    _check_launch(settings.launch)
     _check_resilience(settings.resilience)
     from gateway.production import insecure_reasons
 
@@ -408,6 +422,19 @@ def _check_cache(cache: CacheSettings) -> None:
         raise SettingsError("KILDE_CACHE__OP_TIMEOUT_SECONDS must be greater than 0.")
     if cache.fresh_per_minute < 0:
         raise SettingsError("KILDE_CACHE__FRESH_PER_MINUTE must be 0 or more.")
+
+
+MAX_LAUNCH_TTL_SECONDS = 3600.0  # "expiring in minutes", never past the attest's hour
+
+
+def _check_launch(launch: LaunchSettings) -> None:
+    if not 0 < launch.ttl_seconds <= MAX_LAUNCH_TTL_SECONDS:
+        raise SettingsError(f"KILDE_LAUNCH__TTL_SECONDS must be above 0 and at most "
+                            f"{MAX_LAUNCH_TTL_SECONDS:.0f}.")
+    for name in ("app_url", "authorization_endpoint", "token_endpoint"):
+        value = getattr(launch, name)
+        if value and not value.startswith(("https://", "http://")):
+            raise SettingsError(f"KILDE_LAUNCH__{name.upper()} must be an absolute http(s) URL.")
 
 
 def _check_resilience(r: ResilienceSettings) -> None:

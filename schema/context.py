@@ -39,6 +39,12 @@ class AccessLogReader(Protocol):
     async def usage(self, *, start: date | None, end: date | None) -> Sequence[Any]: ...
 
 
+class LaunchReader(Protocol):
+    """Redeems a launch context once (gateway.launch.LaunchStore): the context, or None."""
+
+    async def redeem(self, principal: Principal, launch: str) -> Any: ...
+
+
 class Health(Protocol):
     def source_health(self, name: str) -> str: ...
 
@@ -61,6 +67,7 @@ class Services:
     health: Health | None = None
     activity: SourceActivity | None = None  # when each source last answered (the catalogue)
     fresh_limiter: FreshLimiter | None = None
+    launches: LaunchReader | None = None  # patient-context handover (launchContext)
 
 
 @dataclass

@@ -8,6 +8,8 @@
      ├── AuditUnavailableError         AUDIT_UNAVAILABLE      data not delivered: audit failed
      ├── QueryTooComplexError          QUERY_TOO_COMPLEX      a limit was hit; names the limit
      ├── RateLimitedError              RATE_LIMITED
+     ├── LaunchUnavailableError        UPSTREAM_UNAVAILABLE   the launch store did not answer
+     │                                                        (extensions.source "launch")
      └── PersistedQueryNotFoundError   PERSISTED_QUERY_NOT_FOUND
     connectors.errors.ConnectorError   UPSTREAM_TIMEOUT | UPSTREAM_UNAVAILABLE | UPSTREAM_INVALID
                                        | UPSTREAM_REJECTED, with extensions.source
@@ -56,6 +58,16 @@ class QueryTooComplexError(KildeError):
 
 class RateLimitedError(KildeError):
     code = "RATE_LIMITED"
+
+
+class LaunchUnavailableError(KildeError):
+    """Kilde's own launch-context store (Redis) did not answer: whether a launch exists is
+    unknown, so it is neither given out nor called unknown."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message, source="launch", **extensions)
 
 
 class PersistedQueryNotFoundError(KildeError):

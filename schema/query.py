@@ -157,6 +157,18 @@ class Query:
         ctx.patients.append(request)
         return Patient(nin=nin, pipeline=request)
 
+    @strawberry.field(description="The patient context behind a `launch` id from POST /launch "
+                      "(SMART-style handover from an EPJ). It can be read once, by the user who "
+                      "created it, before it expires; otherwise BAD_USER_INPUT.")
+    async def launch_context(self, info: Info[Context, None], launch: str) -> types.LaunchContext:
+        ctx = info.context
+        store = ctx.services.launches
+        context = await store.redeem(ctx.principal, launch) if store is not None else None
+        if context is None:  # unknown, someone else's, used and expired all look the same
+            raise BadUserInputError("The launch is unknown, already used or expired; open the "
+                                    "app from the EPJ again.", argument="launch")
+        return types.LaunchContext(patient=context.patient, encounter=context.encounter)
+
     @strawberry.field(description="The source catalogue: what each source serves, and its health.")
     def sources(self, info: Info[Context, None]) -> list[types.Source]:
         services = info.context.services

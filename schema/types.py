@@ -284,3 +284,11 @@ class UsageRow:
     municipality: str | None
     deliveries: int
     items: int
+
+
+@strawberry.type(description="A patient context an EPJ handed over with POST /launch: who the "
+                 "app should open. Readable once, by the user who created it.")
+class LaunchContext:
+    patient: str = strawberry.field(description="The patient's national identity number.")
+    encounter: str | None = strawberry.field(
+        description="The EPJ's id of the contact (encounter), when it gave one.")

@@ -33,8 +33,11 @@ const MY_LOG_QUERY = `query Innsyn { me { kind name } myAccessLog(first: 50) { $
 const LOG_QUERY = `query Tilgangslogg($nin: String!) {
   me { kind name } accessLog(nin: $nin, first: 50) { ${LOG_FIELDS} } }`;
 
+const LAUNCH_QUERY = `query Launch($launch: String!) { launchContext(launch: $launch) { patient } }`;
+
 const $ = (id) => document.getElementById(id);
-const state = { personas: [], patients: [], municipalities: {}, token: null, current: null };
+const state = { personas: [], patients: [], municipalities: {}, token: null, current: null,
+  launch: null };
 
 class AppError extends Error {}
 
@@ -173,11 +176,40 @@ async function run(task) {
   }
 }
 
+/** SMART-style handover: an EPJ opened this app at ?launch=…&iss=… (POST /launch on Kilde).
+ * The launch is taken out of the address at once (it is single-use), and honoured only when
+ * `iss` is the Kilde this app talks to: a token is never sent anywhere else. */
+function takeLaunch() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("launch")) return null;
+  history.replaceState(null, "", location.pathname);
+  if (params.get("iss") !== location.origin) {
+    throw new AppError("Lenken fra EPJ peker til en annen Kilde enn denne; den brukes ikke.");
+  }
+  return params.get("launch");
+}
+
+/** The patient the EPJ handed over, read once as the signed-in user; then the patient picker
+ * shows that patient. */
+async function redeemLaunch(p) {
+  state.token = await mintToken(p.key, null);
+  const result = await graphql(LAUNCH_QUERY, { launch: state.launch });
+  state.launch = null;
+  const nin = result.data?.launchContext?.patient;
+  if (!nin) throw new AppError(denial(result.errors));
+  if (!state.patients.some((x) => x.nin === nin)) {
+    $("patient").append(h("option", { value: nin }, formatNin(nin)));
+  }
+  $("patient").value = nin;
+  $("patient").disabled = false;
+}
+
 async function open(event) {
   event.preventDefault();
   const p = persona();
   await run(async () => {
     say("Henter token og spør Kilde …", true);
+    if (state.launch) await redeemLaunch(p);
     const bound = p.kind === "privacy_officer" ? null : $("patient").value;
     state.token = await mintToken(p.key, bound);
     say("Spør Kilde …", true);
@@ -253,7 +285,15 @@ async function start() {
     `${p.name} · ${formatNin(p.nin)} · ${p.tags.join(", ")}`)));
   onPersonaChange();
   document.body.dataset.ready = "true";
-  say("Velg rolle og pasient, og trykk Åpne.");
+  try {
+    state.launch = takeLaunch();
+  } catch (err) {
+    say(err.message);
+    return;
+  }
+  $("patient").disabled = Boolean(state.launch);  // the EPJ chose the patient
+  say(state.launch ? "Åpnet fra EPJ: velg rollen din (samme bruker som i EPJ) og trykk Åpne."
+    : "Velg rolle og pasient, og trykk Åpne.");
 }
 
 start();
