@@ -28,6 +28,7 @@ from gateway.telemetry import RequestMetrics
 from policies.model import Principal
 from schema.context import Context, Services
 from schema.errors import format_error
+from schema.pipeline.ledger import completeness
 
 log = logging.getLogger("kilde.graphql")
 
@@ -209,6 +210,9 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     if errors:
         payload["errors"] = errors
     payload["data"] = result.data
+    summary = completeness(ledger)  # which sources and categories did not answer completely
+    if summary is not None:
+        payload["extensions"] = {"completeness": summary}
     media = GRAPHQL_JSON if GRAPHQL_JSON in request.headers.get("accept", "") else JSON
     status = 200
     if result.data is None and media == GRAPHQL_JSON:

@@ -27,6 +27,10 @@ class PurposeOfUse(enum.Enum):
     BTG = "BTG"
 
 
+# The purposes under which a stated reason opens restricted data (nødtilgang).
+EMERGENCY_PURPOSES: tuple[PurposeOfUse, ...] = (PurposeOfUse.ETREAT, PurposeOfUse.BTG)
+
+
 class PrincipalKind(enum.Enum):
     CLINICIAN = "CLINICIAN"  # health personnel, or staff acting under a care relationship
     CITIZEN = "CITIZEN"  # the patient (innbygger), seeing their own record
@@ -65,7 +69,7 @@ class Principal:
 
     @property
     def is_emergency(self) -> bool:
-        return self.purpose_of_use in (PurposeOfUse.ETREAT, PurposeOfUse.BTG)
+        return self.purpose_of_use in EMERGENCY_PURPOSES
 
 
 @dataclass(frozen=True, slots=True)

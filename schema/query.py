@@ -23,6 +23,7 @@ from connectors.errors import ConnectorError
 from connectors.identifiers import is_valid_nin
 from connectors.model import CategorySpec
 from policies import decide_access_log, decide_patient
+from policies.model import EMERGENCY_PURPOSES
 from policies.model import PrincipalKind as _Kind
 from schema import types
 from schema.context import Context, Denial, LogRead
@@ -138,12 +139,21 @@ class Query:
     ) -> Patient | None:
         ctx = info.context
         _check_nin(nin)
+        fresh_refused = False
         if fresh or ctx.fresh:  # the argument or `cache-control: no-cache`
             limiter = ctx.services.fresh_limiter
             ctx.fresh = limiter is None or await limiter.allow(ctx.principal.person_id)
+            fresh_refused = not ctx.fresh  # served from cache: the summary says so
         reason = (emergency_reason or "").strip() or None
         if reason is not None and len(reason) > 500:
             raise BadUserInputError("'emergencyReason' is longer than 500 characters.")
+        if reason is not None and not ctx.principal.is_emergency:
+            purpose = ctx.principal.purpose_of_use
+            raise BadUserInputError(
+                "'emergencyReason' opens restricted information only under purpose of use "
+                f"{' or '.join(p.value for p in EMERGENCY_PURPOSES)} (nødtilgang); this token's purpose is "
+                f"{purpose.value if purpose else 'none'!r}. Ask again without a reason, or "
+                "with a token for an emergency purpose.", argument="emergencyReason")
         decision = decide_patient(ctx.principal, nin, now=datetime.now(UTC),
                                   rules=ctx.services.rules)
         if not decision.allowed:
@@ -153,7 +163,9 @@ class Query:
         plugins = ctx.services.registry.plugin_categories
         request = PatientRequest.start(ctx, nin, requested_categories(names, plugins),
                                        reason=decision.reason, emergency_reason=reason,
-                                       since=_since(lab_args.get("since")))
+                                       since=_since(lab_args.get("since")),
+                                       path=tuple(info.path.as_list()),
+                                       fresh_refused=fresh_refused)
         ctx.patients.append(request)
         return Patient(nin=nin, pipeline=request)
 

@@ -188,6 +188,13 @@ class SourceStatus:
     fetched_at: datetime | None
     from_cache: bool
     detail: str | None
+    reason: str | None = strawberry.field(description=(
+        "Why the status is not plain OK/EMPTY, as a stable code: a policy reason "
+        "(MUNICIPAL_BORDER, RESTRICTED_NEEDS_EMERGENCY, SECURITY_LABEL_RESTRICTED, "
+        "PATIENT_BLOCKED_REQUESTER, ...), an UPSTREAM_* code, STALE or PARTIAL_ANSWER."))
+    municipality: str | None = strawberry.field(description=(
+        "The municipal store (kommunenummer) this row is about, for sources with one store "
+        "per municipality; null for a national source or all its stores together."))
 
     @strawberry.field(description="Seconds since the source answered; large when from cache "
                       "or STALE.")

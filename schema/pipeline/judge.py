@@ -1,10 +1,18 @@
 """Judge, the third stage: the policies over each source's outcome, once per source.
 
 Sits between the fetch stage and the shaping of items. `judge()` takes one source's `Outcome`
-and the `Plan` and returns a `Judgement`: the items the caller may see per category and a
-status per category. A failed fetch becomes TIMEOUT/UNAVAILABLE/INVALID; the source's in-band
-privacy answer (blocked, reserved, restricted) is decided by `decide_privacy`; each item by
-`decide_item` (security labels, the municipal border). Pure: no IO, no clock.
+and the `Plan` and returns a `Judgement`: the items the caller may see per category and, per
+category, an `Answer` (status, stable reason code, detail). A failed fetch becomes
+TIMEOUT/UNAVAILABLE/INVALID; the source's in-band privacy answer (blocked, reserved,
+restricted) is decided by `decide_privacy`; each item by `decide_item` (security labels, the
+municipal border). Pure: no IO, no clock.
+
+Withheld is never empty (DESIGN.md principle 4): when the policies withhold items that an
+emergency access (nødtilgang) could open, the category is RESTRICTED with the reason, whether
+the restriction is on the source, on records (the connector says RESTRICTED) or on an item's
+label; items withheld for good (a `V` label, another municipality's store) make it DENIED,
+or PARTIAL when other items were delivered. EMPTY means the source answered and nothing was
+withheld.
 
 >>> judgement = judge(outcome, plan, rules=rules)   # doctest: +SKIP
 >>> judgement.status[Category.TREATMENT_LIMITATIONS]  # doctest: +SKIP
@@ -19,7 +27,7 @@ from typing import Any
 
 from connectors.fanout import Outcome
 from connectors.model import AnyCategory, Status
-from policies import decide_item, decide_privacy
+from policies import decide_item, decide_privacy, reasons
 from policies.model import ItemFacts, PrivacyFacts, Rules
 from schema.pipeline.plan import Plan
 
@@ -29,34 +37,68 @@ ERROR_STATUS = {
     "UPSTREAM_INVALID": Status.INVALID,
     "UPSTREAM_REJECTED": Status.UNAVAILABLE,
 }
+# What a connector's own status means, as a reason code (statuses of a plain answer have none).
+STATUS_REASON = {
+    Status.PARTIAL: "PARTIAL_ANSWER",
+    Status.STALE: "STALE",
+    Status.RESTRICTED: reasons.RESTRICTED_NEEDS_EMERGENCY,
+    Status.RESERVED: reasons.PATIENT_RESERVED,
+    Status.BLOCKED: reasons.SOURCE_SHARES_NOTHING_WHEN_BLOCKED,
+}
+# A source-level answer that already says nothing was handed over; labels cannot change it.
+_NO_ANSWER = frozenset({Status.TIMEOUT, Status.UNAVAILABLE, Status.INVALID, Status.DENIED,
+                        Status.RESERVED, Status.BLOCKED})
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How one source answered for one category after policy.
+
+    `reason` is a stable code (a policy reason, an `UPSTREAM_*` code, STALE, ...; None for a
+    plain OK/EMPTY); `withheld` counts items the policies held back.
+    """
+
+    status: Status
+    reason: str | None = None
+    detail: str | None = None
+    withheld: int = 0
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """A source's outcome after policy: permitted items and a status per category.
+    """A source's outcome after policy: permitted items and an `Answer` per category.
 
     `emergency` marks that something restricted was opened under ETREAT/BTG with a reason
-    (specially audited); `detail` is one sentence or a reason code for `SourceStatus.detail`.
+    (specially audited).
     """
 
     outcome: Outcome
     items: Mapping[AnyCategory, tuple[Any, ...]]
-    status: Mapping[AnyCategory, Status]
-    detail: str | None = None
+    answers: Mapping[AnyCategory, Answer]
     emergency: bool = False
 
     @property
     def source(self) -> str:
         return self.outcome.source
 
+    @property
+    def status(self) -> dict[AnyCategory, Status]:
+        return {c: a.status for c, a in self.answers.items()}
+
+    @property
+    def detail(self) -> str | None:
+        """The source-level sentence (or reason code) for `SourceStatus.detail`."""
+        return next((a.detail for a in self.answers.values() if a.detail), None)
+
 
 def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
     """Judge one source's outcome for the categories `plan` asked of it."""
     wanted = plan.fetches[outcome.source].categories
     if outcome.error is not None:
-        status = ERROR_STATUS.get(outcome.error.code, Status.UNAVAILABLE)
-        return Judgement(outcome, {c: () for c in wanted}, {c: status for c in wanted},
-                         detail=outcome.error.message)
+        error = outcome.error
+        answer = Answer(ERROR_STATUS.get(error.code, Status.UNAVAILABLE), error.code,
+                        error.message)
+        return Judgement(outcome, {c: () for c in wanted}, {c: answer for c in wanted})
     result = outcome.result
     assert result is not None  # an Outcome has a result or an error
     source = outcome.source
@@ -68,14 +110,15 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
         emergency_reason=plan.emergency_reason,
     )
     if not decision.allowed:
-        status = Status(decision.status)
-        return Judgement(outcome, {c: () for c in wanted}, {c: status for c in wanted},
-                         detail=decision.reason)
+        answer = Answer(Status(decision.status), decision.reason, decision.reason)
+        return Judgement(outcome, {c: () for c in wanted}, {c: answer for c in wanted})
     emergency = decision.emergency
     items: dict[AnyCategory, tuple[Any, ...]] = {}
-    statuses: dict[AnyCategory, Status] = {}
+    answers: dict[AnyCategory, Answer] = {}
     for category in wanted:
-        kept = []
+        kept: list[Any] = []
+        openable: list[str] = []  # reasons of items an emergency could open
+        closed: list[str] = []  # reasons of items withheld for good
         for item in result.items.get(category, ()):
             verdict = decide_item(
                 plan.principal,
@@ -87,9 +130,25 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
             if verdict.allowed:
                 kept.append(item)
                 emergency = emergency or verdict.emergency
+            elif verdict.status == Status.RESTRICTED.value:
+                openable.append(verdict.reason)
+            else:
+                closed.append(verdict.reason)
         items[category] = tuple(kept)
-        status = result.status_for(category)
-        if status is Status.OK and not kept:
-            status = Status.EMPTY  # everything hidden: say nothing more than "empty"
-        statuses[category] = status
-    return Judgement(outcome, items, statuses, detail=result.detail, emergency=emergency)
+        answers[category] = _answer(result.status_for(category), result.detail, kept,
+                                    openable, closed)
+    return Judgement(outcome, items, answers, emergency=emergency)
+
+
+def _answer(status: Status, detail: str | None, kept: list[Any], openable: list[str],
+            closed: list[str]) -> Answer:
+    withheld = len(openable) + len(closed)
+    if status in _NO_ANSWER:
+        return Answer(status, STATUS_REASON.get(status), detail, withheld)
+    if openable:
+        return Answer(Status.RESTRICTED, openable[0], openable[0], withheld)
+    if closed:
+        return Answer(Status.PARTIAL if kept else Status.DENIED, closed[0], closed[0], withheld)
+    if status is Status.OK and not kept:
+        status = Status.EMPTY
+    return Answer(status, STATUS_REASON.get(status), detail)

@@ -3,10 +3,16 @@
 Sits at the end of the patient pipeline and at the edge of the schema. When execution is over,
 `Context.finish()` closes every patient request and returns a `Ledger`: per patient, what each
 source delivered per category (status and item count), which categories the policies denied,
-whether an emergency opened restricted data, and how each fetch went; plus the request's
-denied patient lookups and access-log reads. The gateway turns it into audit events
-(`gateway/recording.py`) and metrics (`gateway/telemetry.py`) and reads nothing else of the
-pipeline.
+whether an emergency opened restricted data, how each fetch went, and every status row the
+delivered fields rested on; plus the request's denied patient lookups and access-log reads.
+The gateway turns it into audit events (`gateway/recording.py`), metrics
+(`gateway/telemetry.py`) and the response's completeness summary (`completeness()`, in
+`extensions`), and reads nothing else of the pipeline.
+
+Completeness: a row is incomplete when its status is anything but OK or EMPTY (a timeout, a
+source not asked, withheld data, a stale cache entry...), or when fresh data was asked for,
+refused by its rate limit, and the cache answered (reason FRESH_REFUSED). A client that
+selects only `alerts` still learns from the summary what the alerts may lack.
 
 >>> ledger = ctx.finish()                         # doctest: +SKIP
 >>> [d.source for p in ledger.patients for d in p.deliveries]  # doctest: +SKIP
@@ -17,10 +23,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from connectors.model import AnyCategory, Status
 from policies.model import Decision, Principal
 from schema.pipeline.fetch import FetchRecord
+from schema.pipeline.plan import StatusRow
+
+COMPLETE = frozenset({Status.OK, Status.EMPTY})
+FRESH_REFUSED = "FRESH_REFUSED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +57,27 @@ class PatientLedger:
     emergency: bool = False
     emergency_reason: str | None = None
     fetches: tuple[FetchRecord, ...] = ()
+    answers: tuple[StatusRow, ...] = ()  # every row the delivered fields rested on
+    path: tuple[str | int, ...] = ("patient",)  # where the patient is in the response
+    fresh_refused: bool = False  # fresh data asked for, refused by its rate limit
+
+    def incomplete(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The rows that did not answer completely, as the summary lists them."""
+        moment = now or datetime.now(UTC)
+        out = []
+        for row in self.answers:
+            reason = row.reason
+            if row.status in COMPLETE:
+                if not (self.fresh_refused and row.from_cache):
+                    continue
+                reason = FRESH_REFUSED
+            age = None
+            if row.fetched_at is not None and (row.from_cache or row.status is Status.STALE):
+                age = round(max(0.0, (moment - row.fetched_at).total_seconds()), 1)
+            out.append({"source": row.source, "municipality": row.municipality,
+                        "category": row.category.name, "status": row.status.value,
+                        "reason": reason, "detail": row.detail, "ageSeconds": age})
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +105,18 @@ class Ledger:
     patients: tuple[PatientLedger, ...] = ()
     denials: tuple[Denial, ...] = ()
     log_reads: tuple[LogRead, ...] = ()
+
+
+def completeness(ledger: Ledger, now: datetime | None = None) -> dict[str, Any] | None:
+    """The response-level completeness summary (None when no patient was read).
+
+    >>> completeness(Ledger(principal, "r1"))  # doctest: +SKIP
+    """
+    if not ledger.patients:
+        return None
+    patients = []
+    for patient in ledger.patients:
+        incomplete = patient.incomplete(now)
+        patients.append({"path": list(patient.path), "complete": not incomplete,
+                         "freshRefused": patient.fresh_refused, "incomplete": incomplete})
+    return {"complete": all(p["complete"] for p in patients), "patients": patients}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from connectors.base import AccessBasis, Connector, FetchRequest, Requester
 from connectors.model import AnyCategory, Category, CategorySpec, Status
-from policies import access_basis, allowed_municipalities, decide_category
+from policies import access_basis, allowed_municipalities, decide_category, reasons
 from policies.model import Decision, Principal, PrincipalKind
 
 if TYPE_CHECKING:
@@ -39,6 +39,8 @@ class StatusRow:
     fetched_at: datetime | None = None
     from_cache: bool = False
     detail: str | None = None
+    reason: str | None = None  # a stable code: MUNICIPAL_BORDER, UPSTREAM_TIMEOUT, ...
+    municipality: str | None = None  # the store a row is about, for per-store rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def plan_patient(
         for entry in services.registry.serving(category):
             if in_use(entry.settings.municipalities, principal):
                 not_asked.append(StatusRow(entry.connector.name, category, Status.DENIED,
-                                           detail=decision.reason))
+                                           detail=decision.reason, reason=decision.reason))
     municipalities = allowed_municipalities(principal, rules=rules, tenants=services.tenants)
     basis = AccessBasis(access_basis(principal, emergency_reason))
     requester = requester_of(principal)
@@ -121,6 +123,7 @@ def plan_patient(
             not_asked.extend(StatusRow(
                 connector.name, category, Status.DENIED,
                 detail="MUNICIPAL_BORDER: no store you may see without an agreement",
+                reason=reasons.MUNICIPAL_BORDER,
             ) for category in sorted(wanted, key=lambda c: c.value))
             continue
         fetches[connector.name] = PlannedFetch(connector, FetchRequest(

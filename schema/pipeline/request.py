@@ -31,19 +31,27 @@ if TYPE_CHECKING:
 class PatientRequest:
     """The plan, its running fetches, the judgements made so far and what was delivered."""
 
-    def __init__(self, ctx: Context, plan: Plan, fetches: Fetches) -> None:
+    def __init__(self, ctx: Context, plan: Plan, fetches: Fetches, *,
+                 path: tuple[str | int, ...] = ("patient",), fresh_refused: bool = False) -> None:
         self.plan = plan
         self._ctx = ctx
         self._fetches = fetches
+        self._path = path
+        self._fresh_refused = fresh_refused
         self._judged: dict[str, Judgement] = {}
         self._delivered: dict[tuple[AnyCategory, str], tuple[Status, int]] = {}
+        self._answers: dict[tuple[str, str, str], StatusRow] = {}
         self._reported: set[str] = set()
 
     @classmethod
     def start(cls, ctx: Context, nin: str, requested: frozenset[AnyCategory], *,
               reason: str = "PERMITTED", emergency_reason: str | None = None,
-              since: date | None = None) -> PatientRequest:
-        """Plan, say which categories are denied, and start every allowed fetch now."""
+              since: date | None = None, path: tuple[str | int, ...] = ("patient",),
+              fresh_refused: bool = False) -> PatientRequest:
+        """Plan, say which categories are denied, and start every allowed fetch now.
+
+        `path` is where this patient sits in the response (for the completeness summary);
+        `fresh_refused` says fresh data was asked for and refused by its rate limit."""
         services = ctx.services
         plan = plan_patient(ctx.principal, nin, requested, services=services, reason=reason,
                             emergency_reason=emergency_reason, since=since, fresh=ctx.fresh,
@@ -54,7 +62,7 @@ class PatientRequest:
                 category=category.value, reason=decision.reason,
             )))
         fetches = Fetches.start(plan, remaining=ctx.remaining(), activity=services.activity)
-        return cls(ctx, plan, fetches)
+        return cls(ctx, plan, fetches, path=path, fresh_refused=fresh_refused)
 
     async def judgement(self, source: str) -> Judgement:
         """`source`'s outcome judged (once; later calls reuse it)."""
@@ -68,10 +76,12 @@ class PatientRequest:
 
     async def items(self, category: AnyCategory) -> list[Any]:
         """The permitted items of one category from every source that serves it."""
+        not_asked = [row for row in self.plan.not_asked if row.category == category]
+        for row in not_asked:
+            self._note(row)
         if category in self.plan.denied:
-            for row in self.plan.not_asked:
-                if row.category == category:
-                    self._delivered.setdefault((category, row.source), (row.status, 0))
+            for row in not_asked:
+                self._delivered.setdefault((category, row.source), (row.status, 0))
             return []
         sources = self.plan.sources_of(category)
         judged = await asyncio.gather(*(self.judgement(s) for s in sources))
@@ -79,6 +89,7 @@ class PatientRequest:
         for source, judgement in zip(sources, judged, strict=True):
             found = judgement.items.get(category, ())
             self._delivered[(category, source)] = (judgement.status[category], len(found))
+            self._note(_row(judgement, category))
             collected.extend(found)
         return collected
 
@@ -87,19 +98,12 @@ class PatientRequest:
         rows = list(self.plan.not_asked)
         for source, planned in self.plan.fetches.items():
             judgement = await self.judgement(source)
-            outcome = judgement.outcome
-            result = outcome.result
-            for category in sorted(planned.categories, key=lambda c: c.value):
-                rows.append(StatusRow(
-                    source=source,
-                    category=category,
-                    status=judgement.status[category],
-                    latency_ms=round(outcome.latency_ms, 1),
-                    fetched_at=result.fetched_at if result else datetime.now(UTC),
-                    from_cache=bool(result and result.from_cache),
-                    detail=judgement.detail,
-                ))
+            rows.extend(_row(judgement, category)
+                        for category in sorted(planned.categories, key=lambda c: c.value))
         return rows
+
+    def _note(self, row: StatusRow) -> None:
+        self._answers[(row.category.value, row.source, row.municipality or "")] = row
 
     def cancel(self) -> None:
         self._fetches.cancel()
@@ -119,4 +123,24 @@ class PatientRequest:
             emergency=any(j.emergency for j in self._judged.values()),
             emergency_reason=self.plan.emergency_reason,
             fetches=self._fetches.records(),
+            answers=tuple(self._answers[key] for key in sorted(self._answers)),
+            path=self._path,
+            fresh_refused=self._fresh_refused,
         )
+
+
+def _row(judgement: Judgement, category: AnyCategory) -> StatusRow:
+    """The `sources` row of one judged source for one category."""
+    answer = judgement.answers[category]
+    outcome = judgement.outcome
+    result = outcome.result
+    return StatusRow(
+        source=judgement.source,
+        category=category,
+        status=answer.status,
+        latency_ms=round(outcome.latency_ms, 1),
+        fetched_at=result.fetched_at if result else datetime.now(UTC),
+        from_cache=bool(result and result.from_cache),
+        detail=answer.detail,
+        reason=answer.reason,
+    )

@@ -27,7 +27,7 @@ OPENED = """query($nin: String!, $reason: String) { patient(nin: $nin, emergency
   criticalInformation { provenance { source recordId } }
   labResults { provenance { source recordId } }
   documents { title provenance { source recordId } }
-  sources { source category status detail } } }"""
+  sources { source category status detail reason } } }"""
 ACCESS_LOG = """{ myAccessLog(first: 1) { edges { node {
   outcome reason emergency emergencyReason deliveries { category source status count } } } } }"""
 
@@ -75,8 +75,7 @@ def test_an_emergency_reason_opens_the_kj_restriction_and_pps_specific_and_is_au
 @pytest.mark.parametrize(("persona", "reason"), [
     ("legevakt-lege", None),
     ("legevakt-lege", "   "),  # a blank reason is no reason
-    ("hjemmesykepleier", REASON),  # TREAT is no emergency, whatever the reason says
-], ids=["etreat-without-reason", "etreat-blank-reason", "treat-with-reason"])
+], ids=["etreat-without-reason", "etreat-blank-reason"])
 def test_without_an_emergency_and_a_reason_the_restriction_stays_closed(
     gw: Client, persona: str, reason: str | None
 ) -> None:
@@ -88,6 +87,24 @@ def test_without_an_emergency_and_a_reason_the_restriction_stays_closed(
     assert _statuses(patient, "proevesvar") == closed
 
 
+@pytest.mark.parametrize(("persona", "purpose"), [
+    ("hjemmesykepleier", "TREAT"), ("saksbehandler", "COC"), ("innbygger", None)])
+def test_an_emergency_reason_under_a_purpose_that_opens_nothing_is_bad_input(
+    gw: Client, persona: str, purpose: str | None
+) -> None:
+    """An emergency reason is never silently ignored: the caller learns which purposes open
+    restrictions, nothing is fetched, and the patient's data stays out of the answer."""
+    body = ask(gw, persona, RESTRICTED.nin, OPENED, reason=REASON)
+    assert body["data"] == {"patient": None}
+    [error] = body["errors"]
+    assert (error["extensions"]["code"], error["extensions"]["argument"]) == (
+        "BAD_USER_INPUT", "emergencyReason")
+    assert "ETREAT or BTG" in error["message"]
+    assert f"{purpose or 'none'!r}" in error["message"]
+    assert "extensions" not in body  # no patient was read, so there is nothing to summarise
+    assert sum(gw.requests().values()) == 0
+
+
 @pytest.mark.parametrize("purpose", ["ETREAT", "BTG"])
 def test_no_emergency_and_no_break_the_glass_opens_a_block(gw: Client, purpose: str) -> None:
     token = gw.token("legevakt-lege", BLOCKED.nin, purpose=purpose)
@@ -96,16 +113,25 @@ def test_no_emergency_and_no_break_the_glass_opens_a_block(gw: Client, purpose: 
     assert _statuses(patient, "kjernejournal") == {("BLOCKED", "PATIENT_BLOCKED_REQUESTER")}
 
 
-def test_a_restricted_document_leaks_neither_through_the_list_sources_nor_counts(
+def test_a_restricted_document_is_withheld_said_restricted_and_not_counted(
     gw: Client,
 ) -> None:
+    """Its content leaks nowhere, but the answer says something is withheld that nødtilgang
+    may open (issue #13: withheld is never empty), and the audit counts what was delivered."""
     hidden = next(d for d in HLR.documents if d.confidential)
     r = gw.post(OPENED, f"Bearer {gw.token('legevakt-lege', HLR.nin)}", {"nin": HLR.nin})
-    patient = r.json()["data"]["patient"]
+    body = r.json()
+    patient = body["data"]["patient"]
     assert [d["provenance"]["recordId"] for d in patient["documents"]] == ["doc-a1"]
     assert hidden.id not in r.text
     assert hidden.title not in r.text
-    assert _statuses(patient, "municipal") <= {("OK", None), ("EMPTY", None)}
+    rows = {(row["category"], row["status"], row["reason"]) for row in patient["sources"]
+            if row["source"] == "municipal"}
+    assert ("DOCUMENTS", "RESTRICTED", "SECURITY_LABEL_RESTRICTED") in rows
+    assert {status for category, status, _ in rows if category != "DOCUMENTS"} <= {"OK", "EMPTY"}
+    [summary] = body["extensions"]["completeness"]["patients"]
+    assert {(g["source"], g["category"], g["status"], g["reason"]) for g in summary["incomplete"]
+            } == {("municipal", "DOCUMENTS", "RESTRICTED", "SECURITY_LABEL_RESTRICTED")}
     entry = _last_access(gw, HLR.nin)
     assert entry["emergency"] is False
     assert {(d["source"], d["count"]) for d in entry["deliveries"]

@@ -44,7 +44,9 @@ def test_hlr_minus_from_the_nursing_home_reaches_the_legevakt(e2e: Stack) -> Non
     assert hlr[0]["provenance"]["municipality"] == "0301"
     assert patient["alerts"][0]["kind"] == "TREATMENT_LIMITATION"
     assert {s["source"] for s in patient["sources"]} == FIVE
-    assert all(s["status"] in ("OK", "EMPTY") for s in patient["sources"])
+    # every source answered; the one R-labelled document is withheld, and said so (#13)
+    assert {(s["source"], s["category"]) for s in patient["sources"]
+            if s["status"] not in ("OK", "EMPTY")} == {("municipal", "DOCUMENTS")}
     assert "errors" not in body
     # Kjernejournal has the CAVE but not the HLR-minus: the point of the story
     assert any(c["provenance"]["source"] == "kjernejournal" for c in patient["criticalInformation"])
@@ -69,7 +71,8 @@ def test_a_hanging_source_times_out_and_hides_nothing_else(e2e: Stack) -> None:
     assert patient["medications"]
     assert patient["labResults"]
     assert patient["municipalServices"]
-    others = [s for s in patient["sources"] if s["source"] != "kjernejournal"]
+    others = [s for s in patient["sources"] if s["source"] != "kjernejournal"
+              and (s["source"], s["category"]) != ("municipal", "DOCUMENTS")]  # R-labelled
     assert all(s["status"] in ("OK", "EMPTY") for s in others)
 
 
