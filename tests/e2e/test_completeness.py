@@ -18,7 +18,7 @@ from gateway.app import create_app
 from sandbox.world import by_tag
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack
-from tests.servers import e2e_settings, free_port, running
+from tests.servers import e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -100,11 +100,11 @@ def test_a_request_that_reads_no_patient_carries_no_summary(gw: Client) -> None:
 def cached(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A gateway with an in-memory cache and one fresh request per principal per minute."""
     audit = tmp_path_factory.mktemp("completeness-audit") / "audit.sqlite3"
-    port = free_port()
-    settings = e2e_settings(port, stack.sandbox.url, f"sqlite:///{audit}")
+    sock = listening_socket()
+    settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{audit}")
     settings = replace(settings, cache=replace(settings.cache, enabled=True, url="memory://",
                                                fresh_per_minute=1, max_stale_seconds=300))
-    with running(create_app(settings), port) as gateway:
+    with running(create_app(settings), sock) as gateway:
         client = Client(gateway.url, stack.sandbox.url, settings)
         yield client
         client.close()
