@@ -33,7 +33,7 @@ from bench.harness import (
     process,
     sandbox_env,
 )
-from bench.workload import BenchIssuer, patient_nin, request_body, serve_jwks
+from bench.workload import AUDIENCE, ISSUER, BenchIssuer, patient_nin, request_body, serve_jwks
 
 YOGA_DIR = ROOT / "bench" / "peers" / "yoga"
 DEFAULT_POSTGRES = os.environ.get("KILDE_TEST_POSTGRES_URL",
@@ -127,7 +127,8 @@ def kilde_env(ctx: Context, port: int, audit_url: str, *, workers: int = 1,
         "KILDE_PORT": str(port),
         "KILDE_WORKERS": str(workers),
         "KILDE_LOG_LEVEL": "WARNING",
-        "KILDE_AUTH__ISSUER": "http://kilde-bench/helseid",
+        "KILDE_AUTH__ISSUER": ISSUER,
+        "KILDE_AUTH__AUDIENCE": AUDIENCE,
         "KILDE_AUTH__JWKS_URL": ctx.jwks_url,
         "KILDE_AUDIT__URL": audit_url,
         "KILDE_TENANTS": ",".join(tenants),

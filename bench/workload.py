@@ -180,7 +180,8 @@ def record_plan(env: Mapping[str, str], sandbox: str, token: str, nin: str) -> l
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings.from_env({
-            **{k: v for k, v in env.items() if not k.startswith("KILDE_CACHE__")},
+            **{k: v for k, v in env.items()
+               if not k.startswith("KILDE_CACHE__") and k != "KILDE_PORT"},  # in-process
             "KILDE_AUDIT__URL": f"sqlite:///{tmp}/plan-audit.sqlite3",
             "KILDE_CACHE__ENABLED": "false", "KILDE_WORKERS": "1",
         })

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from connectors.model import AnyCategory, PrivacyState, Status
+from connectors.redact import redacted_repr
 
 
 class AccessBasis(enum.Enum):
@@ -143,9 +144,12 @@ class Connector(Protocol):
     async def aclose(self) -> None: ...
 
 
+@redacted_repr
 @dataclass(frozen=True, slots=True)
 class ConnectorSettings:
     """Settings for one connector, from `KILDE_CONNECTORS__<NAME>__*`.
+
+    Its `repr()` hides URL passwords and options named like secrets (connectors/redact.py).
 
     `base_url` is the upstream root; `stores` maps municipality numbers to base URLs for
     sources with one store per municipality; `options` holds the rest, as strings, under

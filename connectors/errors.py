@@ -13,6 +13,8 @@ number, a name, a token, a URL path or a response body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class ConnectorError(Exception):
     """A failure of one source; `source` names it, `code` is the GraphQL `extensions.code`."""
@@ -49,4 +51,13 @@ class UpstreamRejectedError(ConnectorError):
 
 
 class ConnectorConfigError(ValueError):
-    """A connector's configuration is wrong; raised at start, names the connector and setting."""
+    """A connector's configuration is wrong; raised at start, names the connector and setting.
+
+    Loading the registry gathers every connector's problem into one error: `problems` holds
+    one sentence each, and the message lists them all.
+    """
+
+    def __init__(self, problems: str | Sequence[str]) -> None:
+        self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
+        super().__init__(self.problems[0] if len(self.problems) == 1 else
+                         "\n".join(f"  - {p}" for p in self.problems))

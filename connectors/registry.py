@@ -95,44 +95,53 @@ def load_connectors(
 ) -> Registry:
     """Create every enabled connector; fail at start with a message naming the connector."""
     available = installed_factories() if factories is None else dict(factories)
-    for name in settings:
-        if name not in available:
-            raise ConnectorConfigError(
-                f"KILDE_CONNECTORS__{name.upper()}__* configures connector {name!r}, which is "
-                f"not installed. Installed: {sorted(available)}."
-            )
+    problems: list[str] = [
+        f"KILDE_CONNECTORS__{name.upper()}__* configures connector {name!r}, which is not "
+        f"installed. Installed: {sorted(available)}."
+        for name in settings if name not in available
+    ]
     entries = []
     for name in enabled:
         if name not in available:
-            raise ConnectorConfigError(
-                f"Connector {name!r} is enabled but not installed. Installed: {sorted(available)}."
-            )
-        loader, version = available[name]
-        conf = settings.get(name, ConnectorSettings(name=name))
+            problems.append(f"Connector {name!r} is enabled but not installed. "
+                            f"Installed: {sorted(available)}.")
+            continue
         try:
-            plugin = as_plugin(name, loader())
-            check_options(name, plugin, conf)
-            connector = plugin(conf, http)
-        except ConnectorConfigError:
-            raise
-        except Exception as exc:
-            raise ConnectorConfigError(
-                f"Connector {name!r} failed to start ({type(exc).__name__}): {exc}"
-            ) from exc
-        if not isinstance(connector, Connector):
-            raise ConnectorConfigError(
-                f"Connector {name!r} does not implement the Connector protocol "
-                "(name, categories, fetch, aclose)."
-            )
-        if connector.name != name:
-            raise ConnectorConfigError(
-                f"Connector registered as {name!r} calls itself {connector.name!r}."
-            )
-        _check_categories(name, connector)
-        standard = plugin.standard or str(getattr(connector, "standard", ""))
-        entries.append(Registered(connector, conf, version, standard, plugin.description))
+            entries.append(_load_one(name, available[name], settings, http))
+        except ConnectorConfigError as exc:  # go on: every connector's problem in one message
+            problems.extend(exc.problems)
+    if problems:
+        raise ConnectorConfigError(problems)
     _check_plugin_categories(entries)
     return Registry(entries)
+
+
+def _load_one(name: str, available: tuple[Callable[..., Connector], str],
+              settings: Mapping[str, ConnectorSettings], http: httpx.AsyncClient) -> Registered:
+    loader, version = available
+    conf = settings.get(name, ConnectorSettings(name=name))
+    try:
+        plugin = as_plugin(name, loader())
+        check_options(name, plugin, conf)
+        connector = plugin(conf, http)
+    except ConnectorConfigError:
+        raise
+    except Exception as exc:
+        raise ConnectorConfigError(
+            f"Connector {name!r} failed to start ({type(exc).__name__}): {exc}"
+        ) from exc
+    if not isinstance(connector, Connector):
+        raise ConnectorConfigError(
+            f"Connector {name!r} does not implement the Connector protocol "
+            "(name, categories, fetch, aclose)."
+        )
+    if connector.name != name:
+        raise ConnectorConfigError(
+            f"Connector registered as {name!r} calls itself {connector.name!r}."
+        )
+    _check_categories(name, connector)
+    standard = plugin.standard or str(getattr(connector, "standard", ""))
+    return Registered(connector, conf, version, standard, plugin.description)
 
 
 def _check_categories(name: str, connector: Connector) -> None:

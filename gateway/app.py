@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,14 +20,14 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors.activity import SourceActivity
 from connectors.crypto import CacheKeys, ephemeral_secret
 from connectors.http import create_http_client
 from connectors.registry import Registry, load_connectors
-from gateway import demo, tracing, webapp
+from gateway import tracing
 from gateway.admission import build_admission
 from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
@@ -69,10 +69,13 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
     sandbox: ASGIApp | None = None,
     tracer_provider: Any = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """Build the gateway. `transport` replaces the upstream HTTP transport (tests);
     `sandbox` mounts the simulated upstreams on the same server (the demo);
-    `tracer_provider` (OpenTelemetry) replaces the one `KILDE_OTLP_ENDPOINT` would make."""
+    `tracer_provider` (OpenTelemetry) replaces the one `KILDE_OTLP_ENDPOINT` would make;
+    `extra_routes` are served beside the gateway's own (the demo's, from
+    `gateway.demo.demo_routes`: this module never imports the demo)."""
     provider = tracer_provider or tracing.tracer_provider(settings.otlp_endpoint)
     tracer = provider.get_tracer("kilde") if provider is not None else None
 
@@ -180,14 +183,11 @@ def create_app(
     async def smart_config(request: Request) -> Response:
         return smart_configuration(request, settings)
 
-    async def jwks(request: Request) -> Response:
-        return JSONResponse(demo.demo_jwks())
-
     async def metrics_text(request: Request) -> Response:
         body, media = request.state.kilde.metrics.render()
         return Response(body, media_type=media)
 
-    routes: list[Route | Mount] = [
+    routes: list[BaseRoute] = [
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -196,11 +196,8 @@ def create_app(
         Route("/launch", launch, methods=["POST"]),
         Route("/.well-known/smart-configuration", smart_config),
         Route("/metrics", metrics_text),
+        *extra_routes,
     ]
-    if not settings.production:
-        routes.append(Route("/_demo/jwks.json", jwks))
-        # the legevakt web app (/app) needs demo tokens; a vendor's app gets them from HelseID
-        routes.extend([*webapp.app_routes(), *webapp.demo_routes(settings)])
     if sandbox is not None:
         routes.append(Mount("", app=sandbox))
     app = Starlette(routes=routes, lifespan=lifespan)

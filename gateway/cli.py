@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, BinaryIO
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, BinaryIO, NoReturn
 
-from gateway.settings import BUILTIN_CONNECTORS, Settings, SettingsError
+from gateway.settings import BUILTIN_CONNECTORS, DEMO_TENANTS, Settings, SettingsError
 
 EXAMPLE_QUERY = """query Legevakt($nin: String!) {
   patient(nin: $nin) {
@@ -30,22 +33,55 @@ EXAMPLE_QUERY = """query Legevakt($nin: String!) {
 }"""
 
 
-def _settings() -> Settings:
+def _fail(problems: Sequence[str]) -> NoReturn:
+    if len(problems) == 1:
+        print(f"kilde: {problems[0]}", file=sys.stderr)
+    else:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        print(f"kilde: {len(problems)} settings must be fixed before Kilde can start:\n{lines}",
+              file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _settings(environ: Mapping[str, str] | None = None, *, serving: bool = True,
+              connectors: bool = False) -> Settings:
+    """Settings from the environment, or exit 2 naming every problem in one message; with
+    `connectors`, every enabled connector is built too and its problems join the list."""
     try:
-        return Settings.from_env()
+        settings: Settings | None = Settings.from_env(environ, serving=serving)
+        problems: list[str] = []
     except SettingsError as exc:
-        print(f"kilde: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        settings, problems = exc.partial, list(exc.problems)
+    if connectors and settings is not None:
+        problems += _connector_problems(settings)
+    if problems or settings is None:
+        _fail(problems)
+    return settings
 
 
-def _check_connectors(settings: Settings) -> None:
+def _connector_problems(settings: Settings) -> list[str]:
     from gateway.catalogue import check_connectors
 
     try:
         check_connectors(settings)
     except ValueError as exc:
-        print(f"kilde: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return list(getattr(exc, "problems", None) or [str(exc)])
+    return []
+
+
+def _connectors_or_exit(settings: Settings) -> None:
+    if problems := _connector_problems(settings):
+        _fail(problems)
+
+
+def _demo_env(command: str) -> dict[str, str]:
+    """The environment for a demo-only command: KILDE_MODE=demo, unless it says otherwise."""
+    env = dict(os.environ)
+    mode = env.get("KILDE_MODE", "demo")
+    if mode != "demo":
+        _fail([f"kilde {command} is demo-only, but KILDE_MODE is {mode[:20]!r}; unset it "
+               "(or use kilde serve for production)."])
+    return {**env, "KILDE_MODE": "demo"}
 
 
 def _demo_base(host: str, port: int) -> str:
@@ -66,7 +102,7 @@ def demo_settings(host: str, port: int) -> Settings:
     """The embedded demo: sandbox on the same server, demo JWKS, SQLite audit file."""
     from dataclasses import replace
 
-    settings = _settings()
+    settings = _settings(_demo_env("demo"))
     base = _demo_base(host, port)
     auth = replace(settings.auth, jwks_url=f"{base}/_demo/jwks.json")
     return replace(settings, host=host, port=port, auth=auth).with_sandbox(base)
@@ -109,14 +145,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     host, port = address(sock)
     # an enabled plugin without a URL gets its package's own fake upstream, like the built-ins
     settings, fakes = plugin_sandboxes(demo_settings(host, port), _demo_base(host, port))
-    _check_connectors(settings)
+    _connectors_or_exit(settings)
     configure_logging(settings.log_level)
     _print_banner(settings)
+    from gateway.demo import demo_routes
+
     sandbox = create_sandbox()
     if fakes:
         sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
                                     Mount("", app=sandbox)])
-    app = create_app(settings, sandbox=sandbox)
+    app = create_app(settings, sandbox=sandbox, extra_routes=demo_routes(settings))
     return serve(app, sock, access_log=False, log_config=None, lifespan="on")
 
 
@@ -124,9 +162,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
     from gateway.serving import serve
 
-    settings = _settings()
-    _check_connectors(settings)
+    settings = _settings(connectors=True)
     configure_logging(settings.log_level)
+    if settings.demo:
+        logging.getLogger("kilde.cli").warning(
+            "KILDE_MODE=demo: serving the demo signing key, /_demo/token and the web app; "
+            "never with real patients or HelseID (unset KILDE_MODE for production)")
     sock = _listen(args.host or settings.host, args.port or settings.port, args.fd)
     return serve("gateway.asgi:app", sock, workers=args.workers or settings.workers,
                  access_log=False, log_config=None, lifespan="on", timeout_graceful_shutdown=20)
@@ -152,7 +193,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     from gateway.demo import mint_token
 
-    settings = _settings()
+    settings = _settings(_demo_env("token"), serving=False)
     try:
         token = mint_token(args.persona, args.patient, issuer=settings.auth.issuer,
                            audience=settings.auth.audience, purpose=args.purpose)
@@ -169,8 +210,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if not args.configured:  # the published schema: no settings, no network
         sys.stdout.write(builtin_sdl())
         return 0
-    settings = _settings()
-    _check_connectors(settings)
+    settings = _settings(serving=False)
+    _connectors_or_exit(settings)
     try:
         sys.stdout.write(configured_sdl(settings))
     except ValueError as exc:
@@ -182,8 +223,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from gateway.audit import AuditUnavailableError, verify_url
 
-    settings = _settings()
-    url = args.url or settings.audit.url
+    url = args.url or _settings(serving=False).audit.url
+    if not url:
+        _fail(["Name the audit trail to verify: --url URL, or set KILDE_AUDIT__URL."])
     try:
         result = asyncio.run(verify_url(url))
     except AuditUnavailableError as exc:
@@ -208,7 +250,7 @@ async def _export(url: str, args: argparse.Namespace, out: BinaryIO) -> int:
 
     start, end = _export_bounds(args)
     writer = FORMATS[args.format][1]
-    sink = await open_audit_sink(url, retention_days=36500)
+    sink = await open_audit_sink(url, retention_days=36500, create=False)
     count = 0
 
     async def counted() -> AsyncIterator[Any]:
@@ -244,7 +286,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"kilde: {exc}", file=sys.stderr)
         return 2
-    url = args.url or _settings().audit.url
+    url = args.url or _settings(serving=False).audit.url
+    if not url:
+        _fail(["Name the audit trail to export: --url URL, or set KILDE_AUDIT__URL."])
     try:
         if args.output:
             with open(args.output, "wb") as out:
@@ -269,9 +313,10 @@ def cmd_connectors_list(args: argparse.Namespace) -> int:
         if args.gateway:
             rows = gateway_rows(args.gateway, args.token or sys.stdin.readline().strip())
         else:
-            settings = _settings()
+            settings = _settings(serving=False)
             builtins = [c for n, c in settings.connectors.items() if n in BUILTIN_CONNECTORS]
             if not any(c.base_url or c.stores for c in builtins):  # as the demo runs them
+                settings = replace(settings, tenants=settings.tenants or DEMO_TENANTS)
                 settings = settings.with_sandbox(f"http://{settings.host}:{settings.port}")
             rows = offline_rows(settings)
     except (CatalogueError, ValueError) as exc:

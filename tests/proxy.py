@@ -101,6 +101,9 @@ class TcpProxy:
 def _reset(writer: asyncio.StreamWriter) -> None:
     """Close with a TCP reset (linger 0): the peer's next read or write fails at once."""
     sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    try:
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:  # the peer has closed it already: aborting is all there is left to do
+        pass
     writer.transport.abort()

@@ -14,6 +14,8 @@ from typing import Any
 import uvicorn
 
 from connectors.base import ConnectorSettings
+from gateway.app import create_app
+from gateway.demo import demo_routes
 from gateway.settings import BUILTIN_CONNECTORS, Settings
 
 
@@ -76,8 +78,16 @@ class ServerThread:
         return f"http://127.0.0.1:{self.port}"
 
 
+def demo_app(settings: Settings, **kw: Any) -> Any:
+    """`create_app` with the demo's routes (its JWKS, tokens, web app), as `kilde demo` builds
+    it; the settings must be demo settings (`e2e_settings`)."""
+    return create_app(settings, extra_routes=demo_routes(settings), **kw)
+
+
 def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **overrides: Any) -> Settings:
-    settings = Settings.from_env({})
+    """Demo settings for a gateway on `gateway_port` (which serves the demo JWKS itself:
+    `demo_app`) against the sandbox at `sandbox_url`."""
+    settings = Settings.from_env({"KILDE_MODE": "demo"})
     auth = replace(settings.auth, jwks_url=f"http://127.0.0.1:{gateway_port}/_demo/jwks.json")
     timeout = overrides.pop("source_timeout", 1.0)
     # the shared stack tests live, unretried behaviour with no breaker carrying failures from

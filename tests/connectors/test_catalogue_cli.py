@@ -30,6 +30,7 @@ def test_an_installed_plugin_is_listed_disabled_until_enabled(
         code, out, _ = listing(capsys, "--json")
         assert code == 0
         assert {"name": "velferd", "version": "0.1.0", "enabled": False} in json.loads(out)
+        monkeypatch.setenv("KILDE_MODE", "demo")  # the demo's tenants, for the rollout
         monkeypatch.setenv("KILDE_CONNECTORS__VELFERD__ENABLED", "true")
         monkeypatch.setenv("KILDE_CONNECTORS__VELFERD__BASE_URL", "http://hub.test")
         monkeypatch.setenv("KILDE_CONNECTORS__VELFERD__MUNICIPALITIES", "0301")
@@ -64,12 +65,14 @@ def test_the_table_shows_health_and_last_success_when_a_gateway_reports_them() -
 
 
 def test_the_demo_points_an_enabled_plugin_without_a_url_at_its_own_fake(tmp_path: Path) -> None:
-    settings = Settings.from_env({"KILDE_CONNECTORS__VELFERD__ENABLED": "true"})
+    settings = Settings.from_env({"KILDE_MODE": "demo",
+                                  "KILDE_CONNECTORS__VELFERD__ENABLED": "true"})
     with example_installed(tmp_path):
         demo, fakes = plugin_sandboxes(settings, "http://127.0.0.1:8000/")
         assert list(fakes) == ["velferd"]
         assert demo.connectors["velferd"].base_url == "http://127.0.0.1:8000/velferd"
-        configured = Settings.from_env({"KILDE_CONNECTORS__VELFERD__ENABLED": "true",
+        configured = Settings.from_env({"KILDE_MODE": "demo",
+                                        "KILDE_CONNECTORS__VELFERD__ENABLED": "true",
                                         "KILDE_CONNECTORS__VELFERD__BASE_URL": "http://hub"})
         assert plugin_sandboxes(configured, "http://127.0.0.1:8000")[1] == {}
     assert plugin_sandboxes(settings, "http://127.0.0.1:8000")[1] == {}  # not installed

@@ -7,20 +7,23 @@ import pytest
 
 from gateway.settings import Settings, SettingsError
 
+DEMO = {"KILDE_MODE": "demo"}  # the demo's tenants: 0301, 4601, 5001
+
 
 def test_unknown_connector_settings_become_options_for_the_connector_to_check() -> None:
     settings = Settings.from_env({"KILDE_CONNECTORS__PROEVESVAR__PAGE_SIZE": "20",
-                                  "KILDE_CONNECTORS__PROEVESVAR__BASE_URL": "http://pps"})
+                                  "KILDE_CONNECTORS__PROEVESVAR__BASE_URL": "http://pps"},
+                                 serving=False)
     conf = settings.connectors["proevesvar"]
     assert (conf.base_url, dict(conf.options)) == ("http://pps", {"page_size": "20"})
 
 
 def test_a_plugin_is_enabled_and_rolled_out_to_municipalities() -> None:
-    settings = Settings.from_env({"KILDE_CONNECTORS__VELFERD__ENABLED": "true",
+    settings = Settings.from_env({**DEMO, "KILDE_CONNECTORS__VELFERD__ENABLED": "true",
                                   "KILDE_CONNECTORS__VELFERD__MUNICIPALITIES": "0301, 4601"})
     assert settings.enabled_connectors[-1] == "velferd"
     assert settings.connectors["velferd"].municipalities == frozenset({"0301", "4601"})
-    assert Settings.from_env({}).connectors == {}
+    assert Settings.from_env({}, serving=False).connectors == {}
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -34,10 +37,11 @@ def test_a_plugin_is_enabled_and_rolled_out_to_municipalities() -> None:
      "'MUNICIPALITIES', 'STORES', 'TIMEOUT'] or an option of their own, as "
      "KILDE_CONNECTORS__<NAME>__<SETTING>."),
     ({"KILDE_CONNECTORS__HUB__BASE_URL": "hub.example"},
-     "KILDE_CONNECTORS__HUB__BASE_URL must be an absolute URL."),
+     "KILDE_CONNECTORS__HUB__BASE_URL must be an absolute URL (e.g. "
+     "'https://hub.example/api')."),
 ])
 def test_bad_connector_settings_fail_naming_the_variable(env: dict[str, str], message: str
                                                          ) -> None:
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env(env)
+        Settings.from_env({**DEMO, **env})
     assert str(caught.value) == message

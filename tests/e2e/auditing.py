@@ -17,12 +17,12 @@ from typing import Any
 
 import httpx
 
-from gateway.app import create_app
 from gateway.audit import AuditEvent, open_audit_sink
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from tests.servers import (
     ServerThread,
+    demo_app,
     e2e_settings,
     inherited,
     listening_socket,
@@ -63,7 +63,7 @@ class AuditedGateway:
 def audited_gateway(sandbox_url: str, audit_url: str, **overrides: Any) -> Iterator[AuditedGateway]:
     sock = listening_socket()
     settings = e2e_settings(port_of(sock), sandbox_url, audit_url, **overrides)
-    with running(create_app(settings), sock) as server:
+    with running(demo_app(settings), sock) as server:
         yield AuditedGateway(server, settings, audit_url)
 
 
@@ -103,6 +103,7 @@ def serve_env(port: int, sandbox_url: str, audit_url: str, **extra: str) -> dict
     """`kilde serve` configuration for a gateway on `port` against the sandbox at `sandbox_url`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILDE_")}
     env.update({
+        "KILDE_MODE": "demo",  # the gateway serves the demo JWKS itself
         "KILDE_PORT": str(port),
         "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
         "KILDE_AUDIT__URL": audit_url,

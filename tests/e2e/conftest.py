@@ -8,12 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from tests.e2e.client import Client
-from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
+from tests.servers import ServerThread, demo_app, e2e_settings, listening_socket, port_of, running
 
 
 class Stack:
@@ -53,7 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running(create_sandbox({})) as sandbox:
         sock = listening_socket()
         settings = e2e_settings(port_of(sock), sandbox.url, f"sqlite:///{audit_path}")
-        with running(create_app(settings), sock) as gateway:
+        with running(demo_app(settings), sock) as gateway:
             yield Stack(gateway, sandbox, settings, audit_path)
 
 

@@ -84,7 +84,7 @@ def test_every_delivered_response_is_audited_when_the_gateway_is_killed(
     audit_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     sock = listening_socket()
     port = port_of(sock)
-    settings = Settings.from_env({})
+    settings = Settings.from_env({"KILDE_MODE": "demo"})
     jobs = [(p.nin, mint_token(persona, p.nin, issuer=settings.auth.issuer,
                                audience=settings.auth.audience))
             for persona, p in (("legevakt-lege", by_tag("legevakt-hlr")),

@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.demo import DEMO_KID, _private_key
+from gateway.demo.tokens import DEMO_KID, _private_key
 from sandbox.world import by_tag
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack

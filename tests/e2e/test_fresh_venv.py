@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from gateway.demo import mint_token
-from gateway.settings import AuthSettings
+from gateway.settings import DEMO_ISSUER
 from sandbox.world import by_tag
 from tests.plugins import EXAMPLE, ROOT, on_path
 from tests.servers import inherited, listening_socket, port_of, running
@@ -107,7 +107,7 @@ def test_the_installed_example_serves_data_under_policy_and_is_in_the_catalogue(
 
 
 def _ask_the_installed_example(venv: Path, tmp_path: Path, hub_url: str) -> None:
-    env = _env(tmp_path, KILDE_CONNECTORS__VELFERD__ENABLED="true",
+    env = _env(tmp_path, KILDE_MODE="demo", KILDE_CONNECTORS__VELFERD__ENABLED="true",
                KILDE_CONNECTORS__VELFERD__BASE_URL=hub_url,
                KILDE_CONNECTORS__VELFERD__MUNICIPALITIES="0301",
                KILDE_POLICY_FILE=str(EXAMPLE / "policy.toml"))
@@ -120,9 +120,8 @@ def _ask_the_installed_example(venv: Path, tmp_path: Path, hub_url: str) -> None
     with inherited(sock) as (fd_args, popen), \
             _serving([venv / "bin" / "kilde", "demo", *fd_args], env, f"{base}/healthz",
                      tmp_path / "gateway.log", **popen):
-        auth = AuthSettings()
-        token = mint_token("hjemmesykepleier", HOME_CARE, issuer=auth.issuer,
-                           audience=auth.audience)
+        token = mint_token("hjemmesykepleier", HOME_CARE, issuer=DEMO_ISSUER,
+                           audience="kilde")
         body = httpx.post(f"{base}/graphql", json={"query": QUERY, "variables": {"nin": HOME_CARE}},
                           headers={"authorization": f"Bearer {token}"}, timeout=10).json()
     patient = body["data"]["patient"]

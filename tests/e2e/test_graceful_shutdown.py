@@ -24,6 +24,7 @@ QUERY = "query($nin: String!) { patient(nin: $nin) { alerts { title } sources { 
 def _env(port: int, sandbox: str, audit: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KILDE_")}
     env.update({
+        "KILDE_MODE": "demo",  # the gateway serves the demo JWKS itself
         "KILDE_PORT": str(port),
         "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
         "KILDE_AUDIT__URL": f"sqlite:///{audit}",

@@ -128,7 +128,7 @@ def driven(stack: Stack, tmp_path: Path) -> tuple[str, Driver, str]:
                     KILDE_LOG_LEVEL="DEBUG", KILDE_CONNECTORS__KJERNEJOURNAL__TIMEOUT="0.3")
     output = tmp_path / "gateway.log"
     proc = start_serve(env, output, sock)
-    driver = Driver(f"http://127.0.0.1:{port}", Settings.from_env({}))
+    driver = Driver(f"http://127.0.0.1:{port}", Settings.from_env({"KILDE_MODE": "demo"}))
     try:
         driver.scenarios(stack)
     finally:

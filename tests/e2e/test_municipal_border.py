@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from sandbox.world import by_tag
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +61,7 @@ def agreed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{audit}",
                             agreements=(("4601", "0301"),))
     settings = replace(settings, cache=replace(settings.cache, enabled=False))
-    with running(create_app(settings), sock) as gateway:
+    with running(demo_app(settings), sock) as gateway:
         client = Client(gateway.url, stack.sandbox.url, settings)
         yield client
         client.close()

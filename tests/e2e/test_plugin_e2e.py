@@ -17,12 +17,11 @@ import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors import ConnectorSettings
-from gateway.app import create_app
 from gateway.cli import main
 from sandbox.world import by_tag
 from tests.e2e.conftest import Stack
 from tests.plugins import EXAMPLE, example_installed, on_path, write_distribution
-from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
+from tests.servers import ServerThread, demo_app, e2e_settings, listening_socket, port_of, running
 
 HOME_CARE = by_tag("multi-service").nin  # Oslo; a safety alarm and a medicine dispenser
 NURSING_HOME = by_tag("legevakt-hlr").nin  # Oslo; night supervision, and an R-labelled GPS
@@ -101,7 +100,7 @@ def plugged(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                     settings, connectors=connectors, policy_file=str(POLICY),
                     enabled_connectors=(*settings.enabled_connectors, "velferd", "broken"),
                     resilience=replace(settings.resilience, enabled=True))  # health
-                return running(create_app(replace(settings, **overrides)), sock)
+                return running(demo_app(replace(settings, **overrides)), sock)
 
             yield Plugged(stack, hub_app, make)
 

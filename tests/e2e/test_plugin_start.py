@@ -23,7 +23,7 @@ def create(settings, http):
 
 async def test_the_app_does_not_start_with_a_connector_that_is_not_installed(
         tmp_path: Path) -> None:
-    settings = Settings.from_env({"KILDE_AUDIT__URL": f"sqlite:///{tmp_path / 'a.sqlite3'}"})
+    settings = Settings.from_env({"KILDE_MODE": "demo", "KILDE_AUDIT__URL": f"sqlite:///{tmp_path / 'a.sqlite3'}"})
     app = create_app(replace(settings.with_sandbox("http://sandbox.test"),
                              enabled_connectors=("pll", "nope")))
     with pytest.raises(ConnectorConfigError, match="Connector 'nope' is enabled but not "
@@ -54,7 +54,8 @@ def test_kilde_serve_refuses_to_start_naming_the_connector(
                   for n in ("KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")}
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", "9"],
-        env={**base, **configured, "KILDE_CONNECTORS__MUNICIPAL__STORES": stores, **env,
+        env={**base, **configured, "KILDE_MODE": "demo",
+             "KILDE_CONNECTORS__MUNICIPAL__STORES": stores, **env,
              "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])},
         capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (2, message)

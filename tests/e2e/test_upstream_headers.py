@@ -18,12 +18,11 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.app import create_app
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +107,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
         settings = e2e_settings(port_of(sock), sandbox.url, f"sqlite:///{audit}")
         # no cache: every query must reach the upstreams for the recorder to see it
         settings = replace(settings, cache=replace(settings.cache, enabled=False))
-        with running(create_app(settings), sock) as gateway:
+        with running(demo_app(settings), sock) as gateway:
             yield Recorded(recorder, gateway.url, settings)
 
 

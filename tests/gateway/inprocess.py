@@ -81,7 +81,7 @@ def _total(value: Any) -> int:
 
 def settings_for(audit_url: str = "sqlite:///:memory:", **changes: Any) -> Settings:
     """Demo settings pointed at the in-process sandbox and test issuer, with `changes`."""
-    base = Settings.from_env({})
+    base = Settings.from_env({"KILDE_MODE": "demo"})
     connectors = {n: ConnectorSettings(n, timeout=1.0) for n in BUILTIN_CONNECTORS}
     settings = replace(base, connectors=connectors,
                        auth=replace(base.auth, issuer=ISSUER, jwks_url=JWKS_URL),

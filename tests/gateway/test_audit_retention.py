@@ -50,7 +50,7 @@ async def test_the_gateway_purges_expired_events_when_it_starts(url: str) -> Non
     env = {"KILDE_AUDIT__RETENTION_DAYS": "30"}
     settings = e2e_settings(9, "http://127.0.0.1:9", url)
     settings = replace(settings, audit=replace(
-        settings.audit, retention_days=Settings.from_env(env).audit.retention_days))
+        settings.audit, retention_days=Settings.from_env(env, serving=False).audit.retention_days))
     app = create_app(settings)
 
     async with app.router.lifespan_context(app):

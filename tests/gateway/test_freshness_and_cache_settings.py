@@ -50,7 +50,7 @@ async def test_with_redis_down_the_limit_is_counted_in_process() -> None:
 
 def test_per_source_ttls_are_read_and_capped_by_the_maximum() -> None:
     cache = Settings.from_env({"KILDE_CACHE__TTLS": "kjernejournal=60, pll=5",
-                               "KILDE_CACHE__MAX_TTL_SECONDS": "120"}).cache
+                               "KILDE_CACHE__MAX_TTL_SECONDS": "120"}, serving=False).cache
     assert (cache.ttl_for("kjernejournal"), cache.ttl_for("pll"), cache.ttl_for("eresept")) == (
         60, 5, 30)
 
@@ -70,4 +70,4 @@ def test_bad_cache_and_resilience_settings_fail_at_start_naming_the_variable(
     env: dict[str, str], message: str
 ) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
-        Settings.from_env(env)
+        Settings.from_env(env, serving=False)

@@ -58,4 +58,4 @@ def test_redact_masks_anything_shaped_like_an_identity_number() -> None:
 
 def test_retention_below_one_day_fails_at_start() -> None:
     with pytest.raises(SettingsError, match="KILDE_AUDIT__RETENTION_DAYS"):
-        Settings.from_env({"KILDE_AUDIT__RETENTION_DAYS": "0"})
+        Settings.from_env({"KILDE_AUDIT__RETENTION_DAYS": "0"}, serving=False)

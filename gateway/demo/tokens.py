@@ -1,9 +1,10 @@
 """Demo credentials: an embedded signing key, its JWKS, personas and `mint_token`.
 
-Sits beside the request flow: `kilde demo` serves `demo_jwks()` as the issuer's key set and
-`kilde token --persona NAME [--patient NIN]` prints `mint_token(...)`; tests use it too. The
-personas are drawn from `sandbox.world` (names, HPR numbers, workplaces), so a token's attest
-fits the synthetic patients the sandbox serves. Everything here is synthetic.
+Sits beside the request flow, outside the production app: `kilde demo` serves `demo_jwks()`
+as the issuer's key set and `kilde token --persona NAME [--patient NIN]` prints
+`mint_token(...)`; tests use it too. The personas are drawn from `sandbox.world` (names, HPR
+numbers, workplaces), so a token's attest fits the synthetic patients the sandbox serves.
+Everything here is synthetic.
 
 >>> token = mint_token("hjemmesykepleier", "09014412759", issuer="http://x/_demo", audience="kilde")
 >>> token.count(".")
