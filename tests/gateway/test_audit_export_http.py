@@ -9,7 +9,7 @@ import jwt
 import orjson
 import pytest
 
-from gateway.demo import DEMO_KID, _private_key
+from gateway.demo.tokens import DEMO_KID, _private_key
 from sandbox.world import by_tag
 from tests.gateway.fhir_profile import bundle_problems, profile_problems
 from tests.gateway.inprocess import Harness, gateway
