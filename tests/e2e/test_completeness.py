@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from sandbox.world import by_tag
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -104,7 +103,7 @@ def cached(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
     settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{audit}")
     settings = replace(settings, cache=replace(settings.cache, enabled=True, url="memory://",
                                                fresh_per_minute=1, max_stale_seconds=300))
-    with running(create_app(settings), sock) as gateway:
+    with running(demo_app(settings), sock) as gateway:
         client = Client(gateway.url, stack.sandbox.url, settings)
         yield client
         client.close()

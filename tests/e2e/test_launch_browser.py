@@ -18,13 +18,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
 from tests.e2e.browser import chromium, npm_installed
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +41,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Setti
     settings = replace(settings, launch=replace(
         settings.launch, authorization_endpoint=f"{HELSEID}/connect/authorize",
         token_endpoint=f"{HELSEID}/connect/token"))
-    with running(create_app(settings, sandbox=create_sandbox({})), sock):
+    with running(demo_app(settings, sandbox=create_sandbox({})), sock):
         yield url, settings
 
 
