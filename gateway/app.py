@@ -34,6 +34,7 @@ from gateway.audit.retention import retention
 from gateway.audit.routes import handle_export
 from gateway.auth import Authenticator
 from gateway.events import handle_event
+from gateway.graphiql import graphiql_routes
 from gateway.graphql import Endpoint, handle_graphql
 from gateway.launch import LaunchStore, handle_launch, smart_configuration
 from gateway.limits import HideSuggestions, UseParsedDocument
@@ -198,6 +199,8 @@ def create_app(
         Route("/metrics", metrics_text),
         *extra_routes,
     ]
+    if settings.graphiql and not settings.production:
+        routes.extend(graphiql_routes())
     if sandbox is not None:
         routes.append(Mount("", app=sandbox))
     app = Starlette(routes=routes, lifespan=lifespan)

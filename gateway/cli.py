@@ -17,20 +17,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, BinaryIO, NoReturn
 
+from gateway.graphiql import EXAMPLE_QUERY as EXAMPLE_QUERY  # the legevakt query, one place
 from gateway.settings import BUILTIN_CONNECTORS, DEMO_TENANTS, Settings, SettingsError
-
-EXAMPLE_QUERY = """query Legevakt($nin: String!) {
-  patient(nin: $nin) {
-    alerts { kind title detail provenance { source municipality } }
-    treatmentLimitations { code { code display } description decidedAt provenance { source recordId } }
-    criticalInformation { type description severity provenance { source } }
-    medications { name dosage { text } conflicts provenances { source } }
-    labResults(first: 3) { code { display } issuedAt results { code { display } value unit abnormal } }
-    municipalServices { code { display } status unit phone }
-    conditions { code { system code display } }
-    sources { source category status latencyMs detail }
-  }
-}"""
 
 
 def _fail(problems: Sequence[str]) -> NoReturn:

@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 from graphql import ExecutionResult
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from strawberry.http.ides import get_graphql_ide_html
+from starlette.responses import Response
 
 from gateway.admission import Admission, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
+from gateway.graphiql import page as graphiql_page
 from gateway.logs import request_id_of
 from gateway.metrics import Metrics
 from gateway.recording import events_for
@@ -135,7 +135,7 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     if (request.method == "GET" and endpoint.graphiql
             and "text/html" in request.headers.get("accept", "")
             and "query" not in request.query_params):
-        return HTMLResponse(get_graphql_ide_html("graphiql"))
+        return graphiql_page()  # served from this package: no CDN
     media = _media(request)
     if media is None:
         return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
