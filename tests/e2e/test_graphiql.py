@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
 from tests.e2e.browser import chromium
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +25,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     sock = listening_socket()
     url = f"http://127.0.0.1:{port_of(sock)}"
     settings = e2e_settings(port_of(sock), url, f"sqlite:///{audit}")
-    with running(create_app(settings, sandbox=create_sandbox({})), sock):
+    with running(demo_app(settings, sandbox=create_sandbox({})), sock):
         yield url
 
 
