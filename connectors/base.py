@@ -58,7 +58,8 @@ class FetchRequest:
 
     `municipalities` lists the municipal stores the caller may see (policy has already applied
     the municipal border); `timeout` is this source's budget in seconds, already cut to the
-    request deadline. `fresh` asks the cache layer to bypass cached entries.
+    request deadline. `fresh` asks the cache layer to bypass cached entries. `privacy_probe`
+    (with no categories) asks only whether the patient has blocked the requester.
     """
 
     patient_nin: str
@@ -70,6 +71,10 @@ class FetchRequest:
     request_id: str = ""
     since: date | None = None
     fresh: bool = False
+    # Asked for no category, only for the patient's privacy state (blocks of the requester):
+    # a source that records blocks answers it cheaply (Kjernejournal's /status); any other
+    # source answers empty without calling its upstream.
+    privacy_probe: bool = False
 
 
 @dataclass(frozen=True, slots=True)

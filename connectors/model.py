@@ -57,11 +57,22 @@ class CriticalType(enum.Enum):
 
 
 class AlertKind(enum.Enum):
+    CONFLICT = "CONFLICT"  # sources disagree on a treatment limitation: shown, never resolved
     TREATMENT_LIMITATION = "TREATMENT_LIMITATION"
     ALLERGY = "ALLERGY"
     CRITICAL_CONDITION = "CRITICAL_CONDITION"
     ANAESTHESIA_COMPLICATION = "ANAESTHESIA_COMPLICATION"
     OTHER_CRITICAL = "OTHER_CRITICAL"
+
+
+class LimitationMeaning(enum.Enum):
+    """What a treatment limitation decides, whatever code or text a source used for it
+    (the shape stage reads it from a terminology file; connectors leave it UNKNOWN)."""
+
+    HLR_MINUS = "HLR_MINUS"  # no cardiopulmonary resuscitation
+    FULL_TREATMENT = "FULL_TREATMENT"  # full treatment including CPR: no limitation
+    OTHER_LIMITATION = "OTHER_LIMITATION"  # e.g. no ventilator, no intensive care
+    UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +114,18 @@ class TreatmentLimitation:
     valid_until: date | None = None
     reason: str | None = None
     security: tuple[Coding, ...] = ()
+    # set by the shape stage: what it decides, and the decisions of other records it contradicts
+    meaning: LimitationMeaning = LimitationMeaning.UNKNOWN
+    conflicts_with: tuple[Provenance, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class CriticalInformation:
-    """Critical information: allergies and CAVE, critical conditions, implants, anaesthesia."""
+    """Critical information: allergies and CAVE, critical conditions, implants, anaesthesia.
+
+    The same information from several sources (a CAVE in Kjernejournal and in the municipal
+    EPJ) is merged by the shape stage into one item: `provenances` lists them all,
+    `provenance` is the first; `conflicts` names fields on which the sources disagree."""
 
     id: str
     type: CriticalType
@@ -120,12 +138,29 @@ class CriticalInformation:
     verification: str | None = None
     recorded_at: datetime | None = None
     security: tuple[Coding, ...] = ()
+    provenances: tuple[Provenance, ...] = ()
+    conflicts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Dosage:
     text: str
     route: Coding | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationRecord:
+    """One source's own record of a treatment, as that source has it (next to the linked view)."""
+
+    provenance: Provenance
+    name: str
+    code: Coding
+    status: str
+    dosage: Dosage | None = None
+    started: date | None = None
+    ended: date | None = None
+    prescription_id: str | None = None
+    pll_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +185,7 @@ class Medication:
     in_pll: bool = False
     conflicts: tuple[str, ...] = ()
     security: tuple[Coding, ...] = ()
+    records: tuple[MedicationRecord, ...] = ()  # each source's own values, set by linking
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +282,10 @@ class Alert:
     provenance: Provenance
     detail: str | None = None
     item_id: str = ""
+    provenances: tuple[Provenance, ...] = ()  # every record behind it (a conflict: newest first)
+    item_ids: tuple[str, ...] = ()
+    meaning: LimitationMeaning | None = None  # for treatment limitations and conflicts
+    conflicts_with: tuple[Provenance, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

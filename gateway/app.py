@@ -48,6 +48,7 @@ from gateway.telemetry import RequestMetrics
 from policies import load_rules
 from schema.context import Services
 from schema.query import build_schema
+from schema.shape.terminology import load_terminology
 
 log = logging.getLogger("kilde.app")
 
@@ -97,6 +98,7 @@ def create_app(
                 if tracer_provider is None:
                     stack.callback(provider.shutdown)
             rules = load_rules(settings.policy_file or None, agreements=settings.agreements)
+            terminology = load_terminology(settings.terminology_file or None)
             audit = await open_audit_sink(settings.audit.url,
                                           retention_days=settings.audit.retention_days)
             stack.push_async_callback(audit.aclose)
@@ -123,6 +125,7 @@ def create_app(
                 health=sources.health,
                 fresh_limiter=sources.fresh,
                 activity=SourceActivity(),
+                terminology=terminology,
             )
             endpoint = Endpoint(
                 schema=schema,

@@ -39,7 +39,8 @@ from gateway.settings import (
 
 TOP: Mapping[str, str] = {  # KILDE_<NAME> -> the type it is read as
     "MODE": "str", "HOST": "str", "PORT": "int", "WORKERS": "int", "DEADLINE_SECONDS": "float",
-    "TENANTS": "str", "AGREEMENTS": "str", "POLICY_FILE": "str", "LOG_LEVEL": "str",
+    "TENANTS": "str", "AGREEMENTS": "str", "POLICY_FILE": "str", "TERMINOLOGY_FILE": "str",
+    "LOG_LEVEL": "str",
     "GRAPHIQL": "bool", "ENABLED_CONNECTORS": "tuple[str, ...]", "OTLP_ENDPOINT": "str",
     "CONFIG_FILE": "str",
 }
@@ -242,8 +243,9 @@ def read_settings(env: Mapping[str, str], *, serving: bool) -> Settings:
 
     defaults = Settings()
     kwargs: dict[str, Any] = {"mode": mode}
-    for key in ("HOST", "PORT", "WORKERS", "DEADLINE_SECONDS", "POLICY_FILE", "LOG_LEVEL",
-                "GRAPHIQL", "OTLP_ENDPOINT", "ENABLED_CONNECTORS"):
+    for key in ("HOST", "PORT", "WORKERS", "DEADLINE_SECONDS", "POLICY_FILE",
+                "TERMINOLOGY_FILE", "LOG_LEVEL", "GRAPHIQL", "OTLP_ENDPOINT",
+                "ENABLED_CONNECTORS"):
         if key in top:
             value = convert(f"KILDE_{key}", top[key], TOP[key], getattr(defaults, key.lower()),
                             problems)
@@ -255,9 +257,10 @@ def read_settings(env: Mapping[str, str], *, serving: bool) -> Settings:
             problems.append(f"KILDE_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}"
                             f"{_shown(top['LOG_LEVEL'], False)}.")
             del kwargs["log_level"]
-    policy = kwargs.get("policy_file", "")
-    if policy and not Path(policy).is_file():
-        problems.append(f"KILDE_POLICY_FILE {policy!r} is not a readable file.")
+    for key in ("policy_file", "terminology_file"):
+        path = kwargs.get(key, "")
+        if path and not Path(path).is_file():
+            problems.append(f"KILDE_{key.upper()} {path!r} is not a readable file.")
     kwargs["tenants"] = _tenants(top.get("TENANTS", ""), problems)
     kwargs["agreements"] = _agreements(top.get("AGREEMENTS", ""), problems)
     for section, cls in SECTIONS.items():

@@ -7,7 +7,9 @@ only then lets the data leave (DESIGN.md principle 5). What is recorded:
 - every `patient(nin)` the policies let through: DELIVERED, with one `Delivery` per (category,
   source) and the item count; `EMERGENCY_OPENING` with the reason when restricted data was
   opened. When the policies denied every category asked for, nothing was delivered and the
-  event is DENIED with the first category's reason;
+  event is DENIED with the first category's reason; when the patient has blocked this
+  professional (reported by any source) and so nothing was delivered, DENIED with
+  PATIENT_BLOCKED_REQUESTER;
 - every denied `patient(nin)` and every denied `accessLog(nin)`: DENIED, with the reason code;
 - a privacy officer's `accessLog(nin)` read: DELIVERED, reason PRIVACY_OFFICER, no deliveries.
   Who read a patient's access log is itself something the patient may ask about, so it shows
@@ -83,6 +85,9 @@ def patient_event(principal: Principal, request_id: str, patient: PatientLedger)
     if all_denied:
         first = min(patient.denied, key=lambda c: c.value)
         outcome, reason = "DENIED", patient.denied[first].reason
+    elif patient.blocked_by is not None and not any(d.count for d in deliveries):
+        # the patient's block of this professional held in every source: nothing left
+        outcome, reason = "DENIED", "PATIENT_BLOCKED_REQUESTER"
     else:
         outcome = "DELIVERED"
         reason = "EMERGENCY_OPENING" if patient.emergency else patient.reason

@@ -168,6 +168,7 @@ class Settings:
     tenants: tuple[Tenant, ...] = ()
     agreements: tuple[tuple[str, str], ...] = ()  # (provider, consumer) municipality numbers
     policy_file: str = ""
+    terminology_file: str = ""  # treatment-limitation codes and words added to the built-in ones
     log_level: str = "INFO"
     graphiql: bool = True
     limits: LimitsSettings = field(default_factory=LimitsSettings)

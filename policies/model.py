@@ -137,7 +137,9 @@ class Rules:
     `denied_labels`: codes never delivered through Kilde;
     `categories_granted_by_purpose`: a purpose that grants categories without a profession
     (COC -> services, for a case handler); `categories`: every configured category, built-in or
-    plugin (anything else is denied as not configured).
+    plugin (anything else is denied as not configured); `block_everywhere`: a block of the
+    requesting professional reported by any source withholds every source's data in the same
+    request; `block_sources`: the sources asked for the patient's blocks in every request.
     """
 
     categories_by_profession: dict[str, frozenset[str]]
@@ -152,3 +154,5 @@ class Rules:
     privacy_officer_scope: str = "kilde/accesslog.read"
     categories_granted_by_purpose: dict[str, frozenset[str]] = field(default_factory=dict)
     categories: frozenset[str] = frozenset()
+    block_everywhere: bool = True
+    block_sources: frozenset[str] = frozenset({"kjernejournal", "municipal"})

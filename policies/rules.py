@@ -31,12 +31,13 @@ PURPOSES: tuple[str, ...] = ("TREAT", "ETREAT", "COC", "BTG")
 
 _DEFAULTS = "defaults.toml"
 _TOP_KEYS = frozenset({"attest_max_age_seconds", "scopes", "labels", "categories", "purposes",
-                       "agreements"})
+                       "agreements", "blocks"})
 _SCOPE_KEYS = ("clinical", "citizen", "privacy_officer")
 _LABEL_KEYS = ("restricted", "denied")
 _CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PROFESSION = re.compile(r"[A-Z0-9]{1,8}")
 _MUNICIPALITY = re.compile(r"\d{4}")
+_SOURCE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 _MAX_ATTEST_AGE = 3600  # ATT-58: an attest is valid for at most 60 minutes
 
 
@@ -150,6 +151,14 @@ def _parse_layer(doc: dict[str, Any], file: str) -> _Layer:
         grants = _codes(entry.get("grants", []), f"{key}.grants", file, _CATEGORY_NAME,
                         "category names")
         layer.purposes[code] = (narrowed, grants)
+    blocks = _table(doc.get("blocks", {}), "blocks", file, ("everywhere", "sources"))
+    if "everywhere" in blocks:
+        if not isinstance(blocks["everywhere"], bool):
+            raise _fail(file, "blocks.everywhere", "true or false")
+        layer.values["block_everywhere"] = blocks["everywhere"]
+    if "sources" in blocks:
+        layer.values["block_sources"] = _codes(blocks["sources"], "blocks.sources", file,
+                                               _SOURCE_NAME, "source (connector) names")
     raw_agreements = doc.get("agreements", [])
     if not isinstance(raw_agreements, list):
         raise _fail(file, "agreements", "an array of [[agreements]] tables")

@@ -185,7 +185,7 @@ def _consent(p: world.Patient, t: world.TreatmentLimitationFact) -> Resource:
         "performer": [{"reference": "#recorderRef", "display": t.decided_by}],
         "policyRule": {"coding": [{"system": CATEGORY, "code": "2"}]},
         "provision": {"type": "deny",
-                      "code": [{"coding": [{"system": world.SNOMED, "code": t.code,
+                      "code": [{"coding": [{"system": t.system, "code": t.code,
                                             "display": t.display}],
                                 "text": t.description}]},
     }

@@ -37,6 +37,9 @@ LIMITATION_REASON = EXT + "behandlingsavklaring-reason"
 # right to refuse treatment and the physician's duty to decide (pasient- og brukerrettighetsloven
 # § 4-9, helsepersonelloven § 4).
 LIMITATION_POLICY = "Pasient- og brukerrettighetsloven § 4-9; helsepersonelloven § 4"
+BLOCK_POLICY = "Pasientjournalloven § 17; pasient- og brukerrettighetsloven § 5-3"
+PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
 
 Resource = dict[str, Any]
 
@@ -103,7 +106,7 @@ def _limitations(p: world.Patient, number: str, subject: Resource) -> Iterator[R
     for t in p.treatment_limitations:
         if t.where != world.MUNICIPAL or t.municipality != number:
             continue
-        code = _concept(world.SNOMED, t.code, t.display)
+        code = _concept(t.system, t.code, t.display)
         consent = _base("Consent", t.id, number, t.decided_at) | {
             "extension": [{"url": LIMITATION_DESCRIPTION, "valueString": t.description},
                           {"url": LIMITATION_REASON, "valueString": t.reason}],
@@ -118,7 +121,30 @@ def _limitations(p: world.Patient, number: str, subject: Resource) -> Iterator[R
         }
         if t.organisation:
             consent["organization"] = [_org_ref(t.organisation)]
+        if t.security:
+            consent["meta"]["security"] = [{"system": CONFIDENTIALITY, "code": c}
+                                           for c in t.security]
         yield consent
+
+
+def _blocks(p: world.Patient, number: str, subject: Resource) -> Iterator[Resource]:
+    """A local block of a named professional: a patient-privacy deny Consent whose actor is
+    the professional, by HPR number (pasientjournalloven § 17: the patient may bar named
+    personnel from their record)."""
+    for store, hpr in p.municipal_blocks:
+        if store != number:
+            continue
+        yield _base("Consent", f"block-{hpr}", number, p.born) | {
+            "status": "active",
+            "scope": _concept(CONSENT_SCOPE, "patient-privacy", "Privacy Consent"),
+            "category": [_concept("http://loinc.org", "59284-0", "Patient Consent")],
+            "patient": subject,
+            "policyRule": {"text": BLOCK_POLICY},
+            "provision": {"type": "deny", "actor": [{
+                "role": _concept(PARTICIPATION, "PRCP", "primary information recipient"),
+                "reference": {"identifier": {"system": HPR_SYSTEM, "value": hpr}},
+            }]},
+        }
 
 
 def _conditions(p: world.Patient, number: str, subject: Resource) -> Iterator[Resource]:
@@ -206,6 +232,7 @@ def _allergies(p: world.Patient, number: str, subject: Resource) -> Iterator[Res
 Renderer = Callable[[world.Patient, str, Resource], Iterator[Resource]]
 RENDERERS: dict[str, Renderer] = {
     "Consent": _limitations,
+    "Consent#privacy": _blocks,
     "EpisodeOfCare": _services,
     "Condition": _conditions,
     "MedicationAdministration": _administrations,

@@ -16,6 +16,15 @@ fake for that source serves it. Scenario tags (DESIGN.md "Sandbox"):
     multi-service       home nursing, practical help, safety alarm, short-term stay
     other-municipality  lives in, and is served by, another municipality (Bergen)
     no-data             a D-nummer with no data anywhere
+    holiday             lives in Oslo (HLR-minus in Oslo's store), seen at Trondheim's legevakt
+    kj-only-hlr         HLR-minus only in Kjernejournal (KjConsentBehandlingsavklaring), coded
+                        in Kjernejournal's own system, not SNOMED CT
+    conflicting-limitations
+                        HLR-minus decided 2025-01-10 in the municipal store, "full behandling
+                        inkludert HLR" decided 2026-10-01 in Kjernejournal
+    labelled-hlr        the HLR-minus in the municipal store carries the security label R
+    municipal-cave      a CAVE only in the municipal EPJ, and one in both it and Kjernejournal
+    blocked-everywhere  blocks the legevakt physician in Kjernejournal and in Oslo's store
 """
 
 from __future__ import annotations
@@ -36,6 +45,9 @@ DOC_TYPE = "urn:oid:2.16.578.1.12.4.1.1.9602"
 # Municipal / KJ / PPS where-tags for records
 MUNICIPAL = "municipal"
 KJERNEJOURNAL = "kjernejournal"
+# Kjernejournal's own codes for a behandlingsavklaring (the sandbox's: see
+# schema/shape/limitations.toml for why, and for what each code means)
+KJ_LIMITATION = "http://nhn.no/kj/fhir/CodeSystem/Behandlingsavklaring"
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,8 @@ class TreatmentLimitationFact:
     where: str
     municipality: str | None = None
     organisation: str | None = None
+    system: str = SNOMED  # the code's system: SNOMED CT, or KJ_LIMITATION in Kjernejournal
+    security: tuple[str, ...] = ()  # meta.security codes, e.g. ("R",): restricted
 
 
 @dataclass(frozen=True)
@@ -264,6 +278,8 @@ class Patient:
     kj_reserved: bool = False
     kj_restricted: bool = False
     kj_blocked_hpr: tuple[str, ...] = ()
+    # (kommunenummer, HPR number): a local block of a named professional in that store
+    municipal_blocks: tuple[tuple[str, str], ...] = ()
     pps_outcome: str | None = None  # Specific | General | Reservation
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -526,6 +542,142 @@ PATIENTS: tuple[Patient, ...] = (
             ConditionFact("cond-h1", ICPC2, "P76", "Depresjon", _d("2020-01-01"), "0301"),
         ),
         kj_blocked_hpr=("9144901",),
+    ),
+    Patient(
+        nin="12054130021",
+        name="Ola Ferietur",
+        born=_d("1941-05-12"),
+        gender="male",
+        municipality="0301",
+        tags=("holiday",),
+        treatment_limitations=(
+            TreatmentLimitationFact(
+                id="hlr-o1", code="304253006", display="Ikke-gjenoppliving (HLR-minus)",
+                description="HLR-minus: ikke start hjerte-lunge-redning ved hjertestans.",
+                decided_at=_dt("2026-03-04T11:00:00+01:00"),
+                decided_by="Fastlege, Oslo", reason="Pasientens ønske",
+                where=MUNICIPAL, municipality="0301", organisation="960000005"),
+        ),
+        allergies=(
+            AllergyFact("cave-o1", ATC, "J01CE", "Penicilliner", "Anafylaksi", "severe",
+                        _dt("2014-02-02T10:00:00+01:00"), KJERNEJOURNAL),
+        ),
+        services=(
+            ServiceFact("svc-o1", "15", "Helsetjenester i hjemmet", "active", _d("2025-09-01"),
+                        "0301", "960000005", _d("2025-08-20"),
+                        description="Hjemmesykepleie morgen"),
+        ),
+        conditions=(
+            ConditionFact("cond-o1", ICPC2, "K77", "Hjertesvikt", _d("2021-04-01"), "0301"),
+        ),
+    ),
+    Patient(
+        nin="03023630086",
+        name="Astrid Nasjonal",
+        born=_d("1936-02-03"),
+        gender="female",
+        municipality="0301",
+        tags=("kj-only-hlr",),
+        treatment_limitations=(
+            TreatmentLimitationFact(
+                id="kj-hlr-a1", code="HLR-MINUS", display="HLR-minus",
+                description="HLR-minus: ikke gjenoppliving ved hjertestans.",
+                decided_at=_dt("2026-05-20T09:30:00+02:00"),
+                decided_by="Fastlege", reason="Pasientens ønske, drøftet med pårørende",
+                where=KJERNEJOURNAL, system=KJ_LIMITATION),
+        ),
+        conditions=(
+            ConditionFact("cond-n1", ICPC2, "R95", "KOLS", _d("2015-03-01"), "0301"),
+        ),
+    ),
+    Patient(
+        nin="20104030182",
+        name="Per Uenig",
+        born=_d("1940-10-20"),
+        gender="male",
+        municipality="0301",
+        tags=("conflicting-limitations",),
+        treatment_limitations=(
+            TreatmentLimitationFact(
+                id="hlr-p1", code="304253006", display="Ikke-gjenoppliving (HLR-minus)",
+                description="HLR-minus: ikke start hjerte-lunge-redning ved hjertestans.",
+                decided_at=_dt("2025-01-10T10:00:00+01:00"),
+                decided_by="Sykehjemslege, Lindeberg sykehjem", reason="Pasientens ønske",
+                where=MUNICIPAL, municipality="0301", organisation="950000007"),
+            TreatmentLimitationFact(
+                id="kj-full-p1", code="FULL-BEHANDLING", display="Full behandling inkludert HLR",
+                description="Full behandling inkludert hjerte-lunge-redning.",
+                decided_at=_dt("2026-10-01T14:00:00+02:00"),
+                decided_by="Fastlege", reason="Pasienten ønsker nå full behandling",
+                where=KJERNEJOURNAL, system=KJ_LIMITATION),
+        ),
+        conditions=(
+            ConditionFact("cond-p1", ICPC2, "K77", "Hjertesvikt", _d("2020-01-15"), "0301"),
+        ),
+    ),
+    Patient(
+        nin="01124530063",
+        name="Liv Skjermet",
+        born=_d("1945-12-01"),
+        gender="female",
+        municipality="0301",
+        tags=("labelled-hlr",),
+        treatment_limitations=(
+            TreatmentLimitationFact(
+                id="hlr-l1", code="304253006", display="Ikke-gjenoppliving (HLR-minus)",
+                description="HLR-minus: ikke start hjerte-lunge-redning ved hjertestans.",
+                decided_at=_dt("2026-08-14T13:00:00+02:00"),
+                decided_by="Sykehjemslege, Lindeberg sykehjem", reason="Pasientens ønske",
+                where=MUNICIPAL, municipality="0301", organisation="950000007",
+                security=("R",)),
+        ),
+        conditions=(
+            ConditionFact("cond-l1", ICPC2, "P70", "Demens", _d("2022-11-01"), "0301"),
+        ),
+    ),
+    Patient(
+        nin="06065830041",
+        name="Mona Lokal",
+        born=_d("1958-06-06"),
+        gender="female",
+        municipality="0301",
+        tags=("municipal-cave",),
+        allergies=(
+            AllergyFact("cave-m1", SNOMED, "111088007", "Lateks", "Anafylaktisk reaksjon",
+                        "severe", _dt("2023-05-05T10:00:00+02:00"), MUNICIPAL,
+                        drug_reaction=False, municipality="0301"),
+            AllergyFact("cave-m2", ATC, "J01CE", "Penicilliner", "Urtikaria", "severe",
+                        _dt("2016-09-09T10:00:00+02:00"), KJERNEJOURNAL),
+            AllergyFact("cave-m3", ATC, "J01CE", "Penicilliner", "Utslett", "moderate",
+                        _dt("2024-01-15T10:00:00+01:00"), MUNICIPAL, municipality="0301"),
+        ),
+        services=(
+            ServiceFact("svc-m1", "15", "Helsetjenester i hjemmet", "active", _d("2024-03-01"),
+                        "0301", "960000005", _d("2024-02-20"), description="Sårstell"),
+        ),
+    ),
+    Patient(
+        nin="09037230100",
+        name="Tor Sperrelund",
+        born=_d("1972-03-09"),
+        gender="male",
+        municipality="0301",
+        tags=("blocked-everywhere",),
+        allergies=(
+            AllergyFact("cave-t1", ATC, "N02BA", "Acetylsalisylsyre", "Astma", "moderate",
+                        _dt("2011-01-01T10:00:00+01:00"), KJERNEJOURNAL),
+        ),
+        services=(
+            ServiceFact("svc-t1", "11", "Praktisk bistand - daglige gjøremål", "active",
+                        _d("2025-01-01"), "0301", "960000005", _d("2024-12-15")),
+        ),
+        conditions=(
+            ConditionFact("cond-t1", ICPC2, "P76", "Depresjon", _d("2019-01-01"), "0301"),
+            ConditionFact("cond-t2", ICPC2, "P15", "Kronisk alkoholmisbruk", _d("2018-06-01"),
+                          "0301"),
+        ),
+        kj_blocked_hpr=("9144901",),
+        municipal_blocks=(("0301", "9144901"),),
     ),
 )
 

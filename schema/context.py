@@ -19,6 +19,7 @@ from connectors.activity import SourceActivity
 from connectors.registry import Registry
 from policies.model import Principal, Rules
 from schema.pipeline.ledger import Denial, Ledger, LogRead
+from schema.shape.terminology import Terminology, load_terminology
 
 if TYPE_CHECKING:
     from schema.pipeline.request import PatientRequest
@@ -67,6 +68,8 @@ class Services:
     health: Health | None = None
     activity: SourceActivity | None = None  # when each source last answered (the catalogue)
     fresh_limiter: FreshLimiter | None = None
+    # what treatment-limitation codes and words mean (schema/shape/limitations.toml + file)
+    terminology: Terminology = field(default_factory=load_terminology)
     launches: LaunchReader | None = None  # patient-context handover (launchContext)
 
 

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
+from typing import Any
 
 import strawberry
 
@@ -11,6 +13,8 @@ from connectors.model import Category
 from schema.pipeline.request import PatientRequest
 from schema.shape import ordering
 from schema.shape.alerts import build_alerts
+from schema.shape.conflicts import annotate
+from schema.shape.critical import merge_critical
 from schema.shape.linking import link_medications
 from schema.types import (
     Alert,
@@ -30,19 +34,28 @@ class Patient:
     nin: str
     pipeline: strawberry.Private[PatientRequest]
 
-    @strawberry.field(description="Cross-source warnings, clinically ordered: HLR-minus first.")
+    @strawberry.field(description="Cross-source warnings, clinically ordered: a conflict "
+                      "between treatment-limitation decisions first, then HLR-minus.")
     async def alerts(self) -> list[Alert]:
-        limitations = await self.pipeline.items(Category.TREATMENT_LIMITATIONS)
-        critical = await self.pipeline.items(Category.CRITICAL_INFORMATION)
+        limitations, critical = await asyncio.gather(self._limitations(), self._critical())
         return build_alerts(limitations, critical)  # type: ignore[return-value]
 
-    @strawberry.field(description="HLR-minus and other treatment limitations from ANY source.")
+    @strawberry.field(description="HLR-minus and other treatment limitations from ANY source, "
+                      "each with its meaning and the decisions it contradicts.")
     async def treatment_limitations(self) -> list[TreatmentLimitation]:
-        return ordering.order_limitations(await self.pipeline.items(Category.TREATMENT_LIMITATIONS))
+        return ordering.order_limitations(await self._limitations())
 
-    @strawberry.field
+    @strawberry.field(description="Allergies/CAVE and other critical information from every "
+                      "source; the same information from two sources is one item.")
     async def critical_information(self) -> list[CriticalInformation]:
-        return ordering.order_critical(await self.pipeline.items(Category.CRITICAL_INFORMATION))
+        return ordering.order_critical(await self._critical())
+
+    async def _limitations(self) -> list[Any]:
+        items = await self.pipeline.items(Category.TREATMENT_LIMITATIONS)
+        return annotate(items, self.pipeline.terminology)
+
+    async def _critical(self) -> list[Any]:
+        return merge_critical(await self.pipeline.items(Category.CRITICAL_INFORMATION))
 
     @strawberry.field(description="PLL, e-resept and municipal records linked per treatment.")
     async def medications(self) -> list[Medication]:

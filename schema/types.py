@@ -19,6 +19,9 @@ Category = strawberry.enum(model.Category, description="A section of the patient
 Status = strawberry.enum(model.Status, description="How one source answered for one category.")
 CriticalType = strawberry.enum(model.CriticalType)
 AlertKind = strawberry.enum(model.AlertKind)
+LimitationMeaning = strawberry.enum(
+    model.LimitationMeaning, description="What a treatment limitation decides, compared across "
+    "sources by meaning, not by code (the terminology file names the codes and words in use).")
 PrincipalKind = strawberry.enum(_PrincipalKind)
 PurposeOfUse = strawberry.enum(_PurposeOfUse)
 
@@ -63,9 +66,15 @@ class TreatmentLimitation:
     valid_until: date | None
     reason: str | None
     provenance: Provenance
+    meaning: LimitationMeaning  # type: ignore[valid-type]
+    conflicts_with: list[Provenance] = strawberry.field(description=(
+        "The active decisions (by their provenance, newest first) this one contradicts, e.g. "
+        "full treatment against an HLR-minus; empty when it contradicts none."))
 
 
-@strawberry.type(description="Critical information: allergies/CAVE, critical conditions, implants.")
+@strawberry.type(description="Critical information: allergies/CAVE, critical conditions, implants. "
+                 "The same information from several sources is one item: `provenances` lists "
+                 "them all, `conflicts` names fields on which they disagree.")
 class CriticalInformation:
     id: str
     type: CriticalType  # type: ignore[valid-type]
@@ -77,6 +86,8 @@ class CriticalInformation:
     verification: str | None
     recorded_at: datetime | None
     provenance: Provenance
+    provenances: list[Provenance]
+    conflicts: list[str]
 
 
 @strawberry.type
@@ -85,9 +96,23 @@ class Dosage:
     route: Coding | None
 
 
+@strawberry.type(description="One source's own record of a treatment, with its own values.")
+class MedicationRecord:
+    provenance: Provenance
+    name: str
+    code: Coding
+    status: str
+    dosage: Dosage | None
+    started: date | None
+    ended: date | None
+    prescription_id: str | None
+    pll_id: str | None
+
+
 @strawberry.type(
     description="One treatment with a drug, linked across PLL, e-resept and municipal records. "
-    "`provenances` lists every source; `conflicts` names fields the sources disagree on."
+    "`provenances` lists every source; `conflicts` names fields the sources disagree on; "
+    "`records` gives each source's own values (dose, status, period) next to the linked view."
 )
 class Medication:
     id: str
@@ -104,6 +129,7 @@ class Medication:
     conflicts: list[str]
     provenance: Provenance
     provenances: list[Provenance]
+    records: list[MedicationRecord]
 
 
 @strawberry.type(description="One result in a lab report; level > 0 for members of a panel.")
@@ -177,6 +203,13 @@ class Alert:
     code: Coding
     item_id: str
     provenance: Provenance
+    provenances: list[Provenance] = strawberry.field(description=(
+        "Every record behind the alert; for a CONFLICT, each disagreeing decision, newest "
+        "first."))
+    item_ids: list[str] = strawberry.field(description="The ids of those records, same order.")
+    meaning: LimitationMeaning | None  # type: ignore[valid-type]
+    conflicts_with: list[Provenance] = strawberry.field(description=(
+        "For a treatment limitation, the decisions it contradicts (newest first)."))
 
 
 @strawberry.type(description="How one source answered for one category in this request.")

@@ -2,8 +2,9 @@
 
 Sits under the fan-out. `fetch` sends `POST /status` (privacy settings, is the requester
 blocked) together with only the searches the requested categories need, so one round trip of
-latency answers both. The patient's identity number travels in the `/status` body and the
-`nhn-patient-nin` header, never in a URL. Privacy refusals are results, not errors: reserved ->
+latency answers both; a privacy probe (no categories) sends only `/status`. The patient's
+identity number travels in the `/status` body and the `nhn-patient-nin` header, never in a
+URL. Privacy refusals are results, not errors: reserved ->
 RESERVED, anyone blocked -> BLOCKED (never overridable), restricted (sperret) and not opened by
 the access basis -> RESTRICTED; other 4xx are `UpstreamRejectedError`.
 """
@@ -95,6 +96,8 @@ class KjernejournalConnector:
         """Ask /status and the needed searches concurrently; privacy outcomes are results."""
         wanted = [c for c in SEARCHES if c in request.categories]
         if not wanted:
+            if request.privacy_probe:
+                return await self._privacy_only(request)
             return SourceResult.empty(self.name)
         searches = [(c, rtype, mapper) for c in wanted for rtype, mapper in SEARCHES[c]]
         headers = request_headers(request, self._source_system)
@@ -122,6 +125,22 @@ class KjernejournalConnector:
 
     async def aclose(self) -> None:
         """Nothing to close: the shared HTTP client belongs to the gateway."""
+
+    async def _privacy_only(self, request: FetchRequest) -> SourceResult:
+        """Only /status: is the requester blocked (no clinical search, nothing audited at KJ)."""
+        fetched_at = now()
+        try:
+            async with asyncio.timeout(request.timeout):
+                answer = await self._call(request, "POST", "status",
+                                          request_headers(request, self._source_system),
+                                          json={"nin": request.patient_nin})
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(self.name,
+                                       f"Source {self.name!r} did not answer in time.") from exc
+        if not isinstance(answer.body, dict):
+            raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent a bad /status body.")
+        return SourceResult(source=self.name, status=Status.EMPTY, items={},
+                            fetched_at=fetched_at, privacy=mapping.privacy_state(answer.body))
 
     async def _call(self, request: FetchRequest, method: str, path: str,
                     headers: Mapping[str, str], *, json: Any = None,

@@ -32,6 +32,7 @@ SNOMED = "http://snomed.info/sct"
 ICD10 = "urn:oid:2.16.578.1.12.4.1.1.7110"
 LIMITATION_REASON = "http://nhn.no/kj/fhir/StructureDefinition/KjReasonForLimitation"
 HLR_MINUS_CATEGORY = "11"  # "HLR-minus og behandlingsavklaringer"
+DURATION = "urn:oid:2.16.578.1.12.4.1.1.7655"  # kodeverk 7655: how long a decision holds
 
 # Kjernejournal names the access bases as we do; the table keeps the mapping explicit.
 ACCESS_BASIS = {
@@ -192,9 +193,11 @@ def treatment_limitation(resource: Mapping[str, Any],
         return None
     provision = resource.get("provision")
     provision = provision if isinstance(provision, Mapping) else {}
-    # provision.code may also hold a duration code (kodeverk 7655): the SNOMED concept wins.
+    # provision.code may also hold a duration code (kodeverk 7655), which is no decision: the
+    # SNOMED concept wins, else the first concept in any other system (Kjernejournal's own).
     coded = [(c, coding) for c in provision.get("code") or []
-             if isinstance(c, Mapping) and (coding := coding_of(c, SNOMED)) is not None]
+             if isinstance(c, Mapping) and (coding := coding_of(c, SNOMED)) is not None
+             and coding.system != DURATION]
     if not coded:
         raise UnreadableRecordError("A treatment limitation without a code.")
     concept, code = next(((c, x) for c, x in coded if x.system == SNOMED), coded[0])

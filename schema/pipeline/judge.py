@@ -76,6 +76,7 @@ class Judgement:
     items: Mapping[AnyCategory, tuple[Any, ...]]
     answers: Mapping[AnyCategory, Answer]
     emergency: bool = False
+    blocks_requester: bool = False  # the source says the patient has blocked this caller
 
     @property
     def source(self) -> str:
@@ -109,9 +110,11 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
                      privacy.blocked_requester, privacy.any_blocked),
         emergency_reason=plan.emergency_reason,
     )
+    blocks = privacy.blocked_requester
     if not decision.allowed:
         answer = Answer(Status(decision.status), decision.reason, decision.reason)
-        return Judgement(outcome, {c: () for c in wanted}, {c: answer for c in wanted})
+        return Judgement(outcome, {c: () for c in wanted}, {c: answer for c in wanted},
+                         blocks_requester=blocks)
     emergency = decision.emergency
     items: dict[AnyCategory, tuple[Any, ...]] = {}
     answers: dict[AnyCategory, Answer] = {}
@@ -137,7 +140,19 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
         items[category] = tuple(kept)
         answers[category] = _answer(result.status_for(category), result.detail, kept,
                                     openable, closed)
-    return Judgement(outcome, items, answers, emergency=emergency)
+    return Judgement(outcome, items, answers, emergency=emergency, blocks_requester=blocks)
+
+
+def blocked_everywhere(judgement: Judgement, by: str) -> Judgement:
+    """`judgement` withheld because the patient blocked the caller at source `by`: a block is
+    the patient's choice about a person, so it holds in every source of the request."""
+    if judgement.source == by and all(a.status is Status.BLOCKED
+                                      for a in judgement.answers.values()):
+        return judgement
+    code = reasons.PATIENT_BLOCKED_REQUESTER  # as detail too, like every policy refusal
+    answer = Answer(Status.BLOCKED, code, code)
+    return Judgement(judgement.outcome, {c: () for c in judgement.answers},
+                     {c: answer for c in judgement.answers}, blocks_requester=True)
 
 
 def _answer(status: Status, detail: str | None, kept: list[Any], openable: list[str],

@@ -56,6 +56,7 @@ class PatientLedger:
     denied: Mapping[AnyCategory, Decision] = field(default_factory=dict)
     emergency: bool = False
     emergency_reason: str | None = None
+    blocked_by: str | None = None  # a source said the patient has blocked this caller
     fetches: tuple[FetchRecord, ...] = ()
     answers: tuple[StatusRow, ...] = ()  # every row the delivered fields rested on
     path: tuple[str | int, ...] = ("patient",)  # where the patient is in the response

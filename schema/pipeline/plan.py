@@ -75,6 +75,7 @@ class Plan:
     not_asked: tuple[StatusRow, ...] = ()
     fetches: Mapping[str, PlannedFetch] = field(default_factory=dict)
     municipalities: frozenset[str] = frozenset()
+    block_sources: frozenset[str] = frozenset()  # asked for blocks; a block there holds for all
 
     def sources_of(self, category: AnyCategory) -> list[str]:
         """The sources asked for `category`, in plan order."""
@@ -137,9 +138,33 @@ def plan_patient(
             since=since,
             fresh=fresh,
         ))
+    block_sources: set[str] = set()
+    if (fetches and principal.kind is PrincipalKind.CLINICIAN and principal.hpr_number
+            and rules.block_everywhere):
+        # The patient's blocks hold in every source of the request: the sources that record
+        # them are asked even when no selected category needs them (a privacy probe: only the
+        # patient's privacy state, e.g. Kjernejournal's /status). A block names a professional
+        # by HPR number, so a caller without one (a case handler) is never blocked.
+        for entry in services.registry:
+            name = entry.connector.name
+            if name not in rules.block_sources or not in_use(entry.settings.municipalities,
+                                                              principal):
+                continue
+            stores = frozenset(entry.settings.stores)
+            reachable = municipalities & stores if stores else municipalities
+            if stores and not reachable:
+                continue
+            block_sources.add(name)
+            if name not in fetches:
+                fetches[name] = PlannedFetch(entry.connector, FetchRequest(
+                    patient_nin=nin, categories=frozenset(), requester=requester,
+                    access_basis=basis, municipalities=reachable,
+                    timeout=entry.settings.timeout, request_id=request_id, fresh=fresh,
+                    privacy_probe=True))
     return Plan(nin=nin, principal=principal, reason=reason, requested=requested,
                 emergency_reason=emergency_reason, denied=denied, not_asked=tuple(not_asked),
-                fetches=fetches, municipalities=municipalities)
+                fetches=fetches, municipalities=municipalities,
+                block_sources=frozenset(block_sources))
 
 
 def in_use(municipalities: frozenset[str], principal: Principal) -> bool:

@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 from connectors.model import AnyCategory, Status
 from schema.errors import ForbiddenError, error_dict
 from schema.pipeline.fetch import Fetches
-from schema.pipeline.judge import Judgement, judge
+from schema.pipeline.judge import Judgement, blocked_everywhere, judge
 from schema.pipeline.ledger import Delivery, PatientLedger
 from schema.pipeline.plan import Plan, StatusRow, plan_patient
+from schema.shape.terminology import Terminology
 
 if TYPE_CHECKING:
     from schema.context import Context
@@ -42,6 +43,8 @@ class PatientRequest:
         self._delivered: dict[tuple[AnyCategory, str], tuple[Status, int]] = {}
         self._answers: dict[tuple[str, str, str], StatusRow] = {}
         self._reported: set[str] = set()
+        self._emergency = False  # a restriction was opened for a field that was resolved
+        self._blocked_by: str | None = None  # the source that said the caller is blocked
 
     @classmethod
     def start(cls, ctx: Context, nin: str, requested: frozenset[AnyCategory], *,
@@ -69,7 +72,8 @@ class PatientRequest:
         outcome = await self._fetches.outcome(source)
         if source not in self._judged:
             self._judged[source] = judge(outcome, self.plan, rules=self._ctx.services.rules)
-            if outcome.error is not None and source not in self._reported:
+            asked_for_data = bool(self.plan.fetches[source].categories)  # not a block probe
+            if outcome.error is not None and asked_for_data and source not in self._reported:
                 self._reported.add(source)
                 self._ctx.errors.append(error_dict(outcome.error))
         return self._judged[source]
@@ -84,26 +88,45 @@ class PatientRequest:
                 self._delivered.setdefault((category, row.source), (row.status, 0))
             return []
         sources = self.plan.sources_of(category)
-        judged = await asyncio.gather(*(self.judgement(s) for s in sources))
+        judged = await self._judged_with_blocks(sources)
         collected: list[Any] = []
         for source, judgement in zip(sources, judged, strict=True):
             found = judgement.items.get(category, ())
             self._delivered[(category, source)] = (judgement.status[category], len(found))
             self._note(_row(judgement, category))
+            self._emergency = self._emergency or judgement.emergency
             collected.extend(found)
         return collected
 
     async def statuses(self) -> list[StatusRow]:
         """Every source consulted (or deliberately not consulted) for this patient."""
         rows = list(self.plan.not_asked)
-        for source, planned in self.plan.fetches.items():
-            judgement = await self.judgement(source)
+        sources = [s for s, planned in self.plan.fetches.items() if planned.categories]
+        for judgement in await self._judged_with_blocks(sources):
+            planned = self.plan.fetches[judgement.source]
             rows.extend(_row(judgement, category)
                         for category in sorted(planned.categories, key=lambda c: c.value))
         return rows
 
+    async def _judged_with_blocks(self, sources: list[str]) -> list[Judgement]:
+        """The judgements of `sources`, after the patient's blocks: a block of the caller
+        reported by any block source (`Plan.block_sources`) withholds every source's data."""
+        probes = [s for s in sorted(self.plan.block_sources) if s not in sources]
+        judged = list(await asyncio.gather(*(self.judgement(s) for s in [*sources, *probes])))
+        blocker = next((j.source for j in judged if j.blocks_requester), None)
+        mine = judged[:len(sources)]
+        if blocker is None or not self._ctx.services.rules.block_everywhere:
+            return mine
+        self._blocked_by = blocker
+        return [blocked_everywhere(j, blocker) for j in mine]
+
     def _note(self, row: StatusRow) -> None:
         self._answers[(row.category.value, row.source, row.municipality or "")] = row
+
+    @property
+    def terminology(self) -> Terminology:
+        """What treatment-limitation codes mean, for the shape stage."""
+        return self._ctx.services.terminology
 
     def cancel(self) -> None:
         self._fetches.cancel()
@@ -120,7 +143,8 @@ class PatientRequest:
             reason=self.plan.reason,
             deliveries=deliveries,
             denied=dict(self.plan.denied),
-            emergency=any(j.emergency for j in self._judged.values()),
+            emergency=self._emergency,
+            blocked_by=self._blocked_by,
             emergency_reason=self.plan.emergency_reason,
             fetches=self._fetches.records(),
             answers=tuple(self._answers[key] for key in sorted(self._answers)),

@@ -9,7 +9,9 @@ Records match, in this order, on a shared `treatment_id`; else a shared `pll_id`
 ids), on the same ATC code and start date, or on the ATC code alone when exactly one treatment
 has it. Heuristic matches never cross differing ids, and different drugs never merge. A merged
 item keeps every provenance (pll, then eresept, then municipal), the PLL values for display,
-and names the fields the sources disagree on in `conflicts`: shown, not resolved.
+names the fields the sources disagree on in `conflicts` (shown, not resolved), and keeps each
+source's own values in `records`, so the other source's dose can be read next to the
+linked one.
 
 >>> link_medications([])
 []
@@ -21,13 +23,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from connectors.model import Coding, Medication, Provenance
+from connectors.model import Coding, Medication, MedicationRecord, Provenance
 
 SOURCE_ORDER = ("pll", "eresept", "municipal")
 # Records of administrations: their status and dates describe doses given, not the treatment.
 ADMINISTRATION_SOURCES = frozenset({"municipal"})
 ID_FIELDS = ("treatment_id", "pll_id", "prescription_id")
-T = TypeVar("T", Provenance, Coding)
+T = TypeVar("T", Provenance, Coding, MedicationRecord)
 
 
 def link_medications(items: Sequence[Medication]) -> list[Medication]:
@@ -82,10 +84,22 @@ def _compatible(item: Medication, group: list[Medication]) -> bool:
     return True
 
 
+def record_of(item: Medication) -> tuple[MedicationRecord, ...]:
+    """The item's own per-source records (a linked item keeps them), or it as one record."""
+    if item.records:
+        return item.records
+    return (MedicationRecord(
+        provenance=item.provenance, name=item.name, code=item.code, status=item.status,
+        dosage=item.dosage, started=item.started, ended=item.ended,
+        prescription_id=item.prescription_id, pll_id=item.pll_id),)
+
+
 def _merge(group: list[Medication]) -> Medication:
     base = group[0]
+    records = tuple(sorted(_unique(r for m in group for r in record_of(m)),
+                           key=lambda r: _rank(r.provenance)))
     if len(group) == 1:
-        return base if base.provenances else replace(base, provenances=(base.provenance,))
+        return replace(base, provenances=base.provenances or (base.provenance,), records=records)
     provenances = sorted(_unique(p for m in group for p in (m.provenances or (m.provenance,))),
                          key=_rank)
 
@@ -108,6 +122,7 @@ def _merge(group: list[Medication]) -> Medication:
         in_pll=any(m.in_pll for m in group),
         conflicts=_conflicts(group),
         security=tuple(_unique(s for m in group for s in m.security)),
+        records=records,
     )
 
 

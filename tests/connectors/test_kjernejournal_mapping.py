@@ -308,6 +308,23 @@ def test_treatment_limitation_status_follows_consent_status(
     assert (item.status if item else None) == status
 
 
+def test_a_limitation_in_kjernejournals_own_codes_keeps_them_not_the_duration_code() -> None:
+    """Without a SNOMED concept the decision's own code is kept; the duration (kodeverk
+    7655) that may come first is no decision."""
+    kj_code = {"coding": [{"system": "http://nhn.no/kj/fhir/CodeSystem/Behandlingsavklaring",
+                           "code": "FULL-BEHANDLING", "display": "Full behandling inkludert HLR"}],
+               "text": "Full behandling inkludert hjerte-lunge-redning."}
+    provision = {"type": "deny", "code": [
+        {"coding": [{"system": "urn:oid:2.16.578.1.12.4.1.1.7655", "code": "1"}]}, kj_code]}
+    item = mapping.treatment_limitation(consent_resource(provision=provision), FETCHED)
+    assert item is not None
+    assert (item.code.code, item.description) == (
+        "FULL-BEHANDLING", "Full behandling inkludert hjerte-lunge-redning.")
+    only_duration = {"type": "deny", "code": [provision["code"][0]]}
+    with pytest.raises(mapping.UnreadableRecordError):
+        mapping.treatment_limitation(consent_resource(provision=only_duration), FETCHED)
+
+
 def test_consent_of_another_category_is_not_a_treatment_limitation() -> None:
     other = consent_resource(category=[{"coding": [{"code": "12"}]}])
     assert mapping.treatment_limitation(other, FETCHED) is None

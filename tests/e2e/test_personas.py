@@ -58,6 +58,10 @@ KJ_BLOCKS_ME = "kjernejournal=BLOCKED:PATIENT_BLOCKED_REQUESTER"
 KJ_BLOCKS_ANY = "kjernejournal=BLOCKED:SOURCE_SHARES_NOTHING_WHEN_BLOCKED"
 # an R-labelled document withheld: withheld is never empty (issue #13), nødtilgang may open it
 MUN_DOC_LABELLED = "municipal/DOCUMENTS=RESTRICTED:SECURITY_LABEL_RESTRICTED"
+# a block of this professional reported by any source holds in every source (issue #13)
+BLOCKED_EVERYWHERE = " ".join(f"{s}=BLOCKED:PATIENT_BLOCKED_REQUESTER"
+                              for s in ("municipal", "pll", "eresept", "proevesvar"))
+MUN_TL_LABELLED = "municipal/TREATMENT_LIMITATIONS=RESTRICTED:SECURITY_LABEL_RESTRICTED"
 
 # persona                  patient tag          sections with items       withheld (source=STATUS:reason)
 TABLE = f"""
@@ -67,7 +71,7 @@ legevakt-lege              multi-service        CI MED LAB SVC COND DOC   -
 legevakt-lege              other-municipality   CI MED                    -
 legevakt-lege              no-data              -                         -
 legevakt-lege              restricted-kj        MED COND                  {KJ_RESTRICTED} {PPS_RESTRICTED}
-legevakt-lege              blocked-kj           COND                      {KJ_BLOCKS_ME}
+legevakt-lege              blocked-kj           -                         {KJ_BLOCKS_ME} {BLOCKED_EVERYWHERE}
 hjemmesykepleier           legevakt-hlr         TL CI MED LAB SVC COND    -
 hjemmesykepleier           reserved-kj          MED LAB COND              {KJ_RESERVED}
 hjemmesykepleier           multi-service        CI MED LAB SVC COND       -
@@ -110,6 +114,48 @@ innbygger                  other-municipality   TL CI MED SVC COND        -
 innbygger                  no-data              -                         -
 innbygger                  restricted-kj        MED COND                  kjernejournal=RESTRICTED proevesvar=RESTRICTED
 innbygger                  blocked-kj           COND                      {KJ_BLOCKS_ANY}
+legevakt-lege              holiday              TL CI SVC COND            -
+hjemmesykepleier           holiday              TL CI SVC COND            -
+helsefagarbeider           holiday              TL CI SVC                 -
+saksbehandler              holiday              SVC                       -
+lege-annen-kommune         holiday              CI                        -
+hjemmesykepleier-bergen    holiday              CI                        -
+innbygger                  holiday              TL CI SVC COND            -
+legevakt-lege              kj-only-hlr          TL COND                   -
+hjemmesykepleier           kj-only-hlr          TL COND                   -
+helsefagarbeider           kj-only-hlr          TL                        -
+saksbehandler              kj-only-hlr          -                         -
+lege-annen-kommune         kj-only-hlr          TL                        -
+hjemmesykepleier-bergen    kj-only-hlr          TL                        -
+innbygger                  kj-only-hlr          TL COND                   -
+legevakt-lege              conflicting-limitations  TL COND                   -
+hjemmesykepleier           conflicting-limitations  TL COND                   -
+helsefagarbeider           conflicting-limitations  TL                        -
+saksbehandler              conflicting-limitations  -                         -
+lege-annen-kommune         conflicting-limitations  TL                        -
+hjemmesykepleier-bergen    conflicting-limitations  TL                        -
+innbygger                  conflicting-limitations  TL COND                   -
+legevakt-lege              labelled-hlr         COND                      {MUN_TL_LABELLED}
+hjemmesykepleier           labelled-hlr         COND                      {MUN_TL_LABELLED}
+helsefagarbeider           labelled-hlr         -                         {MUN_TL_LABELLED}
+saksbehandler              labelled-hlr         -                         -
+lege-annen-kommune         labelled-hlr         -                         -
+hjemmesykepleier-bergen    labelled-hlr         -                         -
+innbygger                  labelled-hlr         TL COND                   -
+legevakt-lege              municipal-cave       CI SVC                    -
+hjemmesykepleier           municipal-cave       CI SVC                    -
+helsefagarbeider           municipal-cave       CI SVC                    -
+saksbehandler              municipal-cave       SVC                       -
+lege-annen-kommune         municipal-cave       CI                        -
+hjemmesykepleier-bergen    municipal-cave       CI                        -
+innbygger                  municipal-cave       CI SVC                    -
+legevakt-lege              blocked-everywhere   -                         {KJ_BLOCKS_ME} {BLOCKED_EVERYWHERE}
+hjemmesykepleier           blocked-everywhere   SVC COND                  {KJ_BLOCKS_ANY}
+helsefagarbeider           blocked-everywhere   SVC                       {KJ_BLOCKS_ANY}
+saksbehandler              blocked-everywhere   SVC                       -
+lege-annen-kommune         blocked-everywhere   -                         {KJ_BLOCKS_ANY}
+hjemmesykepleier-bergen    blocked-everywhere   -                         {KJ_BLOCKS_ANY}
+innbygger                  blocked-everywhere   SVC COND                  {KJ_BLOCKS_ANY}
 """
 # The citizen reads their own restricted data through health-personnel APIs: the sources
 # themselves still refuse (no reason code: the policy allowed it, the source did not open).

@@ -129,3 +129,29 @@ def test_a_missing_file_raises_value_error_naming_the_file(tmp_path: Path) -> No
     with pytest.raises(ValueError, match=r"cannot be read") as caught:
         load_rules(path)
     assert repr(path) in str(caught.value)
+
+
+def test_blocks_hold_everywhere_by_default_and_a_policy_file_can_switch_that(
+    tmp_path: Path,
+) -> None:
+    defaults = load_rules()
+    assert (defaults.block_everywhere, defaults.block_sources) == (
+        True, {"kjernejournal", "municipal"})
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[blocks]\neverywhere = false\nsources = ["kjernejournal"]\n',
+                      encoding="utf-8")
+    rules = load_rules(str(policy))
+    assert (rules.block_everywhere, rules.block_sources) == (False, {"kjernejournal"})
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ('[blocks]\neverywhere = "yes"\n', "blocks.everywhere"),
+    ('[blocks]\nsources = ["Kjernejournal!"]\n', "blocks.sources"),
+    ('[blocks]\nwhere = true\n', "blocks.where"),
+])
+def test_a_bad_blocks_table_fails_the_start_naming_the_key(tmp_path: Path, text: str,
+                                                            key: str) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_rules(str(policy))

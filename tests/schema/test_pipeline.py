@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import asyncio
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -147,6 +149,34 @@ async def test_finishing_the_request_stops_the_fetches_nobody_awaited() -> None:
     await asyncio.wait_for(hanging.cancelled.wait(), timeout=5)
 
 
+@pytest.mark.parametrize("everywhere", [True, False])
+async def test_a_block_reported_by_one_source_withholds_every_source(everywhere: bool) -> None:
+    blocked = SourceResult.of("kj", {TL: ()}, privacy=PrivacyState(blocked_requester=True))
+    kj, pps = Source("kj", {TL}, blocked), Source("pps", {LAB})
+    item = SimpleNamespace(provenance=SimpleNamespace(municipality=None), security=())
+    pps.result = SourceResult.of("pps", {LAB: (item,)})
+    rules = replace(RULES_NO_AGREEMENTS, block_everywhere=everywhere,
+                    block_sources=frozenset({"kj"}))
+    ctx = Context(services=replace(services(kj, pps), rules=rules), principal=clinician(),
+                  request_id="r3")
+    patient = PatientRequest.start(ctx, HLR_PATIENT, frozenset({LAB}))
+    ctx.patients.append(patient)
+    found = await patient.items(LAB)
+    # asked for its blocks though LAB is all we want, when blocks hold everywhere
+    assert [r.privacy_probe for r in kj.asked] == ([True] if everywhere else [])
+    rows = {(r.source, r.status, r.reason) for r in await patient.statuses()}
+    ledger = ctx.finish().patients[0]
+    if everywhere:
+        assert found == []
+        assert rows == {("pps", Status.BLOCKED, "PATIENT_BLOCKED_REQUESTER")}
+        assert ledger.blocked_by == "kj"
+    else:
+        assert found == [item]
+        assert rows == {("pps", Status.OK, None)}
+        assert ledger.blocked_by is None
+    assert not any(e["extensions"].get("source") == "kj" for e in ctx.errors)
+
+
 @pytest.mark.parametrize("module", sorted(str(p.relative_to(ROOT))
                                           for p in (ROOT / "gateway").rglob("*.py")))
 def test_the_gateway_reads_no_stage_but_the_ledger(module: str) -> None:
@@ -157,4 +187,6 @@ def test_the_gateway_reads_no_stage_but_the_ledger(module: str) -> None:
                  for alias in node.names}
     stages = {name for name in imported
               if name.startswith(("schema.pipeline", "schema.shape", "schema.view"))}
-    assert stages <= {"schema.pipeline.ledger"}, f"{module} imports {sorted(stages)}"
+    # the ledger is what the gateway reads; the terminology is data it loads once at start
+    assert stages <= {"schema.pipeline.ledger", "schema.shape.terminology"}, (
+        f"{module} imports {sorted(stages)}")
