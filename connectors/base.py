@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from connectors.credentials.upstream import NO_CREDENTIALS, Credentials
 from connectors.model import AnyCategory, PrivacyState, Status
 from connectors.redact import redacted_repr
 
@@ -75,6 +76,7 @@ class FetchRequest:
     # a source that records blocks answers it cheaply (Kjernejournal's /status); any other
     # source answers empty without calling its upstream.
     privacy_probe: bool = False
+    credentials: Credentials = field(default=NO_CREDENTIALS, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +161,9 @@ class ConnectorSettings:
     `base_url` is the upstream root; `stores` maps municipality numbers to base URLs for
     sources with one store per municipality; `options` holds the rest, as strings, under
     lower-case names. `municipalities`, when not empty, are the only municipalities that use
-    the source (gradual rollout): the gateway asks it only on their behalf.
+    the source (gradual rollout): the gateway asks it only on their behalf. `audience`, `scope`
+    and `grant` say which HelseID token the upstream wants (`connectors.credentials.Audience`):
+    empty `audience` means none is sent.
     """
 
     name: str
@@ -168,6 +172,9 @@ class ConnectorSettings:
     stores: Mapping[str, str] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     municipalities: frozenset[str] = frozenset()
+    audience: str = ""
+    scope: str = ""
+    grant: str = "token_exchange"
 
 
 class ConnectorFactory(Protocol):

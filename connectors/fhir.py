@@ -20,6 +20,7 @@ import aiohttp
 import httpx
 import orjson
 
+from connectors.credentials.upstream import UpstreamAuth
 from connectors.errors import (
     UpstreamInvalidError,
     UpstreamRejectedError,
@@ -74,15 +75,18 @@ async def request_json(
     params: Mapping[str, str] | None = None,
     data: Mapping[str, str] | None = None,
     json: Any = None,
+    auth: UpstreamAuth | None = None,
 ) -> Any:
     """Send one request and decode its JSON body, translating every failure.
 
     Timeouts -> `UpstreamTimeoutError`; connection errors and 5xx -> `UpstreamUnavailableError`;
     4xx -> `UpstreamRejectedError`; a body that is not JSON -> `UpstreamInvalidError`.
+    `auth` (from `request.credentials.to(audience)`) adds the upstream's HelseID token and a
+    DPoP proof, and answers a DPoP nonce challenge (`connectors.credentials`).
     """
     response = await request_json_response(
         http, source, method, url, timeout=timeout, headers=headers, params=params, data=data,
-        json=json,
+        json=json, auth=auth,
     )
     return response.body
 
@@ -99,6 +103,7 @@ async def request_json_response(
     data: Mapping[str, str] | None = None,
     json: Any = None,
     accept_status: Collection[int] = (),
+    auth: UpstreamAuth | None = None,
 ) -> JsonResponse:
     """Like `request_json`, but keeps the status code and headers, and decodes (instead of
     raising for) the 4xx statuses in `accept_status`."""
@@ -107,29 +112,39 @@ async def request_json_response(
     if content is not None:
         all_headers.setdefault("content-type", FHIR_JSON)
     session = getattr(http, "session", None)
-    if session is not None and not http.event_hooks["request"]:
-        return await _request_aiohttp(session, source, method, url, timeout=timeout,
-                                      headers=all_headers, params=params, data=data,
-                                      content=content, accept_status=accept_status)
-    try:
-        response = await http.request(
-            method, url, headers=all_headers, params=params, data=data, content=content,
-            timeout=timeout,
-        )
-    except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
-    except httpx.HTTPError as exc:
-        raise UpstreamUnavailableError(
-            source, f"Source {source!r} could not be reached ({type(exc).__name__})."
-        ) from exc
-    _check_status(source, response.status_code, accept_status)
-    return _decode(source, response.status_code, response.headers, response.content)
+    direct = session is not None and not http.event_hooks["request"]
+
+    async def send(extra: Mapping[str, str]) -> _Answer:
+        sent = {**all_headers, **extra} if extra else all_headers
+        if direct:
+            return await _send_aiohttp(session, source, method, url, timeout=timeout,
+                                       headers=sent, params=params, data=data, content=content)
+        return await _send_httpx(http, source, method, url, timeout=timeout, headers=sent,
+                                 params=params, data=data, content=content)
+
+    if auth is None:
+        answer = await send({})
+    else:
+        answer = await auth.send(source, method, url, send, timeout=timeout)
+    _check_status(source, answer.status, accept_status)
+    return _decode(source, answer.status, answer.headers, answer.body)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 def _check_status(source: str, status: int, accept_status: Collection[int]) -> None:
     """5xx -> unavailable; 4xx not in `accept_status` -> rejected (one rule for both clients)."""
     if status >= 500:
         raise UpstreamUnavailableError(source, f"Source {source!r} failed with HTTP {status}.")
+    if status == 401 and 401 not in accept_status:
+        raise UpstreamRejectedError(
+            source, f"Source {source!r} did not accept Kilde's credentials (HTTP 401).", status
+        )
     if status >= 400 and status not in accept_status:
         raise UpstreamRejectedError(
             source, f"Source {source!r} rejected the request with HTTP {status}.", status
@@ -146,7 +161,33 @@ def _decode(source: str, status: int, headers: Mapping[str, str], raw: bytes) ->
     return JsonResponse(status_code=status, headers=headers, body=body)
 
 
-async def _request_aiohttp(
+async def _send_httpx(
+    http: httpx.AsyncClient,
+    source: str,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    headers: Mapping[str, str],
+    params: Mapping[str, str] | None,
+    data: Mapping[str, str] | None,
+    content: bytes | None,
+) -> _Answer:
+    try:
+        response = await http.request(
+            method, url, headers=headers, params=params, data=data, content=content,
+            timeout=timeout,
+        )
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamUnavailableError(
+            source, f"Source {source!r} could not be reached ({type(exc).__name__})."
+        ) from exc
+    return _Answer(response.status_code, response.headers, response.content)
+
+
+async def _send_aiohttp(
     session: aiohttp.ClientSession,
     source: str,
     method: str,
@@ -157,28 +198,23 @@ async def _request_aiohttp(
     params: Mapping[str, str] | None,
     data: Mapping[str, str] | None,
     content: bytes | None,
-    accept_status: Collection[int],
-) -> JsonResponse:
+) -> _Answer:
     """The same request straight on aiohttp (see `connectors.http.AiohttpClient`)."""
     try:
         async with session.request(
             method, url, headers=headers, params=params, data=content if content is not None
             else data, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False,
         ) as response:
-            status = response.status
-            _check_status(source, status, accept_status)
             if (response.content_length or 0) > MAX_BODY_BYTES:
                 raise UpstreamInvalidError(
                     source, f"Source {source!r} sent an oversized response.")
-            raw = await response.read()
-            response_headers = response.headers
+            return _Answer(response.status, response.headers, await response.read())
     except TimeoutError as exc:
         raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
     except aiohttp.ClientError as exc:
         raise UpstreamUnavailableError(
             source, f"Source {source!r} could not be reached ({type(exc).__name__})."
         ) from exc
-    return _decode(source, status, response_headers, raw)
 
 
 def expect_resource(body: Any, resource_type: str, source: str) -> dict[str, Any]:

@@ -1,0 +1,179 @@
+"""HelseID tokens per caller and audience, cached in this process until shortly before expiry.
+
+Sits between the request layer and `HelseIdClient`: every upstream call asks for a token for
+its audience (resource + scope) on behalf of the caller (token exchange) or of Kilde itself
+(client credentials). A burst of one caller's requests makes one exchange: the first call
+starts it, the others wait for the same flight. Entries are keyed by a SHA-256 of the
+caller's token, never the token; they live only in memory (never in Redis, never on disk) and
+are dropped `renew_before` seconds before they expire. The provider also keeps the DPoP
+nonces resource servers hand out, per origin. `TokenRequestError`s become the fan-out's own
+`ConnectorError`s here, naming the source.
+
+>>> provider = TokenProvider(HelseIdClient(http, issuer=..., client_id="kilde", ...))  # doctest: +SKIP
+>>> credentials = provider.for_caller(caller_token)                                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from connectors.credentials.helseid import HelseIdClient, IssuedToken, TokenRequestError
+from connectors.credentials.keys import PrivateKey
+from connectors.errors import (
+    ConnectorError,
+    UpstreamRejectedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from connectors.credentials.upstream import Audience, Credentials
+
+__all__ = ["TokenProvider"]
+
+_MAX_NONCES = 1024
+_TokenKey = tuple[str, str, str, str]  # (caller token hash or "", grant, resource, scope)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    token: IssuedToken
+    fresh_until: float
+
+
+class TokenProvider:
+    """Tokens for upstream audiences, cached per caller token (by hash) and audience.
+
+    `renew_before` seconds before a token expires it is renewed (at most half its lifetime);
+    `max_entries` bounds the cache (expired entries go first, then the oldest).
+    `issued` counts tokens obtained from HelseID, per (grant, resource).
+    """
+
+    def __init__(self, client: HelseIdClient, *, renew_before: float = 30.0,
+                 max_entries: int = 10_000, clock: Callable[[], float] = time.time) -> None:
+        if renew_before < 0 or max_entries < 1:
+            raise ValueError("renew_before must be >= 0 and max_entries >= 1.")
+        self.client = client
+        self._renew_before = renew_before
+        self._max_entries = max_entries
+        self._clock = clock
+        self._tokens: OrderedDict[_TokenKey, _Entry] = OrderedDict()
+        self._flights: dict[_TokenKey, asyncio.Future[IssuedToken]] = {}
+        self._nonces: OrderedDict[str, str] = OrderedDict()
+        self.issued: dict[tuple[str, str], int] = {}
+
+    @property
+    def dpop_key(self) -> PrivateKey:
+        return self.client.dpop_key
+
+    def for_caller(self, subject_token: str | None) -> Credentials:
+        """The credentials for one request of the caller presenting `subject_token` (None for
+        a caller without a token of its own: then only client-credentials calls work)."""
+        from connectors.credentials.upstream import Credentials
+
+        return Credentials(self, subject_token)
+
+    async def token(self, audience: Audience, subject_token: str | None, *, source: str,
+                    timeout: float) -> tuple[IssuedToken, bool]:
+        """A usable token for `audience` and whether it came from the cache; `ConnectorError`
+        (naming `source`) when HelseID gives none within `timeout` seconds."""
+        key = self._key(audience, subject_token)
+        entry = self._tokens.get(key)
+        if entry is not None and self._clock() < entry.fresh_until:
+            return entry.token, True
+        if audience.grant == "token_exchange" and subject_token is None:
+            raise UpstreamRejectedError(source, f"Source {source!r} needs a caller's token to "
+                                                "exchange, and this request has none.")
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._obtain(key, audience, subject_token))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(flight), False
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(source, f"Source {source!r} could not be called: no "
+                                               "HelseID token in time.") from exc
+        except TokenRequestError as exc:
+            raise _connector_error(source, exc) from exc
+
+    def forget(self, audience: Audience, subject_token: str | None, token: IssuedToken) -> None:
+        """Drop `token` from the cache (an upstream said it is no longer valid)."""
+        key = self._key(audience, subject_token)
+        entry = self._tokens.get(key)
+        if entry is not None and entry.token is token:
+            del self._tokens[key]
+
+    def nonce_for(self, url: str) -> str | None:
+        """The last DPoP nonce the server at `url`'s origin gave us, if any."""
+        return self._nonces.get(_origin(url))
+
+    def remember_nonce(self, url: str, nonce: str) -> None:
+        origin = _origin(url)
+        self._nonces[origin] = nonce
+        self._nonces.move_to_end(origin)
+        while len(self._nonces) > _MAX_NONCES:
+            self._nonces.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+    def _key(self, audience: Audience, subject_token: str | None) -> _TokenKey:
+        caller = "" if audience.grant == "client_credentials" or subject_token is None else (
+            hashlib.sha256(subject_token.encode()).hexdigest())
+        return caller, audience.grant, audience.resource, audience.scope
+
+    async def _obtain(self, key: _TokenKey, audience: Audience,
+                      subject_token: str | None) -> IssuedToken:
+        if audience.grant == "client_credentials":
+            token = await self.client.client_credentials(resource=audience.resource,
+                                                         scope=audience.scope)
+        else:
+            assert subject_token is not None
+            token = await self.client.exchange(subject_token, resource=audience.resource,
+                                               scope=audience.scope)
+        counted = (audience.grant, audience.resource)
+        self.issued[counted] = self.issued.get(counted, 0) + 1
+        now = self._clock()
+        lifetime = max(0.0, token.expires_at - now)
+        self._store(key, _Entry(token, token.expires_at - min(self._renew_before, lifetime / 2)))
+        return token
+
+    def _store(self, key: _TokenKey, entry: _Entry) -> None:
+        self._tokens[key] = entry
+        self._tokens.move_to_end(key)
+        if len(self._tokens) <= self._max_entries:
+            return
+        now = self._clock()
+        for stale in [k for k, e in self._tokens.items() if e.fresh_until <= now]:
+            del self._tokens[stale]
+        while len(self._tokens) > self._max_entries:
+            self._tokens.popitem(last=False)
+
+    def _landed(self, key: _TokenKey, done: asyncio.Future[IssuedToken]) -> None:
+        if self._flights.get(key) is done:
+            del self._flights[key]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have given up already
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+
+
+def _connector_error(source: str, exc: TokenRequestError) -> ConnectorError:
+    message = f"Source {source!r} could not be called: {exc}"
+    if exc.timeout:
+        return UpstreamTimeoutError(source, message)
+    if exc.transient:
+        return UpstreamUnavailableError(source, message)
+    return UpstreamRejectedError(source, message)
