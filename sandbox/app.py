@@ -11,12 +11,20 @@
     /_sandbox/requests               GET request counts per source, DELETE to reset them
     /_sandbox/requests/<source>      GET that source's counts per first path segment
                                      (per store for `municipal`: {"0301": 2, "4601": 0, ...})
+    /helseid/...                     the HelseID simulator (sandbox.helseid): discovery, JWKS,
+                                     /connect/token; its knobs under /_sandbox/helseid/...
+    /_sandbox/auth                   GET per source: tokens accepted, refused (by error), and
+                                     the audiences presented; DELETE resets
+
+Every fake sits behind `sandbox.guard.TokenGuard` (a DPoP-bound HelseID token for its own
+resource, `sandbox.helseid.RESOURCES`) when `KILDE_SANDBOX__REQUIRE_TOKENS` is true.
 
 Imports nothing from the gateway: it stands in for independent upstreams.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 from starlette.applications import Starlette
@@ -25,8 +33,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
+from sandbox import helseid as simulator
 from sandbox import kjernejournal, medication, municipal, proevesvar
 from sandbox.faults import FaultMiddleware, fault_from_env
+from sandbox.guard import TokenGuard
+from sandbox.helseid import app as simulator_app
 from sandbox.world import MUNICIPALITIES, PATIENTS
 
 SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
@@ -43,8 +54,13 @@ def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
 
 
 def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
-    """Build the sandbox. Fault knobs start from `environ` (default `os.environ`)."""
+    """Build the sandbox. Fault knobs start from `environ` (default `os.environ`); the
+    simulator is `app.state.helseid` (tests mint persona tokens with it in-process)."""
+    env = os.environ if environ is None else environ
+    helseid = simulator.HelseId.from_env(env)
     guards = {s: FaultMiddleware(_fake(s, environ), fault_from_env(s, environ)) for s in SOURCES}
+    tokens = {s: TokenGuard(guards[s], helseid, s, simulator.RESOURCES[s][0]) for s in SOURCES}
+    enforce = _flag(env, "KILDE_SANDBOX__REQUIRE_TOKENS", default=False)
 
     async def patients(request: Request) -> Response:
         return JSONResponse([
@@ -90,6 +106,12 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
             counts = {m.number: 0 for m in MUNICIPALITIES} | counts
         return JSONResponse(counts)
 
+    async def auth(request: Request) -> Response:
+        if request.method == "DELETE":
+            for guard in tokens.values():
+                guard.reset()
+        return JSONResponse({s: g.as_dict() for s, g in tokens.items()})
+
     routes = [
         Route("/_sandbox/patients", patients),
         Route("/_sandbox/municipalities", municipalities),
@@ -97,6 +119,22 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         Route("/_sandbox/faults/{source}", fault, methods=["GET", "PUT"]),
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
         Route("/_sandbox/requests/{source}", source_requests),
-        *(Mount(f"/{s}", app=g) for s, g in guards.items()),
+        Route("/_sandbox/auth", auth, methods=["GET", "DELETE"]),
+        *simulator_app.control_routes(helseid),
+        Mount("/helseid", app=simulator_app.create_app(helseid)),
+        *(Mount(f"/{s}", app=tokens[s] if enforce else g) for s, g in guards.items()),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.helseid = helseid
+    return app
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}.")
