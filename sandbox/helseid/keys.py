@@ -10,7 +10,7 @@ sign anything in production.
 
 >>> ring = KeyRing()
 >>> ring.signing_kid
-'sandbox-helseid-1'
+'kilde-demo-1'
 """
 
 from __future__ import annotations

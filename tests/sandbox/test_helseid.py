@@ -60,7 +60,7 @@ async def test_discovery_names_the_issuer_its_keys_and_token_endpoint(
     assert "urn:ietf:params:oauth:grant-type:token-exchange" in doc["grant_types_supported"]
     assert doc["token_endpoint_auth_methods_supported"] == ["private_key_jwt"]
     keys = (await http.get(doc["jwks_uri"].removeprefix(BASE))).json()["keys"]
-    assert [k["kid"] for k in keys] == ["sandbox-helseid-1"]
+    assert [k["kid"] for k in keys] == ["kilde-demo-1"]
     assert all("d" not in k for k in keys)
 
 
@@ -227,7 +227,7 @@ async def test_what_the_client_may_not_ask_for_is_refused(
     lambda h: _persona(h, audience="nhn:kjernejournal"),  # not a token for Kilde
     lambda h: jwt.encode({"iss": ISSUER, "aud": "kilde", "exp": time.time() + 60},
                          generate_key(alg="RS256").key, algorithm="RS256",
-                         headers={"kid": "sandbox-helseid-1"}),  # not signed by HelseID
+                         headers={"kid": "kilde-demo-1"}),  # not signed by HelseID
 ])
 async def test_a_subject_token_helseid_did_not_issue_for_kilde_is_not_exchanged(
         sandbox: tuple[httpx.AsyncClient, HelseId], make: Any) -> None:
@@ -252,13 +252,13 @@ async def test_rotation_publishes_a_new_key_and_removal_unpublishes_the_old_one(
     http, helseid = sandbox
     old = _persona(helseid)
     rotated = (await http.post("/_sandbox/helseid/keys")).json()
-    assert rotated["signing"] != "sandbox-helseid-1"
-    assert rotated["kids"] == ["sandbox-helseid-1", rotated["signing"]]
+    assert rotated["signing"] != "kilde-demo-1"
+    assert rotated["kids"] == ["kilde-demo-1", rotated["signing"]]
     new = _persona(helseid)
     assert jwt.get_unverified_header(new)["kid"] == rotated["signing"]
     assert (await http.delete(f"/_sandbox/helseid/keys/{rotated['signing']}")).status_code == 409
-    assert (await http.delete("/_sandbox/helseid/keys/sandbox-helseid-1")).status_code == 200
-    assert (await http.delete("/_sandbox/helseid/keys/sandbox-helseid-1")).status_code == 404
+    assert (await http.delete("/_sandbox/helseid/keys/kilde-demo-1")).status_code == 200
+    assert (await http.delete("/_sandbox/helseid/keys/kilde-demo-1")).status_code == 404
     jwks = (await http.get("/helseid/.well-known/openid-configuration/jwks")).json()
     assert [k["kid"] for k in jwks["keys"]] == [rotated["signing"]]
     client = _kilde(http)
@@ -318,3 +318,17 @@ def test_the_environment_configures_issuer_lifetime_and_clients(tmp_path: Any) -
     clients.write_text("[1, 2]")
     with pytest.raises(ValueError, match="CLIENTS"):
         HelseId.from_env({"KILDE_SANDBOX__HELSEID__CLIENTS": str(clients)})
+
+
+async def test_the_demo_tokens_kilde_mints_are_the_simulators_own(
+        sandbox: tuple[httpx.AsyncClient, HelseId]) -> None:
+    """The demo signing key is the simulator's first key: a token from `gateway.demo` is one
+    HelseID issued, so Kilde can exchange it (until the demo module mints through here)."""
+    from gateway.demo import mint_token
+
+    http, helseid = sandbox
+    caller = mint_token("hjemmesykepleier", PATIENT, issuer=ISSUER, audience="kilde")
+    assert jwt.decode(caller, options={"verify_signature": False}) == {
+        **helseid.ring.verify(caller, audience="kilde")}
+    issued = await _kilde(http).exchange(caller, resource=KJ_RESOURCE, scope=KJ_SCOPE)
+    assert issued.access_token

@@ -103,7 +103,7 @@ def _expired(h: HelseId, method: str, path: str) -> dict[str, str]:
 def _forged(h: HelseId, method: str, path: str) -> dict[str, str]:
     claims = jwt.decode(upstream_token(h, "kjernejournal"), options={"verify_signature": False})
     token = jwt.encode(claims, generate_key(alg="RS256").key, algorithm="RS256",
-                       headers={"kid": "sandbox-helseid-1", "typ": "at+jwt"})
+                       headers={"kid": "kilde-demo-1", "typ": "at+jwt"})
     return signed(method, path, token)
 
 
