@@ -61,6 +61,9 @@ class FetchRequest:
     the municipal border); `timeout` is this source's budget in seconds, already cut to the
     request deadline. `fresh` asks the cache layer to bypass cached entries. `privacy_probe`
     (with no categories) asks only whether the patient has blocked the requester.
+    `credentials` carry the caller's token towards upstreams (`credentials.to(audience)`, see
+    `connectors.credentials`); they are no part of the request's identity: not in `repr`,
+    equality or any cache key.
     """
 
     patient_nin: str
