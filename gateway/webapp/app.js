@@ -2,28 +2,30 @@
 // The token lives in memory only; no identity number ever goes into a URL.
 import {
   PURPOSES, SOURCE_NAMES, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
-  renderLabs, renderMedications, renderServices, renderSourceBar,
+  renderLabs, renderMedications, renderServices, renderSourceBar, summaryLine,
 } from "./render.js";
 
 const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String) {
   me { kind name professionText pointOfCareName purposeOfUse }
   patient(nin: $nin, emergencyReason: $reason) {
     nin
-    alerts { kind priority title detail itemId code { code display }
-             provenance { source municipality recordId } }
-    treatmentLimitations { id description decidedAt decidedBy reason validUntil
-                           provenance { source } }
+    alerts { kind priority title detail itemId itemIds meaning code { code display }
+             provenance { source municipality recordId }
+             provenances { source municipality recordId } conflictsWith { source } }
+    treatmentLimitations { id description decidedAt decidedBy reason validUntil meaning
+                           code { display } provenance { source } conflictsWith { source } }
     municipalServices { code { code display } status unit phone description started ended
                         provenance { source municipality } }
     medications { name dosage { text } reason { display } started conflicts
-                  provenances { source municipality } }
+                  provenances { source municipality }
+                  records { provenance { source } dosage { text } status started ended } }
     labResults(first: 3) { code { code display } issuedAt effectiveAt performer
       results { code { code display } value unit referenceRange abnormal level
                 interpretation { code display } }
       provenance { source } }
     conditions { code { system code display } clinicalStatus onset
                  provenance { source municipality } }
-    sources { source category status latencyMs fromCache detail }
+    sources { source municipality category status reason latencyMs fromCache detail }
   }
 }`;
 
@@ -121,17 +123,14 @@ function showPatient(result, reason) {
   $("screen").replaceChildren(
     patientHead(pt, result.data.me, result, reason),
     renderAlerts(data, rows, m),
-    renderSourceBar(rows),
+    renderSourceBar(rows, m),
     h("div", { class: "grid" },
       renderServices(data.municipalServices, rows, m),
       renderMedications(data.medications, rows, m),
       renderLabs(data.labResults, rows, m),
       renderConditions(data.conditions, rows, m)));
   $("screen").dataset.view = "patient";
-  const late = rows.filter((r) => !["OK", "EMPTY"].includes(r.status)).map((r) => r.source);
-  const names = [...new Set(late)].map((s) => SOURCE_NAMES[s] || s);
-  say(names.length ? `Svar på ${result.ms} ms. Ikke fullstendig fra: ${names.join(", ")}.`
-    : `Svar på ${result.ms} ms fra alle kilder.`);
+  say(summaryLine(result.ms, result.extensions?.completeness, m));
 }
 
 async function openPatient(reason = null) {

@@ -39,8 +39,11 @@ const CODE_SYSTEMS = {
   "http://snomed.info/sct": "SNOMED CT",
 };
 const SERVICE_STATUS = { active: "Pågående", completed: "Avsluttet", planned: "Vedtatt" };
-const CONFLICTS = { dosage: "dosering", status: "status", started: "startdato" };
-const HLR_MINUS = "304253006";
+const CONFLICTS = { dosage: "dosering", status: "status", started: "startdato",
+  ended: "sluttdato", code: "legemiddel", severity: "alvorlighet", reaction: "reaksjon" };
+// statuses that say "something is there that this answer does not show"
+const FAILED = ["TIMEOUT", "UNAVAILABLE", "INVALID", "PARTIAL", "STALE", "RESERVED", "BLOCKED",
+  "DENIED"];
 
 /** h("p", {class: "x"}, "text", child): an element; null/false children are skipped. */
 export function h(tag, attrs = {}, ...children) {
@@ -77,6 +80,15 @@ export function statusBadge(status) {
     label, status !== "OK" ? h("span", { class: "badge-code" }, ` ${status}`) : null);
 }
 
+/** "Oslo kommunes journal" for a municipal store, else the source's name. */
+export function storeName(source, municipality, municipalities) {
+  if (!municipality) return SOURCE_NAMES[source] || source;
+  const name = municipalities[municipality];
+  return name ? `${name} kommunes journal` : `Kommunal journal ${municipality}`;
+}
+
+const notAsked = (r) => r.status === "DENIED" && r.reason === "MUNICIPAL_BORDER";
+
 function sourceLabel(prov, municipalities) {
   const name = SOURCE_NAMES[prov.source] || prov.source;
   if (!prov.municipality) return name;
@@ -94,51 +106,69 @@ function worst(statuses) {
   return statuses.slice().sort((a, b) => SEVERITY.indexOf(a) - SEVERITY.indexOf(b))[0];
 }
 
-/** Sources (with their status) that did not answer fully for these categories. */
+/** Sources (with their status) that did not answer fully for these categories; stores not
+    asked and withheld items have notes of their own. */
 function gaps(rows, categories) {
-  const bad = rows.filter((r) => categories.includes(r.category)
-    && !["OK", "EMPTY"].includes(r.status));
+  const bad = rows.filter((r) => categories.includes(r.category) && FAILED.includes(r.status)
+    && !notAsked(r));
   const bySource = new Map();
   for (const r of bad) bySource.set(r.source, worst([r.status, bySource.get(r.source) || "EMPTY"]));
   return [...bySource].map(([source, status]) => ({ source, status }));
 }
 
-function gapNote(rows, categories) {
+/** What these categories' answer does not show, said plainly: failures, stores not asked,
+    items withheld that nødtilgang may open. Never silent (DESIGN.md principle 4). */
+function gapNote(rows, categories, municipalities = {}) {
+  const mine = rows.filter((r) => categories.includes(r.category));
   const missing = gaps(rows, categories);
-  if (!missing.length) return null;
-  return h("p", { class: "gap", "data-gap": missing.map((m) => m.source).join(" ") },
-    "Kan være ufullstendig: ",
-    missing.map((m, i) => [i ? ", " : "", `${SOURCE_NAMES[m.source] || m.source} `,
-      statusBadge(m.status)]));
+  const stores = [...new Map(mine.filter(notAsked).map((r) => [r.municipality || r.source, r]))
+    .values()];
+  const withheld = [...new Set(mine.filter((r) => r.status === "RESTRICTED").map((r) => r.source))];
+  return [
+    missing.length ? h("p", { class: "gap", "data-gap": missing.map((m) => m.source).join(" ") },
+      "Kan være ufullstendig: ",
+      missing.map((m, i) => [i ? ", " : "", `${SOURCE_NAMES[m.source] || m.source} `,
+        statusBadge(m.status)])) : null,
+    stores.map((r) => h("p", { class: "gap not-asked", "data-testid": "not-asked",
+      "data-municipality": r.municipality || "" },
+    `${storeName(r.source, r.municipality, municipalities)} ble ikke spurt (ingen avtale).`)),
+    withheld.length ? h("p", { class: "withheld", "data-testid": "withheld",
+      "data-sources": withheld.join(" ") }, "Skjult: nødtilgang kan vise mer",
+    ` (${withheld.map((s) => SOURCE_NAMES[s] || s).join(", ")}).`) : null,
+  ];
 }
 
-function section(id, title, rows, categories, body) {
+function section(id, title, rows, categories, municipalities, body) {
   return h("section", { class: "card", id, "aria-labelledby": `${id}-h` },
-    h("h2", { id: `${id}-h` }, title), gapNote(rows, categories), body);
+    h("h2", { id: `${id}-h` }, title), gapNote(rows, categories, municipalities), body);
 }
 
 const empty = (text = "Ingen registrert.") => h("p", { class: "empty" }, text);
 
-export function renderSourceBar(rows) {
+export function renderSourceBar(rows, municipalities = {}) {
   const order = Object.keys(SOURCE_NAMES);
-  const bySource = new Map();
+  const bySource = new Map();  // a store not asked is an entry of its own
   for (const r of rows) {
-    if (!bySource.has(r.source)) bySource.set(r.source, []);
-    bySource.get(r.source).push(r);
+    const key = notAsked(r) && r.municipality ? `${r.source}:${r.municipality}` : r.source;
+    if (!bySource.has(key)) bySource.set(key, []);
+    bySource.get(key).push(r);
   }
-  const names = [...bySource.keys()].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  const rank = (key) => order.indexOf(key.split(":")[0]) * 2 + (key.includes(":") ? 1 : 0);
+  const names = [...bySource.keys()].sort((a, b) => rank(a) - rank(b));
   return h("section", { class: "sources", id: "sources", "aria-labelledby": "sources-h" },
     h("h2", { id: "sources-h" }, "Kilder i dette svaret"),
-    h("ul", { class: "source-list" }, names.map((name) => {
-      const list = bySource.get(name);
+    h("ul", { class: "source-list" }, names.map((key) => {
+      const list = bySource.get(key);
+      const [name, store] = key.split(":");
       const status = worst(list.map((r) => r.status));
       const latency = Math.max(...list.map((r) => r.latencyMs || 0));
       // OK next to EMPTY is no news; anything else that differs per category is spelled out
       const mixed = new Set(list.map((r) => (r.status === "EMPTY" ? "OK" : r.status))).size > 1;
       return h("li", { class: `source source-${STATUS[status]?.[1] || "neutral"}`,
-        "data-source": name, "data-status": status },
-      h("span", { class: "source-name" }, SOURCE_NAMES[name] || name),
+        "data-source": name, "data-status": status, "data-municipality": store || null },
+      h("span", { class: "source-name" }, storeName(name, store, municipalities)),
       statusBadge(status),
+      store ? h("span", { class: "source-detail" }, "Ikke spurt: ingen avtale") : null,
       h("span", { class: "source-latency" }, latency ? `${Math.round(latency)} ms` : ""),
       list.some((r) => r.fromCache) ? h("span", { class: "source-cache" }, "fra hurtiglager") : null,
       mixed ? h("span", { class: "source-detail" },
@@ -147,38 +177,65 @@ export function renderSourceBar(rows) {
     })));
 }
 
+const decisionOf = (limitations, id, prov) =>
+  limitations.find((t) => t.id === id && t.provenance.source === prov.source);
+
+/** The banner above the decisions when sources disagree: each decision, its source, its date,
+    newest first. Neither is preferred: the clinician must clarify. */
+function renderConflict(alert, limitations, municipalities) {
+  const decisions = alert.provenances.map((prov, i) => ({ prov,
+    tl: decisionOf(limitations, alert.itemIds[i], prov) }));
+  return h("li", { class: "alert alert-conflict", "data-kind": "CONFLICT", "data-testid": "conflict",
+    role: "alert" },
+  h("p", { class: "alert-kind" }, "Motstridende behandlingsavklaringer"),
+  h("h3", { class: "alert-title" }, "Kildene er uenige: avklar før du handler"),
+  h("ul", { class: "conflict-list" }, decisions.map(({ prov, tl }) => h("li", {
+    "data-source": prov.source },
+  h("strong", {}, sourceLabel(prov, municipalities)), ": ",
+  tl ? [tl.decidedAt ? `${date(tl.decidedAt)} ` : "", tl.code?.display || tl.description]
+    : prov.recordId))),
+  sources(alert.provenances, municipalities));
+}
+
 function renderAlert(alert, limitations, municipalities) {
-  const hlr = alert.kind === "TREATMENT_LIMITATION" && alert.code.code === HLR_MINUS;
-  const tl = limitations.find((t) => t.id === alert.itemId && t.provenance.source === alert.provenance.source);
+  if (alert.kind === "CONFLICT") return renderConflict(alert, limitations, municipalities);
+  const hlr = alert.kind === "TREATMENT_LIMITATION" && alert.meaning === "HLR_MINUS";
+  const tl = decisionOf(limitations, alert.itemId, alert.provenance);
+  const disputed = (alert.conflictsWith || []).length > 0;
   const tone = hlr ? "hlr" : alert.kind === "TREATMENT_LIMITATION" ? "limit"
     : alert.priority <= 3 ? "critical" : "info";
-  return h("li", { class: `alert alert-${tone}`, "data-kind": alert.kind,
-    "data-testid": hlr ? "hlr-minus" : null },
+  return h("li", { class: `alert alert-${tone}${disputed ? " alert-disputed" : ""}`,
+    "data-kind": alert.kind, "data-testid": hlr ? "hlr-minus" : null },
   h("p", { class: "alert-kind" }, hlr ? "HLR-minus" : ALERT_KINDS[alert.kind] || alert.kind),
   h("h3", { class: "alert-title" }, hlr ? "Ikke start hjerte-lunge-redning" : alert.title),
+  disputed ? h("p", { class: "alert-disputed-note", "data-testid": "disputed" },
+    "Motstrid: en annen kilde har en annen beslutning (se over).") : null,
   alert.detail && alert.detail !== alert.title ? h("p", { class: "alert-detail" }, alert.detail) : null,
   tl ? h("p", { class: "alert-meta" },
     [tl.decidedAt ? `Besluttet ${date(tl.decidedAt)}` : "Besluttet",
       tl.decidedBy ? ` av ${tl.decidedBy}` : "", ".",
       tl.reason ? ` Begrunnelse: ${tl.reason}.` : "",
       tl.validUntil ? ` Gyldig til ${date(tl.validUntil)}.` : ""].join("")) : null,
-  sources([alert.provenance], municipalities));
+  sources(alert.provenances?.length ? alert.provenances : [alert.provenance], municipalities));
 }
 
 export function renderAlerts(patient, rows, municipalities) {
   const alerts = patient.alerts || [];
   const cats = ["TREATMENT_LIMITATIONS", "CRITICAL_INFORMATION"];
+  const unsure = rows.some((r) => cats.includes(r.category) && !["OK", "EMPTY"].includes(r.status));
   return h("section", { class: "alerts", id: "alerts", "aria-labelledby": "alerts-h" },
     h("h2", { id: "alerts-h", class: "visually-hidden" }, "Varsler og kritisk informasjon"),
     alerts.length
       ? h("ul", { class: "alert-list" },
         alerts.map((a) => renderAlert(a, patient.treatmentLimitations || [], municipalities)))
-      : h("p", { class: "alert-none" }, "Ingen behandlingsavklaringer eller kritisk informasjon funnet."),
-    gapNote(rows, cats));
+      : h("p", { class: "alert-none" }, unsure
+        ? "Ingen behandlingsavklaringer eller kritisk informasjon vist – se under hva som mangler."
+        : "Ingen behandlingsavklaringer eller kritisk informasjon funnet."),
+    gapNote(rows, cats, municipalities));
 }
 
 export function renderServices(items, rows, municipalities) {
-  return section("services", "Kommunale tjenester", rows, ["MUNICIPAL_SERVICES"],
+  return section("services", "Kommunale tjenester", rows, ["MUNICIPAL_SERVICES"], municipalities,
     items.length ? h("ul", { class: "items" }, items.map((s) => h("li", { class: "item" },
       h("p", { class: "item-title" }, s.code.display || s.code.code,
         h("span", { class: `pill pill-${s.status}` }, SERVICE_STATUS[s.status] || s.status)),
@@ -192,13 +249,18 @@ export function renderServices(items, rows, municipalities) {
 }
 
 export function renderMedications(items, rows, municipalities) {
-  return section("medications", "Legemidler", rows, ["MEDICATIONS"],
+  return section("medications", "Legemidler", rows, ["MEDICATIONS"], municipalities,
     items.length ? h("ul", { class: "items" }, items.map((m) => h("li", { class: "item" },
       h("p", { class: "item-title" }, m.name),
       h("p", { class: "item-sub" }, [m.dosage?.text, m.reason?.display ? `mot ${m.reason.display}` : null,
         m.started ? `fra ${date(m.started)}` : null].filter(Boolean).join(" · ")),
       m.conflicts.length ? h("p", { class: "conflict" }, "Kildene er uenige om ",
         m.conflicts.map((c) => CONFLICTS[c] || c).join(", "), ": kontroller.") : null,
+      m.conflicts.length && (m.records || []).length > 1 ? h("ul", { class: "records",
+        "data-testid": "records" }, m.records.map((r) => h("li", { "data-source": r.provenance.source },
+        h("strong", {}, `${SOURCE_NAMES[r.provenance.source] || r.provenance.source}: `),
+        [r.dosage?.text, r.status, r.started ? `fra ${date(r.started)}` : null,
+          r.ended ? `til ${date(r.ended)}` : null].filter(Boolean).join(" · ")))) : null,
       sources(m.provenances, municipalities)))) : empty());
 }
 
@@ -209,7 +271,7 @@ function flag(result) {
 }
 
 export function renderLabs(reports, rows, municipalities) {
-  return section("labs", "Prøvesvar", rows, ["LAB_RESULTS"],
+  return section("labs", "Prøvesvar", rows, ["LAB_RESULTS"], municipalities,
     reports.length ? reports.map((r) => h("article", { class: "lab" },
       h("h3", {}, r.code.display || r.code.code,
         h("span", { class: "lab-when" }, ` ${dateTime(r.issuedAt || r.effectiveAt)}`)),
@@ -230,7 +292,7 @@ export function renderLabs(reports, rows, municipalities) {
 }
 
 export function renderConditions(items, rows, municipalities) {
-  return section("conditions", "Diagnoser", rows, ["CONDITIONS"],
+  return section("conditions", "Diagnoser", rows, ["CONDITIONS"], municipalities,
     items.length ? h("ul", { class: "items" }, items.map((c) => h("li", { class: "item" },
       h("p", { class: "item-title" }, c.code.display || c.code.code,
         h("span", { class: "code" }, ` ${CODE_SYSTEMS[c.code.system] || ""} ${c.code.code}`)),
@@ -261,4 +323,23 @@ export function renderAccessLog(title, connection, intro, none) {
         e.outcome !== "DELIVERED" ? h("span", { class: "item-sub block" }, `Avvist (${e.reason})`) : null),
       h("td", {}, e.categories.map((c) => CATEGORY_NAMES[c.toUpperCase()] || c).join(", "))))))
       : empty(none));
+}
+
+/** The status line: "fra alle kilder" only when the answer's completeness summary says every
+    source answered completely; otherwise what is missing, per source or store. */
+export function summaryLine(ms, completeness, municipalities) {
+  const patients = completeness?.patients || [];
+  if (completeness?.complete === true) return `Svar på ${ms} ms fra alle kilder.`;
+  const parts = new Map();
+  for (const gap of patients.flatMap((p) => p.incomplete)) {
+    const who = storeName(gap.source, gap.reason === "MUNICIPAL_BORDER" ? gap.municipality : null,
+      municipalities);
+    const what = gap.reason === "MUNICIPAL_BORDER" ? "ikke spurt (ingen avtale)"
+      : gap.status === "RESTRICTED" ? "skjult, nødtilgang kan vise mer"
+        : gap.reason === "FRESH_REFUSED" ? "fra hurtiglager (ferske data avvist)"
+          : (STATUS[gap.status]?.[0] || gap.status).toLowerCase();
+    parts.set(`${who}: ${what}`, true);
+  }
+  if (!parts.size) return `Svar på ${ms} ms. Fullstendighet ukjent.`;
+  return `Svar på ${ms} ms. Ikke fullstendig – ${[...parts.keys()].join("; ")}.`;
 }

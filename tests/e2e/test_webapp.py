@@ -191,3 +191,55 @@ def test_emergency_access_asks_for_a_reason_and_opens_restricted_results(page: A
     assert "Nødtilgang" in emergency.first.inner_text()
     assert "Bevisstløs pasient" in emergency.first.inner_text()
     _shoot(page, "innbygger-noedtilgang")
+
+
+CONFLICTING = by_tag("conflicting-limitations")
+LABELLED = by_tag("labelled-hlr")
+MULTI = by_tag("multi-service")
+
+
+def test_disagreeing_decisions_put_a_conflict_banner_above_the_hlr_minus(page: Any) -> None:
+    _open(page, "legevakt-lege", CONFLICTING.nin)
+    conflict = page.locator("[data-testid=conflict]")
+    assert conflict.count() == 1
+    assert page.locator(".alert").first.get_attribute("data-testid") == "conflict"
+    text = conflict.text_content() or ""
+    assert "Motstridende behandlingsavklaringer" in text
+    assert "Kjernejournal" in text
+    assert "Kommunal journal" in text
+    assert text.index("01.10.2026") < text.index("10.01.2025")  # the newest decision first
+    hlr = page.locator("[data-testid=hlr-minus]")
+    assert hlr.count() == 1
+    assert _top(page, "[data-testid=conflict]") < _top(page, "[data-testid=hlr-minus]")
+    assert hlr.locator("[data-testid=disputed]").count() == 1  # the HLR-minus is marked too
+    _shoot(page, "legevakt-konflikt")
+
+
+def test_a_withheld_hlr_minus_says_nodtilgang_may_show_more_and_then_does(page: Any) -> None:
+    _open(page, "legevakt-lege", LABELLED.nin)
+    assert page.locator("[data-testid=hlr-minus]").count() == 0
+    hint = page.locator("#alerts [data-testid=withheld]")
+    assert hint.count() == 1
+    assert "Skjult: nødtilgang kan vise mer" in hint.inner_text()
+    assert "Kommunal journal" in hint.inner_text()
+    assert "Ingen behandlingsavklaringer eller kritisk informasjon funnet" not in page.inner_text(
+        "#alerts")  # hidden is not absent
+    assert "fra alle kilder" not in page.inner_text("#status")
+    _shoot(page, "legevakt-skjult")
+    page.click("#emergency")
+    page.keyboard.type("Hjertestans, trenger behandlingsavklaring")
+    page.click("#emergency-confirm")
+    page.wait_for_selector(".emergency-used")
+    assert page.locator("[data-testid=hlr-minus]").count() == 1
+    assert page.locator("#alerts [data-testid=withheld]").count() == 0
+
+
+def test_the_summary_says_from_all_sources_only_when_every_source_answered_completely(
+    page: Any,
+) -> None:
+    _open(page, "legevakt-lege", MULTI.nin)
+    assert "fra alle kilder" in page.inner_text("#status")
+    _open(page, "legevakt-lege", RESTRICTED.nin)
+    status = page.inner_text("#status")
+    assert "fra alle kilder" not in status
+    assert "Pasientens prøvesvar: skjult, nødtilgang kan vise mer" in status
