@@ -176,18 +176,57 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         query, document = admitted.query, admitted.document
         request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
 
+    outcome = await run_operation(
+        endpoint, principal, query, variables, request_id=request_id,
+        operation_name=params.get("operationName"), document=document,
+        fresh=request.headers.get("cache-control", "") == "no-cache")
+    if admitted is not None and not outcome.request_error:
+        await endpoint.admission.register(admitted)  # it validated: APQ may keep it
+    media = (GRAPHQL_JSON if GRAPHQL_JSON in request.headers.get("accept", "")
+             and not outcome.audit_unavailable else JSON)
+    return _json(outcome.payload, outcome.status(media), request_id, media)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one executed operation gives its transport: the JSON payload, whether the request
+    itself was wrong (nothing executed), and whether patient data was withheld because the
+    audit could not be written."""
+
+    payload: dict[str, Any]
+    request_error: bool
+    audit_unavailable: bool = False
+
+    def status(self, media: str) -> int:
+        """The HTTP status (GraphQL over HTTP): 503 when the audit failed, 400 for a request
+        error answered as graphql-response+json, else 200."""
+        if self.audit_unavailable:
+            return 503
+        return 400 if self.request_error and media == GRAPHQL_JSON else 200
+
+
+async def run_operation(
+    endpoint: Endpoint,
+    principal: Principal,
+    query: str | None,
+    variables: dict[str, Any] | None,
+    *,
+    request_id: str,
+    operation_name: str | None = None,
+    document: Any = None,
+    fresh: bool = False,
+) -> Outcome:
+    """Execute one operation for `principal` and audit it before anything is answered: the
+    one place execute, ledger, audit and metrics happen, for /graphql and every other door
+    that answers from the schema (CDS Hooks)."""
     ctx = Context(services=endpoint.services, principal=principal, request_id=request_id,
-                  fresh=request.headers.get("cache-control", "") == "no-cache")
+                  fresh=fresh)
     ctx.document = document  # parsed once, in admission; the schema reuses it
     try:
         result: ExecutionResult = await endpoint.schema.execute(
-            query, variable_values=variables, context_value=ctx,
-            operation_name=params.get("operationName"),
-        )
+            query, variable_values=variables, context_value=ctx, operation_name=operation_name)
     finally:
         ledger = ctx.finish()  # what was delivered; the fetches nobody awaited are stopped
-    if admitted is not None and not any(e.path is None for e in result.errors or ()):
-        await endpoint.admission.register(admitted)  # it validated: APQ may keep it
     if endpoint.telemetry is not None:
         endpoint.telemetry.sources(ledger)
 
@@ -200,8 +239,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
                   extra={"request_id": request_id})
         message = ("The access could not be recorded, so no patient data is delivered; "
                    "try again shortly.")
-        return _json({"errors": [{"message": message, "extensions": {
-            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, 503, request_id)
+        return Outcome({"errors": [{"message": message, "extensions": {
+            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, False, True)
     if endpoint.metrics is not None:
         endpoint.metrics.record(events)  # only what the audit trail holds is counted
 
@@ -213,8 +252,4 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     summary = completeness(ledger)  # which sources and categories did not answer completely
     if summary is not None:
         payload["extensions"] = {"completeness": summary}
-    media = GRAPHQL_JSON if GRAPHQL_JSON in request.headers.get("accept", "") else JSON
-    status = 200
-    if result.data is None and media == GRAPHQL_JSON:
-        status = 400
-    return _json(payload, status, request_id, media)
+    return Outcome(payload, result.data is None)  # nothing ran: parse or validation failed
