@@ -33,10 +33,12 @@ from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
 from gateway.audit.routes import handle_export
 from gateway.auth import Authenticator
+from gateway.cds import ClientJwtVerifier, PatientViewService, discovery
 from gateway.events import handle_event
 from gateway.graphiql import graphiql_routes
 from gateway.graphql import Endpoint, handle_graphql
 from gateway.launch import LaunchStore, handle_launch, smart_configuration
+from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics
@@ -63,6 +65,7 @@ class State:
     metrics: Metrics  # the one Prometheus registry: register further gateway metrics here
     sources: Sources | None = None  # cache, breakers, fresh-data limiter (gateway/sources.py)
     launches: LaunchStore | None = None  # patient-context handover (gateway/launch)
+    cds: PatientViewService | None = None  # CDS Hooks (gateway/cds)
 
 
 def create_app(
@@ -113,8 +116,8 @@ def create_app(
             schema = build_schema(*([HideSuggestions] if settings.production else []),
                                   parsed=UseParsedDocument,
                                   categories=registry.plugin_categories)
-            launches = LaunchStore(sources.keys or CacheKeys.from_secret(ephemeral_secret()),
-                                   sources.store, ttl_seconds=settings.launch.ttl_seconds)
+            keys = sources.keys or CacheKeys.from_secret(ephemeral_secret())
+            launches = LaunchStore(keys, sources.store, ttl_seconds=settings.launch.ttl_seconds)
             services = Services(
                 launches=launches,
                 registry=registry,
@@ -140,8 +143,14 @@ def create_app(
                 telemetry=telemetry,
             )
             log.info("kilde started", extra={})
+            cds = PatientViewService(
+                endpoint, launches,
+                ClientJwtVerifier(ClientJwtVerifier.parse_clients(settings.cds.clients), http,
+                                  sources.store, keys, leeway=settings.auth.leeway_seconds),
+                app_url=settings.launch.app_url, demo=not settings.production,
+                municipalities={t.number: t.name for t in settings.tenants})
             yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
-                                  launches)}
+                                  launches, cds)}
 
     async def graphql(request: Request) -> Response:
         started = time.perf_counter()
@@ -184,6 +193,15 @@ def create_app(
         return await handle_launch(request, state.endpoint.authenticate, state.launches,
                                    settings)
 
+    async def cds_discovery(request: Request) -> Response:
+        return discovery()
+
+    async def cds_call(request: Request) -> Response:
+        state: State = request.state.kilde
+        assert state.cds is not None  # built in the lifespan above
+        return await state.cds.handle(request, request.path_params["service_id"],
+                                      public_base(request))
+
     async def smart_config(request: Request) -> Response:
         return smart_configuration(request, settings)
 
@@ -198,6 +216,8 @@ def create_app(
         Route("/events", events, methods=["POST"]),
         Route("/audit/export", audit_export, methods=["GET", "POST"]),
         Route("/launch", launch, methods=["POST"]),
+        Route("/cds-services", cds_discovery),
+        Route("/cds-services/{service_id}", cds_call, methods=["POST"]),
         Route("/.well-known/smart-configuration", smart_config),
         Route("/metrics", metrics_text),
         *extra_routes,

@@ -27,6 +27,7 @@ from gateway.settings import (
     AuditSettings,
     AuthSettings,
     CacheSettings,
+    CdsSettings,
     CorsSettings,
     LaunchSettings,
     LimitsSettings,
@@ -48,6 +49,7 @@ SECTIONS: Mapping[str, type] = {
     "AUTH": AuthSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
     "RESILIENCE": ResilienceSettings, "LIMITS": LimitsSettings, "PERSISTED": PersistedSettings,
     "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings, "LAUNCH": LaunchSettings,
+    "CDS": CdsSettings,
 }
 # Every connector takes these; any other KILDE_CONNECTORS__<NAME>__<OPTION> is one of its own
 # options, checked against what the connector declares when the registry loads it.

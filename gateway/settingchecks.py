@@ -40,6 +40,7 @@ def problems(settings: Settings) -> list[str]:
     found += _non_negative("KILDE_PERSISTED", settings.persisted)
     found += _resilience(settings)
     found += _launch(settings)
+    found += _cds(settings)
     return found
 
 
@@ -111,3 +112,13 @@ def _resilience(settings: Settings) -> list[str]:
     if r.max_concurrency < 1:
         found.append("KILDE_RESILIENCE__MAX_CONCURRENCY must be at least 1.")
     return found
+
+
+def _cds(settings: Settings) -> list[str]:
+    from gateway.cds.clientjwt import ClientJwtVerifier
+
+    try:
+        ClientJwtVerifier.parse_clients(settings.cds.clients)
+    except ValueError as exc:
+        return [str(exc)]
+    return []

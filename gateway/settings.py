@@ -136,6 +136,15 @@ class LaunchSettings:
 
 @redacted_repr
 @dataclass(frozen=True)
+class CdsSettings:
+    """CDS Hooks (gateway/cds): the EPJs whose signed client JWT is required, as
+    `ISS=JWKS URL` pairs, comma separated; empty: the user's token alone authenticates."""
+
+    clients: str = ""
+
+
+@redacted_repr
+@dataclass(frozen=True)
 class CorsSettings:
     origins: tuple[str, ...] = ()  # exact origins, or "*"; empty = no cross-origin access
     allow_credentials: bool = False
@@ -176,6 +185,7 @@ class Settings:
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
+    cds: CdsSettings = field(default_factory=CdsSettings)
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     otlp_endpoint: str = ""  # OpenTelemetry traces go here when set (the `otel` extra)
 

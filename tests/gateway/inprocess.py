@@ -10,7 +10,7 @@ an issuer JWKS that is not the demo route, so production mode works too.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,14 +31,18 @@ LEGEVAKT_QUERY = """query Legevakt($nin: String!) { patient(nin: $nin) {
 
 
 class _Upstreams(httpx.AsyncBaseTransport):
-    """The issuer's JWKS, and everything else to the sandbox app."""
+    """The issuer's JWKS, the test's own JSON `documents` (URL -> body, e.g. an EPJ's JWKS),
+    and everything else to the sandbox app."""
 
-    def __init__(self, sandbox: Any) -> None:
+    def __init__(self, sandbox: Any, documents: Mapping[str, Any] | None = None) -> None:
         self.sandbox = httpx.ASGITransport(sandbox)
+        self.documents = dict(documents or {})
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if str(request.url) == JWKS_URL:
             return httpx.Response(200, json=demo_jwks())
+        if str(request.url) in self.documents:
+            return httpx.Response(200, json=self.documents[str(request.url)])
         return await self.sandbox.handle_async_request(request)
 
 
@@ -91,11 +95,14 @@ def settings_for(audit_url: str = "sqlite:///:memory:", **changes: Any) -> Setti
 
 @contextlib.asynccontextmanager
 async def gateway(settings: Settings | None = None, tracer_provider: Any = None,
+                  documents: Mapping[str, Any] | None = None,
                   **changes: Any) -> AsyncIterator[Harness]:
-    """The gateway app with its lifespan running, and clients for it and its sandbox."""
+    """The gateway app with its lifespan running, and clients for it and its sandbox;
+    `documents` are JSON bodies served at the given upstream URLs."""
     settings = settings or settings_for(**changes)
     sandbox = create_sandbox({})
-    app = create_app(settings, transport=_Upstreams(sandbox), tracer_provider=tracer_provider)
+    app = create_app(settings, transport=_Upstreams(sandbox, documents),
+                     tracer_provider=tracer_provider)
     async with app.router.lifespan_context(app) as state:
 
         async def with_state(scope: Any, receive: Any, send: Any) -> None:
