@@ -54,18 +54,18 @@ Resource = Mapping[str, Any]
 def _invalid(resource: Resource, missing: str) -> UpstreamInvalidError:
     # Only a known type name goes into the message: never a value the upstream chose.
     kind = resource.get("resourceType")
-    kind = kind if kind in MAPPERS else "resource"
+    kind = kind if kind in SUBJECT else "resource"
     return UpstreamInvalidError(SOURCE, f"Source {SOURCE!r} sent a {kind} without {missing}.")
 
 
-def _id(resource: Resource) -> str:
+def record_id(resource: Resource) -> str:
     rid = resource.get("id")
     if not isinstance(rid, str) or not rid:
         raise _invalid(resource, "an id")
     return rid
 
 
-def _code(concept: Any, resource: Resource, prefer_system: str | None = None) -> Coding:
+def required_code(concept: Any, resource: Resource, prefer_system: str | None = None) -> Coding:
     coding = coding_of(concept, prefer_system)
     if coding is None:
         raise _invalid(resource, "a code")
@@ -94,7 +94,7 @@ def provenance_of(resource: Resource, *, municipality: str, fetched_at: datetime
     """Where an item came from: this store's number, the record id, `meta.lastUpdated`."""
     return Provenance(
         source=SOURCE,
-        record_id=_id(resource),
+        record_id=record_id(resource),
         fetched_at=fetched_at,
         recorded_at=parse_datetime(_dict(resource.get("meta")).get("lastUpdated")),
         municipality=municipality,
@@ -128,8 +128,8 @@ def map_service(resource: Resource, provenance: Provenance) -> MunicipalService:
     period = _dict(resource.get("period"))
     status = str(resource.get("status") or "unknown")
     return MunicipalService(
-        id=_id(resource),
-        code=_code(_first(resource.get("type")), resource),
+        id=record_id(resource),
+        code=required_code(_first(resource.get("type")), resource),
         status=_SERVICE_STATUS.get(status, status),
         provenance=provenance,
         municipality=provenance.municipality or "",
@@ -147,11 +147,11 @@ def map_treatment_limitation(resource: Resource, provenance: Provenance) -> Trea
     """Consent (scope treatment, modelled on KjConsentBehandlingsavklaring) -> TreatmentLimitation."""
     provision = _dict(resource.get("provision"))
     concept = _first(provision.get("code")) or _first(resource.get("category"))
-    code = _code(concept, resource)
+    code = required_code(concept, resource)
     performer = _first(resource.get("performer"))
     status = str(resource.get("status") or "unknown")
     return TreatmentLimitation(
-        id=_id(resource),
+        id=record_id(resource),
         code=code,
         description=_str(extension_value(resource, LIMITATION_DESCRIPTION))
         or code.display or code.code,
@@ -169,8 +169,8 @@ def map_condition(resource: Resource, provenance: Provenance) -> Condition:
     """Condition (ICPC-2 or ICD-10) -> Condition."""
     clinical = coding_of(resource.get("clinicalStatus"))
     return Condition(
-        id=_id(resource),
-        code=_code(resource.get("code"), resource),
+        id=record_id(resource),
+        code=required_code(resource.get("code"), resource),
         clinical_status=clinical.code if clinical and clinical.code else "unknown",
         provenance=provenance,
         onset=parse_date(resource.get("onsetDateTime")),
@@ -184,14 +184,14 @@ _ADMINISTRATION_STATUS = {"in-progress": "active"}
 
 def map_administration(resource: Resource, provenance: Provenance) -> Medication:
     """MedicationAdministration (LMDI style, ATC) -> Medication, linkable by `treatment_id`."""
-    code = _code(resource.get("medicationCodeableConcept"), resource, "http://www.whocc.no/atc")
+    code = required_code(resource.get("medicationCodeableConcept"), resource, "http://www.whocc.no/atc")
     period = _dict(resource.get("effectivePeriod"))
     started = parse_date(period.get("start")) or parse_date(resource.get("effectiveDateTime"))
     dosage_text = _str(_dict(resource.get("dosage")).get("text"))
     route = coding_of(_dict(resource.get("dosage")).get("route"))
     status = str(resource.get("status") or "unknown")
     return Medication(
-        id=_id(resource),
+        id=record_id(resource),
         code=code,
         name=text_of(resource.get("medicationCodeableConcept")) or code.code,
         status=_ADMINISTRATION_STATUS.get(status, status),
@@ -208,11 +208,11 @@ def map_administration(resource: Resource, provenance: Provenance) -> Medication
 
 def map_document(resource: Resource, provenance: Provenance) -> DocumentReference:
     """DocumentReference (metadata only) -> DocumentReference; `meta.security` R is kept."""
-    doc_type = _code(resource.get("type"), resource)
+    doc_type = required_code(resource.get("type"), resource)
     attachment = _dict(_dict(_first(resource.get("content"))).get("attachment"))
     author = _dict(_first(resource.get("author")))
     return DocumentReference(
-        id=_id(resource),
+        id=record_id(resource),
         type=doc_type,
         title=_str(resource.get("description")) or _str(attachment.get("title"))
         or doc_type.display or "",

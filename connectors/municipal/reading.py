@@ -15,6 +15,7 @@ from typing import Any
 from connectors import AccessBasis, Category, Item
 from connectors.fhir import now
 from connectors.municipal.capabilities import StoreCapabilities
+from connectors.municipal.critical import entered_in_error, map_allergy, map_flag
 from connectors.municipal.identity import StorePatient, refers_to
 from connectors.municipal.mapping import (
     MAPPERS,
@@ -27,6 +28,7 @@ from connectors.municipal.mapping import (
 )
 from connectors.municipal.searches import Found, Search
 
+READERS = {**MAPPERS, "AllergyIntolerance": map_allergy, "Flag": map_flag}
 OPENS_RESTRICTION = frozenset({AccessBasis.FORHOYET_AKUTT, AccessBasis.FORHOYET_SAMTYKKE})
 
 # What each category searches; the privacy search (local restrictions) always goes along.
@@ -36,6 +38,8 @@ SEARCHES: tuple[tuple[Category, Search], ...] = (
     (Category.CONDITIONS, Search("Condition")),
     (Category.MEDICATIONS, Search("MedicationAdministration")),
     (Category.DOCUMENTS, Search("DocumentReference")),
+    (Category.CRITICAL_INFORMATION, Search("AllergyIntolerance")),
+    (Category.CRITICAL_INFORMATION, Search("Flag")),
 )
 PRIVACY_SEARCH = Search("Consent", (("scope", "patient-privacy"),))
 
@@ -110,10 +114,12 @@ def read_store(
     for search, categories, found in results:
         for category in (c for c in categories if c is not None):
             kept = answer.items.setdefault(category, [])
-            if not found.complete:
+            matches = _matches(found, search)
+            if not found.complete or (found.total is not None and len(matches) < found.total):
+                # cut short, or (a store that pages without next links) fewer than its total
                 answer.incomplete.add(category)
-            for resource in _matches(found, search):
-                if resource.get("status") == "entered-in-error":
+            for resource in matches:
+                if entered_in_error(resource):
                     continue
                 if search.resource_type == "Consent" and scope_of(resource) != "treatment":
                     continue
@@ -122,7 +128,7 @@ def read_store(
                     continue
                 provenance = provenance_of(resource, municipality=municipality,
                                            fetched_at=fetched_at)
-                kept.append(MAPPERS[search.resource_type](resource, provenance))
+                kept.append(READERS[search.resource_type](resource, provenance))
     return answer
 
 

@@ -55,6 +55,7 @@ class Found:
     complete: bool = True
     next_url: str | None = None
     self_url: str | None = None
+    total: int | None = None  # the store's count of matches, when it says
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,9 @@ def searchset(body: Any) -> Found:
     links = body.get("link") or []
     urls = {link.get("relation"): link.get("url") for link in links
             if isinstance(link, dict) and isinstance(link.get("url"), str)}
-    return Found(entries=list(entries), next_url=urls.get("next"), self_url=urls.get("self"))
+    total = body.get("total")
+    return Found(entries=list(entries), next_url=urls.get("next"), self_url=urls.get("self"),
+                 total=total if isinstance(total, int) and not isinstance(total, bool) else None)
 
 
 def batch_sets(body: Any, count: int) -> list[Found]:

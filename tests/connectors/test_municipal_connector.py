@@ -108,6 +108,8 @@ async def test_searches_carry_headers_and_keep_the_nin_out_of_urls_and_headers()
         "Condition?patient=Patient/p1&_count=100",
         "MedicationAdministration?patient=Patient/p1&_count=100",
         "DocumentReference?patient=Patient/p1&_count=100",
+        "AllergyIntolerance?patient=Patient/p1&_count=100",
+        "Flag?patient=Patient/p1&_count=100",
         "Consent?patient=Patient/p1&scope=patient-privacy&_count=100",
     ]
 
@@ -291,6 +293,47 @@ async def test_elevated_access_opens_a_local_restriction() -> None:
 def test_create_rejects_bad_store_settings(settings_stores: dict[str, str], message: str) -> None:
     with pytest.raises(ConnectorConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         create(ConnectorSettings("municipal", stores=settings_stores), httpx.AsyncClient())
+
+
+async def test_municipal_cave_and_flags_become_critical_information_with_provenance() -> None:
+    cave = {"resourceType": "AllergyIntolerance", "id": "cave-1",
+            "meta": {"lastUpdated": "2026-03-01T10:00:00Z"},
+            "verificationStatus": {"coding": [{"code": "confirmed"}]}, "criticality": "high",
+            "code": {"coding": [{"system": "http://www.whocc.no/atc", "code": "N02AA01",
+                                 "display": "Morfin"}]}, "patient": {"reference": "Patient/p1"}}
+    withdrawn = cave | {"id": "cave-2", "verificationStatus": {"coding": [
+        {"code": "entered-in-error"}]}}
+    refuted = cave | {"id": "cave-3", "verificationStatus": {"coding": [{"code": "refuted"}]}}
+    flag = {"resourceType": "Flag", "id": "flag-1", "status": "active",
+            "code": {"text": "Smitteregime: MRSA"}, "subject": {"reference": "Patient/p1"}}
+    conn, _ = stores({"0301": [MINE, cave, withdrawn, refuted, flag]})
+    result = await conn.fetch(fetch_request(categories=frozenset({Category.CRITICAL_INFORMATION})))
+    items = {i.id: i for i in result.items[Category.CRITICAL_INFORMATION]}
+    assert sorted(items) == ["cave-1", "cave-3", "flag-1"]  # entered in error: not shown
+    assert items["cave-1"].type.value == "ALLERGY"
+    assert items["cave-1"].severity == "severe"
+    assert items["cave-1"].provenance.source == "municipal"
+    assert items["cave-1"].provenance.municipality == "0301"
+    assert items["cave-1"].provenance.record_id == "cave-1"
+    assert items["cave-3"].status == "inactive"
+    assert items["flag-1"].type.value == "INFECTION"
+    assert result.status_for(Category.CRITICAL_INFORMATION) is Status.OK
+
+
+async def test_a_store_that_sends_fewer_records_than_its_total_is_partial() -> None:
+    conn, _ = stores({"0301": [MINE, condition("c1", "Patient/p1")]}, "plain")
+
+    def short(request: httpx.Request) -> httpx.Response | None:
+        if not request.url.path.endswith("/Condition"):
+            return None
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "total": 3, "entry": [{"resource": condition(
+                                             "c1", "Patient/p1")}]})
+
+    result = await broken(conn, short).fetch(fetch_request(
+        categories=frozenset({Category.CONDITIONS})))
+    assert [c.id for c in result.items[Category.CONDITIONS]] == ["c1"]
+    assert result.status_for(Category.CONDITIONS) is Status.PARTIAL
 
 
 def test_connector_declares_name_and_categories() -> None:

@@ -69,7 +69,7 @@ async def test_round_trips_per_profile() -> None:
 
 
 ALL_SEARCHES = ("Consent treatment", "EpisodeOfCare", "Condition", "MedicationAdministration",
-                "DocumentReference", "Consent privacy")
+                "DocumentReference", "AllergyIntolerance", "Flag", "Consent privacy")
 
 
 async def test_no_patient_in_the_store_is_empty_with_a_reason() -> None:

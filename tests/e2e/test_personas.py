@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 SECTIONS: dict[str, tuple[str, str, frozenset[str]]] = {
     "TL": ("treatmentLimitations", "TREATMENT_LIMITATIONS",
            frozenset({"municipal", "kjernejournal"})),
-    "CI": ("criticalInformation", "CRITICAL_INFORMATION", frozenset({"kjernejournal"})),
+    "CI": ("criticalInformation", "CRITICAL_INFORMATION",
+           frozenset({"municipal", "kjernejournal"})),
     "MED": ("medications", "MEDICATIONS", frozenset({"municipal", "pll", "eresept"})),
     "LAB": ("labResults", "LAB_RESULTS", frozenset({"proevesvar"})),
     "SVC": ("municipalServices", "MUNICIPAL_SERVICES", frozenset({"municipal"})),

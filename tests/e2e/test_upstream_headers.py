@@ -178,11 +178,11 @@ def test_a_case_handler_without_profession_sends_no_role_and_the_exception_basis
 
 @pytest.mark.parametrize(("persona", "searched", "silent"), [
     ("legevakt-lege", {"Consent", "EpisodeOfCare", "Condition", "MedicationAdministration",
-                       "DocumentReference"}, set()),
-    ("hjemmesykepleier", {"Consent", "EpisodeOfCare", "Condition", "MedicationAdministration"},
-     set()),
-    ("helsefagarbeider", {"Consent", "EpisodeOfCare", "MedicationAdministration"},
-     {"proevesvar"}),
+                       "DocumentReference", "AllergyIntolerance", "Flag"}, set()),
+    ("hjemmesykepleier", {"Consent", "EpisodeOfCare", "Condition", "MedicationAdministration",
+                          "AllergyIntolerance", "Flag"}, set()),
+    ("helsefagarbeider", {"Consent", "EpisodeOfCare", "MedicationAdministration",
+                          "AllergyIntolerance", "Flag"}, {"proevesvar"}),
     ("saksbehandler", {"EpisodeOfCare"}, {"kjernejournal", "pll", "eresept", "proevesvar"}),
 ])
 def test_a_forbidden_section_is_not_even_searched_for_in_a_store_that_serves_others(

@@ -5,14 +5,17 @@ strict/lenient handling, paging, _include)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import httpx
 import pytest
 
+from sandbox import world
 from sandbox.fhirsearch import PROFILES, StoreProfile
 from sandbox.municipal import KOMMUNENUMMER, create_app, profile_from_env
-from sandbox.municipal_records import SOURCE_TAG, patient_id
+from sandbox.municipal_records import SOURCE_TAG, patient_id, patient_records
 from sandbox.world import by_tag
 
 FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
@@ -286,3 +289,28 @@ def test_profile_from_env_names_the_choices() -> None:
     assert profile_from_env({"KILDE_SANDBOX__MUNICIPAL__PROFILE": "paged"}).page_size == 2
     with pytest.raises(ValueError, match="must be one of"):
         profile_from_env({"KILDE_SANDBOX__MUNICIPAL__PROFILE": "bogus"})
+
+
+def municipal_cave_patient() -> world.Patient:
+    """A person whose CAVE is kept in Oslo's EPJ only (the `municipal-cave` story)."""
+    return replace(by_tag("no-data"), allergies=(
+        world.AllergyFact("cave-m1", world.ATC, "N02AA01", "Morfin", "Respirasjonsdepresjon",
+                          "severe", datetime.fromisoformat("2026-03-01T10:00:00+01:00"),
+                          world.MUNICIPAL, municipality="0301"),
+        world.AllergyFact("cave-k1", world.ATC, "J01CE", "Penicilliner", "Utslett", "mild",
+                          datetime.fromisoformat("2020-01-01T10:00:00+01:00"),
+                          world.KJERNEJOURNAL),
+    ))
+
+
+def test_a_municipal_cave_is_rendered_as_allergy_intolerance_in_its_store_only() -> None:
+    person = municipal_cave_patient()
+    records = patient_records(person, "0301")
+    (cave,) = [r for r in records if r["resourceType"] == "AllergyIntolerance"]
+    assert cave["id"] == "cave-m1"
+    assert cave["patient"] == {"reference": f"Patient/{patient_id('0301', person.nin)}"}
+    assert cave["criticality"] == "high"
+    assert cave["category"] == ["medication"]
+    assert cave["reaction"][0]["severity"] == "severe"
+    assert not [r for r in patient_records(person, "4601")
+                if r["resourceType"] == "AllergyIntolerance"]

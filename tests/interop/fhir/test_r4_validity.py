@@ -19,9 +19,10 @@ import pytest
 
 from connectors.identifiers import nin_system
 from sandbox.app import create_app
-from sandbox.fhirbundle import world_bundles
+from sandbox.fhirbundle import patient_bundle, world_bundles
 from sandbox.municipal_records import patient_id
 from sandbox.world import MUNICIPALITIES, PATIENTS
+from tests.sandbox.test_municipal_fake import municipal_cave_patient
 
 MUNICIPAL_TYPES = ("Consent", "EpisodeOfCare", "Condition", "MedicationAdministration",
                    "DocumentReference", "AllergyIntolerance", "Flag")
@@ -41,6 +42,8 @@ async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def municipal_answers(sandbox: httpx.AsyncClient) -> AsyncIterator[tuple[str, Any]]:
+    # every kind of record the store renders, also those no world patient has yet
+    yield "municipal CAVE", patient_bundle(municipal_cave_patient(), "0301")
     for m in MUNICIPALITIES:
         for bundle in world_bundles(m.number):
             yield f"{m.number} export", bundle
