@@ -29,7 +29,8 @@ const MUNI_EXT = 'https://sandbox.kilde.no/fhir/StructureDefinition/';
 const HLR_MINUS = new Set(['304253006']);
 const OLD = Date.parse('1900-01-01T00:00:00Z');
 const CATEGORIES = {
-  municipal: ['CONDITIONS', 'DOCUMENTS', 'MEDICATIONS', 'MUNICIPAL_SERVICES', 'TREATMENT_LIMITATIONS'],
+  municipal: ['CONDITIONS', 'CRITICAL_INFORMATION', 'DOCUMENTS', 'MEDICATIONS', 'MUNICIPAL_SERVICES',
+    'TREATMENT_LIMITATIONS'],
   kjernejournal: ['CRITICAL_INFORMATION', 'TREATMENT_LIMITATIONS'],
   pll: ['MEDICATIONS'],
   eresept: ['MEDICATIONS'],
@@ -98,15 +99,20 @@ const prov = (source, recordId) => ({ source, recordId });
 // -- per-source mapping (ports of the connectors' mapping modules) ---------------------------------
 
 function mapMunicipal(answers) {
-  const out = { TREATMENT_LIMITATIONS: [], MUNICIPAL_SERVICES: [], CONDITIONS: [], MEDICATIONS: [], DOCUMENTS: [] };
+  const out = { TREATMENT_LIMITATIONS: [], MUNICIPAL_SERVICES: [], CONDITIONS: [], MEDICATIONS: [], DOCUMENTS: [],
+    CRITICAL_INFORMATION: [] };
   const kinds = { Consent: 'TREATMENT_LIMITATIONS', EpisodeOfCare: 'MUNICIPAL_SERVICES', Condition: 'CONDITIONS',
-    MedicationAdministration: 'MEDICATIONS', DocumentReference: 'DOCUMENTS' };
+    MedicationAdministration: 'MEDICATIONS', DocumentReference: 'DOCUMENTS', AllergyIntolerance: 'CRITICAL_INFORMATION',
+    Flag: 'CRITICAL_INFORMATION' };
   for (const { body } of answers) {
     const entries = body.entry || [];
-    for (const entry of entries.slice(0, -1)) { // the last search is the privacy Consent
+    // the first search resolves the Patient (the peer trusts the plan's store to be strict and
+    // does not re-check the patient of each record, as Kilde does); the last is the privacy Consent
+    for (const entry of entries.slice(0, -1)) {
       for (const e of (entry.resource && entry.resource.entry) || []) {
         const r = e.resource;
         if (!r || !kinds[r.resourceType] || r.status === 'entered-in-error') continue;
+        if ((codingOf(r.verificationStatus) || {}).code === 'entered-in-error') continue;
         if (r.resourceType === 'Consent' && (codingOf(r.scope) || {}).code !== 'treatment') continue;
         out[kinds[r.resourceType]].push(MUNICIPAL_MAPPERS[r.resourceType](r, prov('municipal', r.id)));
       }
@@ -116,7 +122,33 @@ function mapMunicipal(answers) {
 }
 
 const SERVICE_STATUS = { finished: 'completed', waitlist: 'planned', onhold: 'on-hold' };
+const FLAG_WORDS = [[['implantat', 'implant', 'pågående behandling'], 'TREATMENT_OR_IMPLANT'],
+  [['smitte', 'infeksjon', 'infection', 'mrsa', 'vre', 'esbl'], 'INFECTION'],
+  [['anestesi', 'anaesthe', 'anesthe'], 'ANAESTHESIA_COMPLICATION']];
 const MUNICIPAL_MAPPERS = {
+  AllergyIntolerance(r, provenance) {
+    const verification = (codingOf(r.verificationStatus) || {}).code || null;
+    const clinical = (codingOf(r.clinicalStatus) || {}).code || null;
+    const code = codingOf(r.code);
+    const severities = (r.reaction || []).map((x) => x.severity).filter((s) => SEVERITY_RANK[s]);
+    const worst = severities.sort((a, b) => SEVERITY_RANK[b] - SEVERITY_RANK[a])[0];
+    const inactive = verification === 'refuted' || clinical === 'inactive' || clinical === 'resolved';
+    return { id: r.id, type: 'ALLERGY', code, description: code.display || code.code,
+      status: inactive ? 'inactive' : 'active', recordedAt: r.recordedDate || obj(r.meta).lastUpdated || null,
+      provenance, severity: worst || ({ high: 'severe', low: 'mild' })[r.criticality] || null,
+      reaction: (r.reaction || []).flatMap((x) => (x.manifestation || []).map(textOf)).filter(Boolean).join(', ') || null };
+  },
+  Flag(r, provenance) {
+    const code = codingOf(r.code);
+    const words = [...(r.category || []), r.code].filter(Boolean)
+      .flatMap((c) => [c.text, ...(c.coding || []).map((x) => x.display)]).filter(Boolean).join(' ').toLowerCase();
+    const type = (FLAG_WORDS.find(([keys]) => keys.some((k) => words.includes(k))) || [null, 'OTHER'])[1];
+    const end = dateOf(obj(r.period).end);
+    const expired = end !== null && end < new Date().toISOString().slice(0, 10);
+    return { id: r.id, type, code, description: code.display || code.code,
+      status: r.status === 'inactive' || expired ? 'inactive' : 'active',
+      recordedAt: obj(r.period).start || obj(r.meta).lastUpdated || null, provenance, severity: null, reaction: null };
+  },
   EpisodeOfCare(r, provenance) {
     const manager = obj(r.managingOrganization);
     const ref = manager.reference;
