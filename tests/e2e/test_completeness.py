@@ -125,6 +125,7 @@ def test_fresh_data_refused_by_its_limit_is_said_not_served_silently(
             for g in patient["incomplete"]} == {
         ("kjernejournal", "CRITICAL_INFORMATION", "OK", "FRESH_REFUSED"),
         ("kjernejournal", "TREATMENT_LIMITATIONS", "EMPTY", "FRESH_REFUSED"),
+        ("municipal", "CRITICAL_INFORMATION", "EMPTY", "FRESH_REFUSED"),  # CAVE, Flags
         ("municipal", "TREATMENT_LIMITATIONS", "EMPTY", "FRESH_REFUSED")}
     assert all(g["ageSeconds"] is not None and g["ageSeconds"] >= 0
                for g in patient["incomplete"])
