@@ -17,14 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
 from sandbox.fhirbundle import patient_bundle, world_bundles
 from sandbox.municipal_records import patient_id
 from sandbox.world import PATIENTS, by_tag
-from tests.servers import e2e_settings, listening_socket, port_of, running
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +86,7 @@ def _gateway(sandbox_url: str, oslo_store: str, audit: Path) -> Iterator[Gateway
     stores = {**municipal.stores, "0301": oslo_store}
     settings = replace(settings, connectors={
         **settings.connectors, "municipal": replace(municipal, stores=stores)})
-    with running(create_app(settings), sock) as gateway:
+    with running(demo_app(settings), sock) as gateway:
         yield Gateway(gateway.url, settings)
 
 
