@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from connectors import ConnectorError
+from connectors.credentials import UpstreamAuth
 from connectors.fhir import request_json
 
 # The R4 search parameters Kilde uses, assumed when a store does not say what it supports.
@@ -92,8 +93,8 @@ class CapabilityCache:
         known = self._known.get(base)
         return known[1] if known is not None and known[0] > time.monotonic() else None
 
-    async def get(self, base: str, *, timeout: float, headers: Mapping[str, str]
-                  ) -> StoreCapabilities:
+    async def get(self, base: str, *, timeout: float, headers: Mapping[str, str],
+                  auth: UpstreamAuth | None = None) -> StoreCapabilities:
         if (known := self._fresh(base)) is not None:
             return known
         # One fetch per store at a time, in the caller's own task (so a cancelled request
@@ -102,13 +103,13 @@ class CapabilityCache:
         async with lock:
             if (known := self._fresh(base)) is not None:
                 return known
-            return await self._fetch(base, timeout, headers)
+            return await self._fetch(base, timeout, headers, auth)
 
-    async def _fetch(self, base: str, timeout: float, headers: Mapping[str, str]
-                     ) -> StoreCapabilities:
+    async def _fetch(self, base: str, timeout: float, headers: Mapping[str, str],
+                     auth: UpstreamAuth | None) -> StoreCapabilities:
         try:
             body = await request_json(self._http, self._source, "GET", f"{base}/metadata",
-                                      timeout=timeout, headers=headers)
+                                      timeout=timeout, headers=headers, auth=auth)
         except ConnectorError:
             capabilities, ttl = StoreCapabilities(), self._retry_after
         else:

@@ -36,6 +36,7 @@ from connectors import (
     UpstreamInvalidError,
     UpstreamTimeoutError,
 )
+from connectors.credentials import Audience
 from connectors.municipal.capabilities import CapabilityCache, StoreCapabilities
 from connectors.municipal.identity import StorePatient, identifier_query, resolve_patient
 from connectors.municipal.mapping import SOURCE
@@ -79,9 +80,11 @@ class MunicipalConnector:
     categories = frozenset(c for c, _ in SEARCHES)
     standard = "FHIR R4 (no-basis): Patient first, then search by reference, per municipal store"
 
-    def __init__(self, stores: Mapping[str, str], http: httpx.AsyncClient) -> None:
+    def __init__(self, stores: Mapping[str, str], http: httpx.AsyncClient,
+                 audience: Audience | None = None) -> None:
         self.stores = {number: url.rstrip("/") for number, url in stores.items()}
         self._http = http
+        self._audience = audience  # the stores' HelseID token, when one is configured
         self._capabilities = CapabilityCache(http, SOURCE)
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
@@ -113,9 +116,12 @@ class MunicipalConnector:
         try:
             async with asyncio.timeout(request.timeout):
                 budget = Budget.of(request.timeout)
+                # the CapabilityStatement is kept for every caller: read as Kilde, not for one
                 capabilities = await self._capabilities.get(
-                    base, timeout=request.timeout / 2, headers=headers)
-                client = StoreClient(self._http, base, headers, budget)
+                    base, timeout=request.timeout / 2, headers=headers,
+                    auth=request.credentials.to(self._audience, machine=True))
+                client = StoreClient(self._http, base, headers, budget,
+                                     auth=request.credentials.to(self._audience))
                 plan = plan_searches(categories, capabilities)
                 patient, found = await self._search(client, capabilities, plan,
                                                     request.patient_nin)
@@ -266,4 +272,10 @@ def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> MunicipalCon
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise ConnectorConfigError(
                 f"Connector 'municipal' store {number!r} needs an absolute http(s) URL: {hint}")
-    return MunicipalConnector(settings.stores, http)
+    try:
+        audience = (Audience(settings.audience, settings.scope, settings.grant)
+                    if settings.audience else None)
+    except ValueError as exc:
+        raise ConnectorConfigError(f"Connector 'municipal': {exc} Check "
+                                   "KILDE_CONNECTORS__MUNICIPAL__GRANT.") from None
+    return MunicipalConnector(settings.stores, http, audience)

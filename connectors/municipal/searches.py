@@ -28,6 +28,7 @@ from connectors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from connectors.credentials import UpstreamAuth
 from connectors.fhir import bundle_entries, expect_resource, request_json
 
 SOURCE = "municipal"
@@ -131,11 +132,12 @@ class StoreClient:
     """One store's base URL, headers and budget, for the connector's searches of one request."""
 
     def __init__(self, http: httpx.AsyncClient, base: str, headers: Mapping[str, str],
-                 budget: Budget) -> None:
+                 budget: Budget, auth: UpstreamAuth | None = None) -> None:
         self.http = http
         self.base = base
         self.headers = {**headers, **STRICT}
         self.budget = budget
+        self.auth = auth  # the store's HelseID token + DPoP proof, on every request
 
     def _timeout(self) -> float:
         left = self.budget.left()
@@ -148,17 +150,18 @@ class StoreClient:
         body = await request_json(
             self.http, SOURCE, "POST", f"{self.base}/{resource_type}/_search",
             timeout=self._timeout(), headers={**self.headers, **FORM},
-            data=dict(form))
+            data=dict(form), auth=self.auth)
         return searchset(body)
 
     async def batch(self, requests: Sequence[str]) -> list[Found]:
         body = await request_json(self.http, SOURCE, "POST", self.base, timeout=self._timeout(),
-                                  headers=self.headers, json=batch_bundle(requests))
+                                  headers=self.headers, json=batch_bundle(requests),
+                                  auth=self.auth)
         return batch_sets(body, len(requests))
 
     async def get(self, url: str) -> Found:
         body = await request_json(self.http, SOURCE, "GET", url, timeout=self._timeout(),
-                                  headers=self.headers)
+                                  headers=self.headers, auth=self.auth)
         return searchset(body)
 
     async def by_reference(self, patient_id: str, searches: Sequence[Search], *,

@@ -372,3 +372,38 @@ async def test_round_trip_against_the_sandbox_finds_hlr_minus_in_oslo(profile: s
         "1 tablett morgen", "1 tablett daglig", "1 tablett kveld"}
     docs = {d.id: [s.code for s in d.security] for d in result.items[Category.DOCUMENTS]}
     assert docs == {"doc-a1": [], "doc-a2": ["R"]}
+
+
+async def test_every_store_request_carries_the_stores_helseid_token_and_a_dpop_proof() -> None:
+    from connectors.credentials import Credentials, HelseIdClient, TokenProvider, generate_key
+
+    key = generate_key()
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/connect/token":
+            grant = parse_qs(request.content.decode())["grant_type"][0]
+            return httpx.Response(200, json={"access_token": f"tok-{grant[-11:]}",
+                                             "token_type": "DPoP", "expires_in": 300})
+        seen.append(request)
+        if request.url.path.endswith("/metadata"):
+            return httpx.Response(404, json={"resourceType": "OperationOutcome"})
+        entries = [{"resource": MINE}] if request.url.path.endswith("/Patient/_search") else []
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "entry": entries})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    helseid = HelseIdClient(http, issuer="https://helseid.test", client_id="kilde",
+                            client_key=key, dpop_key=key,
+                            token_endpoint="https://helseid.test/connect/token")
+    conn = create(ConnectorSettings("municipal", stores={"0301": "http://oslo.test/fhir"},
+                                    audience="kommune:0301", scope="fhir/read",
+                                    grant="client_credentials"), http)
+    request = fetch_request(categories=frozenset({Category.CONDITIONS}),
+                            credentials=Credentials(TokenProvider(helseid)))
+    result = await conn.fetch(request)
+    assert result.status is Status.EMPTY
+    assert len(seen) == 4  # metadata, the Patient search, Condition and privacy by reference
+    for sent in seen:
+        assert sent.headers["authorization"].startswith("DPoP tok-")
+        assert sent.headers["dpop"].count(".") == 2
