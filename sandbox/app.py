@@ -6,7 +6,9 @@
     /pll/Patient/$getMedication      SFM $getMedication, PLL section (sandbox.medication)
     /eresept/Patient/$getMedication  SFM $getMedication, prescriptions (sandbox.medication)
     /proevesvar/...                  Pasientens prøvesvar, NILAR (sandbox.proevesvar)
-    /_sandbox/patients               scenario patients (nin, name, municipality, tags)
+    /_sandbox/patients               scenario patients (nin, name, municipality, tags), with
+                                     those of KILDE_SANDBOX__SCENARIOS (a folder of FHIR
+                                     transaction Bundles, sandbox.scenarios)
     /_sandbox/faults[/<source>]      GET the fault knobs, PUT one source's knobs
     /_sandbox/requests               GET request counts per source, DELETE to reset them
     /_sandbox/requests/<source>      GET that source's counts per first path segment
@@ -28,17 +30,18 @@ import os
 from collections.abc import Mapping
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox import helseid as simulator
-from sandbox import kjernejournal, medication, municipal, proevesvar
+from sandbox import kjernejournal, medication, municipal, proevesvar, scenarios, world
 from sandbox.faults import FaultMiddleware, fault_from_env
 from sandbox.guard import TokenGuard
 from sandbox.helseid import app as simulator_app
-from sandbox.world import MUNICIPALITIES, PATIENTS
+from sandbox.world import MUNICIPALITIES
 
 SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
 
@@ -66,7 +69,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         return JSONResponse([
             {"nin": p.nin, "name": p.name, "municipality": p.municipality,
              "tags": list(p.tags)}
-            for p in PATIENTS
+            for p in world.patients()
         ])
 
     async def municipalities(request: Request) -> Response:
@@ -124,7 +127,12 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         Mount("/helseid", app=simulator_app.create_app(helseid)),
         *(Mount(f"/{s}", app=tokens[s] if enforce else g) for s, g in guards.items()),
     ]
-    app = Starlette(routes=routes)
+    folder = env.get("KILDE_SANDBOX__SCENARIOS", "").strip()
+    middleware = []
+    if folder:  # a vendor's own scenario patients, validated now: a bad file stops the start
+        key, added = scenarios.load_folder(folder)
+        middleware.append(Middleware(scenarios.ScenarioScope, key=key, added=added))
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.helseid = helseid
     return app
 

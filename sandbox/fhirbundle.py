@@ -38,5 +38,5 @@ def patient_bundle(patient: world.Patient, number: str) -> dict[str, Any]:
 
 def world_bundles(number: str) -> list[dict[str, Any]]:
     """One Bundle per scenario patient that store `number` knows (resident or with records)."""
-    return [patient_bundle(p, number) for p in world.PATIENTS
+    return [patient_bundle(p, number) for p in world.patients()
             if p.municipality == number or patient_records(p, number)]

@@ -258,14 +258,14 @@ def knows(p: world.Patient, number: str) -> bool:
 
 def store_resources(number: str) -> tuple[Resource, ...]:
     """Everything store `number` holds now (with the current `sandbox.bulk` scope)."""
-    return _store(number, bulk.current_items())
+    return _store(number, bulk.current_items(), world.scenarios_key())
 
 
 @functools.lru_cache(maxsize=16)
-def _store(number: str, items: int) -> tuple[Resource, ...]:
-    del items  # part of the cache key: bulk records change what `bulk.patient` returns
+def _store(number: str, items: int, scenarios: str) -> tuple[Resource, ...]:
+    del items, scenarios  # the cache key: bulk records and added scenarios change the world
     out: list[Resource] = []
-    for fact in world.PATIENTS:
+    for fact in world.patients():
         p = bulk.patient(fact.nin) or fact
         if knows(p, number):
             out.append(render_patient(p, number))

@@ -29,6 +29,9 @@ fake for that source serves it. Scenario tags (DESIGN.md "Sandbox"):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -682,9 +685,36 @@ PATIENTS: tuple[Patient, ...] = (
 )
 
 
+# Scenario patients a vendor added (a folder of FHIR Bundles, `sandbox.scenarios`): request-
+# scoped like the bulk knob, so two sandboxes in one process each see their own. The key names
+# the set for caches keyed on the world's contents.
+_ADDED: ContextVar[tuple[str, tuple[Patient, ...]]] = ContextVar(
+    "kilde_sandbox_scenarios", default=("", ()))
+
+
+@contextmanager
+def scenarios_scope(key: str, added: tuple[Patient, ...]) -> Iterator[None]:
+    """Within this block, `patients()` and `patient()` include `added` (named `key`)."""
+    token = _ADDED.set((key, added))
+    try:
+        yield
+    finally:
+        _ADDED.reset(token)
+
+
+def scenarios_key() -> str:
+    """Names the scenario patients in scope ("" for the built-in world only)."""
+    return _ADDED.get()[0]
+
+
+def patients() -> tuple[Patient, ...]:
+    """Every scenario patient: the built-in ones, then any a scenario folder added."""
+    return PATIENTS + _ADDED.get()[1]
+
+
 def patient(nin: str) -> Patient | None:
-    return next((p for p in PATIENTS if p.nin == nin), None)
+    return next((p for p in patients() if p.nin == nin), None)
 
 
 def by_tag(tag: str) -> Patient:
-    return next(p for p in PATIENTS if tag in p.tags)
+    return next(p for p in patients() if tag in p.tags)
