@@ -3,18 +3,24 @@
 Sits between the benchmarks (`compare`, `scaling`, `soak`, `profile`) and `bench.harness`.
 Each `start_*` is a context manager that starts one process pinned to its cores, waits until it
 answers, yields a `System`, and stops it. Kilde runs as `kilde serve` with KILDE_MODE=production:
-its own token issuer (`bench.workload.BenchIssuer`), PostgreSQL audit in a fresh schema (SQLite
-for one worker when PostgreSQL is absent), JSON logs at WARNING.
+the sandbox's HelseID simulator with fresh keys as its token issuer and as the HelseID it gets
+its upstream tokens from (`bench.workload.BenchIssuer`), PostgreSQL audit in a fresh schema
+(SQLite for one worker when PostgreSQL is absent), JSON logs at WARNING. Kilde's figures thus
+include its outbound credential work (one token exchange per caller and source, amortised,
+and a DPoP proof per upstream call); the sandbox's token guards are off, since the floor and
+the Yoga peer call it without HelseID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +39,7 @@ from bench.harness import (
     process,
     sandbox_env,
 )
-from bench.workload import AUDIENCE, ISSUER, BenchIssuer, patient_nin, request_body, serve_jwks
+from bench.workload import BenchIssuer, patient_nin, request_body
 
 YOGA_DIR = ROOT / "bench" / "peers" / "yoga"
 DEFAULT_POSTGRES = os.environ.get("KILDE_TEST_POSTGRES_URL",
@@ -56,13 +62,13 @@ class Context:
 
     sandbox: str
     sandbox_pid: int
-    jwks_url: str
     issuer: BenchIssuer
     cores: Cores
     nin: str = field(default_factory=patient_nin)
 
-    @property
+    @functools.cached_property
     def token(self) -> str:
+        """One caller's token for the whole run (an app keeps its token for its lifetime)."""
         return self.issuer.token(self.nin)
 
     def headers(self, *, cold: bool = True) -> dict[str, str]:
@@ -90,12 +96,13 @@ def bench_context(latency_ms: float = 20.0, cores: Cores | None = None) -> Itera
     cores = cores or Cores.detect()
     sock = listening_socket()
     base = f"http://127.0.0.1:{port_of(sock)}"
-    issuer = BenchIssuer()
-    with serve_jwks(issuer.jwks()) as jwks_url, \
+    with tempfile.TemporaryDirectory(prefix="kilde-bench-keys-") as keys, \
          process(kilde("sandbox", "--fd", str(sock.fileno())), sandbox_env(latency_ms),
                  f"{base}/_sandbox/patients", cpus=cores.sandbox, log="sandbox",
                  sock=sock) as proc:
-        yield Context(base, proc.pid, jwks_url, issuer, cores)
+        issuer = BenchIssuer(base, Path(keys))
+        issuer.prepare()
+        yield Context(base, proc.pid, issuer, cores)
 
 
 # -- Kilde ---------------------------------------------------------------------------------------
@@ -127,9 +134,7 @@ def kilde_env(ctx: Context, port: int, audit_url: str, *, workers: int = 1,
         "KILDE_PORT": str(port),
         "KILDE_WORKERS": str(workers),
         "KILDE_LOG_LEVEL": "WARNING",
-        "KILDE_AUTH__ISSUER": ISSUER,
-        "KILDE_AUTH__AUDIENCE": AUDIENCE,
-        "KILDE_AUTH__JWKS_URL": ctx.jwks_url,
+        **ctx.issuer.environment(),
         "KILDE_AUDIT__URL": audit_url,
         "KILDE_TENANTS": ",".join(tenants),
         "KILDE_ENABLED_CONNECTORS": ",".join(sources),

@@ -1,8 +1,9 @@
 """The benchmark's workload: the legevakt query, a bench token issuer, and the upstream plan.
 
 Sits under every benchmark in `bench/`. `QUERY` is DESIGN.md's full legevakt summary.
-`BenchIssuer` plays HelseID for a production-mode gateway: its own RSA key (never the demo key,
-which production refuses), a JWKS served on loopback, and tokens with the demo personas' claims.
+`BenchIssuer` makes the bench sandbox's HelseID simulator fit for a production-mode gateway:
+a fresh signing key (never the demo key, which production refuses), Kilde registered with
+fresh keys of its own, and tokens with the demo personas' claims.
 `record_plan()` runs the query once through an in-process Kilde with a recording transport and
 returns the upstream calls Kilde made, so the floor and the Yoga peer make the *same* calls
 (method, URL, headers, body), with the patient's number as a placeholder.
@@ -16,21 +17,19 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+from cryptography.hazmat.primitives import serialization
 
-from gateway.demo import mint_token
+from connectors.credentials import generate_key
+from gateway.demo import DEMO_KID
+from sandbox.helseid import RESOURCES
 from sandbox.world import by_tag
 
 QUERY = """query Legevakt($nin: String!) { patient(nin: $nin) {
@@ -46,13 +45,14 @@ QUERY = """query Legevakt($nin: String!) { patient(nin: $nin) {
 } }"""
 
 PERSONA = "legevakt-lege"
-ISSUER = "http://kilde-bench/helseid"
 AUDIENCE = "kilde"
-KID = "kilde-bench-1"
 NIN_PLACEHOLDER = "@@NIN@@"
 # Headers a client library sets on its own; everything else Kilde sent is replayed.
 _TRANSPORT_HEADERS = frozenset({"host", "content-length", "accept-encoding", "connection",
                                 "user-agent", "traceparent", "tracestate"})
+# Kilde's credentials (its upstream token and proof) are never replayed nor written to a plan
+# file; the peers call a sandbox whose token guards are off (bench.harness.sandbox_env).
+_CREDENTIAL_HEADERS = frozenset({"authorization", "dpop"})
 
 
 def patient_nin() -> str:
@@ -66,52 +66,61 @@ def request_body(nin: str) -> bytes:
 
 
 class BenchIssuer:
-    """A token issuer for production-mode runs: a fresh RSA key per run, served as a JWKS.
+    """The bench sandbox's HelseID simulator, made fit for a production-mode gateway: it signs
+    with a fresh key (the public demo key is unpublished), and Kilde is registered as client
+    `kilde` with fresh keys of its own, written to `folder` (production refuses the sandbox's
+    published ones). Tokens carry the demo personas' claims.
 
-    >>> issuer = BenchIssuer()
-    >>> issuer.jwks()["keys"][0]["kid"]
-    'kilde-bench-1'
+    >>> issuer = BenchIssuer("http://127.0.0.1:8001", Path("/tmp/keys"))  # doctest: +SKIP
+    >>> issuer.prepare(); token = issuer.token(patient_nin())              # doctest: +SKIP
     """
 
-    def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, sandbox: str, folder: Path) -> None:
+        self.sandbox = sandbox.rstrip("/")
+        self.issuer = f"{self.sandbox}/helseid"
+        self.folder = folder
+        self.client_key = folder / "client.pem"
+        self.dpop_key = folder / "dpop.pem"
 
-    def jwks(self) -> dict[str, Any]:
-        jwk = RSAAlgorithm.to_jwk(self._key.public_key(), as_dict=True)
-        return {"keys": [{**jwk, "kid": KID, "alg": "RS256", "use": "sig"}]}
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}/.well-known/openid-configuration/jwks"
+
+    def prepare(self) -> None:
+        """Rotate the simulator to a fresh key, drop the demo key, register Kilde's keys."""
+        control = f"{self.sandbox}/_sandbox/helseid"
+        httpx.post(f"{control}/keys", timeout=10).raise_for_status()
+        httpx.delete(f"{control}/keys/{DEMO_KID}", timeout=10).raise_for_status()
+        client, dpop = generate_key(), generate_key()
+        for key, path in ((client, self.client_key), (dpop, self.dpop_key)):
+            path.write_bytes(key.key.private_bytes(serialization.Encoding.PEM,
+                                                   serialization.PrivateFormat.PKCS8,
+                                                   serialization.NoEncryption()))
+        registered = {c["client_id"]: c for c in
+                      httpx.get(f"{control}/clients", timeout=10).json()}["kilde"]
+        registered["jwks"] = client.public_jwks()
+        httpx.put(f"{control}/clients/kilde", json=registered, timeout=10).raise_for_status()
+
+    def environment(self) -> dict[str, str]:
+        """`KILDE_*` for a gateway that trusts this issuer and is its client `kilde`."""
+        env = {"KILDE_AUTH__ISSUER": self.issuer, "KILDE_AUTH__AUDIENCE": AUDIENCE,
+               "KILDE_AUTH__JWKS_URL": self.jwks_url,
+               "KILDE_HELSEID__ISSUER": self.issuer, "KILDE_HELSEID__CLIENT_ID": "kilde",
+               "KILDE_HELSEID__CLIENT_KEY": str(self.client_key),
+               "KILDE_HELSEID__DPOP_KEY": str(self.dpop_key)}
+        for source, (resource, scope) in RESOURCES.items():
+            env[f"KILDE_CONNECTORS__{source.upper()}__AUDIENCE"] = resource
+            env[f"KILDE_CONNECTORS__{source.upper()}__SCOPE"] = scope
+        return env
 
     def token(self, nin: str, persona: str = PERSONA, lifetime: int = 6 * 3600) -> str:
-        """The demo persona's claims (attest bound to `nin`), issued and signed by this issuer."""
-        demo = mint_token(persona, nin, issuer=ISSUER, audience=AUDIENCE, lifetime=lifetime)
-        claims = jwt.decode(demo, options={"verify_signature": False})
-        return jwt.encode(claims, self._key, algorithm="RS256",
-                          headers={"kid": KID, "typ": "at+jwt"})
-
-
-@contextmanager
-def serve_jwks(document: Mapping[str, Any]) -> Iterator[str]:
-    """Serve `document` at http://127.0.0.1:PORT/jwks.json from a thread; yields the URL."""
-    body = json.dumps(document).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
+        """`persona`'s token for Kilde (attest bound to `nin`) from the simulator."""
+        r = httpx.post(f"{self.sandbox}/_sandbox/helseid/token", json={
+            "persona": persona, "patient": nin, "lifetime": lifetime, "audience": AUDIENCE},
+            timeout=10)
+        r.raise_for_status()
+        token: str = r.json()["access_token"]
+        return token
 
 
 # -- the upstream plan ---------------------------------------------------------------------------
@@ -156,11 +165,12 @@ class _Recorder(httpx.AsyncBaseTransport):
         url = str(request.url)
         # A municipal store's CapabilityStatement is fetched once per store and kept: it is
         # not part of a request's upstream plan.
-        if url.startswith(self.sandbox) and not request.url.path.endswith("/metadata"):
+        if url.startswith(self.sandbox) and not request.url.path.endswith("/metadata") \
+                and not url.startswith(f"{self.sandbox}/helseid"):
             body = request.content.decode()
             source, kind = plan_source(url, self.sandbox)
             headers = {k.lower(): v for k, v in request.headers.items()
-                       if k.lower() not in _TRANSPORT_HEADERS}
+                       if k.lower() not in _TRANSPORT_HEADERS | _CREDENTIAL_HEADERS}
             self.calls.append(Call(source, kind, request.method, url, headers, body,
                                    _stage(body)))
         return await self.inner.handle_async_request(request)

@@ -47,6 +47,7 @@ from gateway.security import add_security
 from gateway.settings import Settings
 from gateway.sources import Sources, wrap_sources
 from gateway.telemetry import RequestMetrics
+from gateway.upstream import open_token_provider
 from policies import load_rules
 from schema.context import Services
 from schema.query import build_schema
@@ -89,6 +90,7 @@ def create_app(
         async with contextlib.AsyncExitStack() as stack:
             http = create_http_client(transport=transport)
             stack.push_async_callback(http.aclose)
+            tokens = open_token_provider(settings, http)  # None: no HelseID (demo without one)
             registry = load_connectors(settings.enabled_connectors, settings.connectors, http)
             stack.push_async_callback(registry.aclose)
             # cache -> resilience -> connector around every entry; fan-out cannot tell
@@ -141,6 +143,7 @@ def create_app(
                                           shared=sources.store, keys=sources.keys),
                 max_body_bytes=settings.limits.max_body_bytes,
                 telemetry=telemetry,
+                tokens=tokens,
             )
             log.info("kilde started", extra={})
             cds = PatientViewService(

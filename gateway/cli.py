@@ -41,7 +41,9 @@ def _settings(environ: Mapping[str, str] | None = None, *, serving: bool = True,
     except SettingsError as exc:
         settings, problems = exc.partial, list(exc.problems)
     if connectors and settings is not None:
-        problems += _connector_problems(settings)
+        from gateway.upstream import key_problems
+
+        problems += _connector_problems(settings) + key_problems(settings)
     if problems or settings is None:
         _fail(problems)
     return settings
@@ -87,13 +89,24 @@ def _listen(host: str, port: int, fd: int | None) -> socket.socket:
 
 
 def demo_settings(host: str, port: int) -> Settings:
-    """The embedded demo: sandbox on the same server, demo JWKS, SQLite audit file."""
+    """The embedded demo: sandbox and its HelseID simulator on the same server (callers'
+    tokens come from it, Kilde exchanges them there per source), SQLite audit file."""
     from dataclasses import replace
+
+    from gateway.settings import DEMO_ISSUER
+    from sandbox import helseid as simulator
 
     settings = _settings(_demo_env("demo"))
     base = _demo_base(host, port)
-    auth = replace(settings.auth, jwks_url=f"{base}/_demo/jwks.json")
-    return replace(settings, host=host, port=port, auth=auth).with_sandbox(base)
+    helseid, audiences = simulator.kilde_settings(base)
+    auth = settings.auth
+    if auth.issuer == DEMO_ISSUER:  # a caller's issuer set in the environment stays
+        auth = replace(auth, issuer=helseid["issuer"],
+                       jwks_url=simulator.jwks_url(helseid["issuer"]))
+    settings = replace(settings, host=host, port=port, auth=auth).with_sandbox(base)
+    if settings.helseid.issuer:  # Kilde registered at a HelseID of the environment's choice
+        return settings
+    return settings.with_helseid(helseid, audiences)
 
 
 def _print_banner(settings: Settings) -> None:
@@ -115,6 +128,8 @@ def _print_banner(settings: Settings) -> None:
           "-H 'content-type: application/json' \\\n"
           '    -d \'{"query":"{ patient(nin: \\"14033841389\\") { alerts { title provenance '
           '{ source } } sources { source category status } } }"}\'')
+    print(f"\nHelseID (simulated) at {base}/helseid: it issues these tokens, and Kilde exchanges "
+          f"them there for one per source ({base}/_sandbox/helseid/requests counts them).")
     print(f"\nFault knobs: curl -X PUT {base}/_sandbox/faults/kjernejournal "
           "-d '{\"mode\": \"hang\"}'\n", flush=True)
 
@@ -179,13 +194,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from gateway.demo import mint_token
+    """Ask the running sandbox's HelseID simulator for a persona's token (as an app would get
+    one from HelseID after the user logs in)."""
+    from gateway.sandbox_token import TokenRequestError, request_token
 
     settings = _settings(_demo_env("token"), serving=False)
+    base = (args.sandbox or _demo_base(settings.host, settings.port)).rstrip("/")
     try:
-        token = mint_token(args.persona, args.patient, issuer=settings.auth.issuer,
-                           audience=settings.auth.audience, purpose=args.purpose)
-    except ValueError as exc:
+        token = request_token(base, args.persona, args.patient, purpose=args.purpose,
+                              jkt=args.jkt, audience=settings.auth.audience)
+    except (TokenRequestError, ValueError) as exc:
         print(f"kilde: {exc}", file=sys.stderr)
         return 2
     print(token)
@@ -379,10 +397,14 @@ def build_parser() -> argparse.ArgumentParser:
     _fd_argument(p)
     p.set_defaults(func=cmd_sandbox)
 
-    p = sub.add_parser("token", help="print a demo token for a persona")
+    p = sub.add_parser("token", help="print a persona's token from the sandbox's HelseID")
     p.add_argument("--persona", required=True)
     p.add_argument("--patient", default=None, help="the patient the attest is bound to")
     p.add_argument("--purpose", default=None, help="override purpose of use (TREAT, ETREAT, ...)")
+    p.add_argument("--jkt", default=None,
+                   help="bind the token to your DPoP key (its RFC 7638 thumbprint, cnf.jkt)")
+    p.add_argument("--sandbox", default=None, metavar="URL",
+                   help="the running demo or sandbox (default http://KILDE_HOST:KILDE_PORT)")
     p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("schema", help="print the GraphQL schema (SDL); no server needed")

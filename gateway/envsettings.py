@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.base import ConnectorSettings
+from connectors.credentials import GRANTS
 from connectors.redact import redact_url
 from connectors.resilience import ResilienceSettings
 from gateway.settings import (
@@ -29,6 +30,7 @@ from gateway.settings import (
     CacheSettings,
     CdsSettings,
     CorsSettings,
+    HelseIdSettings,
     LaunchSettings,
     LimitsSettings,
     PersistedSettings,
@@ -46,14 +48,15 @@ TOP: Mapping[str, str] = {  # KILDE_<NAME> -> the type it is read as
     "CONFIG_FILE": "str",
 }
 SECTIONS: Mapping[str, type] = {
-    "AUTH": AuthSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
+    "AUTH": AuthSettings, "HELSEID": HelseIdSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
     "RESILIENCE": ResilienceSettings, "LIMITS": LimitsSettings, "PERSISTED": PersistedSettings,
     "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings, "LAUNCH": LaunchSettings,
     "CDS": CdsSettings,
 }
 # Every connector takes these; any other KILDE_CONNECTORS__<NAME>__<OPTION> is one of its own
 # options, checked against what the connector declares when the registry loads it.
-CONNECTOR_FIELDS = {"BASE_URL", "TIMEOUT", "STORES", "ENABLED", "MUNICIPALITIES"}
+CONNECTOR_FIELDS = {"BASE_URL", "TIMEOUT", "STORES", "ENABLED", "MUNICIPALITIES", "AUDIENCE",
+                    "SCOPE", "GRANT"}
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _TIME_WORDS = ("SECONDS", "TIMEOUT", "BACKOFF", "JITTER")
 INVALID = object()  # a value that could not be read; the default stays in its place
@@ -199,11 +202,18 @@ def _connector(cname: str, values: Mapping[str, str], tenants: tuple[Tenant, ...
         problems.append(f"{prefix}__BASE_URL must be an absolute URL "
                         f"(e.g. 'https://{cname}.example/api').")
     options = {k.lower(): v for k, v in values.items() if k not in CONNECTOR_FIELDS}
+    grant = values.get("GRANT", "token_exchange").strip()
+    if grant not in GRANTS:
+        problems.append(f"{prefix}__GRANT must be 'token_exchange' (acting for the caller) or "
+                        f"'client_credentials' (acting as Kilde), not {grant!r}.")
+        grant = "token_exchange"
     return ConnectorSettings(
         cname, base_url, 2.0 if timeout is INVALID else timeout,
         _stores(f"{prefix}__STORES", values.get("STORES", ""), problems), options=options,
         municipalities=_municipalities(f"{prefix}__MUNICIPALITIES",
-                                       values.get("MUNICIPALITIES", ""), tenants, problems))
+                                       values.get("MUNICIPALITIES", ""), tenants, problems),
+        audience=values.get("AUDIENCE", "").strip(),
+        scope=" ".join(values.get("SCOPE", "").split()), grant=grant)
 
 
 def read_settings(env: Mapping[str, str], *, serving: bool) -> Settings:

@@ -17,6 +17,7 @@ from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import Response
 
+from connectors.credentials import NO_CREDENTIALS, Credentials, TokenProvider
 from gateway.admission import Admission, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
@@ -50,11 +51,23 @@ class Endpoint:
     admission: Admission | None = None  # rate limit, persisted queries, limits (one parse)
     max_body_bytes: int = MAX_BODY_BYTES
     telemetry: RequestMetrics | None = None  # request and per-source metrics
+    tokens: TokenProvider | None = None  # HelseID tokens towards upstreams (gateway/upstream.py)
 
     async def authenticate(self, request: Request) -> Principal:
         """The caller of `request`, exactly as /graphql authenticates it (the other doors,
         /cds-services, /launch and /audit/export, use this too); AuthError otherwise."""
         return await self.authenticator.authenticate(request.headers.get("authorization"))
+
+
+def caller_credentials(tokens: TokenProvider | None, authorization: str | None) -> Credentials:
+    """The caller's token (already authenticated) as credentials for this request's upstream
+    calls: exchanged per upstream, never forwarded, never logged."""
+    if tokens is None:
+        return NO_CREDENTIALS
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() not in ("bearer", "dpop"):
+        return tokens.for_caller(None)
+    return tokens.for_caller(token.strip() or None)
 
 
 def _json(payload: Any, status: int = 200, request_id: str = "", media: str = JSON) -> Response:
@@ -179,7 +192,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     outcome = await run_operation(
         endpoint, principal, query, variables, request_id=request_id,
         operation_name=params.get("operationName"), document=document,
-        fresh=request.headers.get("cache-control", "") == "no-cache")
+        fresh=request.headers.get("cache-control", "") == "no-cache",
+        credentials=caller_credentials(endpoint.tokens, request.headers.get("authorization")))
     if admitted is not None and not outcome.request_error:
         await endpoint.admission.register(admitted)  # it validated: APQ may keep it
     media = (GRAPHQL_JSON if GRAPHQL_JSON in request.headers.get("accept", "")
@@ -215,12 +229,14 @@ async def run_operation(
     operation_name: str | None = None,
     document: Any = None,
     fresh: bool = False,
+    credentials: Credentials = NO_CREDENTIALS,
 ) -> Outcome:
     """Execute one operation for `principal` and audit it before anything is answered: the
     one place execute, ledger, audit and metrics happen, for /graphql and every other door
-    that answers from the schema (CDS Hooks)."""
+    that answers from the schema (CDS Hooks). `credentials` are the caller's towards the
+    upstreams (`caller_credentials(endpoint.tokens, authorization_header)`)."""
     ctx = Context(services=endpoint.services, principal=principal, request_id=request_id,
-                  fresh=fresh)
+                  fresh=fresh, credentials=credentials)
     ctx.document = document  # parsed once, in admission; the schema reuses it
     try:
         result: ExecutionResult = await endpoint.schema.execute(

@@ -55,6 +55,9 @@ def production_problems(settings: Settings) -> list[str]:
         problems.append("KILDE_TENANTS is not set: the municipalities this deployment serves, "
                         "as NUMBER:NAME:ORGNR separated by commas (e.g. '4601:Bergen:123456785'"
                         "), ORGNR being the municipality's organisation number in its tokens.")
+    from gateway.upstream import helseid_problems
+
+    problems += helseid_problems(settings)
     return problems
 
 

@@ -34,6 +34,7 @@ def problems(settings: Settings) -> list[str]:
             if number not in known:
                 found.append(f"KILDE_AGREEMENTS names municipality {number!r}, which is not "
                              "in KILDE_TENANTS.")
+    found += _helseid(settings)
     found += _cache(settings)
     found += _non_negative("KILDE_LIMITS", settings.limits)
     found += _non_negative("KILDE_RATE_LIMIT", settings.rate_limit)
@@ -122,3 +123,19 @@ def _cds(settings: Settings) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     return []
+
+
+def _helseid(settings: Settings) -> list[str]:
+    h = settings.helseid
+    found = [f"KILDE_HELSEID__{name.upper()} must be an absolute URL, e.g. "
+             "https://helseid-sts.nhn.no." for name in ("issuer", "token_endpoint")
+             if getattr(h, name) and not getattr(h, name).startswith(("https://", "http://"))]
+    if h.issuer and not (h.client_id and h.client_key and h.dpop_key) and not settings.production:
+        found.append("KILDE_HELSEID__ISSUER needs KILDE_HELSEID__CLIENT_ID, "
+                     "KILDE_HELSEID__CLIENT_KEY and KILDE_HELSEID__DPOP_KEY as well.")
+    if h.timeout_seconds <= 0:
+        found.append("KILDE_HELSEID__TIMEOUT_SECONDS must be a number of seconds above 0, "
+                     "e.g. 2.0.")
+    if h.max_cached_tokens < 1:
+        found.append("KILDE_HELSEID__MAX_CACHED_TOKENS must be 1 or more, e.g. 10000.")
+    return found

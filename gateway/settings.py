@@ -62,6 +62,25 @@ class AuthSettings:
 
 @redacted_repr
 @dataclass(frozen=True)
+class HelseIdSettings:
+    """Kilde as a HelseID client, for its tokens towards upstreams (docs/operations.md).
+
+    `client_key` and `dpop_key` are paths of private-key files (PEM or JWK, e.g. a mounted
+    Kubernetes Secret), not keys; an empty `issuer` (demo only) calls upstreams without
+    credentials."""
+
+    issuer: str = ""
+    client_id: str = ""
+    client_key: str = ""
+    dpop_key: str = ""
+    token_endpoint: str = ""  # skips discovery when set
+    renew_before_seconds: float = 30.0
+    timeout_seconds: float = 2.0
+    max_cached_tokens: int = 10000
+
+
+@redacted_repr
+@dataclass(frozen=True)
 class AuditSettings:
     url: str = ""  # required in production; the demo's is sqlite:///kilde-audit.sqlite3
     retention_days: int = 3650
@@ -170,6 +189,7 @@ class Settings:
     workers: int = 1
     deadline_seconds: float = 3.0
     auth: AuthSettings = field(default_factory=AuthSettings)
+    helseid: HelseIdSettings = field(default_factory=HelseIdSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     cache: CacheSettings = field(default_factory=CacheSettings)
     connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
@@ -220,6 +240,20 @@ class Settings:
             else:
                 connectors[name] = replace(current, base_url=f"{base}/{name}")
         return replace(self, connectors=connectors)
+
+    def with_helseid(self, helseid: Mapping[str, str],
+                     audiences: Mapping[str, tuple[str, str]]) -> Settings:
+        """These settings with Kilde registered at a HelseID (`helseid`: HelseIdSettings
+        fields) and the (resource, scope) of each connector here that has no audience yet
+        (the sandbox supplies both; names of connectors not configured are skipped)."""
+        connectors = dict(self.connectors)
+        for name, (resource, scope) in audiences.items():
+            if name not in connectors and name not in self.enabled_connectors:
+                continue
+            current = connectors.get(name, ConnectorSettings(name=name))
+            if not current.audience:
+                connectors[name] = replace(current, audience=resource, scope=scope)
+        return replace(self, helseid=replace(self.helseid, **helseid), connectors=connectors)
 
     @property
     def production(self) -> bool:

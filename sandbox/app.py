@@ -18,8 +18,9 @@
     /_sandbox/auth                   GET per source: tokens accepted, refused (by error), and
                                      the audiences presented; DELETE resets
 
-Every fake sits behind `sandbox.guard.TokenGuard` (a DPoP-bound HelseID token for its own
-resource, `sandbox.helseid.RESOURCES`) when `KILDE_SANDBOX__REQUIRE_TOKENS` is true.
+Every fake sits behind `sandbox.guard.TokenGuard`: a call needs a DPoP-bound token from the
+simulator for that fake's own resource (`sandbox.helseid.RESOURCES`), else 401.
+`KILDE_SANDBOX__REQUIRE_TOKENS=false` switches the guards off (a vendor's first steps).
 
 Imports nothing from the gateway: it stands in for independent upstreams.
 """
@@ -63,7 +64,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     helseid = simulator.HelseId.from_env(env)
     guards = {s: FaultMiddleware(_fake(s, environ), fault_from_env(s, environ)) for s in SOURCES}
     tokens = {s: TokenGuard(guards[s], helseid, s, simulator.RESOURCES[s][0]) for s in SOURCES}
-    enforce = _flag(env, "KILDE_SANDBOX__REQUIRE_TOKENS", default=False)
+    enforce = _flag(env, "KILDE_SANDBOX__REQUIRE_TOKENS", default=True)
 
     async def patients(request: Request) -> Response:
         return JSONResponse([

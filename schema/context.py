@@ -16,6 +16,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.activity import SourceActivity
+from connectors.credentials import NO_CREDENTIALS, Credentials
 from connectors.registry import Registry
 from policies.model import Principal, Rules
 from schema.pipeline.ledger import Denial, Ledger, LogRead
@@ -87,6 +88,8 @@ class Context:
     denials: list[Denial] = field(default_factory=list)
     log_reads: list[LogRead] = field(default_factory=list)
     document: Any = None  # the query, parsed and measured by the gateway (gateway/limits.py)
+    # the caller's token towards upstreams (FetchRequest.credentials); its repr shows no token
+    credentials: Credentials = NO_CREDENTIALS
 
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""

@@ -17,6 +17,7 @@ from connectors.base import ConnectorSettings
 from gateway.app import create_app
 from gateway.demo import demo_routes
 from gateway.settings import BUILTIN_CONNECTORS, Settings
+from sandbox import helseid as sandbox_helseid
 
 
 def listening_socket() -> socket.socket:
@@ -85,10 +86,14 @@ def demo_app(settings: Settings, **kw: Any) -> Any:
 
 
 def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **overrides: Any) -> Settings:
-    """Demo settings for a gateway on `gateway_port` (which serves the demo JWKS itself:
-    `demo_app`) against the sandbox at `sandbox_url`."""
+    """Demo settings for a gateway on `gateway_port` against the sandbox at `sandbox_url`:
+    the sandbox's HelseID simulator is trusted for callers' tokens (mint them with
+    `gateway.demo.mint_token(..., issuer=settings.auth.issuer)` or the simulator) and gives
+    Kilde its upstream tokens (token exchange per caller and source)."""
     settings = Settings.from_env({"KILDE_MODE": "demo"})
-    auth = replace(settings.auth, jwks_url=f"http://127.0.0.1:{gateway_port}/_demo/jwks.json")
+    helseid, audiences = sandbox_helseid.kilde_settings(sandbox_url)
+    auth = replace(settings.auth, issuer=helseid["issuer"],
+                   jwks_url=sandbox_helseid.jwks_url(helseid["issuer"]))
     timeout = overrides.pop("source_timeout", 1.0)
     # the shared stack tests live, unretried behaviour with no breaker carrying failures from
     # one test into the next; cache and resilience tests build their own stack with them
@@ -97,7 +102,7 @@ def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **override
     connectors = {n: ConnectorSettings(n, timeout=timeout) for n in BUILTIN_CONNECTORS}
     settings = replace(settings, port=gateway_port, auth=auth, connectors=connectors,
                        audit=replace(settings.audit, url=audit_url), **overrides)
-    return settings.with_sandbox(sandbox_url)
+    return settings.with_sandbox(sandbox_url).with_helseid(helseid, audiences)
 
 
 @contextmanager

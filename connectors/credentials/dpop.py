@@ -23,8 +23,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jwt
-
 # jwk_thumbprint is re-exported: a DPoP user needs it (`cnf.jkt`); its owner is `keys`.
 from connectors.credentials.keys import PrivateKey, jwk_thumbprint
 
@@ -76,6 +74,7 @@ def dpop_proof(
     claims `jti` (random, unique), `htm`, `htu`, `iat`, and `ath` when an access token goes
     with the request, `nonce` when the server asked for one.
 
+    >>> import jwt
     >>> from connectors.credentials.keys import generate_key
     >>> header = jwt.get_unverified_header(dpop_proof(generate_key(), "POST", "https://h.example/t"))
     >>> header["typ"], header["jwk"]["kty"], "d" in header["jwk"]
@@ -94,6 +93,5 @@ def dpop_proof(
     if extra_claims:
         claims.update(extra_claims)
     jwk = {k: v for k, v in key.public_jwk.items() if k not in ("kid", "use", "alg")}
-    return jwt.encode(claims, key.key, algorithm=key.alg,
-                      headers={"typ": DPOP_TYPE, "jwk": jwk})
+    return key.compact_jws({"typ": DPOP_TYPE, "jwk": jwk}, claims)
 

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import jwt
 
 from connectors.credentials.dpop import dpop_proof
 from connectors.credentials.keys import PrivateKey
@@ -129,9 +128,8 @@ class HelseIdClient:
         claims = {"iss": self.client_id, "sub": self.client_id, "aud": self._assertion_audience,
                   "iat": now, "nbf": now, "exp": now + ASSERTION_LIFETIME,
                   "jti": secrets.token_urlsafe(24)}
-        key = self._client_key
-        return jwt.encode(claims, key.key, algorithm=key.alg,
-                          headers={"typ": ASSERTION_TYPE, "kid": key.kid})
+        return self._client_key.compact_jws({"typ": ASSERTION_TYPE, "kid": self._client_key.kid},
+                                            claims)
 
     async def token_endpoint(self, timeout: float | None = None) -> str:
         """The token endpoint, discovered once from the issuer's OIDC configuration."""

@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import orjson
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -99,6 +102,32 @@ class PrivateKey:
     def public_jwks(self) -> dict[str, Any]:
         """A JWKS document holding only the public key (for registration or a fake issuer)."""
         return {"keys": [dict(self.public_jwk)]}
+
+    def sign(self, data: bytes) -> bytes:
+        """The JWS signature of `data` under `alg` (RFC 7518: ECDSA as raw r || s)."""
+        digest = _HASHES[self.alg[2:]]()
+        key = self.key
+        if isinstance(key, ec.EllipticCurvePrivateKey):
+            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+            size = (key.curve.key_size + 7) // 8
+            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        if self.alg.startswith("PS"):
+            return key.sign(data, padding.PSS(padding.MGF1(digest), digest.digest_size), digest)
+        return key.sign(data, padding.PKCS1v15(), digest)
+
+    def compact_jws(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+        """A compact JWS (a JWT) of `claims` with `header` plus this key's `alg`, signed here
+        without PyJWT's generic machinery (DPoP signs one per upstream call)."""
+        signing_input = (f"{_b64(orjson.dumps({**header, 'alg': self.alg}))}."
+                         f"{_b64(orjson.dumps(claims))}")
+        return f"{signing_input}.{_b64(self.sign(signing_input.encode('ascii')))}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 
 
 def _default_alg(key: object) -> str:

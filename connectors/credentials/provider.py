@@ -81,10 +81,11 @@ class TokenProvider:
         return Credentials(self, subject_token)
 
     async def token(self, audience: Audience, subject_token: str | None, *, source: str,
-                    timeout: float) -> tuple[IssuedToken, bool]:
+                    timeout: float, caller: str | None = None) -> tuple[IssuedToken, bool]:
         """A usable token for `audience` and whether it came from the cache; `ConnectorError`
-        (naming `source`) when HelseID gives none within `timeout` seconds."""
-        key = self._key(audience, subject_token)
+        (naming `source`) when HelseID gives none within `timeout` seconds. `caller` is
+        `caller_key(subject_token)`, when the caller has it already."""
+        key = self._key(audience, subject_token, caller)
         entry = self._tokens.get(key)
         if entry is not None and self._clock() < entry.fresh_until:
             return entry.token, True
@@ -107,7 +108,7 @@ class TokenProvider:
 
     def forget(self, audience: Audience, subject_token: str | None, token: IssuedToken) -> None:
         """Drop `token` from the cache (an upstream said it is no longer valid)."""
-        key = self._key(audience, subject_token)
+        key = self._key(audience, subject_token, None)
         entry = self._tokens.get(key)
         if entry is not None and entry.token is token:
             del self._tokens[key]
@@ -126,9 +127,12 @@ class TokenProvider:
     def __len__(self) -> int:
         return len(self._tokens)
 
-    def _key(self, audience: Audience, subject_token: str | None) -> _TokenKey:
-        caller = "" if audience.grant == "client_credentials" or subject_token is None else (
-            hashlib.sha256(subject_token.encode()).hexdigest())
+    def _key(self, audience: Audience, subject_token: str | None,
+             caller: str | None) -> _TokenKey:
+        if audience.grant == "client_credentials" or subject_token is None:
+            caller = ""
+        elif caller is None:
+            caller = caller_key(subject_token)
         return caller, audience.grant, audience.resource, audience.scope
 
     async def _obtain(self, key: _TokenKey, audience: Audience,
@@ -163,6 +167,11 @@ class TokenProvider:
             del self._flights[key]
         if not done.cancelled():
             done.exception()  # retrieved: every waiter may have given up already
+
+
+def caller_key(subject_token: str) -> str:
+    """What the cache knows of a caller's token: its SHA-256, never the token."""
+    return hashlib.sha256(subject_token.encode()).hexdigest()
 
 
 def _origin(url: str) -> str:

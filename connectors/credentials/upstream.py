@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from connectors.credentials.dpop import dpop_proof
 from connectors.credentials.helseid import IssuedToken
-from connectors.credentials.provider import TokenProvider
+from connectors.credentials.provider import TokenProvider, caller_key
 
 __all__ = ["GRANTS", "NO_CREDENTIALS", "Audience", "Credentials", "UpstreamAnswer",
            "UpstreamAuth", "challenge_error"]
@@ -75,12 +75,14 @@ class Credentials:
     Credentials(provider=no, caller=no)
     """
 
-    __slots__ = ("_provider", "_subject")
+    __slots__ = ("_caller", "_provider", "_subject")
 
     def __init__(self, provider: TokenProvider | None = None,
                  subject_token: str | None = None) -> None:
         self._provider = provider
         self._subject = subject_token or None
+        # hashed once per request, not once per upstream call
+        self._caller = caller_key(self._subject) if provider and self._subject else None
 
     def to(self, audience: Audience | None, *, machine: bool = False) -> UpstreamAuth | None:
         """These credentials for one upstream; None (send none) without a provider or an
@@ -90,7 +92,7 @@ class Credentials:
             return None
         if machine and audience.grant != "client_credentials":
             audience = Audience(audience.resource, audience.scope, "client_credentials")
-        return UpstreamAuth(self._provider, audience, self._subject)
+        return UpstreamAuth(self._provider, audience, self._subject, self._caller)
 
     def __repr__(self) -> str:
         provider = "yes" if self._provider is not None else "no"
@@ -103,13 +105,14 @@ NO_CREDENTIALS = Credentials()
 class UpstreamAuth:
     """Credentials for one upstream audience; `send` wraps one HTTP exchange with them."""
 
-    __slots__ = ("_audience", "_provider", "_subject")
+    __slots__ = ("_audience", "_caller", "_provider", "_subject")
 
     def __init__(self, provider: TokenProvider, audience: Audience,
-                 subject_token: str | None) -> None:
+                 subject_token: str | None, caller: str | None = None) -> None:
         self._provider = provider
         self._audience = audience
         self._subject = subject_token
+        self._caller = caller
 
     @property
     def audience(self) -> Audience:
@@ -123,7 +126,8 @@ class UpstreamAuth:
         """The `Authorization` (and `DPoP`) headers for one request, the token they carry, and
         whether it came from the cache. Raises `ConnectorError` naming `source`."""
         token, cached = await self._provider.token(self._audience, self._subject,
-                                                   source=source, timeout=timeout)
+                                                   source=source, timeout=timeout,
+                                                   caller=self._caller)
         if not token.dpop:
             return {"authorization": f"Bearer {token.access_token}"}, token, cached
         proof = dpop_proof(self._provider.dpop_key, method, url,

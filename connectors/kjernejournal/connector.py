@@ -35,6 +35,7 @@ from connectors import (
     UpstreamRejectedError,
     UpstreamTimeoutError,
 )
+from connectors.credentials import Audience
 from connectors.fhir import JsonResponse, bundle_entries, now, request_json_response
 from connectors.kjernejournal import mapping
 
@@ -90,6 +91,7 @@ class KjernejournalConnector:
             )
         self.base_url = settings.base_url.rstrip("/")
         self._http = http
+        self._audience = Audience.of(settings)  # Kjernejournal's HelseID resource
         self._source_system = str(settings.options.get("source_system", "kilde"))
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
@@ -107,8 +109,10 @@ class KjernejournalConnector:
             # A TaskGroup, not gather: one failure cancels the other calls instead of leaving
             # them running after fetch() has returned.
             async with asyncio.timeout(request.timeout), asyncio.TaskGroup() as group:
+                # /status asks whether KJ may be read at all: Kilde's own (machine) token
                 status_call = group.create_task(self._call(
-                    request, "POST", "status", headers, json={"nin": request.patient_nin}))
+                    request, "POST", "status", headers, json={"nin": request.patient_nin},
+                    machine=True))
                 calls = [group.create_task(self._call(request, "GET", rtype, search_headers,
                                                       accept_status=(403,)))
                          for _, rtype, _ in searches]
@@ -133,7 +137,7 @@ class KjernejournalConnector:
             async with asyncio.timeout(request.timeout):
                 answer = await self._call(request, "POST", "status",
                                           request_headers(request, self._source_system),
-                                          json={"nin": request.patient_nin})
+                                          json={"nin": request.patient_nin}, machine=True)
         except TimeoutError as exc:
             raise UpstreamTimeoutError(self.name,
                                        f"Source {self.name!r} did not answer in time.") from exc
@@ -144,10 +148,11 @@ class KjernejournalConnector:
 
     async def _call(self, request: FetchRequest, method: str, path: str,
                     headers: Mapping[str, str], *, json: Any = None,
-                    accept_status: Sequence[int] = ()) -> JsonResponse:
+                    accept_status: Sequence[int] = (), machine: bool = False) -> JsonResponse:
         return await request_json_response(
             self._http, self.name, method, f"{self.base_url}/{path}", timeout=request.timeout,
             headers=headers, json=json, accept_status=accept_status,
+            auth=request.credentials.to(self._audience, machine=machine),
         )
 
     def _result(

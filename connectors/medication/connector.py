@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors import Category, ConnectorConfigError, ConnectorSettings, FetchRequest, SourceResult
+from connectors.credentials import Audience
 from connectors.fhir import now, request_json
 from connectors.medication.sfm import MedicationDocument, build_parameters, read_response
 
@@ -40,6 +41,7 @@ class SfmConnector:
         self.url = settings.base_url.rstrip("/") + OPERATION
         self.settings = settings
         self.http = http
+        self.audience = Audience.of(settings)  # PLL's or e-resept's HelseID resource
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
         if Category.MEDICATIONS not in request.categories:
@@ -48,6 +50,7 @@ class SfmConnector:
             self.http, self.name, "POST", self.url, timeout=request.timeout,
             headers=request_headers(request),
             json=build_parameters(request.patient_nin, request.access_basis),
+            auth=request.credentials.to(self.audience),
         )
         fetched_at = now()
         return self.select(read_response(body, self.name, fetched_at), fetched_at)

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from connectors import ConnectorConfigError, ConnectorPlugin, ConnectorSettings
+from connectors.credentials import Audience
 from connectors.proevesvar.connector import (
     DEFAULT_MAX_PAGES,
     DEFAULT_PAGE_SIZE,
@@ -36,6 +37,7 @@ def _create(settings: ConnectorSettings, http: httpx.AsyncClient) -> ProevesvarC
         settings.base_url,
         page_size=_int_option(settings.options, "page_size", DEFAULT_PAGE_SIZE, 1, 100),
         max_pages=_int_option(settings.options, "max_pages", DEFAULT_MAX_PAGES, 1, 50),
+        audience=Audience.of(settings),
     )
 
 

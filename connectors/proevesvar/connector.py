@@ -27,6 +27,7 @@ from connectors import (
     Status,
     UpstreamTimeoutError,
 )
+from connectors.credentials import Audience
 from connectors.fhir import bundle_entries, now, request_json
 from connectors.proevesvar.mapping import SOURCE, map_search
 
@@ -58,8 +59,10 @@ class ProevesvarConnector:
         *,
         page_size: int = DEFAULT_PAGE_SIZE,
         max_pages: int = DEFAULT_MAX_PAGES,
+        audience: Audience | None = None,
     ) -> None:
         self.http = http
+        self.audience = audience  # Pasientens prøvesvar's HelseID resource
         self.search_url = base_url.rstrip("/") + SEARCH_PATH
         self.page_size = page_size
         self.max_pages = max_pages
@@ -149,6 +152,7 @@ class ProevesvarConnector:
                 return await request_json(
                     self.http, self.name, "POST", self.search_url, timeout=remaining,
                     headers=headers, data=self._form(request, skip),
+                    auth=request.credentials.to(self.audience),
                 )
         except TimeoutError as exc:
             raise UpstreamTimeoutError(

@@ -34,7 +34,7 @@ from connectors.identifiers import PERSON_SYSTEMS, is_valid_nin
 from gateway.auth import AuthError
 from gateway.cds.cards import build_cards
 from gateway.cds.clientjwt import HEADER, ClientJwtVerifier
-from gateway.graphql import Endpoint, run_operation
+from gateway.graphql import Endpoint, caller_credentials, run_operation
 from gateway.launch.store import LaunchStore
 from gateway.logs import request_id_of
 from policies.model import Principal
@@ -186,8 +186,12 @@ class PatientViewService:
         except (HookError, orjson.JSONDecodeError) as exc:
             message = str(exc) if isinstance(exc, HookError) else "The body is not valid JSON."
             return _error(400, "BAD_USER_INPUT", message, request_id)
+        # the EPJ's token is exchanged per source, as for /graphql (never forwarded)
+        credentials = caller_credentials(self.endpoint.tokens,
+                                         request.headers.get("authorization"))
         outcome = await run_operation(self.endpoint, principal, self.query, {"nin": nin},
-                                      request_id=request_id, operation_name="CdsPatientView")
+                                      request_id=request_id, operation_name="CdsPatientView",
+                                      credentials=credentials)
         if outcome.audit_unavailable:  # as for /graphql: nothing is delivered
             return _json(503, outcome.payload, request_id)
         cards = build_cards(outcome.payload, self.municipalities)

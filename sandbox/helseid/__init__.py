@@ -20,9 +20,13 @@ from sandbox.helseid.issuer import (
     RESOURCES,
     Client,
     HelseId,
+    jwks_url,
+    kilde_environment,
+    kilde_settings,
 )
 from sandbox.helseid.keys import key_file
 from sandbox.helseid.personas import PERSONAS, Persona
 
 __all__ = ["DEMO_CLIENT_ID", "KILDE_AUDIENCE", "KILDE_CLIENT_ID", "PERSONAS", "RESOURCES",
-           "Client", "HelseId", "Persona", "key_file"]
+           "Client", "HelseId", "Persona", "jwks_url", "key_file",
+           "kilde_environment", "kilde_settings"]

@@ -33,7 +33,7 @@ from sandbox.helseid.checks import (
     check_proof,
     check_token,
 )
-from sandbox.helseid.keys import KeyRing, load_jwk, public_jwk
+from sandbox.helseid.keys import KeyRing, key_file, load_jwk, public_jwk
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
@@ -42,14 +42,14 @@ GRANTS = {TOKEN_EXCHANGE: "token_exchange", "client_credentials": "client_creden
 KILDE_AUDIENCE = "kilde"  # Kilde's own API, the audience of the personas' tokens
 KILDE_CLIENT_ID = "kilde"
 DEMO_CLIENT_ID = "kilde-demo"  # the EPJ/app the personas log in with
-# The fakes as HelseID-protected APIs: source -> (resource, scope).
+# The fakes as HelseID-protected APIs: source -> (resource, scope). A new fake adds its own
+# entry (sandbox.app guards every fake with it; Kilde's client `kilde` may ask for each).
 RESOURCES: Mapping[str, tuple[str, str]] = {
     "municipal": ("kommune:fkj-hendelseslager", "kommune:fkj-hendelseslager/read"),
     "kjernejournal": ("nhn:kjernejournal", "nhn:kjernejournal/api"),
     "pll": ("nhn:pll", "nhn:pll/read"),
     "eresept": ("nhn:e-resept", "nhn:e-resept/read"),
     "proevesvar": ("nhn:proevesvar", "nhn:proevesvar/read"),
-    "persontjenesten": ("nhn:persontjenesten", "nhn:persontjenesten/read"),
 }
 # Claims that describe the token itself, never copied from a subject token into a new one.
 _TOKEN_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "scope",
@@ -92,6 +92,33 @@ def kilde_client() -> Client:
     """Kilde, registered with the public half of the sandbox's `kilde-client.json`."""
     return Client(KILDE_CLIENT_ID, [public_jwk(load_jwk("kilde-client.json"))],
                   {resource: frozenset({scope}) for resource, scope in RESOURCES.values()})
+
+
+def kilde_settings(base_url: str) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """How Kilde uses the sandbox at `base_url` as registered client `kilde`: its HelseID
+    settings (`KILDE_HELSEID__*` fields, the sandbox's published keys) and each fake's
+    (resource, scope); see `gateway.settings.Settings.with_helseid`."""
+    issuer = f"{base_url.rstrip('/')}/helseid"
+    return ({"issuer": issuer, "client_id": KILDE_CLIENT_ID,
+             "client_key": str(key_file("kilde-client.json")),
+             "dpop_key": str(key_file("kilde-dpop.json"))}, dict(RESOURCES))
+
+
+def jwks_url(issuer: str) -> str:
+    return f"{issuer}/.well-known/openid-configuration/jwks"
+
+
+def kilde_environment(base_url: str) -> dict[str, str]:
+    """`kilde_settings` as `KILDE_*` variables, for a `kilde serve` process, and the callers'
+    issuer (this simulator) with its JWKS."""
+    helseid, audiences = kilde_settings(base_url)
+    env = {f"KILDE_HELSEID__{name.upper()}": value for name, value in helseid.items()}
+    env["KILDE_AUTH__ISSUER"] = helseid["issuer"]
+    env["KILDE_AUTH__JWKS_URL"] = jwks_url(helseid["issuer"])
+    for source, (resource, scope) in audiences.items():
+        env[f"KILDE_CONNECTORS__{source.upper()}__AUDIENCE"] = resource
+        env[f"KILDE_CONNECTORS__{source.upper()}__SCOPE"] = scope
+    return env
 
 
 def sandbox_root(scope: Scope) -> str:

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from connectors.activity import SourceActivity
+from connectors.credentials import NO_CREDENTIALS, Credentials
 from connectors.fanout import Outcome, start_fetches
 from schema.pipeline.plan import Plan
 
@@ -42,12 +43,13 @@ class Fetches:
         self._tasks = tasks
 
     @classmethod
-    def start(cls, plan: Plan, *, remaining: float,
-              activity: SourceActivity | None = None) -> Fetches:
-        """Start every fetch of `plan` now; `remaining` is what is left of the deadline (s)."""
+    def start(cls, plan: Plan, *, remaining: float, activity: SourceActivity | None = None,
+              credentials: Credentials = NO_CREDENTIALS) -> Fetches:
+        """Start every fetch of `plan` now; `remaining` is what is left of the deadline (s);
+        `credentials` (the caller's, for the upstreams' tokens) go with every request."""
         requests = {
             name: (planned.connector, dataclasses.replace(
-                planned.request,
+                planned.request, credentials=credentials,
                 timeout=max(MIN_TIMEOUT, min(planned.request.timeout, remaining))))
             for name, planned in plan.fetches.items()
         }

@@ -64,7 +64,8 @@ class PatientRequest:
                 f"You may not see {category.value!r} for this patient.",
                 category=category.value, reason=decision.reason,
             )))
-        fetches = Fetches.start(plan, remaining=ctx.remaining(), activity=services.activity)
+        fetches = Fetches.start(plan, remaining=ctx.remaining(), activity=services.activity,
+                                credentials=ctx.credentials)
         return cls(ctx, plan, fetches, path=path, fresh_refused=fresh_refused)
 
     async def judgement(self, source: str) -> Judgement:

@@ -27,15 +27,28 @@ def test_plan_sources_name_the_upstream_and_the_call() -> None:
         "proevesvar", "_search")
 
 
-def test_bench_tokens_are_not_signed_with_the_public_demo_key() -> None:
+def test_bench_tokens_are_not_signed_with_the_public_demo_key(tmp_path: Path) -> None:
+    import httpx
     import jwt
 
-    from gateway.demo import demo_jwks
+    from gateway.demo import DEMO_KID, demo_jwks
+    from gateway.upstream import SANDBOX_KEY_THUMBPRINTS
+    from sandbox.app import create_app as create_sandbox
+    from tests.servers import running
 
-    token = BenchIssuer().token(by_tag("multi-service").nin)
+    with running(create_sandbox({})) as sandbox:
+        issuer = BenchIssuer(sandbox.url, tmp_path)
+        issuer.prepare()
+        token = issuer.token(by_tag("multi-service").nin)
+        kids = [k["kid"] for k in httpx.get(issuer.jwks_url).json()["keys"]]
     demo_key = jwt.PyJWK(demo_jwks()["keys"][0]).key
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, demo_key, algorithms=["RS256"], audience="kilde")
+    assert DEMO_KID not in kids
+    from connectors.credentials import load_private_key
+
+    for path in (issuer.client_key, issuer.dpop_key):
+        assert load_private_key(path).thumbprint not in SANDBOX_KEY_THUMBPRINTS
 
 
 @pytest.mark.slow

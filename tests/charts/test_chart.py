@@ -92,6 +92,22 @@ def test_secrets_are_referenced_never_inlined() -> None:
     assert config["KILDE_MODE"] == "production"
 
 
+def test_helseid_keys_are_mounted_read_only_from_a_secret_at_the_configured_paths() -> None:
+    docs = _render()
+    pod = _kind(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "helseid-keys")
+    assert volume["secret"]["secretName"] == "kilde-helseid"
+    assert volume["secret"]["defaultMode"] == 0o400
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "helseid-keys")
+    assert mount["readOnly"] is True
+    config = _kind(docs, "ConfigMap")["data"]
+    for variable, item in (("KILDE_HELSEID__CLIENT_KEY", "client.pem"),
+                           ("KILDE_HELSEID__DPOP_KEY", "dpop.pem")):
+        assert config[variable] == f"{mount['mountPath']}/{item}"
+        assert {"key": item, "path": item} in volume["secret"]["items"]
+    assert config["KILDE_CONNECTORS__KJERNEJOURNAL__AUDIENCE"] == "nhn:kjernejournal"
+
+
 def test_rendered_configmap_is_accepted_by_kildes_own_settings_parser() -> None:
     from gateway.settings import Settings
 
@@ -100,6 +116,8 @@ def test_rendered_configmap_is_accepted_by_kildes_own_settings_parser() -> None:
     settings = Settings.from_env(env)
     assert settings.production
     assert settings.rate_limit.requests == 600
+    assert settings.helseid.client_id == "kilde"
+    assert all(settings.connectors[n].audience for n in settings.enabled_connectors)
 
 
 @pytest.mark.parametrize("bad", [
@@ -110,6 +128,9 @@ def test_rendered_configmap_is_accepted_by_kildes_own_settings_parser() -> None:
     {"config": {"MODE": "yolo"}},
     {"replicas": 3},
     {"terminationGracePeriodSeconds": 5},
+    {"helseid": {"issuer": "ftp://sts"}},
+    {"helseid": {"dpopKeyFile": "../etc/passwd"}},
+    {"connectors": {"pll": {"grant": "password"}}},
 ])
 def test_values_schema_rejects_a_bad_values_file(bad: dict[str, Any]) -> None:
     with helm.Chart.load(CHART) as chart, pytest.raises(helm.HelmError):

@@ -26,6 +26,19 @@ def test_a_plugin_is_enabled_and_rolled_out_to_municipalities() -> None:
     assert Settings.from_env({}, serving=False).connectors == {}
 
 
+def test_audience_scope_and_grant_are_read_for_every_connector() -> None:
+    settings = Settings.from_env({
+        "KILDE_MODE": "demo",
+        "KILDE_CONNECTORS__KJERNEJOURNAL__AUDIENCE": "nhn:kjernejournal",
+        "KILDE_CONNECTORS__KJERNEJOURNAL__SCOPE": " nhn:kjernejournal/api  nhn:x ",
+        "KILDE_CONNECTORS__PERSONTJENESTEN__GRANT": "client_credentials"})
+    kj = settings.connectors["kjernejournal"]
+    assert (kj.audience, kj.scope, kj.grant) == ("nhn:kjernejournal",
+                                                 "nhn:kjernejournal/api nhn:x", "token_exchange")
+    assert kj.options == {}
+    assert settings.connectors["persontjenesten"].grant == "client_credentials"
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"KILDE_CONNECTORS__HUB__MUNICIPALITIES": "0301,301"},
      "KILDE_CONNECTORS__HUB__MUNICIPALITIES entry '301' must be a 4-digit municipality number."),
@@ -33,9 +46,12 @@ def test_a_plugin_is_enabled_and_rolled_out_to_municipalities() -> None:
      "KILDE_CONNECTORS__HUB__MUNICIPALITIES names municipality '1103', which is not in "
      "KILDE_TENANTS."),
     ({"KILDE_CONNECTORS__HUB": "x"},
-     "Unknown setting KILDE_CONNECTORS__HUB; connectors take ['BASE_URL', 'ENABLED', "
-     "'MUNICIPALITIES', 'STORES', 'TIMEOUT'] or an option of their own, as "
-     "KILDE_CONNECTORS__<NAME>__<SETTING>."),
+     "Unknown setting KILDE_CONNECTORS__HUB; connectors take ['AUDIENCE', 'BASE_URL', "
+     "'ENABLED', 'GRANT', 'MUNICIPALITIES', 'SCOPE', 'STORES', 'TIMEOUT'] or an option of "
+     "their own, as KILDE_CONNECTORS__<NAME>__<SETTING>."),
+    ({"KILDE_CONNECTORS__HUB__GRANT": "password"},
+     "KILDE_CONNECTORS__HUB__GRANT must be 'token_exchange' (acting for the caller) or "
+     "'client_credentials' (acting as Kilde), not 'password'."),
     ({"KILDE_CONNECTORS__HUB__BASE_URL": "hub.example"},
      "KILDE_CONNECTORS__HUB__BASE_URL must be an absolute URL (e.g. "
      "'https://hub.example/api')."),

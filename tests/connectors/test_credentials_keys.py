@@ -111,3 +111,16 @@ def test_repr_shows_no_key_material() -> None:
     assert key.public_jwk["x"] not in text
     assert str(raw.private_numbers().private_value) not in text
     assert key.thumbprint in text
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "RS256", "RS384", "PS256", "PS512"])
+def test_a_compact_jws_verifies_with_pyjwt_for_every_algorithm(alg: str) -> None:
+    import jwt
+
+    from connectors.credentials import generate_key
+
+    key = generate_key(alg=alg)
+    token = key.compact_jws({"typ": "JWT", "kid": key.kid}, {"sub": "x", "n": 1})
+    assert jwt.get_unverified_header(token) == {"typ": "JWT", "kid": key.kid, "alg": alg}
+    assert jwt.decode(token, jwt.PyJWK(dict(key.public_jwk), alg).key,
+                      algorithms=[alg]) == {"sub": "x", "n": 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -36,6 +37,8 @@ from connectors.model import (
     TreatmentLimitation,
 )
 from sandbox.app import create_app as create_sandbox
+from sandbox.helseid import RESOURCES
+from tests.sandbox_auth import caller_credentials
 
 NIN = "09014412759"  # the multi-service patient
 BASE = "http://kj.test/api/critical-information/v1"
@@ -357,14 +360,18 @@ async def test_entered_in_error_records_are_dropped() -> None:
 
 async def _sandbox_fetch(request: FetchRequest,
                          faults: dict[str, Any] | None = None) -> SourceResult:
-    transport = httpx.ASGITransport(app=create_sandbox({}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as http:
+    app = create_sandbox({})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://sandbox") as http:
         if faults:
             answer = await http.put("/_sandbox/faults/kjernejournal", json=faults)
             assert answer.status_code == 200
+        resource, scope = RESOURCES["kjernejournal"]
         connector = create(ConnectorSettings("kjernejournal",
-                                             base_url="http://sandbox/kjernejournal"), http)
-        return await connector.fetch(request)
+                                             base_url="http://sandbox/kjernejournal",
+                                             audience=resource, scope=scope), http)
+        credentials = caller_credentials(app, http, "http://sandbox", patient=request.patient_nin)
+        return await connector.fetch(dataclasses.replace(request, credentials=credentials))
 
 
 async def test_round_trip_multi_service_patient_has_peanut_allergy_and_atrial_fibrillation() -> None:

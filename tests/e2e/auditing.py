@@ -20,6 +20,7 @@ import httpx
 from gateway.audit import AuditEvent, open_audit_sink
 from gateway.demo import mint_token
 from gateway.settings import Settings
+from sandbox.helseid import kilde_environment
 from tests.servers import (
     ServerThread,
     demo_app,
@@ -105,7 +106,8 @@ def serve_env(port: int, sandbox_url: str, audit_url: str, **extra: str) -> dict
     env.update({
         "KILDE_MODE": "demo",  # the gateway serves the demo JWKS itself
         "KILDE_PORT": str(port),
-        "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
+        # callers' tokens from the sandbox's HelseID, which also gives Kilde its upstream tokens
+        **kilde_environment(sandbox_url),
         "KILDE_AUDIT__URL": audit_url,
         "KILDE_LOG_LEVEL": "WARNING",
         "KILDE_CONNECTORS__MUNICIPAL__STORES": ",".join(

@@ -15,7 +15,6 @@ import pytest
 
 from gateway.audit import verify_url
 from gateway.demo import mint_token
-from gateway.settings import Settings
 from sandbox.world import by_tag
 from tests.e2e.auditing import read_events, serve_env, start_serve, stop
 from tests.e2e.conftest import Stack
@@ -84,7 +83,7 @@ def test_every_delivered_response_is_audited_when_the_gateway_is_killed(
     audit_url = f"sqlite:///{tmp_path / 'audit.sqlite3'}"
     sock = listening_socket()
     port = port_of(sock)
-    settings = Settings.from_env({"KILDE_MODE": "demo"})
+    settings = stack.settings  # the same sandbox HelseID issues the callers' tokens
     jobs = [(p.nin, mint_token(persona, p.nin, issuer=settings.auth.issuer,
                                audience=settings.auth.audience))
             for persona, p in (("legevakt-lege", by_tag("legevakt-hlr")),

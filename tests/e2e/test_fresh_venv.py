@@ -24,7 +24,6 @@ import httpx
 import pytest
 
 from gateway.demo import mint_token
-from gateway.settings import DEMO_ISSUER
 from sandbox.world import by_tag
 from tests.plugins import EXAMPLE, ROOT, on_path
 from tests.servers import inherited, listening_socket, port_of, running
@@ -120,7 +119,8 @@ def _ask_the_installed_example(venv: Path, tmp_path: Path, hub_url: str) -> None
     with inherited(sock) as (fd_args, popen), \
             _serving([venv / "bin" / "kilde", "demo", *fd_args], env, f"{base}/healthz",
                      tmp_path / "gateway.log", **popen):
-        token = mint_token("hjemmesykepleier", HOME_CARE, issuer=DEMO_ISSUER,
+        # the demo's callers' tokens are its HelseID simulator's (kilde token asks it)
+        token = mint_token("hjemmesykepleier", HOME_CARE, issuer=f"{base}/helseid",
                            audience="kilde")
         body = httpx.post(f"{base}/graphql", json={"query": QUERY, "variables": {"nin": HOME_CARE}},
                           headers={"authorization": f"Bearer {token}"}, timeout=10).json()

@@ -15,6 +15,7 @@ import pytest
 
 from gateway.demo import mint_token
 from sandbox.app import create_app as create_sandbox
+from sandbox.helseid import kilde_environment
 from tests.servers import inherited, listening_socket, port_of, running
 
 NIN = "14033841389"
@@ -26,7 +27,7 @@ def _env(port: int, sandbox: str, audit: Path) -> dict[str, str]:
     env.update({
         "KILDE_MODE": "demo",  # the gateway serves the demo JWKS itself
         "KILDE_PORT": str(port),
-        "KILDE_AUTH__JWKS_URL": f"http://127.0.0.1:{port}/_demo/jwks.json",
+        **kilde_environment(sandbox),
         "KILDE_AUDIT__URL": f"sqlite:///{audit}",
         "KILDE_DEADLINE_SECONDS": "6",
         "KILDE_CONNECTORS__MUNICIPAL__STORES": ",".join(
@@ -64,7 +65,7 @@ def test_sigterm_lets_the_in_flight_request_finish_then_exits(tmp_path: Path) ->
                 assert proc.poll() is None, "kilde serve exited"
                 assert time.monotonic() < deadline, "kilde serve did not start"
                 time.sleep(0.1)
-            token = mint_token("legevakt-lege", NIN, issuer="http://kilde-demo/helseid",
+            token = mint_token("legevakt-lege", NIN, issuer=f"{sandbox.url}/helseid",
                                audience="kilde")
             answer: dict[str, httpx.Response] = {}
 

@@ -15,12 +15,15 @@ from typing import Any
 from urllib.parse import unquote
 
 import httpx
+import jwt
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from connectors.credentials import access_token_hash, load_private_key
 from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox.app import create_app as create_sandbox
+from sandbox.helseid import RESOURCES, key_file
 from sandbox.world import by_tag
 from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
@@ -81,12 +84,14 @@ class Recorded:
     recorder: Recorder
     gateway_url: str
     settings: Settings
+    last_caller_token: str = ""
 
     def ask(self, persona: str, reason: str | None = None, nin: str = MULTI.nin,
             **token: Any) -> dict[str, list[Seen]]:
         self.recorder.seen.clear()
         bearer = mint_token(persona, nin, issuer=self.settings.auth.issuer,
                             audience=self.settings.auth.audience, **token)
+        self.last_caller_token = bearer
         r = httpx.post(f"{self.gateway_url}/graphql",
                        json={"query": QUERY, "variables": {"nin": nin, "reason": reason}},
                        headers={"authorization": f"Bearer {bearer}"}, timeout=10)
@@ -197,3 +202,29 @@ def test_a_forbidden_section_is_not_even_searched_for_in_a_store_that_serves_oth
     # the patient-privacy Consent search always goes along: it is how a store says "restricted"
     assert {url.split("?")[0] for url in urls[1:-1]} == searched
     assert "scope=patient-privacy" in urls[-1]
+
+
+def test_every_upstream_call_carries_its_own_dpop_bound_token_never_the_callers(
+        recorded: Recorded) -> None:
+    """What each source sees (RFC 8707, RFC 9449): a token for its own resource only, from
+    the sandbox's HelseID, bound to Kilde's DPoP key, with a fresh proof for that request."""
+    calls = recorded.ask("legevakt-lege", "Bevisstløs ved ankomst")
+    dpop_key = load_private_key(key_file("kilde-dpop.json"))
+    proofs = set()
+    for source in FIVE:
+        assert calls[source], source
+        for seen in calls[source]:
+            scheme, _, token = seen.headers["authorization"].partition(" ")
+            assert scheme == "DPoP"
+            claims = jwt.decode(token, options={"verify_signature": False})
+            assert claims["aud"] == RESOURCES[source][0], source
+            assert claims["iss"] == recorded.settings.helseid.issuer
+            assert claims["cnf"] == {"jkt": dpop_key.thumbprint}
+            assert claims["client_id"] == "kilde"
+            proof = jwt.decode(seen.headers["dpop"], options={"verify_signature": False})
+            assert proof["ath"] == access_token_hash(token)
+            assert proof["htu"].endswith(seen.path)
+            proofs.add(proof["jti"])
+    assert len(proofs) == sum(len(c) for c in calls.values())  # one fresh proof per call
+    assert not any(recorded.last_caller_token in value for c in calls.values() for seen in c
+                   for value in seen.headers.values())

@@ -23,9 +23,20 @@ PROD = {
     "KILDE_AUDIT__URL": "postgresql://kilde@db:5432/kilde",
     "KILDE_CACHE__KEY": "a-long-enough-cache-secret-0123456789",
     "KILDE_TENANTS": "4601:Bergen:920000002",
+    # Kilde as a HelseID client (the key files are read when the app starts, not here)
+    "KILDE_HELSEID__ISSUER": "https://helseid-sts.nhn.no",
+    "KILDE_HELSEID__CLIENT_ID": "kilde-bergen",
+    "KILDE_HELSEID__CLIENT_KEY": "/var/run/secrets/kilde/helseid/client.pem",
+    "KILDE_HELSEID__DPOP_KEY": "/var/run/secrets/kilde/helseid/dpop.pem",
+    **{f"KILDE_CONNECTORS__{name}__AUDIENCE": f"nhn:{name.lower()}"
+       for name in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")},
 }
+HELSEID = ("KILDE_HELSEID__ISSUER", "KILDE_HELSEID__CLIENT_ID", "KILDE_HELSEID__CLIENT_KEY",
+           "KILDE_HELSEID__DPOP_KEY")
+AUDIENCES = tuple(f"KILDE_CONNECTORS__{n}__AUDIENCE"
+                  for n in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR"))
 REQUIRED = ("KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUTH__JWKS_URL",
-            "KILDE_AUDIT__URL", "KILDE_CACHE__KEY", "KILDE_TENANTS")
+            "KILDE_AUDIT__URL", "KILDE_CACHE__KEY", "KILDE_TENANTS", *HELSEID, *AUDIENCES)
 CONNECTORS = {
     "KILDE_CONNECTORS__MUNICIPAL__STORES": "4601=https://epj.bergen.example/fhir",
     **{f"KILDE_CONNECTORS__{n}__BASE_URL": f"https://{n.lower()}.example"
@@ -49,7 +60,7 @@ def test_nothing_configured_names_every_missing_setting_in_one_message() -> None
     problems = _problems({})
     assert [next(r for r in REQUIRED if p.startswith(r)) for p in problems] == [
         "KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUTH__JWKS_URL",
-        "KILDE_CACHE__KEY", "KILDE_AUDIT__URL", "KILDE_TENANTS"]
+        "KILDE_CACHE__KEY", "KILDE_AUDIT__URL", "KILDE_TENANTS", *HELSEID, *AUDIENCES]
     assert all("is not set" in p and "e.g." in p for p in problems)
 
 

@@ -12,6 +12,7 @@ from connectors.base import AccessBasis
 from connectors.medication.sfm import build_parameters
 from sandbox.app import create_app
 from sandbox.world import by_tag
+from tests.sandbox_auth import sandbox_auth
 
 MULTI = by_tag("multi-service").nin
 OTHER = by_tag("legevakt-hlr").nin
@@ -19,8 +20,9 @@ FNR = "urn:oid:2.16.578.1.12.4.1.4.1"
 
 
 def _client(environ: Mapping[str, str] | None = None) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=create_app(environ or {}))
-    return httpx.AsyncClient(transport=transport, base_url="http://sandbox")
+    app = create_app(environ or {})
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
+                             auth=sandbox_auth(app))
 
 
 @pytest.fixture

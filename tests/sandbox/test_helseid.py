@@ -121,7 +121,7 @@ async def test_token_exchange_gives_a_dpop_bound_token_for_one_resource_with_the
 async def test_client_credentials_carry_no_user(
         sandbox: tuple[httpx.AsyncClient, HelseId]) -> None:
     http, helseid = sandbox
-    resource, scope = RESOURCES["persontjenesten"]
+    resource, scope = RESOURCES["kjernejournal"]
     issued = await _kilde(http).client_credentials(resource=resource, scope=scope)
     claims = helseid.ring.verify(issued.access_token, audience=resource, issuer=ISSUER)
     assert claims["sub"] == "kilde"

@@ -248,9 +248,11 @@ async def test_unknown_patient_gets_an_empty_searchset(kj: httpx.AsyncClient) ->
 
 async def test_the_fake_is_mounted_in_the_sandbox_at_kjernejournal() -> None:
     from sandbox.app import create_app as create_sandbox
+    from tests.sandbox_auth import sandbox_auth
 
-    transport = httpx.ASGITransport(app=create_sandbox({}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+    app = create_sandbox({})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
+                                 auth=sandbox_auth(app)) as client:
         answer = await client.get("/kjernejournal/Condition", headers=headers(MULTI))
     assert answer.status_code == 200
     assert [r["id"] for r in resources(answer.json())] == ["crit-d1"]

@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.app import create_app
 from sandbox.world import by_tag
+from tests.sandbox_auth import sandbox_auth
 
 NIN = by_tag("multi-service").nin
 SEARCH = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {
@@ -17,8 +18,9 @@ SEARCH = {"resourceType": "Bundle", "type": "batch", "entry": [{"request": {
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app({}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+    app = create_app({})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
+                                 auth=sandbox_auth(app)) as client:
         yield client
 
 

@@ -24,6 +24,7 @@ from sandbox.municipal_records import patient_id
 from sandbox.scenario_format import Problems, ScenarioError
 from sandbox.scenario_read import read_patient
 from sandbox.scenarios import export_patient, load_folder, main
+from tests.sandbox_auth import sandbox_auth
 
 NEW_NIN = next(n for i in range(410, 500) if (n := make_nin(date(1950, 7, 7), i)))
 
@@ -53,8 +54,8 @@ def write(folder: Path, name: str, body: Any) -> None:
 async def vendor(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     write(tmp_path, "vera.json", vendor_bundle())
     app = create_app({"KILDE_SANDBOX__SCENARIOS": str(tmp_path)})
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://sandbox") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
+                                 auth=sandbox_auth(app)) as client:  # a fake's HelseID token
         yield client
 
 

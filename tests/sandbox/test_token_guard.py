@@ -193,8 +193,11 @@ async def test_the_guard_counts_refusals_by_error(
     assert (await http.get("/_sandbox/auth")).json()["pll"]["accepted"] == 0
 
 
-async def test_without_the_switch_the_fakes_serve_anyone() -> None:
-    app = create_app({})
+async def test_the_guards_are_on_by_default_and_the_switch_turns_them_off() -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app({})),
+                                 base_url=BASE) as http:
+        assert (await call(http, "kjernejournal")).status_code == 401
+    app = create_app({"KILDE_SANDBOX__REQUIRE_TOKENS": "false"})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http:
         assert (await call(http, "kjernejournal")).status_code != 401
     with pytest.raises(ValueError, match="REQUIRE_TOKENS"):

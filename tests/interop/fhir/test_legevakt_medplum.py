@@ -208,7 +208,10 @@ def test_every_other_person_in_the_independent_store_gets_only_their_own_records
 def lenient_gateway(sandbox_url: str, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[Gateway]:
     """Oslo's store on a sandbox whose stores ignore every search parameter."""
-    with running(create_sandbox({"KILDE_SANDBOX__MUNICIPAL__PROFILE": "lenient"})) as lenient:
+    # a store of its own that trusts the same HelseID (the first sandbox's simulator)
+    with running(create_sandbox({"KILDE_SANDBOX__MUNICIPAL__PROFILE": "lenient",
+                                 "KILDE_SANDBOX__HELSEID__ISSUER": f"{sandbox_url}/helseid"})
+                 ) as lenient:
         yield from _gateway(sandbox_url, f"{lenient.url}/municipal/0301",
                             tmp_path_factory.mktemp("lenient") / "audit.sqlite3")
 

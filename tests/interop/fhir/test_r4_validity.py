@@ -23,6 +23,7 @@ from sandbox.fhirbundle import patient_bundle, world_bundles
 from sandbox.municipal_records import patient_id
 from sandbox.world import MUNICIPALITIES, PATIENTS
 from tests.sandbox.test_municipal_fake import municipal_cave_patient
+from tests.sandbox_auth import sandbox_auth
 
 MUNICIPAL_TYPES = ("Consent", "EpisodeOfCare", "Condition", "MedicationAdministration",
                    "DocumentReference", "AllergyIntolerance", "Flag")
@@ -36,8 +37,9 @@ STRICT = {"prefer": "handling=strict"}
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app({}))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+    app = create_app({})  # every call with a valid HelseID token: real answers, not 401s
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox",
+                                 auth=sandbox_auth(app)) as client:
         yield client
 
 

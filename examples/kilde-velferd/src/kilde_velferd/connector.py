@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import httpx
 from connectors import ConnectorSettings, FetchRequest, SourceResult, Status, nin_system
+from connectors.credentials import Audience
 from connectors.fhir import now, request_json
 
 from kilde_velferd.mapping import SOURCE, read_devices
@@ -38,6 +39,8 @@ class VelferdConnector:
         self.url = settings.base_url.rstrip("/") + "/Device/_search"
         self.http = http
         self.max_alarms = max_alarms
+        # the hub's HelseID resource (KILDE_CONNECTORS__VELFERD__AUDIENCE); None: no token
+        self.audience = Audience.of(settings)
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
         if WELFARE_TECHNOLOGY not in request.categories:
@@ -49,7 +52,8 @@ class VelferdConnector:
         if request.municipalities:
             form["municipality"] = ",".join(sorted(request.municipalities))
         body = await request_json(self.http, self.name, "POST", self.url,
-                                  timeout=request.timeout, headers=_headers(request), data=form)
+                                  timeout=request.timeout, headers=_headers(request), data=form,
+                                  auth=request.credentials.to(self.audience))
         fetched_at = now()
         found = read_devices(body, fetched_at, max_alarms=self.max_alarms)
         result = SourceResult.of(self.name, {WELFARE_TECHNOLOGY: found.devices},
