@@ -8,6 +8,8 @@ status; nothing after it runs, so a refused query calls no resolver and no upstr
 
 >>> admission = Admission(limiter, persisted, rate)  # doctest: +SKIP
 >>> admitted = await admission.admit("POST", principal.client_id, params)  # doctest: +SKIP
+
+`params` is the checked `GraphQLParams` (gateway/params.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from graphql import DocumentNode, GraphQLSchema, OperationType
 from connectors.cachestore import CacheStore
 from connectors.crypto import CacheKeys
 from gateway.limits import Limiter, Shape, root_fields, selected_operation
+from gateway.params import GraphQLParams
 from gateway.persisted import (
     MemoryQueryStore,
     PersistedQueries,
@@ -87,7 +90,7 @@ class Admission:
         self.rate = rate
         self.schema = schema
 
-    async def admit(self, method: str, client: str, params: dict[str, Any]) -> Admitted:
+    async def admit(self, method: str, client: str, params: GraphQLParams) -> Admitted:
         """Decide whether this request may execute; raises `RefusedError` when it may not."""
         retry_after = await self.rate.hit(client)
         if retry_after is not None:
@@ -96,12 +99,11 @@ class Admission:
                 f"Too many requests from this client; retry after {seconds} s.",
                 retryAfter=seconds), 429, {"retry-after": str(seconds)})
         try:
-            query = await self.persisted.resolve(params.get("query"), params.get("extensions"))
+            query = await self.persisted.resolve(params.query, params.extensions)
             if query is None:
                 raise BadUserInputError("The request has no GraphQL query.")
             document = self.limiter.parse(query)
-            name = params.get("operationName")
-            name = name if isinstance(name, str) else None
+            name = params.operation_name
             op = selected_operation(document, name)
             if op is None:  # graphql-core would fail later, outside GraphQL's error handling
                 raise BadUserInputError(
@@ -113,10 +115,8 @@ class Admission:
                     raise RefusedError(BadUserInputError(
                         f"A {op.operation.value} cannot be sent with GET; use POST."), 405,
                         {"allow": "POST"})
-            variables = params.get("variables")
-            shape = self.limiter.check(document, self.schema,
-                                       variables if isinstance(variables, dict) else None, name)
-            register = self.persisted.wants(params.get("query"), params.get("extensions"))
+            shape = self.limiter.check(document, self.schema, params.variables, name)
+            register = self.persisted.wants(params.query, params.extensions)
         except KildeError as exc:
             raise RefusedError(exc) from None
         return Admitted(query, document, operation_label(document, name, self.schema), shape,

@@ -116,7 +116,7 @@ def create_app(
             if redis is not None:
                 stack.push_async_callback(redis.aclose)
             schema = build_schema(*([HideSuggestions] if settings.production else []),
-                                  parsed=UseParsedDocument,
+                                  parsed=UseParsedDocument, suggestions=not settings.production,
                                   categories=registry.plugin_categories)
             keys = sources.keys or CacheKeys.from_secret(ephemeral_secret())
             launches = LaunchStore(keys, sources.store, ttl_seconds=settings.launch.ttl_seconds)
@@ -213,7 +213,8 @@ def create_app(
         return Response(body, media_type=media)
 
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        # every method reaches the endpoint: a 405 there is a JSON GraphQL error like the rest
+        Route("/graphql", graphql, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/events", events, methods=["POST"]),

@@ -158,7 +158,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
                                     Mount("", app=sandbox)])
     app = create_app(settings, sandbox=sandbox, extra_routes=demo_routes(settings))
-    return serve(app, sock, access_log=False, log_config=None, lifespan="on")
+    return serve(app, sock, access_log=False, log_config=None, lifespan="on",
+                 max_header_bytes=settings.limits.max_header_bytes)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -173,7 +174,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "never with real patients or HelseID (unset KILDE_MODE for production)")
     sock = _listen(args.host or settings.host, args.port or settings.port, args.fd)
     return serve("gateway.asgi:app", sock, workers=args.workers or settings.workers,
-                 access_log=False, log_config=None, lifespan="on", timeout_graceful_shutdown=20)
+                 access_log=False, log_config=None, lifespan="on", timeout_graceful_shutdown=20,
+                 max_header_bytes=settings.limits.max_header_bytes)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -1,8 +1,15 @@
-"""The GraphQL endpoint: parse, authenticate, execute, audit, and only then respond.
+"""The GraphQL endpoint: read, authenticate, admit, execute, audit, and only then respond.
 
 Sits at the HTTP edge in front of the schema. Order matters and is the point of this module:
-no token -> 401 before anything runs; the schema's resolvers decide and fetch; every access is
-written to the audit store; if that write fails, patient data is withheld (AUDIT_UNAVAILABLE).
+a malformed request -> 4xx before anything runs (gateway/params.py); no token -> 401; a refused
+query (rate limit, persisted queries, limits: gateway/admission.py) runs nothing; the schema's
+resolvers decide and fetch; every access is written to the audit store; if that write fails,
+patient data is withheld (AUDIT_UNAVAILABLE). `run_operation` is that last part on its own, for
+other doors (CDS Hooks) that run a fixed operation exactly as /graphql does.
+
+Status codes follow GraphQL over HTTP: with `application/graphql-response+json` a request
+that fails before execution (parse, validation, variable coercion) is 400 and has no `data`
+entry; with legacy `application/json` it is 200.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.credentials import NO_CREDENTIALS, Credentials, TokenProvider
-from gateway.admission import Admission, RefusedError
+from gateway.admission import Admission, Admitted, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
 from gateway.graphiql import page as graphiql_page
 from gateway.logs import request_id_of
 from gateway.metrics import Metrics
+from gateway.params import RequestError, read_params
 from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
 from policies.model import Principal
@@ -72,33 +80,30 @@ def caller_credentials(tokens: TokenProvider | None, authorization: str | None) 
 
 def _json(payload: Any, status: int = 200, request_id: str = "", media: str = JSON) -> Response:
     headers = {"x-request-id": request_id} if request_id else None
-    return Response(orjson.dumps(payload), status_code=status, media_type=media, headers=headers)
+    return Response(_dumps(payload), status_code=status, media_type=media, headers=headers)
+
+
+def _dumps(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:  # a lone surrogate from a stored or upstream value
+        return orjson.dumps(_scrub(payload))
+
+
+def _scrub(value: Any) -> Any:
+    """`value` with every lone UTF-16 surrogate in its strings replaced by U+FFFD."""
+    if isinstance(value, str):
+        return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
 
 
 def _error(code: str, message: str, status: int, request_id: str, **ext: Any) -> Response:
     return _json({"errors": [{"message": message, "extensions": {"code": code, **ext}}]},
                  status, request_id)
-
-
-class BodyTooLargeError(ValueError):
-    """The request body is over the limit (HTTP 413)."""
-
-
-class UnsupportedMediaTypeError(ValueError):
-    """The request body is neither JSON nor application/graphql (HTTP 415)."""
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
-    chunks, size = [], 0
-    async for chunk in request.stream():  # never buffer more than the limit
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _media(request: Request) -> str | None:
@@ -123,118 +128,44 @@ def _refuse(refused: RefusedError, request_id: str, media: str) -> Response:
     return response
 
 
-async def _read_params(request: Request, max_body: int = MAX_BODY_BYTES) -> dict[str, Any]:
-    if request.method == "GET":
-        params: dict[str, Any] = dict(request.query_params)
-        for key in ("variables", "extensions"):
-            if params.get(key):
-                params[key] = orjson.loads(params[key])
-        return params
-    body = await _read_body(request, max_body)
-    content_type = request.headers.get("content-type", "").split(";")[0].strip()
-    if content_type == "application/graphql":
-        return {"query": body.decode()}
-    if content_type not in (JSON, ""):
-        raise UnsupportedMediaTypeError(
-            f"Unsupported content type {content_type!r}; send {JSON}.")
-    params = orjson.loads(body)
-    if not isinstance(params, dict):
-        raise ValueError("The request body must be one JSON object (batching is not supported).")
-    return params
-
-
-async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
-    request_id = request_id_of(request.scope)
-    if (request.method == "GET" and endpoint.graphiql
-            and "text/html" in request.headers.get("accept", "")
-            and "query" not in request.query_params):
-        return graphiql_page()  # served from this package: no CDN
-    media = _media(request)
-    if media is None:
-        return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
-    try:
-        params = await _read_params(request, endpoint.max_body_bytes)
-    except BodyTooLargeError as exc:
-        return _error("QUERY_TOO_COMPLEX", str(exc), 413, request_id, limit="bodyBytes",
-                      maximum=endpoint.max_body_bytes)
-    except UnsupportedMediaTypeError as exc:
-        return _error("BAD_USER_INPUT", str(exc), 415, request_id)
-    except (ValueError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-        message = str(exc) if isinstance(exc, ValueError) and not isinstance(
-            exc, orjson.JSONDecodeError) else "The request body is not valid JSON."
-        return _error("BAD_USER_INPUT", message, 400, request_id)
-    query = params.get("query")
-    variables = params.get("variables") or None
-    persisted = isinstance(params.get("extensions"), dict) and "persistedQuery" in params[
-        "extensions"]
-    if (not isinstance(query, str) or not query.strip()) and not persisted:
-        return _error("BAD_USER_INPUT", "The request has no GraphQL query.", 400, request_id)
-    if variables is not None and not isinstance(variables, dict):
-        return _error("BAD_USER_INPUT", "'variables' must be a JSON object.", 400, request_id)
-
-    try:
-        principal = await endpoint.authenticate(request)
-    except AuthError as exc:
-        response = _error("UNAUTHENTICATED", str(exc), 401, request_id)
-        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
-        return response
-
-    document = admitted = None
-    if endpoint.admission is not None:
-        try:
-            admitted = await endpoint.admission.admit(request.method, principal.client_id or "",
-                                                      params)
-        except RefusedError as refused:
-            return _refuse(refused, request_id, media)
-        query, document = admitted.query, admitted.document
-        request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
-
-    outcome = await run_operation(
-        endpoint, principal, query, variables, request_id=request_id,
-        operation_name=params.get("operationName"), document=document,
-        fresh=request.headers.get("cache-control", "") == "no-cache",
-        credentials=caller_credentials(endpoint.tokens, request.headers.get("authorization")))
-    if admitted is not None and not outcome.request_error:
-        await endpoint.admission.register(admitted)  # it validated: APQ may keep it
-    media = (GRAPHQL_JSON if GRAPHQL_JSON in request.headers.get("accept", "")
-             and not outcome.audit_unavailable else JSON)
-    return _json(outcome.payload, outcome.status(media), request_id, media)
-
-
 @dataclass(frozen=True)
 class Outcome:
-    """What one executed operation gives its transport: the JSON payload, whether the request
-    itself was wrong (nothing executed), and whether patient data was withheld because the
-    audit could not be written."""
+    """What running one operation gave: the response body and how it ended.
+
+    `request_error`: it failed before execution (parse, validation, variable coercion), so the
+    body has no `data` entry; `audit_unavailable`: the audit write failed and the data was
+    withheld (HTTP 503).
+    """
 
     payload: dict[str, Any]
-    request_error: bool
+    request_error: bool = False
     audit_unavailable: bool = False
 
-    def status(self, media: str) -> int:
-        """The HTTP status (GraphQL over HTTP): 503 when the audit failed, 400 for a request
-        error answered as graphql-response+json, else 200."""
+    def status(self, media: str = JSON) -> int:
+        """The HTTP status for this outcome in the response media type."""
         if self.audit_unavailable:
             return 503
-        return 400 if self.request_error and media == GRAPHQL_JSON else 200
+        if media == GRAPHQL_JSON and self.payload.get("data") is None:
+            return 400
+        return 200
 
 
-async def run_operation(
-    endpoint: Endpoint,
-    principal: Principal,
-    query: str | None,
-    variables: dict[str, Any] | None,
-    *,
-    request_id: str,
-    operation_name: str | None = None,
-    document: Any = None,
-    fresh: bool = False,
-    credentials: Credentials = NO_CREDENTIALS,
-) -> Outcome:
-    """Execute one operation for `principal` and audit it before anything is answered: the
-    one place execute, ledger, audit and metrics happen, for /graphql and every other door
-    that answers from the schema (CDS Hooks). `credentials` are the caller's towards the
-    upstreams (`caller_credentials(endpoint.tokens, authorization_header)`)."""
+async def run_operation(endpoint: Endpoint, principal: Principal, query: str,
+                        variables: dict[str, Any] | None, *, request_id: str,
+                        operation_name: str | None = None, document: Any = None,
+                        fresh: bool = False,
+                        credentials: Credentials = NO_CREDENTIALS) -> Outcome:
+    """Execute one operation for an authenticated `principal`, audit every access it made,
+    and give the response body; patient data leaves only once its audit events are committed.
+
+    `document` is the query already parsed (and measured) by admission, if it was;
+    `credentials` are the caller's towards the upstreams
+    (`caller_credentials(endpoint.tokens, authorization_header)`).
+
+    >>> outcome = await run_operation(endpoint, principal, QUERY, {"nin": nin},
+    ...                               request_id=rid)  # doctest: +SKIP
+    >>> outcome.status(), outcome.payload["data"]  # doctest: +SKIP
+    """
     ctx = Context(services=endpoint.services, principal=principal, request_id=request_id,
                   fresh=fresh, credentials=credentials)
     ctx.document = document  # parsed once, in admission; the schema reuses it
@@ -245,7 +176,6 @@ async def run_operation(
         ledger = ctx.finish()  # what was delivered; the fetches nobody awaited are stopped
     if endpoint.telemetry is not None:
         endpoint.telemetry.sources(ledger)
-
     try:
         events = events_for(ledger)
         if events:
@@ -256,16 +186,70 @@ async def run_operation(
         message = ("The access could not be recorded, so no patient data is delivered; "
                    "try again shortly.")
         return Outcome({"errors": [{"message": message, "extensions": {
-            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, False, True)
+            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, audit_unavailable=True)
     if endpoint.metrics is not None:
         endpoint.metrics.record(events)  # only what the audit trail holds is counted
-
     payload: dict[str, Any] = {}
     errors = [format_error(e) for e in result.errors or []] + ctx.errors
     if errors:
         payload["errors"] = errors
-    payload["data"] = result.data
+    request_error = result.data is None and any(e.path is None for e in result.errors or ())
+    if not request_error:
+        payload["data"] = result.data
     summary = completeness(ledger)  # which sources and categories did not answer completely
     if summary is not None:
         payload["extensions"] = {"completeness": summary}
-    return Outcome(payload, result.data is None)  # nothing ran: parse or validation failed
+    return Outcome(payload, request_error=request_error)
+
+
+async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
+    request_id = request_id_of(request.scope)
+    if request.method not in ("GET", "POST"):
+        response = _error("BAD_USER_INPUT", "Send GraphQL requests with GET or POST.", 405,
+                          request_id)
+        response.headers["allow"] = "GET, POST"
+        return response
+    if (request.method == "GET" and endpoint.graphiql
+            and "text/html" in request.headers.get("accept", "")
+            and "query" not in request.query_params):
+        return graphiql_page()  # served from this package: no CDN
+    media = _media(request)
+    if media is None:
+        return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
+    try:
+        params = await read_params(request, endpoint.max_body_bytes)
+    except RequestError as exc:
+        return _error(exc.code, exc.message, exc.status, request_id, **exc.extensions)
+    if not (params.query or "").strip() and not params.persisted:
+        return _error("BAD_USER_INPUT", "The request has no GraphQL query.", 400, request_id)
+
+    try:
+        principal = await endpoint.authenticate(request)
+    except AuthError as exc:
+        response = _error("UNAUTHENTICATED", str(exc), 401, request_id)
+        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    query, document, admitted = params.query or "", None, None
+    if endpoint.admission is not None:
+        try:
+            admitted = await endpoint.admission.admit(request.method,
+                                                      principal.client_id or "", params)
+        except RefusedError as refused:
+            return _refuse(refused, request_id, media)
+        query, document = admitted.query, admitted.document
+        request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
+
+    outcome = await run_operation(
+        endpoint, principal, query, params.variables, request_id=request_id,
+        operation_name=params.operation_name, document=document,
+        fresh=request.headers.get("cache-control", "") == "no-cache",
+        credentials=caller_credentials(endpoint.tokens, request.headers.get("authorization")))
+    if admitted is not None and not outcome.request_error:
+        await _register(endpoint.admission, admitted)  # it validated: APQ may keep it
+    return _json(outcome.payload, outcome.status(media), request_id, media)
+
+
+async def _register(admission: Admission | None, admitted: Admitted) -> None:
+    if admission is not None:
+        await admission.register(admitted)

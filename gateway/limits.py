@@ -41,10 +41,17 @@ from graphql import (
 from graphql.type.definition import GraphQLNamedType
 from strawberry.extensions import SchemaExtension
 
+from gateway.bounds import BoundError, measure, scan
 from gateway.settings import LimitsSettings
 from schema.errors import BadUserInputError, QueryTooComplexError
 
 _INTROSPECTION = frozenset({"__schema", "__type"})
+_DIGITS = re.compile(r"\d{11}")
+MAX_NESTING = 64  # braces, brackets, parentheses and fragment levels: the parser recurses
+# The standard introspection query (graphql-js, GraphiQL) nests 15 fields deep; allow it,
+# and no deeper (`__type { ofType { ofType ... } } }` is recursive), and a few per document
+MAX_INTROSPECTION_DEPTH = 16
+MAX_INTROSPECTION_FIELDS = 3
 _PAGE_ARGUMENTS = frozenset({"first", "last", "limit"})
 _SUGGESTION = re.compile(r" ?Did you mean [^?]*\?")
 
@@ -77,24 +84,38 @@ class Limiter:
         self.parse = functools.lru_cache(maxsize=256)(self._parse)
 
     def _parse(self, query: str) -> DocumentNode:
-        """Parse `query`, refusing more than `max_tokens` lexical tokens (QUERY_TOO_COMPLEX)."""
+        """Parse `query`, refusing more than `max_tokens` lexical tokens or nesting deeper
+        than `MAX_NESTING` before the (recursive) parser sees it (QUERY_TOO_COMPLEX)."""
         limit = self.settings.max_tokens
         try:
+            scan(query, max_tokens=limit, max_nesting=MAX_NESTING)
             return parse(query, max_lexical_tokens=limit or None, max_comments=limit or None)
+        except BoundError as exc:
+            raise _too_complex(exc.limit, exc.maximum, exc.actual) from None
+        except RecursionError:  # unreachable past the scan; never a crash if it were
+            raise _too_complex("depth", MAX_NESTING) from None
         except GraphQLError as exc:
             if exc.message.startswith("Syntax Error: Document contains more than"):
                 raise _too_complex("tokens", limit) from None
-            raise BadUserInputError(f"The query cannot be parsed: {exc.message}",
-                                    locations=_locations(exc)) from None
+            raise BadUserInputError(
+                f"The query cannot be parsed: {_DIGITS.sub('***********', exc.message)}",
+                locations=_locations(exc)) from None
 
     def check(self, document: DocumentNode, schema: GraphQLSchema | None,
               variables: Mapping[str, Any] | None = None,
               operation_name: str | None = None) -> Shape:
-        """Measure the operation that will run; raise `QueryTooComplexError` on any limit."""
+        """Measure the document and the operation that will run; raise
+        `QueryTooComplexError` on any limit. The document bounds (selections, overlapping
+        field pairs) come first: they keep validation, which runs next, cheap."""
         s = self.settings
         aliases = sum(1 for _ in _aliased(document))
         if s.max_aliases and aliases > s.max_aliases:
             raise _too_complex("aliases", s.max_aliases, aliases)
+        try:
+            measure(document, max_selections=s.max_selections, max_overlaps=s.max_overlaps,
+                    max_nesting=MAX_NESTING)
+        except BoundError as exc:
+            raise _too_complex(exc.limit, exc.maximum, exc.actual) from None
         walk = _Walk(self, document, schema, variables or {})
         depth = cost = 0
         for operation in _operations(document, operation_name):
@@ -178,6 +199,7 @@ class _Walk:
         self.schema = schema
         self.variables = variables
         self.visited = 0  # bounds the work of the walk itself
+        self.introspections = 0  # __schema and __type fields seen
         self.measured: dict[str, tuple[int, int]] = {}  # fragment -> (depth below it, cost)
 
     def _budget(self, cost: int) -> None:
@@ -223,7 +245,14 @@ class _Walk:
             if not self.introspection:
                 raise BadUserInputError("Introspection is disabled on this server.",
                                         reason="INTROSPECTION_DISABLED")
-            return depth, 1  # bounded by the token limit; not our data, not our cost model
+            self.introspections += 1
+            if self.introspections > MAX_INTROSPECTION_FIELDS:
+                raise _too_complex("introspection", MAX_INTROSPECTION_FIELDS,
+                                   self.introspections)
+            below = self._depth(node.selection_set, frozenset())
+            if below + 1 > MAX_INTROSPECTION_DEPTH:
+                raise _too_complex("depth", MAX_INTROSPECTION_DEPTH, below + 1)
+            return depth + below, 1  # the schema's size bounds its answer, not our cost model
         if self.s.max_depth and depth > self.s.max_depth:
             raise _too_complex("depth", self.s.max_depth, depth)
         size = self._list_size(node)
@@ -236,6 +265,21 @@ class _Walk:
         multiplier = (size if size is not None else self.s.default_list_size) if is_list else 1
         d, c = self.selection_set(node.selection_set, child_type, depth, path)
         return d, 1 + multiplier * c
+
+    def _depth(self, selection_set: SelectionSetNode | None, path: frozenset[str]) -> int:
+        """How many field levels nest below `selection_set` (fragments expanded)."""
+        deepest = 0
+        for sel in selection_set.selections if selection_set is not None else ():
+            if isinstance(sel, FieldNode):
+                deepest = max(deepest, 1 + self._depth(sel.selection_set, path))
+            elif isinstance(sel, InlineFragmentNode):
+                deepest = max(deepest, self._depth(sel.selection_set, path))
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in path:
+                frag = self.fragments.get(sel.name.value)
+                if frag is not None:
+                    deepest = max(deepest, self._depth(frag.selection_set,
+                                                       path | {sel.name.value}))
+        return deepest
 
     def _list_size(self, node: FieldNode) -> int | None:
         """The page size a field asks for; refuses list arguments above `max_list_size`."""

@@ -18,6 +18,8 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from gateway.headlimit import MAX_HEADER_BYTES, uvicorn_options
+
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan failed to start
 
 
@@ -69,11 +71,14 @@ def address(sock: socket.socket) -> tuple[str, int]:
     return str(host), int(port)
 
 
-def serve(app: Any, sock: socket.socket, *, workers: int = 1, **config: Any) -> int:
+def serve(app: Any, sock: socket.socket, *, workers: int = 1,
+          max_header_bytes: int = MAX_HEADER_BYTES, **config: Any) -> int:
     """Serve `app` (an ASGI app, or an import string for several workers) on `sock` until a
-    signal stops it; returns the exit status. `config` goes to `uvicorn.Config`."""
+    signal stops it; returns the exit status. Request heads over `max_header_bytes` get 431
+    (gateway/headlimit.py); `config` goes to `uvicorn.Config`."""
     host, port = address(sock)
-    conf = uvicorn.Config(app, host=host, port=port, workers=workers, **config)
+    conf = uvicorn.Config(app, host=host, port=port, workers=workers,
+                          **uvicorn_options(max_header_bytes), **config)
     if workers > 1:
         Multiprocess(conf, sockets=[sock]).run()
         return 0

@@ -118,8 +118,11 @@ class LimitsSettings:
     max_tokens: int = 3000
     max_cost: int = 20000
     max_list_size: int = 100  # `first`/`last` arguments and list values
+    max_selections: int = 200  # fields, spreads, inline fragments in the document (as written)
+    max_overlaps: int = 300  # same-response-path field pairs validation compares
     default_list_size: int = 20  # what an unbounded list field is assumed to return
     max_body_bytes: int = 262144
+    max_header_bytes: int = 65536  # request line + headers; over it: HTTP 431 (gateway/serving.py)
 
 
 @redacted_repr

@@ -14,15 +14,19 @@
     connectors.errors.ConnectorError   UPSTREAM_TIMEOUT | UPSTREAM_UNAVAILABLE | UPSTREAM_INVALID
                                        | UPSTREAM_REJECTED, with extensions.source
 
-Anything else is masked as INTERNAL_SERVER_ERROR: its message never reaches the client. Messages
-never carry a national identity number, a name, a token or a URL path.
+Parse and validation errors, and variables that cannot be coerced to their type, are the
+client's mistake: BAD_USER_INPUT (a coercion error names the variable and its type, never the
+value sent). Anything else is masked as INTERNAL_SERVER_ERROR: its message never reaches the
+client. Messages never carry a national identity number, a name, a token or a URL path; an
+11-digit run a graphql-core message quotes from the query is masked.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, VariableDefinitionNode, print_ast
 
 from connectors.errors import ConnectorError
 
@@ -74,18 +78,41 @@ class PersistedQueryNotFoundError(KildeError):
     code = "PERSISTED_QUERY_NOT_FOUND"
 
 
+_DIGITS = re.compile(r"\d{11}")
+
+
+def coerced_variable(error: GraphQLError) -> VariableDefinitionNode | None:
+    """The variable whose value graphql-core could not coerce, when that is the error."""
+    node = error.nodes[0] if error.nodes else None
+    return node if error.path is None and isinstance(node, VariableDefinitionNode) else None
+
+
+def is_input_error(error: GraphQLError) -> bool:
+    """True for a client's mistake found before execution: a parse or validation error, or a
+    variable value that does not fit its type (never a resolver's or our own failure)."""
+    if error.path is not None:
+        return False
+    return error.original_error is None or coerced_variable(error) is not None
+
+
 def format_error(error: GraphQLError) -> dict[str, Any]:
     """One GraphQL error as JSON, with `extensions.code`; unknown failures are masked."""
     original = error.original_error
-    out: dict[str, Any] = {"message": error.message}
+    out: dict[str, Any] = {"message": _DIGITS.sub("***********", error.message)}
     if error.locations:
         out["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
     if error.path:
         out["path"] = list(error.path)
+    variable = coerced_variable(error)
     if isinstance(original, KildeError):
         out["extensions"] = {"code": original.code, **original.extensions}
     elif isinstance(original, ConnectorError):
         out["extensions"] = {"code": original.code, "source": original.source}
+    elif variable is not None:  # a value that does not fit the variable's type
+        name = variable.variable.name.value
+        out["message"] = (f"Variable '${name}' has a value that is not a valid "
+                          f"{print_ast(variable.type)}.")
+        out["extensions"] = {"code": "BAD_USER_INPUT", "variable": name}
     elif original is None:
         # parse and validation errors: the query itself is wrong
         out["extensions"] = {"code": "BAD_USER_INPUT"}

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache
 from strawberry.types import Info
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 
@@ -27,15 +27,18 @@ from policies.model import EMERGENCY_PURPOSES
 from policies.model import PrincipalKind as _Kind
 from schema import types
 from schema.context import Context, Denial, LogRead
-from schema.errors import BadUserInputError, ForbiddenError, KildeError
+from schema.errors import BadUserInputError, ForbiddenError, KildeError, is_input_error
+from schema.inputs import ARGUMENT_LIMITS, ValidateInputs, free_text
 from schema.patient import Patient
 from schema.pipeline.plan import requested_categories
 from schema.pipeline.request import PatientRequest
 from schema.plugins import extend_category_enum, plugin_query
+from schema.validation import Validate, Validator
 
 log = logging.getLogger("kilde.schema")
 
 MAX_PAGE = 100
+MAX_EMERGENCY_REASON = ARGUMENT_LIMITS["emergencyReason"]  # characters: a sentence
 
 
 def _field_selections(info: Info[Context, None]) -> tuple[list[str], dict[str, Any]]:
@@ -115,14 +118,28 @@ def _connection(page: Any) -> types.AccessLogConnection:
     )
 
 
+def _instant(value: datetime | None, name: str) -> datetime | None:
+    """An access-log bound: it must say its time zone (an instant, not a wall-clock time)."""
+    if value is None:
+        return None
+    if value.utcoffset() is None:
+        raise BadUserInputError(f"'{name}' must include a time zone, like "
+                                "2026-01-31T08:00:00+01:00 or 2026-01-31T07:00:00Z.",
+                                argument=name)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # year 1 with a negative offset
+        raise BadUserInputError(f"'{name}' is out of range.", argument=name) from None
+
+
 async def _read_log(ctx: Context, nin: str, start: datetime | None, end: datetime | None,
                     first: int | None, after: str | None) -> Any:
+    """A page of the access log; a foreign or malformed `after` is the store's
+    `AuditCursorError`, a BAD_USER_INPUT."""
     size = _page_size(first)
-    try:
-        return await ctx.services.access_log.query(
-            patient_nin=nin, start=start, end=end, first=size, after=after)
-    except ValueError:  # the store did not issue this cursor
-        raise BadUserInputError("'after' is not a cursor from this connection.") from None
+    return await ctx.services.access_log.query(
+        patient_nin=nin, start=_instant(start, "from"), end=_instant(end, "to"), first=size,
+        after=after)
 
 
 @strawberry.type
@@ -144,9 +161,7 @@ class Query:
             limiter = ctx.services.fresh_limiter
             ctx.fresh = limiter is None or await limiter.allow(ctx.principal.person_id)
             fresh_refused = not ctx.fresh  # served from cache: the summary says so
-        reason = (emergency_reason or "").strip() or None
-        if reason is not None and len(reason) > 500:
-            raise BadUserInputError("'emergencyReason' is longer than 500 characters.")
+        reason = free_text(emergency_reason, "emergencyReason", MAX_EMERGENCY_REASON)
         if reason is not None and not ctx.principal.is_emergency:
             purpose = ctx.principal.purpose_of_use
             raise BadUserInputError(
@@ -274,12 +289,11 @@ class Query:
         if principal.municipality is None:
             raise ForbiddenError("Your organisation is not a municipality this Kilde serves.",
                                  reason="NO_MUNICIPALITY")
-        try:
-            page = await ctx.services.access_log.query(
-                patient_nin=None, start=from_, end=to, first=_page_size(first), after=after,
-                actor_municipality=principal.municipality, emergency_only=True)
-        except ValueError:  # the store did not issue this cursor
-            raise BadUserInputError("'after' is not a cursor from this connection.") from None
+        # a foreign cursor is the store's AuditCursorError, a BAD_USER_INPUT
+        page = await ctx.services.access_log.query(
+            patient_nin=None, start=_instant(from_, "from"), end=_instant(to, "to"),
+            first=_page_size(first), after=after, actor_municipality=principal.municipality,
+            emergency_only=True)
         # each patient whose log entries are shown: the patient may ask who read them
         for nin in dict.fromkeys(e.patient_nin for e in page.events if e.patient_nin):
             ctx.log_reads.append(LogRead(nin, decision))
@@ -310,26 +324,30 @@ class KildeSchema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         for error in errors:
             original = error.original_error
-            if original is None or isinstance(original, KildeError | ConnectorError):
+            if is_input_error(error) or isinstance(original, KildeError | ConnectorError):
                 continue
             log.error("unexpected %s in resolver:\n%s", type(original).__name__,
                       "".join(traceback.format_tb(original.__traceback__)))
 
 
 def build_schema(
-    *extensions: Any, parsed: Any = None, categories: Sequence[CategorySpec] = ()
+    *extensions: Any, parsed: Any = None, categories: Sequence[CategorySpec] = (),
+    suggestions: bool = True,
 ) -> strawberry.Schema:
     """The GraphQL schema; built once at start. `parsed` replaces the parser cache when the
     gateway hands over documents it parsed already (gateway/limits.py); `extensions` are added.
     `categories` are the plugin categories of the enabled connectors (schema/plugins.py).
+    `suggestions` keeps graphql-core's "Did you mean ...?" in validation errors (the demo;
+    production switches them off, schema/validation.py says why).
     """
     query = plugin_query(Query, categories) if categories else Query
     # Parsing and validating the same operation again dominated the request's CPU time
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
     # The caches live at module level, keyed by maxsize: the factories are cheap per request.
+    validator = Validator(maxsize=256, suggestions=suggestions)
     schema = KildeSchema(query=query, extensions=[parsed or (lambda: ParserCache(maxsize=256)),
-                                                  lambda: ValidationCache(maxsize=256),
-                                                  *extensions])
+                                                  lambda: Validate(validator),
+                                                  ValidateInputs, *extensions])
     if categories:
         extend_category_enum(schema, categories)
     return schema

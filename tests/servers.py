@@ -16,6 +16,7 @@ import uvicorn
 from connectors.base import ConnectorSettings
 from gateway.app import create_app
 from gateway.demo import demo_routes
+from gateway.headlimit import uvicorn_options
 from gateway.settings import BUILTIN_CONNECTORS, Settings
 from sandbox import helseid as sandbox_helseid
 
@@ -54,7 +55,7 @@ class ServerThread:
         self.port = port_of(self.sock)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
                                 access_log=False, lifespan="on", log_level="warning",
-                                timeout_graceful_shutdown=1)
+                                timeout_graceful_shutdown=1, **uvicorn_options())
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self._run, daemon=True)
 

@@ -16,8 +16,9 @@ True
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +26,7 @@ OUTCOMES = ("DELIVERED", "DENIED")
 # Fields added since the first stored events; omitted from the stored form while None.
 ADDED_FIELDS = frozenset({"toa"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,29 @@ def _to_dict(event: AuditEvent) -> dict[str, Any]:
             ]
         data[f.name] = value
     return data
+
+
+def _storable_text(value: str) -> str:
+    if "\x00" not in value and not _SURROGATE.search(value):
+        return value
+    return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
+
+
+def storable(event: AuditEvent) -> AuditEvent:
+    """`event` as the stores write it: a NUL or a lone UTF-16 surrogate in any text becomes
+    U+FFFD. Neither can live in PostgreSQL text (its JSON functions refuse the whole row, so
+    one such value would break every report, forever, in an append-only table); input
+    validation refuses them at the edge, and this keeps the store safe from any other path."""
+    changes: dict[str, Any] = {}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, str) and _storable_text(value) != value:
+            changes[f.name] = _storable_text(value)
+    deliveries = tuple(Delivery(_storable_text(d.category), _storable_text(d.source),
+                                _storable_text(d.status), d.count) for d in event.deliveries)
+    if deliveries != event.deliveries:
+        changes["deliveries"] = deliveries
+    return replace(event, **changes) if changes else event
 
 
 def canonical_bytes(event: AuditEvent) -> bytes:

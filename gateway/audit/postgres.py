@@ -22,7 +22,13 @@ import asyncpg
 
 from gateway.audit.batching import GroupCommitter
 from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
-from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
+from gateway.audit.events import (
+    AuditEvent,
+    canonical_bytes,
+    event_from_json,
+    format_time,
+    storable,
+)
 from gateway.audit.sink import (
     STREAM_BATCH,
     AuditPage,
@@ -105,13 +111,23 @@ END
 $do$;
 """
 
-USAGE = """
+# Reports parse bodies as jsonb, which refuses a whole row for one \u0000 or lone surrogate
+# escape anywhere in it. New rows never hold them (events.storable), but the table is
+# append-only: rows written before that rule would break a report for everyone, forever. So
+# every query that reads inside a body parses a copy with those escapes (not preceded by an
+# escaped backslash) replaced by \ufffd, and reads only what it needs, each with its JSON type.
+STORED_JSON = (r"regexp_replace(body, '(?<!\\)((?:\\\\)*)\\u(0000|d[89a-f][0-9a-f]{2})', "
+               r"'\1\\ufffd', 'gi')::jsonb")
+USAGE = r"""
 SELECT (e.recorded_at AT TIME ZONE 'UTC')::date, d->>'source', d->>'category',
-       j.b->>'actor_municipality', count(*), sum((d->>'count')::bigint)
+       j.b->>'actor_municipality', count(*),
+       LEAST(sum((d->>'count')::numeric), 9223372036854775807)::bigint
 FROM audit_events AS e
-CROSS JOIN LATERAL (SELECT e.body::jsonb AS b) AS j
-CROSS JOIN LATERAL jsonb_array_elements(j.b->'deliveries') AS d
-WHERE j.b->>'outcome' = 'DELIVERED' AND (d->>'count')::bigint > 0
+CROSS JOIN LATERAL (SELECT """ + STORED_JSON + r""" AS b) AS j
+CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(j.b->'deliveries') = 'array'
+                                        THEN j.b->'deliveries' ELSE '[]' END) AS d
+WHERE j.b->>'outcome' = 'DELIVERED' AND jsonb_typeof(d) = 'object'
+  AND jsonb_typeof(d->'count') = 'number' AND (d->>'count')::numeric > 0
   AND ($1::timestamptz IS NULL OR e.recorded_at >= $1)
   AND ($2::timestamptz IS NULL OR e.recorded_at < $2)
 GROUP BY 1, 2, 3, 4
@@ -214,6 +230,7 @@ class PostgresAuditSink:
     # -- writing ---------------------------------------------------------------------------
 
     async def write(self, event: AuditEvent) -> None:
+        event = storable(event)
         row = (event.event_id, event.recorded_at, event.patient_nin, canonical_bytes(event))
         await self._committer.submit(row)
 
@@ -354,11 +371,12 @@ def _where(patient_nin: str | None, start: datetime | None, end: datetime | None
     params: list[Any] = []
     for column, op, value in (
         ("patient_nin", "=", patient_nin), ("recorded_at", ">=", start),
-        ("recorded_at", "<", end), ("body::jsonb->>'actor_municipality'", "=", actor_municipality),
+        ("recorded_at", "<", end), (f"({STORED_JSON})->>'actor_municipality'", "=",
+                                    actor_municipality),
     ):
         if value is not None:
             params.append(value)
             where.append(f"{column} {op} ${len(params)}")
     if emergency_only:
-        where.append("(body::jsonb->>'emergency')::boolean")
+        where.append(f"({STORED_JSON})->'emergency' = 'true'::jsonb")
     return where, params

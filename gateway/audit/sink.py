@@ -39,8 +39,9 @@ class AuditUnavailableError(errors.AuditUnavailableError):
     code = "AUDIT_UNAVAILABLE"
 
 
-class AuditCursorError(ValueError):
-    """An `after` cursor that this audit trail did not issue (maps to BAD_USER_INPUT)."""
+class AuditCursorError(errors.BadUserInputError, ValueError):
+    """An `after` cursor that this audit trail did not issue: BAD_USER_INPUT (a ValueError
+    too, for callers outside GraphQL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +166,26 @@ def encode_cursor(recorded_us: int, seq: int) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
+MAX_CURSOR_CHARS = 64  # ours are ~40; anything longer is not one of them
+MAX_KEY = 2**62  # microseconds and sequence numbers both fit well below this
+
+
 def decode_cursor(cursor: str) -> tuple[int, int]:
     """The (recorded_us, seq) key a cursor stands for; AuditCursorError when it is not ours."""
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         tag, recorded_us, seq = raw.split(":")
-        if tag != "a1":
+        if tag != "a1" or not (recorded_us.isdigit() and seq.isdigit()):
             raise ValueError
-        return int(recorded_us), int(seq)
+        key = int(recorded_us), int(seq)
+        if not (key[0] < MAX_KEY and key[1] < MAX_KEY):
+            raise ValueError
+        return key
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise AuditCursorError("The 'after' cursor is not one this audit log issued.") from None
+        raise AuditCursorError("The 'after' cursor is not one this audit log issued.",
+                               argument="after") from None
 
 
 async def open_audit_sink(url: str, *, retention_days: int, create: bool = True) -> AuditSink:

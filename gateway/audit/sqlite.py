@@ -22,7 +22,13 @@ from urllib.parse import quote
 
 from gateway.audit.batching import GroupCommitter
 from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
-from gateway.audit.events import AuditEvent, canonical_bytes, event_from_json, format_time
+from gateway.audit.events import (
+    AuditEvent,
+    canonical_bytes,
+    event_from_json,
+    format_time,
+    storable,
+)
 from gateway.audit.sink import (
     STREAM_BATCH,
     AuditPage,
@@ -152,6 +158,7 @@ class SqliteAuditSink:
     # -- writing ---------------------------------------------------------------------------
 
     async def write(self, event: AuditEvent) -> None:
+        event = storable(event)  # no NUL or lone surrogate in what is stored and hashed
         row = (event.event_id, to_micros(event.recorded_at), event.patient_nin,
                canonical_bytes(event))
         await self._committer.submit(row)
@@ -263,7 +270,7 @@ class SqliteAuditSink:
     async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
         low, high = usage_bounds(start, end)
         bounds = (to_micros(low) if low else -(2**62), to_micros(high) if high else 2**62)
-        rows = await self._call(lambda: _open(self._conn).execute(USAGE, bounds).fetchall())
+        rows = await self._call(_usage_rows, self, bounds)
         return sort_usage(
             [UsageRow(date.fromisoformat(d), s, c, m, n, items) for d, s, c, m, n, items in rows]
         )
@@ -436,6 +443,21 @@ def _open(conn: sqlite3.Connection | None) -> sqlite3.Connection:
     if conn is None:
         raise sqlite3.ProgrammingError("the audit database is closed")
     return conn
+
+
+def _usage_rows(sink: SqliteAuditSink, bounds: tuple[int, int]) -> list[Any]:
+    # json_extract turns a lone-surrogate escape stored in an old row into bytes that are not
+    # UTF-8: decode leniently here, so no stored value can break the report
+    conn = _open(sink._conn)
+    conn.text_factory = _lenient_text
+    try:
+        return conn.execute(USAGE, bounds).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _select_one(sink: SqliteAuditSink) -> None:

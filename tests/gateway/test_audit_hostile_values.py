@@ -1,0 +1,109 @@
+"""No value stored in the audit trail can break a report: hostile text written straight to
+each store (SQLite and PostgreSQL), through today's write path and as a row written before
+values were made storable, and the usage report, the access log and verification still work."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from gateway.audit import AuditSink, Delivery, open_audit_sink
+from gateway.audit.events import canonical_bytes, storable
+from tests.gateway.audit_support import BASE, PATIENT_A, event, full_event
+
+HOSTILE = [
+    "nul\x00byte",
+    "\x00",
+    "lone \ud800 high",
+    "lone \udfff low",
+    "esc \x1b[31m red \x1b[0m",
+    "c1 \x85\x9b",
+    "back\\slash \\u0000 written out",
+    "\\\x00 escaped backslash then NUL",
+    'quote " and }]',
+    "emoji 🏃 and æøå",
+    "x" * 100_000,
+    "\ufffe\uffff",
+]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/audit.sqlite3"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def sink(url: str) -> AsyncIterator[AuditSink]:
+    opened = await open_audit_sink(url, retention_days=3650)
+    try:
+        yield opened
+    finally:
+        await opened.aclose()
+
+
+def _hostile_events() -> list:
+    events = []
+    for i, text in enumerate(HOSTILE):
+        events.append(full_event(
+            event_id=f"00000000-0000-4000-8000-{i:012d}", recorded_at=BASE + timedelta(
+                minutes=i), emergency_reason=text, actor_name=text, decision_description=text,
+            point_of_care_name=text, request_id=text[:64],
+            deliveries=(Delivery("medications", "pll", "OK", 3),
+                        Delivery(text[:40], text[:40], "OK", 1))))
+    return events
+
+
+async def _reports_work(sink: AuditSink) -> None:
+    rows = await sink.usage(start=None, end=None)
+    pll = [r for r in rows if r.source == "pll" and r.category == "medications"]
+    assert sum(r.items for r in pll) == 3 * len(HOSTILE) + 2
+    page = await sink.query(patient_nin=PATIENT_A, start=None, end=None, first=1000,
+                            after=None)
+    assert page.total == len(HOSTILE) + 1
+    assert len(page.events) == page.total
+    emergency = await sink.query(patient_nin=None, start=None, end=None, first=1000,
+                                 after=None, actor_municipality="0301", emergency_only=True)
+    assert emergency.total == len(HOSTILE)  # full_event: Oslo's legevakt, emergency
+    streamed = [e async for e in sink.stream(actor_municipality="0301")]
+    assert len(streamed) == len(HOSTILE)
+    check = await sink.verify()
+    assert check.ok, check.problems
+
+
+async def test_hostile_text_written_now_leaves_every_report_working(sink: AuditSink) -> None:
+    await sink.write(event(0, deliveries=(Delivery("medications", "pll", "OK", 2),)))
+    for e in _hostile_events():
+        await sink.write(e)
+    await _reports_work(sink)
+    page = await sink.query(patient_nin=PATIENT_A, start=None, end=None, first=1000,
+                            after=None)
+    stored = {e.emergency_reason for e in page.events}
+    assert "nul\ufffdbyte" in stored  # what cannot be stored is replaced, visibly
+    assert "esc \x1b[31m red \x1b[0m" in stored  # the rest is kept as written
+    assert "back\\slash \\u0000 written out" in stored
+
+
+async def test_rows_written_before_values_were_made_storable_do_not_break_usage(
+        sink: AuditSink) -> None:
+    """The pre-fix write path stored NUL and lone surrogates as JSON escapes; an append-only
+    table keeps such rows for the whole retention period."""
+    await sink.write(event(0, deliveries=(Delivery("medications", "pll", "OK", 2),)))
+    legacy = _hostile_events()[:4]
+    for e in legacy:
+        assert canonical_bytes(storable(e)) != canonical_bytes(e)  # these really are hostile
+        await sink._committer.submit(_row(sink, e))  # type: ignore[attr-defined]
+    for e in _hostile_events()[4:]:
+        await sink.write(e)
+    await _reports_work(sink)
+
+
+def _row(sink: AuditSink, e: object) -> tuple:
+    from gateway.audit.sink import to_micros
+
+    recorded = e.recorded_at  # type: ignore[attr-defined]
+    when = to_micros(recorded) if type(sink).__name__ == "SqliteAuditSink" else recorded
+    return (e.event_id, when, e.patient_nin, canonical_bytes(e))  # type: ignore[attr-defined]
