@@ -115,7 +115,7 @@ def extra_stores(count: int) -> list[str]:
 
 def kilde_env(ctx: Context, port: int, audit_url: str, *, workers: int = 1,
               cache_url: str = "", sources: tuple[str, ...] = BUILTIN,
-              stores: int = 1) -> dict[str, str]:
+              stores: int = 1, extra_env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Production settings for `kilde serve` against the bench sandbox.
 
     `stores` > 1 adds municipal stores (each one more upstream call per request): extra
@@ -149,6 +149,7 @@ def kilde_env(ctx: Context, port: int, audit_url: str, *, workers: int = 1,
         env["KILDE_CACHE__URL"] = cache_url
     else:
         env["KILDE_CACHE__ENABLED"] = "false"
+    env.update(extra_env or {})
     return env
 
 
@@ -204,12 +205,14 @@ async def _schema(url: str, sql: str) -> bool:
 def start_kilde(ctx: Context, audit_url: str, *, workers: int = 1, cache_url: str = "",
                 sources: tuple[str, ...] = BUILTIN, stores: int = 1,
                 cpus: str | None = None, prefix: list[str] | None = None,
-                name: str = "kilde") -> Iterator[System]:
-    """`kilde serve` in production mode; `prefix` wraps the command (e.g. a profiler)."""
+                name: str = "kilde", extra_env: Mapping[str, str] | None = None,
+                ) -> Iterator[System]:
+    """`kilde serve` in production mode; `prefix` wraps the command (e.g. a profiler);
+    `extra_env` adds or overrides settings."""
     sock = listening_socket()
     port = port_of(sock)
     env = kilde_env(ctx, port, audit_url, workers=workers, cache_url=cache_url,
-                    sources=sources, stores=stores)
+                    sources=sources, stores=stores, extra_env=extra_env)
     args = [*(prefix or []), *kilde("serve", "--fd", str(sock.fileno()))]
     with process(args, env, f"http://127.0.0.1:{port}/healthz", cpus=cpus, log=name,
                  sock=sock) as proc:

@@ -1,11 +1,15 @@
 """Where cached bytes live: aiocache in memory (one process) or in Redis (shared by replicas).
 
 Sits under the cache wrapper (`connectors.cache`), which only stores sealed bytes under HMAC
-keys here. Redis trouble is not an outage: every call has a short timeout, a failure marks the
-store *degraded* and for `retry_seconds` calls fail fast without touching the network (the
-cache is bypassed, requests go to the sources); the next call after that probes Redis again and
-recovers by itself. redis and aiocache errors never leave this module: they become
-`CacheUnavailableError`.
+keys here, and under everything else that talks to Redis: persisted queries, rate limits and
+fresh-data limits (gateway/), the cross-replica single-flight lock. Redis trouble is not an
+outage, whether Redis is gone (connections refused) or hung (SIGSTOP, a full network buffer:
+connections accepted, nothing answered): every call has a short timeout (`op_timeout`); a
+failure marks the store *degraded*, and for `retry_seconds` every call fails at once without
+touching the network, so callers use their local fallback (the cache is bypassed, counts are
+kept in the process). After that exactly one call probes Redis, while the others still fail
+fast; when it answers, the store recovers by itself. redis and aiocache errors never leave this
+module: they become `CacheUnavailableError`.
 
 >>> store = open_store("memory://")
 >>> store.status
@@ -72,8 +76,9 @@ class CacheStore:
         self._retry_seconds = retry_seconds
         self._clock = clock
         self._down_until = 0.0
+        self._probing = False
         self.degraded = False
-        self.failures = 0
+        self.failures = 0  # calls that failed (timeouts included); the bypassed are not counted
 
     @property
     def status(self) -> str:
@@ -81,8 +86,11 @@ class CacheStore:
         return "degraded" if self.degraded else "ok"
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        if self.degraded and self._clock() < self._down_until:
-            raise CacheUnavailableError("The cache store is degraded; bypassing it.")
+        probe = False
+        if self.degraded:
+            if self._probing or self._clock() < self._down_until:
+                raise CacheUnavailableError("The cache store is degraded; bypassing it.")
+            probe = self._probing = True  # this call tries Redis; the others keep bypassing
         try:
             if self._timeout is None:
                 value = await op()
@@ -100,6 +108,9 @@ class CacheStore:
             self._down_until = self._clock() + self._retry_seconds
             raise CacheUnavailableError(
                 f"The {self.kind} cache store failed ({type(exc).__name__}).") from exc
+        finally:
+            if probe:
+                self._probing = False
         if self.degraded:
             log.warning("cache store %s recovered", self.kind)
             self.degraded = False
@@ -146,7 +157,15 @@ class CacheStore:
         """Add one to a counter and (re)start its TTL (whole seconds)."""
         key = self.namespace + key
 
+        client = getattr(self._backend, "client", None)
+
         async def op() -> int:
+            if client is not None:  # Redis: one round trip, and never a counter without TTL
+                async with client.pipeline(transaction=True) as pipe:
+                    pipe.incr(key)
+                    pipe.expire(key, ttl)
+                    value, _ = await pipe.execute()
+                return int(value)
             value = int(await self._backend.increment(key, 1))
             await self._backend.expire(key, ttl)
             return value
@@ -166,12 +185,14 @@ class CacheStore:
 
     async def aclose(self) -> None:
         try:
-            client = getattr(self._backend, "client", None)
-            if client is not None:  # redis-py's close() is deprecated; aclose() and the pool
-                await client.aclose()
-                await client.connection_pool.disconnect()
-            else:
-                await self._backend.close()
+            # a hung Redis must not hold up shutdown: closing is bounded too
+            async with asyncio.timeout(max(1.0, 4 * (self._timeout or 0.25))):
+                client = getattr(self._backend, "client", None)
+                if client is not None:  # redis-py's close() is deprecated; aclose() + the pool
+                    await client.aclose()
+                    await client.connection_pool.disconnect()
+                else:
+                    await self._backend.close()
         except Exception as exc:  # closing a dead connection is not worth failing shutdown
             log.debug("cache store close failed: %s", type(exc).__name__)
 

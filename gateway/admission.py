@@ -15,7 +15,6 @@ status; nothing after it runs, so a refused query calls no resolver and no upstr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from graphql import DocumentNode, GraphQLSchema, OperationType
 
@@ -130,21 +129,21 @@ class Admission:
 
 
 def build_admission(settings: Settings, schema: GraphQLSchema | None,
-                    redis: Any | None = None, *, shared: CacheStore | None = None,
-                    keys: CacheKeys | None = None) -> Admission:
-    """Admission from settings; `shared` (the cache store, when it is Redis) with the cache
-    `keys` holds registered queries for every replica; `redis` backs rate limits.
+                    store: CacheStore | None = None, keys: CacheKeys | None = None) -> Admission:
+    """Admission from settings; `store` (the cache store: when it is Redis, shared by every
+    replica, and guarded against a gone or hung Redis) holds registered queries, sealed with
+    the cache `keys`, and the rate-limit counts.
 
     Raises ValueError with one sentence when the allowlist file is unusable.
     """
     pq = settings.persisted
-    store: QueryStore = (SharedQueryStore(shared, keys, pq.ttl_seconds)
-                         if shared is not None and shared.shared and keys is not None
-                         else MemoryQueryStore(pq.max_entries))
+    query_store: QueryStore = (SharedQueryStore(store, keys, pq.ttl_seconds)
+                               if store is not None and store.shared and keys is not None
+                               else MemoryQueryStore(pq.max_entries))
     allowlist = load_allowlist(pq.allowlist_file) if pq.allowlist_file else None
     return Admission(
         Limiter(settings.limits, introspection=not settings.production),
-        PersistedQueries(pq, store, allowlist),
-        RateLimiter(settings.rate_limit, redis),
+        PersistedQueries(pq, query_store, allowlist),
+        RateLimiter(settings.rate_limit, store),
         schema,
     )

@@ -42,7 +42,6 @@ from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics
-from gateway.ratelimit import open_redis
 from gateway.security import add_security
 from gateway.settings import Settings
 from gateway.sources import Sources, wrap_sources
@@ -112,9 +111,6 @@ def create_app(
                 retention(audit, retention_days=settings.audit.retention_days))
             metrics = Metrics()
             telemetry = RequestMetrics(metrics.registry, sources.health.breakers)
-            redis = open_redis(settings.cache.url)  # APQ store and rate-limit counts
-            if redis is not None:
-                stack.push_async_callback(redis.aclose)
             schema = build_schema(*([HideSuggestions] if settings.production else []),
                                   parsed=UseParsedDocument, suggestions=not settings.production,
                                   categories=registry.plugin_categories)
@@ -139,8 +135,8 @@ def create_app(
                 audit=audit,
                 graphiql=settings.graphiql and not settings.production,
                 metrics=metrics,
-                admission=build_admission(settings, schema._schema, redis,
-                                          shared=sources.store, keys=sources.keys),
+                # APQ and rate limits share the cache's guarded store (Redis: every replica)
+                admission=build_admission(settings, schema._schema, sources.store, sources.keys),
                 max_body_bytes=settings.limits.max_body_bytes,
                 telemetry=telemetry,
                 tokens=tokens,

@@ -3,9 +3,10 @@
 Sits in the GraphQL endpoint right after authentication (the client is the token's
 `client_id`): `RateLimiter.hit(client)` counts the request and returns how many seconds the
 client must wait when it is over `KILDE_RATE_LIMIT__REQUESTS` per
-`KILDE_RATE_LIMIT__WINDOW_SECONDS`, else None. With Redis every replica shares the counts; if
-Redis fails, the limiter counts in this process instead (it never blocks service on Redis).
-Keys hold a hash of the client id, never a person.
+`KILDE_RATE_LIMIT__WINDOW_SECONDS`, else None. With Redis (the cache's `CacheStore`) every
+replica shares the counts; when Redis is gone or hung, the store's guard answers at once and the
+limiter counts in this process instead (it never blocks service on Redis). Keys hold a hash of
+the client id, never a person.
 
 >>> limiter = RateLimiter(RateLimitSettings(requests=1, window_seconds=60))
 >>> import asyncio; asyncio.run(limiter.hit("app")) is None
@@ -15,36 +16,23 @@ True
 from __future__ import annotations
 
 import hashlib
-import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
+from connectors.cachestore import CacheStore, CacheUnavailableError
 from gateway.settings import RateLimitSettings
-
-log = logging.getLogger("kilde.ratelimit")
-
-
-def open_redis(url: str) -> Any | None:
-    """A `redis.asyncio` client for a redis:// or rediss:// URL (connects lazily), else None."""
-    if not url.startswith(("redis://", "rediss://")):
-        return None
-    import redis.asyncio
-
-    return redis.asyncio.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
 class RateLimiter:
     """Counts requests per client per window; `hit()` says how long to wait when over."""
 
-    def __init__(self, settings: RateLimitSettings, redis: Any | None = None,
+    def __init__(self, settings: RateLimitSettings, store: CacheStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
-        self.redis = redis
+        self.store = store if store is not None and store.shared else None
         self.clock = clock
         self._counts: dict[str, tuple[int, int]] = {}  # client key -> (window, count)
-        self._redis_failed = False
 
     @property
     def enabled(self) -> bool:
@@ -58,7 +46,7 @@ class RateLimiter:
         now = self.clock()
         index = int(now // window)
         key = hashlib.sha256(client.encode()).hexdigest()[:24]
-        count = await self._redis_count(key, index, window) if self.redis is not None else None
+        count = await self._shared_count(key, index, window) if self.store is not None else None
         if count is None:
             count = self._local_count(key, index)
         if count <= self.settings.requests:
@@ -73,20 +61,9 @@ class RateLimiter:
             self._counts = {k: v for k, v in self._counts.items() if v[0] == index}
         return count
 
-    async def _redis_count(self, key: str, index: int, window: float) -> int | None:
-        from redis.exceptions import RedisError
-
-        name = f"kilde:rl:{key}:{index}"
+    async def _shared_count(self, key: str, index: int, window: float) -> int | None:
+        assert self.store is not None
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incr(name)
-                pipe.expire(name, math.ceil(window) + 1)
-                count, _ = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            if not self._redis_failed:
-                log.warning("rate-limit store unavailable (%s); counting per process",
-                            type(exc).__name__)
-            self._redis_failed = True
-            return None
-        self._redis_failed = False
-        return int(count)
+            return await self.store.increment(f"kilde:rl:{key}:{index}", math.ceil(window) + 1)
+        except CacheUnavailableError:
+            return None  # counted in this process meanwhile (the store logs the trouble)

@@ -20,7 +20,7 @@ from gateway.persisted import (
     load_allowlist,
     sha256_hex,
 )
-from gateway.ratelimit import RateLimiter, open_redis
+from gateway.ratelimit import RateLimiter
 from gateway.settings import PersistedSettings, RateLimitSettings
 from schema.errors import BadUserInputError, PersistedQueryNotFoundError
 from tests.gateway.inprocess import LEGEVAKT_PATIENT, LEGEVAKT_QUERY, gateway, settings_for
@@ -183,13 +183,18 @@ async def test_rate_limit_window_resets() -> None:
 @pytest.mark.redis
 async def test_redis_rate_limit_is_shared_by_replicas(redis_url: str) -> None:
     client = f"client-{uuid.uuid4()}"
-    a, b = open_redis(redis_url), open_redis(redis_url)
+    namespace = f"t-{uuid.uuid4().hex[:12]}:"
+    a, b = (open_store(redis_url, namespace=namespace) for _ in range(2))
     try:
         settings = RateLimitSettings(requests=3, window_seconds=30)
         replica_a, replica_b = RateLimiter(settings, a), RateLimiter(settings, b)
         results = [await (replica_a if i % 2 else replica_b).hit(client) for i in range(4)]
         assert results[:3] == [None, None, None]
         assert results[3] is not None
+        raw = a._backend.client
+        (key,) = await raw.keys(f"{namespace}kilde:rl:*")
+        assert client.encode() not in key  # a hash of the client id
+        assert 0 < await raw.ttl(key) <= 31  # counted and expiring in one round trip
     finally:
         await a.aclose()
         await b.aclose()
@@ -220,7 +225,7 @@ async def test_shared_query_store_is_shared_sealed_and_a_dead_redis_reads_as_not
         await SharedQueryStore(dead, KEYS, 60).put(sha256_hex(query), query)  # skipped
     finally:
         await dead.aclose()
-    dead_redis = open_redis("redis://127.0.0.1:1/0")
+    dead_redis = open_store("redis://127.0.0.1:1/0")
     try:
         limiter = RateLimiter(RateLimitSettings(requests=1), dead_redis)
         assert await limiter.hit("app") is None  # falls back to counting in this process
