@@ -20,6 +20,7 @@ from types import MappingProxyType
 import httpx
 
 from connectors.base import Connector, ConnectorSettings
+from connectors.boundary import CheckedConnector
 from connectors.errors import ConnectorConfigError
 from connectors.model import AnyCategory, Category, CategorySpec
 from connectors.plugin import as_plugin, check_options
@@ -141,7 +142,8 @@ def _load_one(name: str, available: tuple[Callable[..., Connector], str],
         )
     _check_categories(name, connector)
     standard = plugin.standard or str(getattr(connector, "standard", ""))
-    return Registered(connector, conf, version, standard, plugin.description)
+    # every answer is checked at the boundary: a wrong shape is UpstreamInvalidError
+    return Registered(CheckedConnector(connector), conf, version, standard, plugin.description)
 
 
 def _check_categories(name: str, connector: Connector) -> None:
