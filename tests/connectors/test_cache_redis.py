@@ -42,7 +42,10 @@ def make(url: str, prefix: str, *, ttl: float = 30, max_stale: float = 60,
          secret: str = SECRET, source: FakeSource | None = None
          ) -> tuple[CachedConnector, FakeSource, Clock]:
     clock = Clock()
-    cache = Cache(open_store(url, op_timeout=0.5, retry_seconds=0.05),
+    # these tests are about what Redis holds and shares, not about its timeouts: give a Redis
+    # call real headroom on a loaded machine (a 0.5 s timeout degraded the store mid-burst
+    # at load ~11 and split the single flight); the hung-Redis tests set their own timeout
+    cache = Cache(open_store(url, op_timeout=5.0, retry_seconds=0.05),
                   CacheKeys.from_secret(secret), clock=clock, prefix=prefix)
     source = source or FakeSource()
     return CachedConnector(source, cache, ttl=ttl, max_stale=max_stale), source, clock
