@@ -137,3 +137,23 @@ def test_each_sources_own_dose_is_readable_next_to_the_linked_medication(gw: Cli
     assert doses["eresept"] == "1 tablett x 3"
     assert [r["provenance"]["source"] for r in metformin["records"]] == [
         p["source"] for p in metformin["provenances"]]
+
+
+def test_a_municipal_cave_shows_and_the_same_cave_from_two_sources_is_one_item(
+    gw: Client,
+) -> None:
+    nin = by_tag("municipal-cave").nin
+    body = gw.query("""query($nin: String!) { patient(nin: $nin) {
+      criticalInformation { id description severity conflicts provenances { source recordId } }
+      alerts { kind title provenances { source } } } }""",
+                    gw.token("legevakt-lege", nin), {"nin": nin})
+    patient = body["data"]["patient"]
+    found = {c["description"]: c for c in patient["criticalInformation"]}
+    assert [p["source"] for p in found["Lateks"]["provenances"]] == ["municipal"]
+    penicillin = found["Penicilliner"]
+    assert [p["source"] for p in penicillin["provenances"]] == ["kjernejournal", "municipal"]
+    assert (penicillin["severity"], "severity" in penicillin["conflicts"]) == ("severe", True)
+    assert len(patient["criticalInformation"]) == 2
+    cave = {a["title"]: [p["source"] for p in a["provenances"]] for a in patient["alerts"]}
+    assert cave == {"CAVE Lateks": ["municipal"],
+                    "CAVE Penicilliner": ["kjernejournal", "municipal"]}
