@@ -178,6 +178,14 @@ class PatientViewService:
             response = _error(401, "UNAUTHENTICATED", exc.message, request_id)
             response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
             return response
+        admission = self.endpoint.admission
+        retry_after = (await admission.rate.hit(principal.client_id or "")
+                       if admission is not None else None)
+        if retry_after is not None:  # the same per-client budget as /graphql
+            response = _error(429, "RATE_LIMITED", f"Too many requests from this client; retry "
+                              f"after {int(retry_after)} s.", request_id)
+            response.headers["retry-after"] = str(int(retry_after))
+            return response
         try:
             body = await request.body()
             if len(body) > MAX_BODY_BYTES:

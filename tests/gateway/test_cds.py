@@ -285,3 +285,16 @@ async def test_conflicting_decisions_are_a_critical_card_naming_both_sources(h: 
     assert " og " in conflict["source"]["label"]
     assert "Kjernejournal" in conflict["source"]["label"]
     assert "Kommunal journal" in conflict["source"]["label"]
+
+
+async def test_the_hook_spends_the_clients_rate_limit_like_a_query() -> None:
+    from gateway.settings import RateLimitSettings
+
+    async with gateway(settings_for(rate_limit=RateLimitSettings(requests=2,
+                                                                 window_seconds=60))) as h:
+        assert (await call(h, hook())).status_code == 200
+        await h.post({"query": "{ me { kind } }"})  # the same client's budget
+        r = await call(h, hook())
+    assert r.status_code == 429
+    assert r.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(r.headers["retry-after"]) > 0
