@@ -13,7 +13,9 @@ Checks: declared name and categories; items of the right type, each with this so
 provenance and security labels; only the requested categories, and no upstream call when none
 it serves is requested; its timeout honoured; upstream failures mapped to the right
 `ConnectorError`; no identity number in errors, details or log lines; unknown fields ignored;
-cancellation safe; `aclose()` leaves the shared HTTP client open.
+cancellation safe; `aclose()` leaves the shared HTTP client open; every upstream call carries
+the upstream's own DPoP-bound HelseID token (`auth=request.credentials.to(audience)`), never
+the caller's.
 """
 
 from __future__ import annotations

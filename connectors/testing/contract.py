@@ -24,6 +24,7 @@ import pytest
 from connectors.base import ConnectorSettings
 from connectors.plugin import as_plugin
 from connectors.testing import checks
+from connectors.testing.credentials import check_upstream_credentials
 
 
 def _static(owner: object, attribute: str) -> Any:
@@ -95,6 +96,9 @@ class ConnectorContract:
 
     def test_is_cancellation_safe(self) -> None:
         self._run(checks.check_cancellation)
+
+    def test_calls_the_upstream_with_its_own_helseid_token(self) -> None:
+        self._run(check_upstream_credentials)
 
     def test_aclose_leaves_the_shared_client_open(self) -> None:
         self._run(checks.check_aclose)

@@ -26,8 +26,10 @@ from connectors import (
     SourceResult,
     UpstreamInvalidError,
 )
+from connectors.credentials import Audience
 from connectors.fhir import bundle_resources, coding_of, now, request_json
 from connectors.testing import ConnectorContract, checks
+from connectors.testing.credentials import check_upstream_credentials
 
 NIN = "14033841389"
 
@@ -55,6 +57,7 @@ class Good:
     def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
         self.url = f"{settings.base_url}/Condition/_search"
         self.http = http
+        self.audience = Audience.of(settings)
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
         if Category.CONDITIONS not in request.categories:
@@ -65,7 +68,8 @@ class Good:
     async def call(self, request: FetchRequest, timeout: float | None = None) -> Any:
         return await request_json(self.http, self.name, "POST", self.url,
                                   timeout=request.timeout if timeout is None else timeout,
-                                  data={"patient": request.patient_nin})
+                                  data={"patient": request.patient_nin},
+                                  auth=request.credentials.to(self.audience))
 
     def read(self, body: Any) -> list[Condition]:
         fetched = now()
@@ -164,6 +168,34 @@ class ClosesTheSharedClient(Good):
         await self.http.aclose()
 
 
+class SendsNoCredentials(Good):
+    async def call(self, request: FetchRequest, timeout: float | None = None) -> Any:
+        return await request_json(self.http, self.name, "POST", self.url,
+                                  timeout=request.timeout, data={"patient": request.patient_nin})
+
+
+class ForwardsTheCallersToken(Good):
+    def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
+        super().__init__(settings, http)
+        self.http = httpx.AsyncClient(transport=_Forwarding(http))
+
+
+class _Forwarding(httpx.AsyncBaseTransport):
+    """Adds the caller's token (as a careless connector would) beside the proper ones."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        from connectors.testing.credentials import CALLER_TOKEN
+
+        request.headers["x-forwarded-authorization"] = f"Bearer {CALLER_TOKEN}"
+        response = await self.http.send(request)
+        await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers,
+                              content=response.content)
+
+
 class RejectsUnknownFields(Good):
     def read(self, body: Any) -> list[Condition]:
         if any(set(r) - {"resourceType", "id", "code"} for r in bundle_resources(body, self.name)):
@@ -189,6 +221,8 @@ Check = Callable[..., Coroutine[Any, Any, Any]]
     (LeavesATaskBehind, checks.check_cancellation, (), "left 1 task"),
     (ClosesTheSharedClient, checks.check_aclose, (), "closed the shared HTTP client"),
     (RejectsUnknownFields, checks.check_unknown_fields, (), "ignore unknown fields"),
+    (SendsNoCredentials, check_upstream_credentials, (), "does not send the upstream's HelseID"),
+    (ForwardsTheCallersToken, check_upstream_credentials, (), "forwards the caller's token"),
 ])
 def test_contract_kit_fails_a_connector_that_breaks_the_contract(
     connector: type, check: Check, args: tuple[str, ...], complaint: str

@@ -98,4 +98,4 @@ def test_the_scaffold_output_uses_only_the_public_api(tmp_path: Path) -> None:
     files = sorted(package.rglob("*.py"))
     assert _private_imports(files, ("kilde_hub",)) == []
     assert {m for path in files for _, m in _imports(path) if m.startswith("connectors")} == {
-        "connectors", "connectors.fhir", "connectors.testing"}
+        "connectors", "connectors.credentials", "connectors.fhir", "connectors.testing"}

@@ -4,6 +4,7 @@ scan everything it wrote for every synthetic identity number, name and token."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ class Driver:
         self.tokens: list[str] = []
         self.request_ids: list[str] = []
         self.bad_nins: list[str] = []
+        self.delivered = 0  # answers with patient data: the scenarios really reached sources
         self.client = httpx.Client(timeout=10)
 
     def token(self, persona: str, patient: str | None = None, **kw: object) -> str:
@@ -61,6 +63,8 @@ class Driver:
                              headers=headers)
         assert r.status_code < 500 or r.status_code == 503, r.text
         self.request_ids.append(r.headers.get("x-request-id", ""))
+        if r.status_code == 200 and (r.json().get("data") or {}).get("patient"):
+            self.delivered += 1
         return r
 
     def scenarios(self, stack: Stack) -> None:
@@ -128,7 +132,8 @@ def driven(stack: Stack, tmp_path: Path) -> tuple[str, Driver, str]:
                     KILDE_LOG_LEVEL="DEBUG", KILDE_CONNECTORS__KJERNEJOURNAL__TIMEOUT="0.3")
     output = tmp_path / "gateway.log"
     proc = start_serve(env, output, sock)
-    driver = Driver(f"http://127.0.0.1:{port}", Settings.from_env({"KILDE_MODE": "demo"}))
+    # serve_env trusts the sandbox's HelseID for callers' tokens, as the shared stack does
+    driver = Driver(f"http://127.0.0.1:{port}", stack.settings)
     try:
         driver.scenarios(stack)
     finally:
@@ -161,6 +166,9 @@ def test_logs_at_debug_carry_no_identity_number_name_or_token(
 
     found = sorted({what for value, what in secrets.items() if value in text})
     assert not found, f"the gateway's log output contains: {found}"
+    # nor any other JWT: the upstream tokens Kilde got, its DPoP proofs, client assertions
+    assert not re.search(r"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}", text)
+    assert driver.delivered > len(PATIENTS), "the scenarios delivered (almost) no patient data"
     assert len(text.splitlines()) > 100, "the gateway logged (almost) nothing at DEBUG"
     # the request log is there, with request ids to follow a request by
     logged_ids = [rid for rid in driver.request_ids if rid and rid in text]
