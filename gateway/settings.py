@@ -232,15 +232,18 @@ class Settings:
         return read_settings(env, serving=serving)
 
     def with_sandbox(self, base_url: str) -> Settings:
-        """These settings with every built-in connector pointed at a sandbox at `base_url`."""
+        """These settings with every built-in connector that has no upstream of its own pointed
+        at a sandbox at `base_url`: a source URL or a municipal store set in the environment is
+        kept, so the demo can front a vendor's own FHIR store (the other tenants' stores and
+        sources stay simulated)."""
         base = base_url.rstrip("/")
         stores = {t.number: f"{base}/municipal/{t.number}" for t in self.tenants}
         connectors = dict(self.connectors)
         for name in BUILTIN_CONNECTORS:
             current = connectors.get(name, ConnectorSettings(name=name))
             if name == "municipal":
-                connectors[name] = replace(current, stores=stores)
-            else:
+                connectors[name] = replace(current, stores={**stores, **current.stores})
+            elif not current.base_url:
                 connectors[name] = replace(current, base_url=f"{base}/{name}")
         return replace(self, connectors=connectors)
 
