@@ -131,7 +131,8 @@ def create_app(
             endpoint = Endpoint(
                 schema=schema,
                 services=services,
-                authenticator=Authenticator(settings.auth, http, settings.tenants),
+                authenticator=Authenticator(settings.auth, http, settings.tenants,
+                                            rules=rules),
                 audit=audit,
                 graphiql=settings.graphiql and not settings.production,
                 metrics=metrics,

@@ -3,8 +3,10 @@
 Sits at the HTTP edge beside the GraphQL endpoint. The municipal event store (kommunens
 hendelseslager "receives events") - or any source's notifier - posts
 `{"source": "municipal", "patient": "<identity number>"}` with a token carrying the scope
-`kilde/events.write`; the cache bumps that patient's generation for that source, so every
-entry for them there (whoever asked, whatever categories) is unreachable from then on.
+`kilde/events.write` (the policy file's `[scopes] events`), usually a machine's token
+(client credentials, no person: the one door such a token may use). The cache bumps that
+patient's generation for that source, so every entry for them there (whoever asked,
+whatever categories) is unreachable from then on.
 Answers 202 when done, 401/403 for bad tokens, 400 for bad input, 503 when the cache store
 cannot record it (the sender should retry; entries expire within their TTL anyway).
 """
@@ -23,7 +25,6 @@ from connectors.cachestore import CacheUnavailableError
 from connectors.identifiers import is_valid_nin
 from connectors.registry import Registry
 from gateway.auth import Authenticator, AuthError
-from gateway.auth.principal import EVENTS_SCOPE
 
 log = logging.getLogger("kilde.events")
 
@@ -40,14 +41,16 @@ def _error(status: int, code: str, message: str) -> Response:
 
 async def handle_event(request: Request, authenticator: Authenticator, registry: Registry,
                        cache: Cache | None) -> Response:
+    scope = authenticator.trust.events_scope
     try:
-        principal = await authenticator.authenticate(request.headers.get("authorization"))
+        principal = await authenticator.authenticate(request.headers.get("authorization"),
+                                                     machine_scope=scope)
     except AuthError as exc:
-        response = _error(401, "UNAUTHENTICATED", str(exc))
-        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
+        response = _error(exc.status, exc.code, str(exc))
+        response.headers["www-authenticate"] = f'Bearer error="{exc.error}"'
         return response
-    if EVENTS_SCOPE not in principal.scopes:
-        return _error(403, "FORBIDDEN", f"Posting events needs the scope {EVENTS_SCOPE!r}.")
+    if scope not in principal.scopes:
+        return _error(403, "FORBIDDEN", f"Posting events needs the scope {scope!r}.")
     body = await request.body()
     try:
         if len(body) > MAX_EVENT_BYTES:

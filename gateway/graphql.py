@@ -226,8 +226,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     try:
         principal = await endpoint.authenticate(request)
     except AuthError as exc:
-        response = _error("UNAUTHENTICATED", str(exc), 401, request_id)
-        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
+        response = _error(exc.code, str(exc), exc.status, request_id)
+        response.headers["www-authenticate"] = f'Bearer error="{exc.error}"'
         return response
 
     query, document, admitted = params.query or "", None, None

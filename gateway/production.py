@@ -69,10 +69,8 @@ def _auth_problems(auth: AuthSettings) -> list[str]:
     if not auth.audience:
         problems.append("KILDE_AUTH__AUDIENCE is not set: the audience Kilde's access tokens "
                         "are issued for (its API resource in HelseID), e.g. kommune:kilde.")
-    if not auth.jwks_url:
-        problems.append("KILDE_AUTH__JWKS_URL is not set: where the issuer publishes its "
-                        "signing keys, e.g. https://helseid-sts.nhn.no/.well-known/"
-                        "openid-configuration/jwks.")
+    # an empty KILDE_AUTH__JWKS_URL is fine: the keys are found through the issuer's
+    # discovery document (gateway/auth/discovery.py)
     if auth.issuer == DEMO_ISSUER or "/_demo/" in auth.jwks_url:
         problems.append("Production mode refuses the demo token issuer and its public "
                         "signing key; set KILDE_AUTH__ISSUER and KILDE_AUTH__JWKS_URL to "

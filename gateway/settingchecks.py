@@ -42,6 +42,23 @@ def problems(settings: Settings) -> list[str]:
     found += _resilience(settings)
     found += _launch(settings)
     found += _cds(settings)
+    found += _auth(settings)
+    return found
+
+
+def _auth(settings: Settings) -> list[str]:
+    auth = settings.auth
+    found = []
+    for name, level in (("MIN_SECURITY_LEVEL", auth.min_security_level),
+                        ("CITIZEN_MIN_SECURITY_LEVEL", auth.citizen_min_security_level)):
+        if not 1 <= level <= 4:
+            found.append(f"KILDE_AUTH__{name} must be a security level from 1 to 4, e.g. 4.")
+    if auth.jwks_refresh_seconds <= 0:
+        found.append("KILDE_AUTH__JWKS_REFRESH_SECONDS must be a number of seconds above 0, "
+                     "e.g. 300.")
+    elif auth.jwks_min_refresh_seconds > auth.jwks_refresh_seconds:
+        found.append("KILDE_AUTH__JWKS_MIN_REFRESH_SECONDS must not exceed "
+                     "KILDE_AUTH__JWKS_REFRESH_SECONDS.")
     return found
 
 

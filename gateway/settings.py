@@ -53,11 +53,14 @@ class SettingsError(ValueError):
 class AuthSettings:
     issuer: str = ""  # HelseID's issuer in production; the demo issuer under KILDE_MODE=demo
     audience: str = ""
-    jwks_url: str = ""
+    jwks_url: str = ""  # empty: discovered from the issuer (OIDC discovery)
     leeway_seconds: int = 30
     max_token_bytes: int = 16384
-    jwks_min_refresh_seconds: float = 30.0
+    jwks_min_refresh_seconds: float = 30.0  # unknown kid: at most one refresh per this
+    jwks_refresh_seconds: float = 300.0  # keys are fetched again this often (rotation)
     algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
+    min_security_level: int = 4  # personnel logins (HelseID security_level)
+    citizen_min_security_level: int = 4  # citizen logins (ID-porten high = 4)
 
 
 @redacted_repr

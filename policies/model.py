@@ -35,6 +35,7 @@ class PrincipalKind(enum.Enum):
     CLINICIAN = "CLINICIAN"  # health personnel, or staff acting under a care relationship
     CITIZEN = "CITIZEN"  # the patient (innbygger), seeing their own record
     PRIVACY_OFFICER = "PRIVACY_OFFICER"  # personvernombud / data controller: access log only
+    MACHINE = "MACHINE"  # a system acting for no person (client credentials), e.g. an event feed
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,7 @@ class Rules:
     clinical_scope: str = "kilde/patient.read"
     citizen_scope: str = "kilde/innsyn"
     privacy_officer_scope: str = "kilde/accesslog.read"
+    events_scope: str = "kilde/events.write"
     categories_granted_by_purpose: dict[str, frozenset[str]] = field(default_factory=dict)
     categories: frozenset[str] = frozenset()
     block_everywhere: bool = True

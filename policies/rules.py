@@ -32,7 +32,7 @@ PURPOSES: tuple[str, ...] = ("TREAT", "ETREAT", "COC", "BTG")
 _DEFAULTS = "defaults.toml"
 _TOP_KEYS = frozenset({"attest_max_age_seconds", "scopes", "labels", "categories", "purposes",
                        "agreements", "blocks"})
-_SCOPE_KEYS = ("clinical", "citizen", "privacy_officer")
+_SCOPE_KEYS = ("clinical", "citizen", "privacy_officer", "events")
 _LABEL_KEYS = ("restricted", "denied")
 _CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PROFESSION = re.compile(r"[A-Z0-9]{1,8}")
@@ -195,6 +195,10 @@ def _build(layers: list[_Layer], extra_agreements: set[Agreement]) -> Rules:
         unknown = sorted(((only or frozenset()) | grants) - categories.keys())
         if unknown:
             raise _fail(file, f"purposes.{code}", f"configured categories, not {unknown[0]!r}")
+    scopes = {key: values.get(f"{key}_scope") for key in _SCOPE_KEYS}
+    named = [v for v in scopes.values() if v is not None]
+    if len(set(named)) != len(named):
+        raise _fail(layers[-1].file, "scopes", "a different scope name for each kind of caller")
     by_profession: dict[str, set[str]] = {}
     for name, (professions, _citizen) in categories.items():
         for profession in professions:

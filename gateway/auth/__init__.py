@@ -2,10 +2,11 @@
 
 The gateway's first step for every request (before the schema):
 
-    auth = Authenticator(settings.auth, http, settings.tenants)
+    auth = Authenticator(settings.auth, http, settings.tenants, rules=rules)
     principal = await auth.authenticate(request.headers.get("authorization"))
 
-`AuthError.code` is "UNAUTHENTICATED"; its message is safe to return to the caller.
+`AuthError.code` is "UNAUTHENTICATED" (or "FORBIDDEN" for a valid token a door does not
+serve); its message is safe to return to the caller.
 """
 
 from __future__ import annotations
@@ -22,14 +23,21 @@ from gateway.auth.attest import (
     read_attest,
     to_canonical,
 )
-from gateway.auth.errors import AuthError, JwksUnavailableError
+from gateway.auth.authenticator import Authenticator, bearer_token
+from gateway.auth.errors import (
+    AuthError,
+    DpopNonceError,
+    DpopProofError,
+    JwksUnavailableError,
+    NotAllowedHereError,
+)
 from gateway.auth.jwks import JwksCache
 from gateway.auth.principal import (
     CITIZEN_SCOPE,
     CLINICAL_SCOPE,
+    EVENTS_SCOPE,
     PRIVACY_OFFICER_SCOPE,
-    Authenticator,
-    bearer_token,
+    Trust,
     build_principal,
 )
 from gateway.auth.tokens import validate
@@ -38,6 +46,7 @@ __all__ = [
     "ATTEST_TYPE",
     "CITIZEN_SCOPE",
     "CLINICAL_SCOPE",
+    "EVENTS_SCOPE",
     "PRIVACY_OFFICER_SCOPE",
     "Attest",
     "AttestPatient",
@@ -45,9 +54,13 @@ __all__ = [
     "Authenticator",
     "Code",
     "DecisionRef",
+    "DpopNonceError",
+    "DpopProofError",
     "Ident",
     "JwksCache",
     "JwksUnavailableError",
+    "NotAllowedHereError",
+    "Trust",
     "bearer_token",
     "build_principal",
     "find_attest",

@@ -1,10 +1,17 @@
 """Authentication errors: raised at the gateway's edge before a request reaches the schema.
 
-    AuthError                  UNAUTHENTICATED: no, malformed, expired or untrusted credentials
-     └── JwksUnavailableError  the issuer's signing keys could not be fetched (transient)
+    AuthError                  UNAUTHENTICATED (401) `invalid_token`: no, malformed, expired or
+     │                         untrusted credentials, or claims that do not hold together
+     ├── JwksUnavailableError  the issuer's signing keys could not be fetched (transient)
+     ├── DpopProofError        401 `invalid_dpop_proof`: the DPoP proof is missing or wrong
+     │    └── DpopNonceError   401 `use_dpop_nonce`: send the proof again with the server's nonce
+     └── NotAllowedHereError   FORBIDDEN (403) `insufficient_scope`: a valid token this door
+                               does not serve (a machine token at /graphql)
 
-Messages are one sentence and never carry the token, a national identity number, a name or a
-URL path; the underlying library error is kept as `__cause__` for the operator.
+`error` is the OAuth error code for the `WWW-Authenticate` challenge (RFC 6750 §3.1,
+RFC 9449 §7.1); `status` the HTTP status. Messages are one sentence and never carry the token,
+the proof, a national identity number, a name or a URL path; the underlying library error is
+kept as `__cause__` for the operator.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ class AuthError(Exception):
     """
 
     code = "UNAUTHENTICATED"
+    error = "invalid_token"
+    status = 401
     transient = False
 
     def __init__(self, message: str) -> None:
@@ -29,3 +38,27 @@ class JwksUnavailableError(AuthError):
     """The issuer's key set could not be fetched or read; retrying later may succeed."""
 
     transient = True
+
+
+class DpopProofError(AuthError):
+    """The DPoP proof is missing, malformed, replayed or does not fit this request or token."""
+
+    error = "invalid_dpop_proof"
+
+
+class DpopNonceError(DpopProofError):
+    """The proof lacks the server's current nonce; `nonce` goes out as the `DPoP-Nonce` header."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, message: str, nonce: str) -> None:
+        super().__init__(message)
+        self.nonce = nonce
+
+
+class NotAllowedHereError(AuthError):
+    """A valid token for a kind of caller this door does not serve."""
+
+    code = "FORBIDDEN"
+    error = "insufficient_scope"
+    status = 403

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +26,7 @@ from gateway.settings import AuthSettings
 
 PID = "helseid://claims/identity/pid"
 HPR_NUMBER = "helseid://claims/hpr/hpr_number"
+HPR_DETAILS = "helseid://claims/hpr/hpr_details"
 SECURITY_LEVEL = "helseid://claims/identity/security_level"
 ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
@@ -107,14 +109,33 @@ def check_claims(claims: Mapping[str, Any], settings: AuthSettings, *, now: floa
         raise AuthError("The token is not valid yet.")
     if iat > now + leeway:
         raise AuthError("The token was issued in the future.")
-    pid = claims.get(PID)
-    if not isinstance(pid, str) or not is_valid_nin(pid):
+    pid = claims.get(PID)  # absent in a machine's (client-credentials) token
+    if pid is not None and (not isinstance(pid, str) or not is_valid_nin(pid)):
         raise AuthError("The token has no valid person identifier (pid) claim.")
     if not scopes_of(claims):
         raise AuthError("The token has no scope.")
     client_id = claims.get("client_id")
     if not isinstance(client_id, str) or not client_id:
         raise AuthError("The token has no client_id claim.")
+    bound_key(claims)
+
+
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, no padding
+
+
+def bound_key(claims: Mapping[str, Any]) -> str | None:
+    """The RFC 7638 thumbprint the token is bound to (`cnf.jkt`, RFC 9449 §6), None if unbound.
+
+    A `cnf` Kilde cannot check (mTLS `x5t#S256`, say) is refused: accepting it unchecked would
+    turn a sender-constrained token back into a bearer token."""
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    jkt = cnf.get("jkt") if isinstance(cnf, Mapping) else None
+    if not isinstance(jkt, str) or not _THUMBPRINT.fullmatch(jkt):
+        raise AuthError("The token is bound to a key in a way Kilde cannot check (cnf has no "
+                        "valid jkt).")
+    return jkt
 
 
 def scopes_of(claims: Mapping[str, Any]) -> frozenset[str]:

@@ -13,7 +13,6 @@ from gateway.demo.routes import demo_routes
 from gateway.demo.tokens import (
     DEMO_CLIENT_ID,
     DEMO_KID,
-    EVENT_STORE_PID,
     PERSONAS,
     PRIVACY_OFFICER_PID,
     Persona,
@@ -25,7 +24,6 @@ from gateway.demo.tokens import (
 __all__ = [
     "DEMO_CLIENT_ID",
     "DEMO_KID",
-    "EVENT_STORE_PID",
     "PERSONAS",
     "PRIVACY_OFFICER_PID",
     "Persona",

@@ -155,8 +155,6 @@ _EMERGENCY = DecisionRef("legevakt-konsultasjon", "Pasient til konsultasjon på 
 _HOME_CARE_DECISION = DecisionRef("vedtak-hjemmesykepleie", "Vedtak om helsetjenester i hjemmet")
 # make_nin(date(1971, 9, 23), 300): synthetic, not in sandbox.world's patients.
 PRIVACY_OFFICER_PID = "23097130086"
-# make_nin(date(1968, 2, 12), 401): the municipal event store's service account (synthetic).
-EVENT_STORE_PID = "12026840188"
 
 PERSONAS: Mapping[str, Persona] = MappingProxyType({p.key: p for p in (
     _clinician("legevakt-lege", "Physician at Oslo kommune legevakt (ETREAT).",
@@ -292,13 +290,13 @@ def mint_token(
 def mint_event_token(*, issuer: str, audience: str, lifetime: int = 3600,
                      scope: str = EVENTS_SCOPE) -> str:
     """A demo token for Oslo's municipal event store (hendelseslager), which posts "data
-    changed" events to `POST /events`. Not a persona: it is a system, not a person at work."""
+    changed" events to `POST /events`. Not a persona: a machine's client-credentials token,
+    with no person in it (no pid, no security level)."""
     issued = int(time.time())
     claims: dict[str, Any] = {
         "iss": issuer, "aud": audience, "iat": issued, "nbf": issued, "exp": issued + lifetime,
-        "sub": "kilde-demo-hendelseslager", "client_id": "kilde-demo-hendelseslager",
+        "client_id": "kilde-demo-hendelseslager",
         "scope": scope,
-        "helseid://claims/identity/pid": EVENT_STORE_PID,
         "helseid://claims/client/claims/orgnr_parent": _legal_entity("0301").id,
     }
     return jwt.encode(claims, _private_key(), algorithm="RS256",

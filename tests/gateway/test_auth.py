@@ -66,6 +66,7 @@ def claims(**changes: Any) -> dict[str, Any]:
         "helseid://claims/identity/pid": PID,
         "helseid://claims/hpr/hpr_number": "9144901",
         "helseid://claims/client/claims/orgnr_parent": "910000004",
+        "helseid://claims/identity/security_level": "4",
     }
     base.update(changes)
     return {k: v for k, v in base.items() if v is not None}

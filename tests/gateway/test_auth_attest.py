@@ -159,6 +159,8 @@ def clinician_claims(**changes: Any) -> dict[str, Any]:
         "client_id": "epj-1", "scope": "kilde/patient.read",
         "helseid://claims/identity/pid": PID, "helseid://claims/hpr/hpr_number": "9144901",
         "helseid://claims/client/claims/orgnr_parent": "910000004",
+        "helseid://claims/client/claims/orgnr_child": "940000009",
+        "helseid://claims/identity/security_level": "4",
         "authorization_details": [wire_attest()],
     }
     base.update(changes)
@@ -180,7 +182,7 @@ def test_unknown_legal_entity_leaves_municipality_empty() -> None:
     raw = wire_attest()
     raw["practitioner"]["legal_entity"]["id"] = "974760673"
     claims = clinician_claims(authorization_details=[raw])
-    del claims["helseid://claims/client/claims/orgnr_parent"]
+    claims["helseid://claims/client/claims/orgnr_parent"] = "974760673"
     p = build_principal(claims, TENANTS, now=TOA)
     assert (p.legal_entity, p.municipality) == ("974760673", None)
 

@@ -43,7 +43,7 @@ async def test_the_same_token_is_verified_once(client: httpx.AsyncClient,
         calls += 1
         return await real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr("gateway.auth.principal.validate", counting)
+    monkeypatch.setattr("gateway.auth.authenticator.validate", counting)
     auth = Authenticator(DEMO, client, DEMO_TENANTS, clock=Clock())
     token = mint_token("legevakt-lege", PATIENT, issuer=DEMO.issuer, audience=DEMO.audience,
                        now=NOW)

@@ -35,8 +35,8 @@ HELSEID = ("KILDE_HELSEID__ISSUER", "KILDE_HELSEID__CLIENT_ID", "KILDE_HELSEID__
            "KILDE_HELSEID__DPOP_KEY")
 AUDIENCES = tuple(f"KILDE_CONNECTORS__{n}__AUDIENCE"
                   for n in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR"))
-REQUIRED = ("KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUTH__JWKS_URL",
-            "KILDE_AUDIT__URL", "KILDE_CACHE__KEY", "KILDE_TENANTS", *HELSEID, *AUDIENCES)
+REQUIRED = ("KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUDIT__URL",
+            "KILDE_CACHE__KEY", "KILDE_TENANTS", *HELSEID, *AUDIENCES)
 CONNECTORS = {
     "KILDE_CONNECTORS__MUNICIPAL__STORES": "4601=https://epj.bergen.example/fhir",
     **{f"KILDE_CONNECTORS__{n}__BASE_URL": f"https://{n.lower()}.example"
@@ -59,8 +59,8 @@ def test_a_sound_production_configuration_starts_without_naming_a_mode() -> None
 def test_nothing_configured_names_every_missing_setting_in_one_message() -> None:
     problems = _problems({})
     assert [next(r for r in REQUIRED if p.startswith(r)) for p in problems] == [
-        "KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUTH__JWKS_URL",
-        "KILDE_CACHE__KEY", "KILDE_AUDIT__URL", "KILDE_TENANTS", *HELSEID, *AUDIENCES]
+        "KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_CACHE__KEY", "KILDE_AUDIT__URL",
+        "KILDE_TENANTS", *HELSEID, *AUDIENCES]
     assert all("is not set" in p and "e.g." in p for p in problems)
 
 
@@ -69,6 +69,11 @@ def test_each_required_setting_is_named_alone_when_only_it_is_missing(missing: s
     env = {k: v for k, v in PROD.items() if k != missing}
     (problem,) = _problems(env)
     assert problem.startswith(f"{missing} is not set")
+
+
+def test_no_jwks_url_means_the_keys_are_discovered_from_the_issuer() -> None:
+    env = {k: v for k, v in PROD.items() if k != "KILDE_AUTH__JWKS_URL"}
+    assert Settings.from_env(env).auth.jwks_url == ""
 
 
 def test_a_disabled_cache_needs_no_key() -> None:
