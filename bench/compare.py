@@ -301,9 +301,11 @@ def report(results: list[Result], facts: dict[str, str], args: argparse.Namespac
         f"{facts.get('cores', '')}",
         f"upstream: sandbox at {args.latency_ms:g} ms per call, no faults; "
         f"{facts.get('plan', '')}",
-        f"Kilde: `kilde serve`, KILDE_MODE=production, the sandbox's HelseID with fresh keys "
-        f"(callers' tokens; Kilde's token exchange per caller and source, DPoP proof per "
-        f"upstream call), policy on, audit {facts.get('audit', 'n/a')}, JSON logs at WARNING; cold = cache off and "
+        f"Kilde: `kilde serve`, KILDE_MODE=production (KILDE_AUTH__DPOP=allowed: callers send "
+        f"bearer tokens, the DPoP verification cost is in bench/dpop_bench.py), the sandbox's "
+        f"HelseID with fresh keys (callers' tokens; Kilde's token exchange per caller and source, "
+        f"DPoP proof per upstream call), policy on, audit {facts.get('audit', 'n/a')}, JSON logs "
+        f"at WARNING; cold = cache off and "
         "`cache-control: no-cache`, every request goes upstream (see upstream calls/req)",
         f"equivalence: {facts.get('answers', 'not compared')}",
         f"load average before the run: {load_before}"

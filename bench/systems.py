@@ -135,6 +135,9 @@ def kilde_env(ctx: Context, port: int, audit_url: str, *, workers: int = 1,
         "KILDE_WORKERS": str(workers),
         "KILDE_LOG_LEVEL": "WARNING",
         **ctx.issuer.environment(),
+        # wrk replays one request, and a DPoP proof is good once: the load runs with bearer
+        # tokens; what DPoP adds per request is measured by bench/dpop_bench.py
+        "KILDE_AUTH__DPOP": "allowed",
         "KILDE_AUDIT__URL": audit_url,
         "KILDE_TENANTS": ",".join(tenants),
         "KILDE_ENABLED_CONNECTORS": ",".join(sources),

@@ -33,6 +33,8 @@ from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
 from gateway.audit.routes import handle_export
 from gateway.auth import Authenticator
+from gateway.auth.dpop import ProofRules
+from gateway.auth.replay import open_replay_store
 from gateway.cds import ClientJwtVerifier, PatientViewService, discovery
 from gateway.events import handle_event
 from gateway.graphiql import graphiql_routes
@@ -128,11 +130,20 @@ def create_app(
                 activity=SourceActivity(),
                 terminology=terminology,
             )
+            # DPoP proofs seen (jti), shared by replicas through the cache's Redis
+            replay = open_replay_store(
+                settings.cache.url,
+                ProofRules(settings.auth.dpop_max_age_seconds,
+                           settings.auth.leeway_seconds).replay_window,
+                op_timeout=settings.cache.op_timeout_seconds,
+                retry_seconds=settings.cache.retry_seconds)
+            stack.push_async_callback(replay.aclose)
             endpoint = Endpoint(
                 schema=schema,
                 services=services,
                 authenticator=Authenticator(settings.auth, http, settings.tenants,
-                                            rules=rules),
+                                            rules=rules, replay=replay,
+                                            nonce_key=settings.cache.key),
                 audit=audit,
                 graphiql=settings.graphiql and not settings.production,
                 metrics=metrics,

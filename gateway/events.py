@@ -25,6 +25,7 @@ from connectors.cachestore import CacheUnavailableError
 from connectors.identifiers import is_valid_nin
 from connectors.registry import Registry
 from gateway.auth import Authenticator, AuthError
+from gateway.auth.door import authenticate_request, challenge
 
 log = logging.getLogger("kilde.events")
 
@@ -43,12 +44,9 @@ async def handle_event(request: Request, authenticator: Authenticator, registry:
                        cache: Cache | None) -> Response:
     scope = authenticator.trust.events_scope
     try:
-        principal = await authenticator.authenticate(request.headers.get("authorization"),
-                                                     machine_scope=scope)
+        principal = await authenticate_request(request, authenticator, machine_scope=scope)
     except AuthError as exc:
-        response = _error(exc.status, exc.code, str(exc))
-        response.headers["www-authenticate"] = f'Bearer error="{exc.error}"'
-        return response
+        return challenge(_error(exc.status, exc.code, str(exc)), exc, authenticator)
     if scope not in principal.scopes:
         return _error(403, "FORBIDDEN", f"Posting events needs the scope {scope!r}.")
     body = await request.body()

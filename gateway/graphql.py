@@ -28,6 +28,7 @@ from connectors.credentials import NO_CREDENTIALS, Credentials, TokenProvider
 from gateway.admission import Admission, Admitted, RefusedError
 from gateway.audit import AuditSink, AuditUnavailableError
 from gateway.auth import Authenticator, AuthError
+from gateway.auth.door import authenticate_request, challenge
 from gateway.graphiql import page as graphiql_page
 from gateway.logs import request_id_of
 from gateway.metrics import Metrics
@@ -63,8 +64,9 @@ class Endpoint:
 
     async def authenticate(self, request: Request) -> Principal:
         """The caller of `request`, exactly as /graphql authenticates it (the other doors,
-        /cds-services, /launch and /audit/export, use this too); AuthError otherwise."""
-        return await self.authenticator.authenticate(request.headers.get("authorization"))
+        /cds-services, /launch and /audit/export, use this too); AuthError otherwise, whose
+        challenge headers `gateway.auth.challenge(response, error)` adds."""
+        return await authenticate_request(request, self.authenticator)
 
 
 def caller_credentials(tokens: TokenProvider | None, authorization: str | None) -> Credentials:
@@ -226,9 +228,8 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     try:
         principal = await endpoint.authenticate(request)
     except AuthError as exc:
-        response = _error(exc.code, str(exc), exc.status, request_id)
-        response.headers["www-authenticate"] = f'Bearer error="{exc.error}"'
-        return response
+        return challenge(_error(exc.code, str(exc), exc.status, request_id), exc,
+                         endpoint.authenticator)
 
     query, document, admitted = params.query or "", None, None
     if endpoint.admission is not None:

@@ -62,10 +62,11 @@ def add_security(app: Starlette, cors: CorsSettings) -> None:
             allow_origins=list(cors.origins),
             allow_credentials=cors.allow_credentials,
             allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["authorization", "content-type", "accept", "x-request-id",
+            allow_headers=["authorization", "dpop", "content-type", "accept", "x-request-id",
                            "cache-control", "apollographql-client-name",
                            "apollographql-client-version"],
-            expose_headers=["x-request-id", "retry-after"],
+            # a browser app needs the DPoP challenge and nonce to sign its retry (RFC 9449 §8)
+            expose_headers=["x-request-id", "retry-after", "www-authenticate", "dpop-nonce"],
             max_age=cors.max_age,
         )
     app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=cors.hsts_seconds)

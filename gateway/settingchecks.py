@@ -59,6 +59,16 @@ def _auth(settings: Settings) -> list[str]:
     elif auth.jwks_min_refresh_seconds > auth.jwks_refresh_seconds:
         found.append("KILDE_AUTH__JWKS_MIN_REFRESH_SECONDS must not exceed "
                      "KILDE_AUTH__JWKS_REFRESH_SECONDS.")
+    if auth.dpop not in ("required", "allowed", "off"):
+        found.append("KILDE_AUTH__DPOP must be 'required' (production's default), 'allowed' "
+                     "or 'off'.")
+    if not 0 < auth.dpop_max_age_seconds <= 300:
+        found.append("KILDE_AUTH__DPOP_MAX_AGE_SECONDS must be above 0 and at most 300, "
+                     "e.g. 60.")
+    url = auth.public_url
+    if url and (not url.startswith(("https://", "http://")) or "?" in url or "#" in url):
+        found.append("KILDE_AUTH__PUBLIC_URL must be an absolute http(s) URL without query or "
+                     "fragment, e.g. https://kilde.kommune.no.")
     return found
 
 

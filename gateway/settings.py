@@ -61,6 +61,10 @@ class AuthSettings:
     algorithms: tuple[str, ...] = ("RS256", "PS256", "ES256")
     min_security_level: int = 4  # personnel logins (HelseID security_level)
     citizen_min_security_level: int = 4  # citizen logins (ID-porten high = 4)
+    dpop: str = "required"  # required | allowed | off; the demo's is allowed (DEMO_DEFAULTS)
+    dpop_max_age_seconds: float = 60.0  # a DPoP proof's iat may be this old
+    dpop_nonce: bool = False  # require server nonces in proofs (DPoP-Nonce)
+    public_url: str = ""  # the URL callers use (behind a proxy), for the proofs' htu
 
 
 @redacted_repr
@@ -290,6 +294,7 @@ DEMO_DEFAULTS: Mapping[str, str] = MappingProxyType({
     "KILDE_AUTH__ISSUER": DEMO_ISSUER,
     "KILDE_AUTH__AUDIENCE": "kilde",
     "KILDE_AUTH__JWKS_URL": DEMO_JWKS_URL,
+    "KILDE_AUTH__DPOP": "allowed",  # so the README's curl walk-through works with Bearer
     "KILDE_AUDIT__URL": "sqlite:///kilde-audit.sqlite3",
     "KILDE_TENANTS": ",".join(f"{t.number}:{t.name}:{t.orgnr}" for t in DEMO_TENANTS),
 })

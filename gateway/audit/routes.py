@@ -30,7 +30,7 @@ from connectors.identifiers import is_valid_nin
 from gateway.audit.events import AuditEvent
 from gateway.audit.export import FORMATS, bounds
 from gateway.audit.sink import AuditSink, AuditUnavailableError
-from gateway.auth import AuthError
+from gateway.auth import AuthError, challenge
 from policies import decide_access_log
 from policies.model import Principal, PrincipalKind, Rules
 
@@ -85,9 +85,7 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
     try:
         principal = await authenticate(request)
     except AuthError as exc:
-        response = _error(401, "UNAUTHENTICATED", str(exc))
-        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
-        return response
+        return challenge(_error(exc.status, exc.code, str(exc)), exc)
     decision = decide_access_log(principal, None, rules=rules)
     if principal.kind is not PrincipalKind.PRIVACY_OFFICER or not decision.allowed:
         return _error(403, "FORBIDDEN", "Only a privacy officer may export the audit trail.")

@@ -1,9 +1,16 @@
 """Authentication: a HelseID-style JWT and its care-relationship attest become a Principal.
 
-The gateway's first step for every request (before the schema):
+The gateway's first step for every request (before the schema), the same at every door:
 
-    auth = Authenticator(settings.auth, http, settings.tenants, rules=rules)
-    principal = await auth.authenticate(request.headers.get("authorization"))
+    auth = Authenticator(settings.auth, http, settings.tenants, rules=rules, replay=replay)
+    try:
+        principal = await authenticate_request(request, auth)     # Authorization + DPoP
+    except AuthError as exc:
+        return challenge(error_response(exc), exc, auth)          # WWW-Authenticate, DPoP-Nonce
+
+Modules in request order: `door` (the HTTP request), `authenticator` (scheme, mode, cache),
+`tokens` + `jwks` + `discovery` (the access token), `dpop` + `replay` + `nonce` (the proof),
+`principal` + `attest` (claims to a Principal).
 
 `AuthError.code` is "UNAUTHENTICATED" (or "FORBIDDEN" for a valid token a door does not
 serve); its message is safe to return to the caller.
@@ -24,6 +31,7 @@ from gateway.auth.attest import (
     to_canonical,
 )
 from gateway.auth.authenticator import Authenticator, bearer_token
+from gateway.auth.door import authenticate_request, challenge
 from gateway.auth.errors import (
     AuthError,
     DpopNonceError,
@@ -61,8 +69,10 @@ __all__ = [
     "JwksUnavailableError",
     "NotAllowedHereError",
     "Trust",
+    "authenticate_request",
     "bearer_token",
     "build_principal",
+    "challenge",
     "find_attest",
     "parse_attest",
     "read_attest",

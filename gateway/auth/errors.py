@@ -25,9 +25,11 @@ class AuthError(Exception):
     """
 
     code = "UNAUTHENTICATED"
-    error = "invalid_token"
+    error = "invalid_token"  # "" when no credentials were sent (RFC 6750 §3.1: no error code)
     status = 401
     transient = False
+    scheme: str | None = None  # the Authorization scheme the request used, set by the door
+    headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()  # the door's challenge
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from policies.model import PurposeOfUse
 from sandbox import world
 
 DEMO_KID = "kilde-demo-1"
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
 DEMO_CLIENT_ID = "kilde-demo"
 
 # !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -233,11 +235,13 @@ def mint_token(
     lifetime: int = 3600,
     attest_age: int = 0,
     purpose: str | None = None,
+    jkt: str | None = None,
 ) -> str:
     """A demo access token for `persona`, bound to `patient` (a NIN) for clinicians.
 
     `attest_age` backdates the attest's `toa`; `purpose` overrides the persona's purpose of
-    use (TREAT, ETREAT, COC or BTG). Raises ValueError for an unknown persona or a bad NIN.
+    use (TREAT, ETREAT, COC or BTG); `jkt` binds the token to a DPoP key (`cnf.jkt`, the key's
+    RFC 7638 thumbprint). Raises ValueError for an unknown persona or a bad NIN.
     """
     spec = _persona(persona)
     if patient is not None and not is_valid_nin(patient):
@@ -273,6 +277,10 @@ def mint_token(
     }
     if name:
         claims["name"] = name
+    if jkt is not None:
+        if not _THUMBPRINT.fullmatch(jkt):
+            raise ValueError("The DPoP key thumbprint must be 43 base64url characters.")
+        claims["cnf"] = {"jkt": jkt}
     if spec.hpr:
         claims["helseid://claims/hpr/hpr_number"] = spec.hpr
     if spec.legal_entity is not None:
@@ -288,7 +296,7 @@ def mint_token(
 
 
 def mint_event_token(*, issuer: str, audience: str, lifetime: int = 3600,
-                     scope: str = EVENTS_SCOPE) -> str:
+                     scope: str = EVENTS_SCOPE, jkt: str | None = None) -> str:
     """A demo token for Oslo's municipal event store (hendelseslager), which posts "data
     changed" events to `POST /events`. Not a persona: a machine's client-credentials token,
     with no person in it (no pid, no security level)."""
@@ -299,5 +307,7 @@ def mint_event_token(*, issuer: str, audience: str, lifetime: int = 3600,
         "scope": scope,
         "helseid://claims/client/claims/orgnr_parent": _legal_entity("0301").id,
     }
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     return jwt.encode(claims, _private_key(), algorithm="RS256",
                       headers={"kid": DEMO_KID, "typ": "at+jwt"})

@@ -38,7 +38,7 @@ JWKS_URL = "https://helseid-sts.test.example/.well-known/openid-configuration/jw
 NOW = 1_800_000_000.0
 PID = "04125845687"  # sandbox.world legevakt-lege
 PATIENT = "14033841389"  # sandbox.world Arne Hvilested
-SETTINGS = AuthSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=JWKS_URL)
+SETTINGS = AuthSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=JWKS_URL, dpop="allowed")
 
 
 @cache
@@ -252,7 +252,7 @@ def test_bearer_token_rejects_missing_or_other_schemes(header: str | None) -> No
 
 # -- demo personas end to end ------------------------------------------------------------------
 
-DEMO = AuthSettings(issuer="http://127.0.0.1:8000/_demo", audience="kilde",
+DEMO = AuthSettings(issuer="http://127.0.0.1:8000/_demo", audience="kilde", dpop="allowed",
                     jwks_url="http://127.0.0.1:8000/_demo/jwks.json")
 BERGEN_PATIENT = "23116731894"
 

@@ -147,7 +147,7 @@ async def test_an_unreachable_issuer_keeps_the_keys_for_a_bounded_time(
 
 async def test_a_token_verified_before_its_key_was_removed_is_refused_too(
         issuer: Issuer, http: httpx.AsyncClient) -> None:
-    settings = AuthSettings(issuer=ISSUER, audience="kilde", jwks_url="",
+    settings = AuthSettings(issuer=ISSUER, audience="kilde", jwks_url="", dpop="allowed",
                             jwks_refresh_seconds=60)
     auth = Authenticator(settings, http, DEMO_TENANTS, clock=lambda: NOW)
     clock = Clock()

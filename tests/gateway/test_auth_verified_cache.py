@@ -12,7 +12,7 @@ from gateway.auth import tokens as token_module
 from gateway.demo import demo_jwks, mint_token
 from gateway.settings import DEMO_TENANTS, AuthSettings
 
-DEMO = AuthSettings(issuer="http://kilde-demo/helseid", audience="kilde",
+DEMO = AuthSettings(issuer="http://kilde-demo/helseid", audience="kilde", dpop="allowed",
                     jwks_url="http://kilde-demo/jwks")
 PATIENT = "14033841389"
 NOW = 1_800_000_000.0
