@@ -40,8 +40,11 @@ def _error(message: str, status: int = 400) -> Response:
 
 
 def demo_routes(settings: Settings) -> list[BaseRoute]:
-    """`GET /_demo/jwks.json`, `GET /_demo/personas`, `POST /_demo/token` {persona, patient}
-    -> {token}, and the web app at `/app`.
+    """`GET /_demo/jwks.json`, `GET /_demo/personas`, `POST /_demo/token` {persona, patient,
+    jkt} -> {token, tokenType}, and the web app at `/app`.
+
+    `jkt` (optional) is the RFC 7638 thumbprint of the caller's DPoP key: the token is bound
+    to it (`cnf.jkt`) and `tokenType` is "DPoP", as HelseID issues them.
 
     Refused in production: the demo signing key is public.
     """
@@ -70,13 +73,16 @@ def demo_routes(settings: Settings) -> list[BaseRoute]:
         patient = params.get("patient")
         if patient is not None and not isinstance(patient, str):
             return _error("'patient' must be a string.")
+        jkt = params.get("jkt")
+        if jkt is not None and not isinstance(jkt, str):
+            return _error("'jkt' must be a string (the DPoP key's RFC 7638 thumbprint).")
         try:
             minted = tokens.mint_token(params["persona"], patient or None,
                                        issuer=settings.auth.issuer,
-                                       audience=settings.auth.audience)
-        except ValueError as exc:  # a bad NIN or a missing patient; no input is echoed
+                                       audience=settings.auth.audience, jkt=jkt or None)
+        except ValueError as exc:  # a bad NIN, a missing patient, a bad jkt; none echoed
             return _error(str(exc))
-        return JSONResponse({"token": minted, "tokenType": "Bearer"},
+        return JSONResponse({"token": minted, "tokenType": "DPoP" if jkt else "Bearer"},
                             headers={"cache-control": "no-store"})
 
     return [

@@ -1,5 +1,7 @@
 // Kilde legevakt app: pick a persona and a patient, get a token, ask the public GraphQL API.
-// The token lives in memory only; no identity number ever goes into a URL.
+// The token lives in memory only, bound to this page's DPoP key (dpop.js); no identity number
+// ever goes into a URL.
+import { createDpopKey, dpopFetcher } from "./dpop.js";
 import {
   PURPOSES, SOURCE_NAMES, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
   renderLabs, renderMedications, renderServices, renderSourceBar, summaryLine,
@@ -39,7 +41,7 @@ const LAUNCH_QUERY = `query Launch($launch: String!) { launchContext(launch: $la
 
 const $ = (id) => document.getElementById(id);
 const state = { personas: [], patients: [], municipalities: {}, token: null, current: null,
-  launch: null };
+  launch: null, key: null, dpopFetch: null };
 
 class AppError extends Error {}
 
@@ -48,10 +50,10 @@ function say(text, busy = false) {
   $("screen").setAttribute("aria-busy", busy ? "true" : "false");
 }
 
-async function json(url, init) {
+async function json(url, init, send = fetch) {
   let response;
   try {
-    response = await fetch(url, init);
+    response = await send(url, init);
   } catch {
     throw new AppError("Fikk ikke kontakt med Kilde. Kjører demoen?");
   }
@@ -62,23 +64,28 @@ async function json(url, init) {
   return { status: response.status, body };
 }
 
+/** A token from the demo issuer, bound to this page's DPoP key (`jkt`) when it has one. */
 async function mintToken(persona, patient) {
   const { body } = await json("/_demo/token", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ persona, patient }),
+    body: JSON.stringify({ persona, patient, jkt: state.key?.jkt }),
   });
   return body.token;
 }
 
-/** The one way this app gets data: POST /graphql with a bearer token, like any vendor app. */
+/** The one way this app gets data: POST /graphql with a DPoP-bound token and a proof per
+ * request, like any vendor app (a plain bearer token only where the browser has no Web Crypto,
+ * i.e. not a secure context, which only the demo accepts). */
 async function graphql(query, variables) {
   const started = performance.now();
-  const { status, body } = await json("/graphql", {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${state.token}` },
-    body: JSON.stringify({ query, variables }),
-  });
+  const init = { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query, variables }) };
+  const send = state.dpopFetch
+    ? (url, request) => state.dpopFetch(url, request, state.token)
+    : (url, request) => fetch(url, { ...request, headers: { ...request.headers,
+      authorization: `Bearer ${state.token}` } });
+  const { status, body } = await json("/graphql", init, send);
   if (status === 401) throw new AppError("Ikke autentisert: tokenet ble ikke godtatt.");
   return { ...body, ms: Math.round(performance.now() - started) };
 }
@@ -266,6 +273,10 @@ async function start() {
   $("faults").addEventListener("submit", setFault);
   $("persona").addEventListener("change", onPersonaChange);
   $("emergency-dialog").addEventListener("close", onEmergencyClose);
+  if (window.isSecureContext && window.crypto?.subtle) {
+    state.key = await createDpopKey();
+    state.dpopFetch = dpopFetcher(state.key);
+  }
   try {
     const [personas, patients, municipalities] = await Promise.all([
       json("/_demo/personas"), json("/_sandbox/patients"),

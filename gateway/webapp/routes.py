@@ -6,7 +6,7 @@ with a strict Content-Security-Policy. The demo serves them (gateway/demo/routes
 the `/_demo/personas` and `/_demo/token` routes that stand in for HelseID.
 
 >>> sorted(ASSETS)
-['app.css', 'app.js', 'index.html', 'render.js']
+['app.css', 'app.js', 'dpop.js', 'index.html', 'render.js']
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ASSETS = {
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "render.js": "text/javascript; charset=utf-8",
+    "dpop.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

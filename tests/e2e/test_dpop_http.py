@@ -28,12 +28,11 @@ from connectors.credentials import (
     dpop_proof,
     generate_key,
 )
-from gateway.app import create_app
 from gateway.demo import mint_event_token, mint_token
 from gateway.settings import Settings
 from sandbox.world import by_tag
 from tests.e2e.conftest import Stack
-from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
+from tests.servers import ServerThread, demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +80,7 @@ def _gateway(stack: Stack, tmp: Path, **auth: Any) -> Iterator[Gateway]:
     sock = listening_socket()
     settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{tmp / 'audit.sqlite3'}")
     settings = replace(settings, auth=replace(settings.auth, **auth))
-    with running(create_app(settings), sock) as server:
+    with running(demo_app(settings), sock) as server:
         gateway = Gateway(server, settings, stack.sandbox.url)
         yield gateway
         gateway.http.close()

@@ -75,6 +75,33 @@ async def test_demo_token_binds_the_persona_to_the_patient(settings: Settings) -
     assert HLR_NIN in json.dumps(claims["authorization_details"])
 
 
+async def test_demo_token_is_bound_to_the_dpop_key_the_page_sends(settings: Settings) -> None:
+    jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+    async with _client(settings) as client:
+        r = await client.post("/_demo/token", json={"persona": "legevakt-lege",
+                                                    "patient": HLR_NIN, "jkt": jkt})
+        unbound = await client.post("/_demo/token", json={"persona": "legevakt-lege",
+                                                          "patient": HLR_NIN})
+    assert r.status_code == 200
+    assert r.json()["tokenType"] == "DPoP"
+    claims = jwt.decode(r.json()["token"], options={"verify_signature": False},
+                        audience=settings.auth.audience)
+    assert claims["cnf"] == {"jkt": jkt}
+    assert unbound.json()["tokenType"] == "Bearer"
+    assert "cnf" not in jwt.decode(unbound.json()["token"], options={"verify_signature": False},
+                                   audience=settings.auth.audience)
+
+
+@pytest.mark.parametrize("jkt", ["short", "x" * 44, 7, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4="])
+async def test_demo_token_refuses_a_jkt_that_is_no_thumbprint(settings: Settings,
+                                                              jkt: object) -> None:
+    async with _client(settings) as client:
+        r = await client.post("/_demo/token", json={"persona": "legevakt-lege",
+                                                    "patient": HLR_NIN, "jkt": jkt})
+    assert r.status_code == 400
+    assert "jkt" in r.json()["error"] or "thumbprint" in r.json()["error"]
+
+
 async def test_demo_personas_lists_every_persona_by_kind(settings: Settings) -> None:
     async with _client(settings) as client:
         r = await client.get("/_demo/personas")
