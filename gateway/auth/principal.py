@@ -84,8 +84,16 @@ class Trust:
                    settings.citizen_min_security_level, settings.leeway_seconds)
 
 
+# HelseID's older names for the client's organisation (enterprise-certificate clients), read
+# when the current ones are absent: still signed by HelseID, so still the token's word.
+_LEGACY = {ORGNR_PARENT: "helseid://claims/client/ec/orgnr_parent",
+           ORGNR_CHILD: "helseid://claims/client/ec/orgnr_child"}
+
+
 def _optional_id(claims: Mapping[str, Any], name: str) -> str | None:
     value = claims.get(name)
+    if value is None and name in _LEGACY:
+        value = claims.get(_LEGACY[name])
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value if isinstance(value, str) and value else None

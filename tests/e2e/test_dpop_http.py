@@ -10,6 +10,7 @@ a `WWW-Authenticate: DPoP` challenge, and no upstream is asked.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -267,3 +268,54 @@ def test_a_required_nonce_is_handed_out_and_then_accepted(with_nonces: Gateway) 
     r = gw.post(f"DPoP {token}", [gw.proof(token, nonce=nonce)])
     assert r.status_code == 200, r.text[:300]
     assert r.json()["data"]["patient"]["treatmentLimitations"]
+
+
+# -- replicas share the replay store -----------------------------------------------------------
+
+PUBLIC = "https://kilde.kommune.example"
+
+
+@pytest.fixture(scope="module")
+def replicas(stack: Stack, tmp_path_factory: pytest.TempPathFactory,
+             redis_url_module: str) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two replicas behind one public URL, sharing Redis as production's would."""
+    tmp = tmp_path_factory.mktemp("replicas")
+    cache = {"url": redis_url_module, "key": "replica-shared-cache-key-0123456789"}
+    with contextlib.ExitStack() as both:
+        gateways = [both.enter_context(_replica(stack, tmp / str(i), cache)) for i in (1, 2)]
+        yield gateways[0], gateways[1]
+
+
+@contextlib.contextmanager
+def _replica(stack: Stack, tmp: Path, cache: dict[str, str]) -> Iterator[Gateway]:
+    tmp.mkdir()
+    sock = listening_socket()
+    settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{tmp / 'audit.db'}")
+    settings = replace(settings, auth=replace(settings.auth, dpop="required", public_url=PUBLIC),
+                       cache=replace(settings.cache, **cache))
+    with running(create_app(settings), sock) as server:
+        gateway = Gateway(server, settings, stack.sandbox.url)
+        yield gateway
+        gateway.http.close()
+
+
+@pytest.fixture(scope="module")
+def redis_url_module() -> str:
+    from tests.conftest import REDIS_URL, _need
+
+    _need("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+def test_a_proof_accepted_by_one_replica_is_refused_by_the_other(
+        replicas: tuple[Gateway, Gateway]) -> None:
+    one, two = replicas
+    token = one.token()
+    proof = one.proof(token, url=f"{PUBLIC}/graphql")
+    assert one.post(f"DPoP {token}", [proof]).status_code == 200
+    two.reset_counts()
+    r = two.post(f"DPoP {token}", [proof])
+    _refused(r, two)
+    assert "used before" in r.json()["errors"][0]["message"]
+    fresh = one.proof(token, url=f"{PUBLIC}/graphql")
+    assert two.post(f"DPoP {token}", [fresh]).status_code == 200

@@ -100,6 +100,14 @@ def test_an_attest_silent_on_organisation_leaves_the_token_s() -> None:
     assert p.legal_entity_name is None
 
 
+def test_helseid_s_legacy_organisation_claims_count_as_the_token_s() -> None:
+    p = principal(**{PARENT: None, CHILD: None,
+                     "helseid://claims/client/ec/orgnr_parent": "910000004",
+                     "helseid://claims/client/ec/orgnr_child": "940000009"})
+    assert (p.legal_entity, p.point_of_care, p.municipality) == ("910000004", "940000009",
+                                                                 "0301")
+
+
 def test_the_name_is_the_token_s_never_the_attest_s() -> None:
     assert principal(name="Ingrid Vaktmo").name == "Ingrid Vaktmo"
     assert principal().name is None  # the attest's practitioner name is not taken
