@@ -136,7 +136,7 @@ def create_app(
                 ProofRules(settings.auth.dpop_max_age_seconds,
                            settings.auth.leeway_seconds).replay_window,
                 op_timeout=settings.cache.op_timeout_seconds,
-                retry_seconds=settings.cache.retry_seconds)
+                retry_seconds=settings.cache.retry_seconds, namespace=settings.cache.namespace)
             stack.push_async_callback(replay.aclose)
             endpoint = Endpoint(
                 schema=schema,

@@ -103,9 +103,11 @@ class ReplayStore:
 
 
 def open_replay_store(cache_url: str, window_seconds: float, *, op_timeout: float,
-                      retry_seconds: float, **kwargs: Any) -> ReplayStore:
-    """A replay store on the cache's Redis when `cache_url` is redis://, else per process."""
+                      retry_seconds: float, namespace: str = "", **kwargs: Any) -> ReplayStore:
+    """A replay store on the cache's Redis when `cache_url` is redis://, else per process;
+    `namespace` prefixes its keys as it does the cache's (several installations, one Redis)."""
     if cache_url.startswith(("redis://", "rediss://")):
-        store = open_store(cache_url, op_timeout=op_timeout, retry_seconds=retry_seconds)
+        store = open_store(cache_url, op_timeout=op_timeout, retry_seconds=retry_seconds,
+                           namespace=namespace)
         return ReplayStore(window_seconds, store, **kwargs)
     return ReplayStore(window_seconds, **kwargs)

@@ -74,6 +74,20 @@ async def test_replicas_share_what_they_have_seen_through_redis(redis_url: str) 
         await two.aclose()
 
 
+async def test_installations_sharing_a_redis_keep_apart_by_namespace(redis_url: str) -> None:
+    oslo = open_replay_store(redis_url, 90, op_timeout=0.25, retry_seconds=1.0,
+                             namespace="oslo:")
+    bergen = open_replay_store(redis_url, 90, op_timeout=0.25, retry_seconds=1.0,
+                               namespace="bergen:")
+    try:
+        key = secrets.token_hex(16)
+        assert await oslo.first_use(key)
+        assert await bergen.first_use(key)
+    finally:
+        await oslo.aclose()
+        await bergen.aclose()
+
+
 def _start_redis() -> tuple[int, subprocess.Popen[bytes]]:
     """redis-server on a free port; it binds by number, so a port taken in between makes it
     exit at once, and the next attempt takes another port."""
