@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from connectors.credentials import dpop_proof, generate_key
+from gateway.demo import mint_token
 from tests.gateway.inprocess import LEGEVAKT_QUERY, gateway, settings_for
 
 KEY = generate_key()
@@ -63,3 +64,16 @@ async def test_production_defaults_to_required() -> None:
     assert Settings.from_env(prod).auth.dpop == "required"
     assert Settings.from_env({**prod, "KILDE_AUTH__DPOP": "allowed"}).auth.dpop == "allowed"
     assert Settings.from_env({"KILDE_MODE": "demo"}).auth.dpop == "allowed"
+
+
+async def test_the_audit_export_door_takes_dpop_like_graphql() -> None:
+    async with gateway(_settings()) as h:
+        token = mint_token("personvernombud", None, issuer=h.settings.auth.issuer,
+                           audience=h.settings.auth.audience, jkt=KEY.thumbprint)
+        proof = dpop_proof(KEY, "GET", "http://kilde.test/audit/export", access_token=token)
+        r = await h.client.get("/audit/export", headers={"authorization": f"DPoP {token}",
+                                                         "dpop": proof})
+        assert r.status_code == 200, r.text[:300]
+        r = await h.client.get("/audit/export", headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith('DPoP realm="kilde", error="invalid_token"')
