@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.identifiers import is_valid_nin
-from gateway.auth import AuthError
+from gateway.auth import AuthError, challenge
 from gateway.auth.principal import CLINICAL_SCOPE
 from gateway.launch.store import LaunchStore, LaunchUnavailableError
 from gateway.settings import Settings
@@ -76,9 +76,7 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
     try:
         principal: Principal = await principal_of(request)
     except AuthError as exc:
-        response = _error(401, "UNAUTHENTICATED", str(exc))
-        response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
-        return response
+        return challenge(_error(exc.status, exc.code, str(exc)), exc)
     try:
         patient, encounter = await _body(request)
     except ValueError as exc:

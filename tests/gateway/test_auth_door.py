@@ -77,3 +77,16 @@ async def test_the_audit_export_door_takes_dpop_like_graphql() -> None:
         r = await h.client.get("/audit/export", headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith('DPoP realm="kilde", error="invalid_token"')
+
+
+async def test_the_launch_door_takes_dpop_like_graphql() -> None:
+    async with gateway(_settings()) as h:
+        token = h.token(patient=None, jkt=KEY.thumbprint)
+        body = {"patient": "14033841389"}
+        proof = dpop_proof(KEY, "POST", "http://kilde.test/launch", access_token=token)
+        r = await h.client.post("/launch", json=body, headers={"authorization": f"DPoP {token}",
+                                                               "dpop": proof})
+        assert r.status_code in (200, 201), r.text[:300]
+        r = await h.client.post("/launch", json=body, headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith('DPoP realm="kilde", error="invalid_token"')
