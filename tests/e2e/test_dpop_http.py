@@ -293,7 +293,7 @@ def _replica(stack: Stack, tmp: Path, cache: dict[str, str]) -> Iterator[Gateway
     settings = e2e_settings(port_of(sock), stack.sandbox.url, f"sqlite:///{tmp / 'audit.db'}")
     settings = replace(settings, auth=replace(settings.auth, dpop="required", public_url=PUBLIC),
                        cache=replace(settings.cache, **cache))
-    with running(create_app(settings), sock) as server:
+    with running(demo_app(settings), sock) as server:
         gateway = Gateway(server, settings, stack.sandbox.url)
         yield gateway
         gateway.http.close()
