@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from connectors.identifiers import PERSON_SYSTEMS, is_valid_nin
-from gateway.auth import AuthError
+from gateway.auth import AuthError, challenge
 from gateway.cds.cards import build_cards
 from gateway.cds.clientjwt import HEADER, ClientJwtVerifier
 from gateway.graphql import Endpoint, caller_credentials, run_operation
@@ -175,9 +175,7 @@ class PatientViewService:
         try:
             principal = await self.endpoint.authenticate(request)
         except AuthError as exc:
-            response = _error(401, "UNAUTHENTICATED", exc.message, request_id)
-            response.headers["www-authenticate"] = 'Bearer error="invalid_token"'
-            return response
+            return challenge(_error(exc.status, exc.code, exc.message, request_id), exc)
         admission = self.endpoint.admission
         retry_after = (await admission.rate.hit(principal.client_id or "")
                        if admission is not None else None)

@@ -90,3 +90,18 @@ async def test_the_launch_door_takes_dpop_like_graphql() -> None:
         r = await h.client.post("/launch", json=body, headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith('DPoP realm="kilde", error="invalid_token"')
+
+
+async def test_the_cds_hooks_door_takes_dpop_like_graphql() -> None:
+    from tests.gateway.test_cds import URL, hook
+
+    async with gateway(_settings()) as h:
+        token = h.token(jkt=KEY.thumbprint)
+        proof = dpop_proof(KEY, "POST", f"http://kilde.test{URL}", access_token=token)
+        r = await h.client.post(URL, json=hook(), headers={"authorization": f"DPoP {token}",
+                                                           "dpop": proof})
+        assert r.status_code == 200, r.text[:300]
+        assert r.json()["cards"]
+        r = await h.client.post(URL, json=hook(), headers={"authorization": f"Bearer {token}"})
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith('DPoP realm="kilde", error="invalid_token"')
