@@ -26,6 +26,7 @@ from starlette.routing import Route
 from connectors.credentials import PrivateKey, generate_key
 from gateway.app import create_app
 from gateway.demo import mint_token
+from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
 from tests.e2e.conftest import Stack
 from tests.servers import ServerThread, e2e_settings, listening_socket, port_of, running
@@ -114,3 +115,45 @@ def test_a_new_key_is_picked_up_on_first_sight(issued: tuple[Issuer, ServerThrea
                         options={"verify_signature": False})
     time.sleep(REFRESH / 2)  # past the minimum interval between refreshes for unknown keys
     assert _ask(gateway, issuer.sign(claims, "newer")).status_code == 200
+
+
+# -- the same against the sandbox's HelseID simulator ------------------------------------------
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ServerThread]]:
+    """A sandbox of this module's own (its simulator's keys are rotated and removed here) and
+    a gateway trusting the simulator as its issuer, found through discovery."""
+    with running(create_sandbox({})) as sandbox:
+        sock = listening_socket()
+        audit = Path(tmp_path_factory.mktemp("simulated")) / "audit.sqlite3"
+        settings = e2e_settings(port_of(sock), sandbox.url, f"sqlite:///{audit}")
+        settings = replace(settings, auth=replace(
+            settings.auth, issuer=f"{sandbox.url}/helseid", jwks_url="",
+            jwks_refresh_seconds=REFRESH, jwks_min_refresh_seconds=REFRESH / 2))
+        with running(create_app(settings), sock) as gateway:
+            yield sandbox.url, gateway
+
+
+def _simulator_token(sandbox: str) -> str:
+    r = httpx.post(f"{sandbox}/_sandbox/helseid/token",
+                   json={"persona": "legevakt-lege", "patient": HLR.nin})
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+def test_a_key_removed_from_the_simulator_is_refused_within_the_refresh_interval(
+        simulated: tuple[str, ServerThread]) -> None:
+    sandbox, gateway = simulated
+    before = _simulator_token(sandbox)
+    assert _ask(gateway, before).status_code == 200
+    old = jwt.get_unverified_header(before)["kid"]
+    rotated = httpx.post(f"{sandbox}/_sandbox/helseid/keys").json()
+    after = _simulator_token(sandbox)
+    assert jwt.get_unverified_header(after)["kid"] == rotated["signing"] != old
+    assert _ask(gateway, after).status_code == 200  # a new kid: fetched at first sight
+    httpx.delete(f"{sandbox}/_sandbox/helseid/keys/{old}").raise_for_status()
+    time.sleep(REFRESH)  # the refresh interval: the behaviour under test
+    refused = _ask(gateway, before)
+    assert refused.status_code == 401, refused.text[:300]
+    assert "signing key" in refused.json()["errors"][0]["message"]
+    assert _ask(gateway, after).status_code == 200
