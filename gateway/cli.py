@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from gateway.graphiql import EXAMPLE_QUERY as EXAMPLE_QUERY  # the legevakt query, one place
@@ -109,21 +110,59 @@ def demo_settings(host: str, port: int) -> Settings:
     return settings.with_helseid(helseid, audiences)
 
 
+def kilde_command(argv0: str | None = None, cwd: Path | None = None) -> str:
+    """How to run `kilde` from the directory the demo was started in, as the banner prints it:
+    `kilde` when that is what runs on PATH, `./dev kilde` in a checkout whose `.venv` runs this
+    program (`./dev demo`), else the program's own path. A hint that fails when pasted into a
+    plain shell is worse than none."""
+    import shlex
+    import shutil
+
+    program = Path(argv0 if argv0 is not None else sys.argv[0])
+    here = Path.cwd() if cwd is None else cwd
+    if program.suffix == ".py":  # python -m gateway.cli
+        return f"{shlex.quote(sys.executable)} -m gateway.cli"
+    exe = (here / program).resolve()
+    on_path = shutil.which("kilde")
+    if on_path and Path(on_path).resolve() == exe:
+        return "kilde"
+    if (here / "dev").is_file() and exe.is_relative_to((here / ".venv").resolve()):
+        return "./dev kilde"
+    return shlex.quote(str(exe))
+
+
+def token_hint(command: str, base: str, persona: str, patient: str | None = None) -> str:
+    """The `kilde token` line for the demo at `base` (`--sandbox` only off the default)."""
+    words = [command, "token", "--persona", persona]
+    if patient:
+        words += ["--patient", patient]
+    if base != _demo_base(Settings().host, Settings().port):
+        words += ["--sandbox", base]
+    return " ".join(words)
+
+
 def _print_banner(settings: Settings) -> None:
+    from gateway.demo import PERSONAS
+    from sandbox.helseid.personas import SERVICE_ACCOUNTS
     from sandbox.world import PATIENTS
 
-    base = f"http://{settings.host}:{settings.port}"
+    base = _demo_base(settings.host, settings.port)
+    kilde = kilde_command()
+    story = "14033841389"
     print(f"\nKilde demo: GraphQL and GraphiQL at {base}/graphql")
     print(f"Legevakt web app (pick a persona and a patient): {base}/app/\n")
     print("Scenario patients (synthetic):")
     for p in PATIENTS:
-        print(f"  {p.nin}  {', '.join(p.tags):32s} municipality {p.municipality}")
-    print("\nPersonas: kilde token --persona NAME [--patient NIN]; NAME is one of")
-    from gateway.demo import PERSONAS
-
+        print(f"  {p.nin}  {p.name:24s} {', '.join(p.tags):32s} municipality {p.municipality}")
+    print(f"\nPersonas: {token_hint(kilde, base, 'NAME')} [--patient NIN]; NAME is one of")
     print("  " + ", ".join(PERSONAS))
+    print(f"Systems (no person at work): {', '.join(SERVICE_ACCOUNTS)}, the municipal event "
+          "store, tells Kilde a patient's data changed (POST /events):")
+    print(f"  EVENTS=$({token_hint(kilde, base, 'hendelseslager')})")
+    print(f'  curl -s -X POST {base}/events -H "authorization: Bearer $EVENTS" '
+          f"-d '{{\"source\": \"municipal\", \"patient\": \"{story}\"}}'")
     print("\nTry the legevakt query (HLR-minus recorded only at the nursing home):")
-    print('  TOKEN=$(kilde token --persona legevakt-lege --patient 14033841389)')
+    print(f"  TOKEN=$({token_hint(kilde, base, 'legevakt-lege', story)})")
     print(f'  curl -s {base}/graphql -H "authorization: Bearer $TOKEN" '
           "-H 'content-type: application/json' \\\n"
           '    -d \'{"query":"{ patient(nin: \\"14033841389\\") { alerts { title provenance '
@@ -131,7 +170,14 @@ def _print_banner(settings: Settings) -> None:
     print(f"\nHelseID (simulated) at {base}/helseid: it issues these tokens, and Kilde exchanges "
           f"them there for one per source ({base}/_sandbox/helseid/requests counts them).")
     print(f"\nFault knobs: curl -X PUT {base}/_sandbox/faults/kjernejournal "
-          "-d '{\"mode\": \"hang\"}'\n", flush=True)
+          "-d '{\"mode\": \"hang\"}'")
+    print(f"  undo: curl -X PUT {base}/_sandbox/faults/kjernejournal "
+          "-d '{\"mode\": \"none\"}'")
+    if settings.cache.enabled:
+        ttl = settings.cache.ttl_for("kjernejournal")
+        print(f"  An answer cached in the last {ttl:g} s hides a fault: ask with "
+              "-H 'cache-control: no-cache' (or select sources { fromCache }).")
+    print(flush=True)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

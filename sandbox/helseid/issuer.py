@@ -203,8 +203,8 @@ class HelseId:
                       now: float | None = None) -> str:
         """A token for Kilde, as HelseID would give the persona's app after login."""
         issued = int(time.time() if now is None else now)
-        claims = personas.persona_claims(persona, patient, now=issued, attest_age=attest_age,
-                                         purpose=purpose)
+        claims = personas.caller_claims(persona, patient, now=issued, attest_age=attest_age,
+                                        purpose=purpose)
         return self.mint(claims, issuer=issuer, audience=audience, client_id=DEMO_CLIENT_ID,
                          lifetime=lifetime, jkt=jkt, now=issued)
 

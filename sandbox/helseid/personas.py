@@ -103,7 +103,8 @@ def persona(key: str) -> Persona:
     try:
         return PERSONAS[key]
     except KeyError:
-        raise ValueError(f"Unknown persona {key!r}; known: {sorted(PERSONAS)}.") from None
+        known = sorted(PERSONAS) + sorted(SERVICE_ACCOUNTS)
+        raise ValueError(f"Unknown persona {key!r}; known: {known}.") from None
 
 
 def _legal_entity(number: str) -> dict[str, str]:
@@ -197,3 +198,22 @@ def event_store_claims() -> dict[str, Any]:
     return {"sub": "kilde-demo-hendelseslager", "scope": EVENTS_SCOPE,
             "helseid://claims/identity/pid": EVENT_STORE_PID,
             "helseid://claims/client/claims/orgnr_parent": _legal_entity("0301")["id"]}
+
+
+# Systems that call Kilde on their own behalf (no person, no attest): `kilde token --persona
+# hendelseslager` asks the simulator for the event store's token, as the store would get one
+# from HelseID with client credentials.
+SERVICE_ACCOUNTS: Mapping[str, str] = MappingProxyType({
+    "hendelseslager": "Oslo's municipal event store: posts 'data changed' to POST /events.",
+})
+
+
+def caller_claims(key: str, patient: str | None = None, *, now: int, attest_age: int = 0,
+                  purpose: str | None = None) -> dict[str, Any]:
+    """`persona_claims` for a persona, `event_store_claims` for a service account."""
+    if key in SERVICE_ACCOUNTS:
+        if patient is not None or purpose is not None:
+            raise ValueError(f"{key!r} is a system: it has no patient and no purpose.")
+        return event_store_claims()
+    return persona_claims(key, patient, now=now, attest_age=attest_age, purpose=purpose)
+

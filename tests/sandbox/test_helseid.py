@@ -84,7 +84,19 @@ async def test_a_persona_token_verifies_with_the_published_key_and_carries_the_a
     assert attest["patients"][0]["identifier"]["id"] == PATIENT
 
 
+async def test_the_event_stores_token_has_the_events_scope_and_no_person_at_work(
+        sandbox: tuple[httpx.AsyncClient, HelseId]) -> None:
+    http, _ = sandbox
+    r = await http.post("/_sandbox/helseid/token", json={"persona": "hendelseslager"})
+    assert r.status_code == 200
+    claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
+    assert claims["scope"] == "kilde/events.write"
+    assert "authorization_details" not in claims
+    assert "helseid://claims/hpr/hpr_number" not in claims
+
+
 @pytest.mark.parametrize("body", [{}, {"persona": "nobody"}, {"persona": "innbygger"},
+                                  {"persona": "hendelseslager", "patient": PATIENT},
                                   {"persona": "legevakt-lege", "jkt": "short"},
                                   {"persona": "legevakt-lege", "lifetime": 0},
                                   {"persona": "innbygger", "patient": PATIENT, "purpose": "BTG"}])
