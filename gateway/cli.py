@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, NoReturn
 from gateway.graphiql import EXAMPLE_QUERY as EXAMPLE_QUERY  # the legevakt query, one place
 from gateway.settings import BUILTIN_CONNECTORS, DEMO_TENANTS, Settings, SettingsError
 
+DEMO_SHUTDOWN_SECONDS = 5  # demo/sandbox: in-flight requests get this long after a signal
+
 
 def _fail(problems: Sequence[str]) -> NoReturn:
     if len(problems) == 1:
@@ -204,8 +206,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
                                     Mount("", app=sandbox)])
     app = create_app(settings, sandbox=sandbox, extra_routes=demo_routes(settings))
+    # a fault knob's "hang" keeps a sandbox handler waiting forever: Ctrl+C must still stop it
     return serve(app, sock, access_log=False, log_config=None, lifespan="on",
-                 max_header_bytes=settings.limits.max_header_bytes)
+                 max_header_bytes=settings.limits.max_header_bytes,
+                 timeout_graceful_shutdown=DEMO_SHUTDOWN_SECONDS)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -238,7 +242,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port, args.fd)
     host, port = address(sock)
     print(f"Kilde sandbox at http://{host}:{port} (patients: /_sandbox/patients)", flush=True)
-    return serve(app, sock, access_log=False, log_config=None)
+    return serve(app, sock, access_log=False, log_config=None,
+                 timeout_graceful_shutdown=DEMO_SHUTDOWN_SECONDS)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

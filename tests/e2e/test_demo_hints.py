@@ -12,16 +12,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gateway.cli import kilde_command, token_hint
+from gateway.cli import DEMO_SHUTDOWN_SECONDS, kilde_command, token_hint
 from tests.servers import inherited, listening_socket, port_of
 
 pytestmark = pytest.mark.slow
@@ -47,9 +49,16 @@ def _bash(script: str, **env: str) -> str:
     return done.stdout
 
 
+@dataclass
+class Demo:
+    base: str
+    banner: str
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(base URL, banner) of `kilde demo` started from the checkout as `./dev demo` does."""
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """`kilde demo` started from the checkout as `./dev demo` starts it."""
     tmp = tmp_path_factory.mktemp("demo")
     log = tmp / "demo.log"
     sock = listening_socket()
@@ -70,12 +79,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError(f"kilde demo did not start: {log.read_text()}") from None
                 time.sleep(0.1)
-        yield base, log.read_text()
+        yield Demo(base, log.read_text(), process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
             process.kill()
             process.wait()
 
@@ -93,8 +99,8 @@ def _block_after(banner: str, heading: str) -> str:
 
 
 def test_the_banners_token_line_pasted_into_a_plain_shell_prints_a_token(
-        demo: tuple[str, str]) -> None:
-    base, banner = demo
+        demo: Demo) -> None:
+    base, banner = demo.base, demo.banner
     line = next(x.strip() for x in banner.splitlines() if x.strip().startswith("TOKEN=$("))
     token = _bash(f'{line}\nprintf %s "$TOKEN"')
     assert re.fullmatch(r"[\w-]+\.[\w-]+\.[\w-]+", token), token
@@ -103,14 +109,14 @@ def test_the_banners_token_line_pasted_into_a_plain_shell_prints_a_token(
     assert claims["data"]["me"]["kind"] == "CLINICIAN"
 
 
-def test_the_banners_legevakt_query_shows_the_hlr_minus_first(demo: tuple[str, str]) -> None:
-    _, banner = demo
+def test_the_banners_legevakt_query_shows_the_hlr_minus_first(demo: Demo) -> None:
+    banner = demo.banner
     answer = json.loads(_bash(_block_after(banner, "Try the legevakt query")))
     assert answer["data"]["patient"]["alerts"][0]["title"] == "Ikke-gjenoppliving (HLR-minus)"
 
 
-def test_the_banners_fault_knob_and_its_undo_work(demo: tuple[str, str]) -> None:
-    _, banner = demo
+def test_the_banners_fault_knob_and_its_undo_work(demo: Demo) -> None:
+    banner = demo.banner
     lines = [line.strip() for line in banner.splitlines()]
     hang = next(x for x in lines if x.startswith("Fault knobs: ")).removeprefix("Fault knobs: ")
     undo = next(x for x in lines if x.startswith("undo: ")).removeprefix("undo: ")
@@ -118,8 +124,8 @@ def test_the_banners_fault_knob_and_its_undo_work(demo: tuple[str, str]) -> None
     assert json.loads(_bash(undo))["mode"] == "none"
 
 
-def test_the_banners_event_store_call_is_accepted(demo: tuple[str, str]) -> None:
-    _, banner = demo
+def test_the_banners_event_store_call_is_accepted(demo: Demo) -> None:
+    banner = demo.banner
     answer = json.loads(_bash(_block_after(banner, "Systems")))
     assert answer == {"source": "municipal", "evicted": True}
 
@@ -131,8 +137,8 @@ def _readme_blocks(*needles: str) -> list[str]:
 
 
 def test_the_readmes_token_fault_and_event_blocks_work_as_written(
-        demo: tuple[str, str]) -> None:
-    base, _ = demo
+        demo: Demo) -> None:
+    base = demo.base
     port = base.rsplit(":", 1)[1]
     blocks = _readme_blocks("kilde token", "_sandbox/faults", "/events")
     assert len(blocks) >= 3  # the legevakt query, the fault walk-through, the event
@@ -142,6 +148,21 @@ def test_the_readmes_token_fault_and_event_blocks_work_as_written(
     out = _bash(script, KILDE_PORT=port)
     assert '"evicted":true' in out.replace(" ", "")
     assert "Ikke-gjenoppliving (HLR-minus)" in out
+
+
+def test_the_demo_stops_on_sigterm_while_a_fault_knob_keeps_an_upstream_call_hanging(
+        demo: Demo) -> None:
+    """Last in this module: it stops the demo. A "hang" keeps the sandbox's handler waiting
+    after Kilde gave up on it; Ctrl+C must still end the demo (a bounded graceful shutdown)."""
+    base = demo.base
+    httpx.put(f"{base}/_sandbox/faults/pll", json={"mode": "hang"}).raise_for_status()
+    token = _bash(token_hint(kilde_command(".venv/bin/kilde", ROOT), base, "legevakt-lege", STORY))
+    answer = httpx.post(f"{base}/graphql", timeout=30, headers={
+        "authorization": f"Bearer {token.strip()}", "cache-control": "no-cache"}, json={
+        "query": f'{{ patient(nin: "{STORY}") {{ medications {{ name }} sources {{ status }} }} }}'})
+    assert "TIMEOUT" in answer.text  # Kilde answered; the fake's handler still hangs
+    demo.process.send_signal(signal.SIGINT)  # Ctrl+C; uvicorn exits by the same signal
+    assert demo.process.wait(timeout=DEMO_SHUTDOWN_SECONDS + 20) in (0, -signal.SIGINT)
 
 
 @pytest.mark.parametrize(("argv0", "expected"), [
