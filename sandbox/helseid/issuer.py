@@ -205,7 +205,9 @@ class HelseId:
         issued = int(time.time() if now is None else now)
         claims = personas.caller_claims(persona, patient, now=issued, attest_age=attest_age,
                                         purpose=purpose)
-        return self.mint(claims, issuer=issuer, audience=audience, client_id=DEMO_CLIENT_ID,
+        client_id = (personas.EVENT_STORE_CLIENT_ID if persona in personas.SERVICE_ACCOUNTS
+                     else DEMO_CLIENT_ID)
+        return self.mint(claims, issuer=issuer, audience=audience, client_id=client_id,
                          lifetime=lifetime, jkt=jkt, now=issued)
 
     def token_request(self, form: Mapping[str, str], proof: str | None, *, issuer: str,

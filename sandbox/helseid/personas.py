@@ -41,7 +41,7 @@ EVENTS_SCOPE = "kilde/events.write"
 
 # Synthetic people who are not in world.PROFESSIONALS (make_nin-generated, mod-11 valid).
 PRIVACY_OFFICER_PID = "23097130086"
-EVENT_STORE_PID = "12026840188"
+EVENT_STORE_CLIENT_ID = "kilde-demo-hendelseslager"  # the event store's HelseID client
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +194,9 @@ def persona_claims(key: str, patient: str | None = None, *, now: int, attest_age
 
 def event_store_claims() -> dict[str, Any]:
     """Oslo's municipal event store (hendelseslager), which posts "data changed" to Kilde's
-    `/events`: a system, not a person at work."""
-    return {"sub": "kilde-demo-hendelseslager", "scope": EVENTS_SCOPE,
-            "helseid://claims/identity/pid": EVENT_STORE_PID,
+    `/events`: a system, not a person at work; a client-credentials token has no person in it
+    (no pid, no security level), only the client and its organisation."""
+    return {"sub": EVENT_STORE_CLIENT_ID, "scope": EVENTS_SCOPE,
             "helseid://claims/client/claims/orgnr_parent": _legal_entity("0301")["id"]}
 
 

@@ -91,8 +91,9 @@ async def test_the_event_stores_token_has_the_events_scope_and_no_person_at_work
     assert r.status_code == 200
     claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
     assert claims["scope"] == "kilde/events.write"
+    assert claims["client_id"] == "kilde-demo-hendelseslager"
+    assert "helseid://claims/identity/pid" not in claims  # a machine: no person in it
     assert "authorization_details" not in claims
-    assert "helseid://claims/hpr/hpr_number" not in claims
 
 
 @pytest.mark.parametrize("body", [{}, {"persona": "nobody"}, {"persona": "innbygger"},
