@@ -18,12 +18,12 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import httpx
 
 from connectors.credentials.upstream import NO_CREDENTIALS, Credentials
-from connectors.model import AnyCategory, PrivacyState, Status
+from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 from connectors.redact import redacted_repr
 
 
@@ -82,6 +82,14 @@ class FetchRequest:
     credentials: Credentials = field(default=NO_CREDENTIALS, repr=False, compare=False)
 
 
+# What `SourceResult.of` takes: a dict keyed by built-in categories only, by a plugin's specs
+# only, or by both (Mapping's key is invariant, so each needs naming)
+CategoryItems = (Mapping[Category, Sequence[Any]] | Mapping[CategorySpec, Sequence[Any]]
+                 | Mapping[AnyCategory, Sequence[Any]])
+CategoryStatus = (Mapping[Category, Status] | Mapping[CategorySpec, Status]
+                  | Mapping[AnyCategory, Status])
+
+
 @dataclass(frozen=True, slots=True)
 class SourceResult:
     """What one source answered: items per category, a status, and in-band privacy state.
@@ -111,10 +119,10 @@ class SourceResult:
     def of(
         cls,
         source: str,
-        items: Mapping[AnyCategory, Sequence[Any]],
+        items: CategoryItems,
         *,
         privacy: PrivacyState | None = None,
-        category_status: Mapping[AnyCategory, Status] | None = None,
+        category_status: CategoryStatus | None = None,
         detail: str | None = None,
         fetched_at: datetime | None = None,
     ) -> SourceResult:
@@ -123,9 +131,10 @@ class SourceResult:
         return cls(
             source=source,
             status=status,
-            items=items,
+            # read-only from here on, so a narrower key type is safe to widen
+            items=cast("Mapping[AnyCategory, Sequence[Any]]", items),
             privacy=privacy or PrivacyState(),
-            category_status=category_status or {},
+            category_status=cast("Mapping[AnyCategory, Status]", category_status or {}),
             detail=detail,
             fetched_at=fetched_at or datetime.now(UTC),
         )
@@ -146,8 +155,13 @@ class Connector(Protocol):
     `request.timeout`, be safe to cancel, and never log or raise personal data.
     """
 
-    name: str
-    categories: frozenset[AnyCategory]
+    # read-only members: a class attribute `categories = frozenset({Category.X})` (a
+    # frozenset[Category]) or a property satisfies them, as a plain attribute would not
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def categories(self) -> frozenset[AnyCategory]: ...
 
     async def fetch(self, request: FetchRequest) -> SourceResult: ...
 

@@ -111,12 +111,12 @@ async def request_json_response(
     all_headers = {"accept": FHIR_JSON, **(headers or {})}
     if content is not None:
         all_headers.setdefault("content-type", FHIR_JSON)
-    session = getattr(http, "session", None)
+    session: aiohttp.ClientSession | None = getattr(http, "session", None)
     direct = session is not None and not http.event_hooks["request"]
 
     async def send(extra: Mapping[str, str]) -> _Answer:
         sent = {**all_headers, **extra} if extra else all_headers
-        if direct:
+        if direct and session is not None:
             return await _send_aiohttp(session, source, method, url, timeout=timeout,
                                        headers=sent, params=params, data=data, content=content)
         return await _send_httpx(http, source, method, url, timeout=timeout, headers=sent,

@@ -83,5 +83,5 @@ def redacted_repr(cls: type[T]) -> type[T]:
                  for f in dataclasses.fields(self) if f.repr]
         return f"{type(self).__qualname__}({', '.join(parts)})"
 
-    cls.__repr__ = redacted  # type: ignore[assignment,method-assign]
+    cls.__repr__ = redacted  # type: ignore[method-assign]
     return cls

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,8 +91,10 @@ class PrivateKey:
         """Wrap a cryptography key; `alg` defaults from the key (EC curve, RSA -> RS256)."""
         chosen = alg or _default_alg(key)
         _check_fits(key, chosen)
-        converter = ECAlgorithm if isinstance(key, ec.EllipticCurvePrivateKey) else RSAAlgorithm
-        public: dict[str, str] = converter.to_jwk(key.public_key(), as_dict=True)
+        public: dict[str, str] = (
+            ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+            if isinstance(key, ec.EllipticCurvePrivateKey)
+            else RSAAlgorithm.to_jwk(key.public_key(), as_dict=True))
         public = {k: v for k, v in public.items() if k not in _PRIVATE_MEMBERS}
         thumbprint = jwk_thumbprint(public)
         chosen_kid = kid or thumbprint
@@ -127,7 +129,8 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
 
 
 def _default_alg(key: object) -> str:
@@ -208,10 +211,14 @@ def _wrap(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, alg: str | None,
         raise KeyFileError(f"The {setting} cannot be used: {exc}") from exc
 
 
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+
+
 def generate_key(*, alg: str = "ES256", kid: str | None = None) -> PrivateKey:
     """A fresh key, for the sandbox and tests only: production keys come from files."""
     if alg.startswith("ES"):
-        curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}[alg]
-        return PrivateKey.of(ec.generate_private_key(curve()), alg=alg, kid=kid)
+        curve = _CURVES[alg]()
+        return PrivateKey.of(ec.generate_private_key(curve), alg=alg, kid=kid)
     return PrivateKey.of(rsa.generate_private_key(public_exponent=65537, key_size=2048),
                          alg=alg, kid=kid)

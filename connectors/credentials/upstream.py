@@ -58,10 +58,14 @@ class Audience:
 
 
 class UpstreamAnswer(Protocol):
-    """What `UpstreamAuth.send` needs to see of a response."""
+    """What `UpstreamAuth.send` needs to see of a response (read-only: a frozen dataclass
+    or an httpx.Response both fit)."""
 
-    status: int
-    headers: Mapping[str, str]
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
 
 A = TypeVar("A", bound=UpstreamAnswer)

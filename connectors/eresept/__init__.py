@@ -7,11 +7,13 @@ shall be interpreted as no lookup performed"): the answer is then PARTIAL, never
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import httpx
 
-from connectors import Category, ConnectorSettings, SourceResult, Status
+from connectors import AnyCategory, Category, ConnectorSettings, SourceResult, Status
 from connectors.medication.connector import SfmConnector
 from connectors.medication.sfm import MedicationDocument
 
@@ -24,7 +26,7 @@ class EreseptConnector(SfmConnector):
     name = "eresept"
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
-        items = {Category.MEDICATIONS: document.prescriptions}
+        items: dict[AnyCategory, Sequence[Any]] = {Category.MEDICATIONS: document.prescriptions}
         if document.rf_fetched_at is None:
             return SourceResult(source=self.name, status=Status.PARTIAL, items=items,
                                 fetched_at=fetched_at, detail=RF_NOT_CONSULTED)

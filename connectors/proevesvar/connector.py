@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from connectors import (
+    AnyCategory,
     Category,
     ConnectorError,
     FetchRequest,
@@ -75,7 +77,7 @@ class ProevesvarConnector:
         entries, shortfall = await self._collect(request)
         fetched_at = now()
         mapped = map_search(entries, fetched_at)
-        items = {Category.LAB_RESULTS: mapped.reports}
+        items: dict[AnyCategory, Sequence[Any]] = {Category.LAB_RESULTS: mapped.reports}
         if mapped.status is not None:
             return SourceResult(source=self.name, status=mapped.status, items=items,
                                 fetched_at=fetched_at, privacy=mapped.privacy,

@@ -67,15 +67,19 @@ def read_devices(bundle: Any, fetched_at: datetime, *, max_alarms: int = 5) -> D
     return Devices(tuple(devices), unreadable)
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def read_device(resource: Mapping[str, Any], fetched_at: datetime) -> WelfareDevice:
     """One `Device`; raises ValueError (or a lookup error) when it cannot be read."""
     device_id = resource["id"]
     kind = coding_of(resource.get("type"))
     if not isinstance(device_id, str) or not device_id or kind is None:
         raise ValueError("a Device needs an id and a type")
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    meta = _object(resource.get("meta"))
     municipality = extension_value(resource, MUNICIPALITY)
-    owner = resource.get("owner") if isinstance(resource.get("owner"), dict) else {}
+    owner = _object(resource.get("owner"))
     return WelfareDevice(
         id=device_id,
         kind=kind,
