@@ -20,6 +20,13 @@ from gateway.headlimit import uvicorn_options
 from gateway.settings import BUILTIN_CONNECTORS, Settings
 from sandbox import helseid as sandbox_helseid
 
+# A source's timeout in the test stacks: a healthy sandbox answers in milliseconds, but CI shares
+# two cores with a loaded machine, where a legevakt query (nine upstream calls, a token exchange and
+# a DPoP proof each, all in the test's own process) has taken over a second. Tests of timeouts hang a
+# source on purpose and wait this long; tests of anything else must never meet it.
+SOURCE_TIMEOUT = 4.0
+DEADLINE = SOURCE_TIMEOUT + 2.0  # the request's deadline must not cut a source's timeout short
+
 
 def listening_socket() -> socket.socket:
     """A TCP socket bound to a loopback port the OS chose, for one server to take over.
@@ -95,12 +102,13 @@ def e2e_settings(gateway_port: int, sandbox_url: str, audit_url: str, **override
     helseid, audiences = sandbox_helseid.kilde_settings(sandbox_url)
     auth = replace(settings.auth, issuer=helseid["issuer"],
                    jwks_url=sandbox_helseid.jwks_url(helseid["issuer"]))
-    timeout = overrides.pop("source_timeout", 1.0)
+    timeout = overrides.pop("source_timeout", SOURCE_TIMEOUT)
     # the shared stack tests live, unretried behaviour with no breaker carrying failures from
     # one test into the next; cache and resilience tests build their own stack with them
     overrides.setdefault("cache", replace(settings.cache, enabled=False))
     overrides.setdefault("resilience", replace(settings.resilience, enabled=False))
     connectors = {n: ConnectorSettings(n, timeout=timeout) for n in BUILTIN_CONNECTORS}
+    overrides.setdefault("deadline_seconds", DEADLINE)
     settings = replace(settings, port=gateway_port, auth=auth, connectors=connectors,
                        audit=replace(settings.audit, url=audit_url), **overrides)
     return settings.with_sandbox(sandbox_url).with_helseid(helseid, audiences)

@@ -28,6 +28,7 @@ from gateway.demo import mint_token
 from gateway.settings import BUILTIN_CONNECTORS, Settings
 from sandbox.app import create_app as create_sandbox
 from sandbox.helseid import jwks_url, kilde_settings
+from tests.servers import DEADLINE, SOURCE_TIMEOUT
 
 SANDBOX = "http://sandbox.test"
 ISSUER = f"{SANDBOX}/helseid"
@@ -90,9 +91,9 @@ def _total(value: Any) -> int:
 def settings_for(audit_url: str = "sqlite:///:memory:", **changes: Any) -> Settings:
     """Demo settings pointed at the in-process sandbox and test issuer, with `changes`."""
     base = Settings.from_env({"KILDE_MODE": "demo"})
-    connectors = {n: ConnectorSettings(n, timeout=1.0) for n in BUILTIN_CONNECTORS}
+    connectors = {n: ConnectorSettings(n, timeout=SOURCE_TIMEOUT) for n in BUILTIN_CONNECTORS}
     helseid, audiences = kilde_settings(SANDBOX)
-    settings = replace(base, connectors=connectors,
+    settings = replace(base, connectors=connectors, deadline_seconds=DEADLINE,
                        auth=replace(base.auth, issuer=ISSUER, jwks_url=jwks_url(ISSUER)),
                        audit=replace(base.audit, url=audit_url))
     return replace(settings.with_sandbox(SANDBOX).with_helseid(helseid, audiences), **changes)
