@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -171,6 +173,25 @@ class CacheStore:
             return value
         return await self._call(op)
 
+    async def moving_window(self, key: str, limit: int, window: float,
+                            now: float) -> tuple[bool, float]:
+        """Record one event at `now` in a moving window of `window` seconds, unless `limit`
+        events already fall in (now - window, now]; (recorded, time of the oldest event in the
+        window). One Lua script in Redis (a sorted set of event times), so replicas share it
+        atomically; a refused event is not recorded. Only for a shared store."""
+        if not self.shared:
+            raise TypeError("moving_window() needs a shared (Redis) store.")
+        key = self.namespace + key
+        client = self._backend.client
+        member = f"{now!r}:{secrets.token_hex(6)}"
+
+        async def op() -> tuple[bool, float]:
+            recorded, oldest = await client.eval(
+                _MOVING_WINDOW, 1, key, repr(now), repr(window), str(limit), member,
+                str(max(1, math.ceil(window * 1000))))
+            return bool(recorded), float(oldest)
+        return await self._call(op)
+
     async def delete(self, key: str) -> None:
         key = self.namespace + key
         await self._call(lambda: self._backend.delete(key))
@@ -195,6 +216,21 @@ class CacheStore:
                     await self._backend.close()
         except Exception as exc:  # closing a dead connection is not worth failing shutdown
             log.debug("cache store close failed: %s", type(exc).__name__)
+
+
+# KEYS[1]: a sorted set of event times. ARGV: now, window, limit, a unique member, TTL in ms.
+# Scores are event times; the set never holds more than `limit` of them, and expires with
+# the window. Returns {1, now} when recorded, {0, oldest} when the window is full.
+_MOVING_WINDOW = """
+local now, window, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+  return {1, ARGV[1]}
+end
+return {0, redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]}
+"""
 
 
 def _ttl(seconds: float) -> float | int:

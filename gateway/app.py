@@ -43,7 +43,7 @@ from gateway.launch import LaunchStore, handle_launch, smart_configuration
 from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import RequestEdgeMiddleware
-from gateway.metrics import Metrics
+from gateway.metrics import Metrics, ResponseMetrics
 from gateway.security import add_security
 from gateway.settings import Settings
 from gateway.sources import Sources, wrap_sources
@@ -217,7 +217,7 @@ def create_app(
         return smart_configuration(request, settings)
 
     async def metrics_text(request: Request) -> Response:
-        body, media = request.state.kilde.metrics.render()
+        body, media = request.state.kilde.metrics.render(request.headers.get("accept", ""))
         return Response(body, media_type=media)
 
     routes: list[BaseRoute] = [
@@ -240,6 +240,7 @@ def create_app(
         routes.append(Mount("", app=sandbox))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequestEdgeMiddleware)  # innermost: request id, crash guard, log
+    app.add_middleware(ResponseMetrics)  # every answer by route and status, the edge's 500 too
     add_security(app, settings.cors)
     if tracer is not None:
         app.add_middleware(tracing.TracingMiddleware, tracer=tracer)

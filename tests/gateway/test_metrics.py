@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.audit import Delivery
@@ -13,7 +14,7 @@ def _samples(metrics: Metrics) -> dict[tuple[str, str, str, str], float]:
     out = {}
     for family in text_string_to_metric_families(metrics.render()[0].decode()):
         for s in family.samples:
-            if s.name.endswith("_total"):
+            if s.name.endswith("_total") and s.name.startswith(("kilde_deliveries", "kilde_items")):
                 out[(s.name, s.labels["source"], s.labels["category"],
                      s.labels["municipality"])] = s.value
     return out
@@ -62,3 +63,84 @@ def test_a_municipality_claim_that_is_not_a_municipality_number_is_counted_as_ot
     assert 'municipality="other"' in text
     assert "14033841389" not in text
     assert "Nordmann" not in text
+
+
+# --- the exposition: prometheus_client's own, negotiated, with the runtime collectors --------
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5"
+
+
+def test_openmetrics_is_negotiated_and_the_text_format_is_the_default() -> None:
+    from prometheus_client.openmetrics.parser import (
+        text_string_to_metric_families as openmetrics_families,
+    )
+
+    metrics = Metrics()
+    metrics.record([event(1)])
+    body, media = metrics.render(OPENMETRICS)
+    assert media.startswith("application/openmetrics-text; version=1.0.0")
+    text = body.decode()
+    assert text.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(text)}  # parses as OpenMetrics
+    assert families["kilde_deliveries"].type == "counter"
+    body, media = metrics.render("")
+    assert media.startswith("text/plain; version=0.0.4")
+    assert "# EOF" not in body.decode()
+    assert metrics.render("text/html,*/*")[1].startswith("text/plain")
+
+
+@pytest.mark.parametrize("accept", ["", OPENMETRICS])
+def test_process_and_python_runtime_series_and_no_created_series(accept: str) -> None:
+    metrics = Metrics()
+    metrics.record([event(1)])
+    metrics.response("/graphql", 200)
+    text = metrics.render(accept)[0].decode()
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+             if line and not line.startswith("#")}
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes",
+            "process_open_fds", "python_info", "python_gc_collections_total"} <= names
+    assert [n for n in names if n.endswith("_created")] == []
+    assert "kilde_deliveries_total" in names
+
+
+def test_status_labels_are_bounded() -> None:
+    metrics = Metrics()
+    for status in (200, 503, 99, 600, 10**9):
+        metrics.response("/graphql", status)
+    samples = [s.labels["status"] for f in text_string_to_metric_families(
+        metrics.render()[0].decode()) if f.name == "kilde_http_responses" for s in f.samples
+        if s.name.endswith("_total")]
+    assert sorted(samples) == ["200", "503", "other"]
+
+
+async def test_metrics_over_http_negotiate_and_count_5xx_answers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.gateway.inprocess import gateway
+
+    async with gateway() as kilde:
+        r = await kilde.client.get("/metrics", headers={"accept": OPENMETRICS})
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("application/openmetrics-text")
+        assert "process_cpu_seconds_total" in r.text
+        assert "_created" not in r.text
+
+        async def no_audit() -> bool:
+            return False
+
+        async def broken_audit() -> bool:
+            raise RuntimeError("the audit store's driver fell over")
+
+        monkeypatch.setattr(kilde.state.audit, "ping", no_audit)
+        assert (await kilde.client.get("/readyz")).status_code == 503
+        monkeypatch.setattr(kilde.state.audit, "ping", broken_audit)
+        assert (await kilde.client.get("/readyz")).status_code == 500  # the edge's crash guard
+        r = await kilde.client.post("/graphql", json={"query": "{ me { kind } }"})  # no token
+        assert r.status_code == 401
+        text = (await kilde.client.get("/metrics")).text
+    counted = {(s.labels["route"], s.labels["status"]): s.value
+               for f in text_string_to_metric_families(text) if f.name == "kilde_http_responses"
+               for s in f.samples if s.name.endswith("_total")}
+    assert counted[("/readyz", "503")] == 1
+    assert counted[("/readyz", "500")] == 1
+    assert counted[("/graphql", "401")] == 1
+    assert counted[("/metrics", "200")] == 1
