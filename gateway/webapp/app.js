@@ -7,9 +7,9 @@ import {
   renderLabs, renderMedications, renderServices, renderSourceBar, summaryLine,
 } from "./render.js";
 
-const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String) {
+const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String, $fresh: Boolean) {
   me { kind name professionText pointOfCareName purposeOfUse }
-  patient(nin: $nin, emergencyReason: $reason) {
+  patient(nin: $nin, emergencyReason: $reason, fresh: $fresh) {
     nin
     alerts { kind priority title detail itemId itemIds meaning code { code display }
              provenance { source municipality recordId }
@@ -27,7 +27,7 @@ const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String) {
       provenance { source } }
     conditions { code { system code display } clinicalStatus onset
                  provenance { source municipality } }
-    sources { source municipality category status reason latencyMs fromCache detail }
+    sources { source municipality category status reason latencyMs fromCache ageSeconds detail }
   }
 }`;
 
@@ -109,8 +109,8 @@ function patientHead(pt, me, result, reason) {
       h("p", { class: "patient-nin" }, `Fødselsnr. ${formatNin(result.data.patient.nin)}`,
         pt ? ` · ${state.municipalities[pt.municipality] || "Kommune"} (${pt.municipality})` : "")),
     h("div", { class: "patient-who" },
-      h("p", {}, `${me.name || ""}, ${me.professionText || "uten helsepersonellautorisasjon"}, `,
-        `${me.pointOfCareName || ""}`),
+      h("p", {}, [me.name, me.professionText || "uten helsepersonellautorisasjon",
+        me.pointOfCareName].filter(Boolean).join(", ")),
       h("p", { class: "item-sub" }, `Formål: ${PURPOSES[me.purposeOfUse] || me.purposeOfUse || "–"}`,
         ` · svar på ${result.ms} ms`)),
     h("div", { class: "patient-actions" },
@@ -142,7 +142,8 @@ function showPatient(result, reason) {
 
 async function openPatient(reason = null) {
   const nin = $("patient").value;
-  const result = await graphql(PATIENT_QUERY, { nin, reason });
+  // "Ferske data": past the cache to the sources (rate-limited; over it, the cache answers)
+  const result = await graphql(PATIENT_QUERY, { nin, reason, fresh: $("fresh").checked || null });
   if (!result.data?.patient) throw new AppError(denial(result.errors));
   showPatient(result, reason);
 }
@@ -250,7 +251,8 @@ async function setFault(event) {
       method: "PUT", headers: { "content-type": "application/json" },
       body: JSON.stringify({ mode, latency_ms: 0 }),
     });
-    say(`Sandkasse: ${SOURCE_NAMES[source]} er satt til «${$("fault-mode").selectedOptions[0].text}». Åpne pasienten på nytt.`);
+    say(`Sandkasse: ${SOURCE_NAMES[source]} er satt til «${$("fault-mode").selectedOptions[0].text}». `
+      + "Åpne pasienten på nytt med «Ferske data»: et svar fra hurtiglageret skjuler feilen til det går ut.");
   } catch (err) {
     say(err.message);
   }
@@ -291,8 +293,10 @@ async function start() {
   }
   $("persona").replaceChildren(...state.personas.map((p) => h("option", { value: p.key },
     personaLabel(p))));
+  // name, number and municipality: what a clinician recognises (the scenario tags are the
+  // sandbox's internal names, not shown)
   $("patient").replaceChildren(...state.patients.map((p) => h("option", { value: p.nin },
-    `${p.name} · ${formatNin(p.nin)} · ${p.tags.join(", ")}`)));
+    [p.name, formatNin(p.nin), state.municipalities[p.municipality]].filter(Boolean).join(" · "))));
   onPersonaChange();
   document.body.dataset.ready = "true";
   try {

@@ -39,6 +39,22 @@ const CODE_SYSTEMS = {
   "http://snomed.info/sct": "SNOMED CT",
 };
 const SERVICE_STATUS = { active: "Pågående", completed: "Avsluttet", planned: "Vedtatt" };
+// FHIR statuses of a medication record and a condition, in Norwegian (the code as a tooltip)
+const RECORD_STATUS = { active: "aktiv", completed: "avsluttet", stopped: "seponert",
+  "on-hold": "pause", cancelled: "avbrutt", "entered-in-error": "feilregistrert",
+  intended: "planlagt", draft: "utkast", unknown: "ukjent status" };
+const CLINICAL_STATUS = { active: "aktiv", recurrence: "tilbakefall", relapse: "tilbakefall",
+  inactive: "inaktiv", remission: "i remisjon", resolved: "over" };
+// why an access was refused, in the citizen's and the privacy officer's words
+const REFUSALS = { CARE_RELATIONSHIP_MISSING: "uten behandlingsrelasjon",
+  ATTEST_EXPIRED: "attesten var utløpt", ATTEST_INVALID: "ugyldig attest",
+  PATIENT_BLOCKED_REQUESTER: "pasienten har blokkert", PATIENT_RESERVED: "pasienten har reservert seg",
+  MUNICIPAL_BORDER: "annen kommune", RESTRICTED_NEEDS_EMERGENCY: "sperret",
+  PURPOSE_MISSING: "formål mangler", PURPOSE_NOT_PERMITTED: "formålet gir ikke tilgang",
+  PROFESSION_NOT_PERMITTED: "yrket gir ikke tilgang", CATEGORY_NOT_PERMITTED: "opplysningene er ikke tillatt",
+  SCOPE_MISSING: "mangler tilgang (scope)", NOT_SELF: "ikke egne opplysninger",
+  ACCESS_LOG_NOT_PERMITTED: "ikke tilgang til loggen", PRINCIPAL_UNKNOWN: "ukjent bruker",
+  SECURITY_LABEL_DENIED: "skjermet", SECURITY_LABEL_RESTRICTED: "skjermet" };
 const CONFLICTS = { dosage: "dosering", status: "status", started: "startdato",
   ended: "sluttdato", code: "legemiddel", severity: "alvorlighet", reaction: "reaksjon" };
 // statuses that say "something is there that this answer does not show"
@@ -74,10 +90,32 @@ export function dateTime(value) {
 }
 export const formatNin = (nin) => `${nin.slice(0, 6)} ${nin.slice(6)}`;
 
+/** A Norwegian word for a code, the code itself as the tooltip (`title`). */
+function worded(words, code, attrs = {}) {
+  if (!code) return "";
+  return h("span", { ...attrs, title: code, "data-code": code }, words[code] || code);
+}
+
+/** How old data is, in words: "45 s", "3 min", "2 t". */
+export function age(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  return `${Math.round(s / 3600)} t`;
+}
+
+/** Parts joined into one sentence: empty parts left out, one full stop at the end. */
+export function sentence(...parts) {
+  const text = parts.filter((p) => p !== null && p !== undefined && String(p).trim() !== "")
+    .map((p) => String(p).trim()).join(" ").replace(/\s+([,.:;])/g, "$1");
+  if (!text) return "";
+  return /[.!?]$/.test(text) ? text : `${text}.`;
+}
+
 export function statusBadge(status) {
   const [label, tone] = STATUS[status] || [status, "neutral"];
-  return h("span", { class: `badge badge-${tone}`, "data-status": status },
-    label, status !== "OK" ? h("span", { class: "badge-code" }, ` ${status}`) : null);
+  // Norwegian on screen; the status code is the tooltip (and data-status for tests and tools)
+  return h("span", { class: `badge badge-${tone}`, "data-status": status, title: status }, label);
 }
 
 /** "Oslo kommunes journal" for a municipal store, else the source's name. */
@@ -162,6 +200,10 @@ export function renderSourceBar(rows, municipalities = {}) {
       const [name, store] = key.split(":");
       const status = worst(list.map((r) => r.status));
       const latency = Math.max(...list.map((r) => r.latencyMs || 0));
+      // a STALE answer is the last good one from the cache: how old it is matters, not how
+      // fast the cache answered (ageSeconds: since the source gave it, i.e. the entry's time)
+      const stale = list.filter((r) => r.status === "STALE" && r.ageSeconds != null);
+      const staleAge = stale.length ? Math.max(...stale.map((r) => r.ageSeconds)) : null;
       // OK next to EMPTY is no news; anything else that differs per category is spelled out
       const mixed = new Set(list.map((r) => (r.status === "EMPTY" ? "OK" : r.status))).size > 1;
       return h("li", { class: `source source-${STATUS[status]?.[1] || "neutral"}`,
@@ -169,7 +211,10 @@ export function renderSourceBar(rows, municipalities = {}) {
       h("span", { class: "source-name" }, storeName(name, store, municipalities)),
       statusBadge(status),
       store ? h("span", { class: "source-detail" }, "Ikke spurt: ingen avtale") : null,
-      h("span", { class: "source-latency" }, latency ? `${Math.round(latency)} ms` : ""),
+      staleAge !== null
+        ? h("span", { class: "source-age", "data-age-seconds": Math.round(staleAge),
+          title: "Siste svar fra kilden, fra hurtiglageret" }, `hentet for ${age(staleAge)} siden`)
+        : h("span", { class: "source-latency" }, latency ? `${Math.round(latency)} ms` : ""),
       list.some((r) => r.fromCache) ? h("span", { class: "source-cache" }, "fra hurtiglager") : null,
       mixed ? h("span", { class: "source-detail" },
         list.map((r) => `${CATEGORY_NAMES[r.category] || r.category}: ${STATUS[r.status]?.[0] || r.status}`)
@@ -211,11 +256,12 @@ function renderAlert(alert, limitations, municipalities) {
   disputed ? h("p", { class: "alert-disputed-note", "data-testid": "disputed" },
     "Motstrid: en annen kilde har en annen beslutning (se over).") : null,
   alert.detail && alert.detail !== alert.title ? h("p", { class: "alert-detail" }, alert.detail) : null,
-  tl ? h("p", { class: "alert-meta" },
-    [tl.decidedAt ? `Besluttet ${date(tl.decidedAt)}` : "Besluttet",
-      tl.decidedBy ? ` av ${tl.decidedBy}` : "", ".",
-      tl.reason ? ` Begrunnelse: ${tl.reason}.` : "",
-      tl.validUntil ? ` Gyldig til ${date(tl.validUntil)}.` : ""].join("")) : null,
+  tl && (tl.decidedAt || tl.decidedBy || tl.reason || tl.validUntil) ? h("p", { class: "alert-meta" },
+    [tl.decidedAt || tl.decidedBy ? sentence("Besluttet", tl.decidedAt ? date(tl.decidedAt) : "",
+      tl.decidedBy ? `av ${tl.decidedBy}` : "") : "",
+    tl.reason ? sentence(`Begrunnelse: ${tl.reason}`) : "",
+    tl.validUntil ? sentence(`Gyldig til ${date(tl.validUntil)}`) : ""].filter(Boolean).join(" "))
+    : null,
   sources(alert.provenances?.length ? alert.provenances : [alert.provenance], municipalities));
 }
 
@@ -238,7 +284,7 @@ export function renderServices(items, rows, municipalities) {
   return section("services", "Kommunale tjenester", rows, ["MUNICIPAL_SERVICES"], municipalities,
     items.length ? h("ul", { class: "items" }, items.map((s) => h("li", { class: "item" },
       h("p", { class: "item-title" }, s.code.display || s.code.code,
-        h("span", { class: `pill pill-${s.status}` }, SERVICE_STATUS[s.status] || s.status)),
+        worded(SERVICE_STATUS, s.status, { class: `pill pill-${s.status}` })),
       s.description ? h("p", { class: "item-sub" }, s.description) : null,
       h("p", { class: "item-contact" },
         h("span", { class: "unit" }, s.unit || "Ansvarlig enhet ukjent"),
@@ -259,7 +305,8 @@ export function renderMedications(items, rows, municipalities) {
       m.conflicts.length && (m.records || []).length > 1 ? h("ul", { class: "records",
         "data-testid": "records" }, m.records.map((r) => h("li", { "data-source": r.provenance.source },
         h("strong", {}, `${SOURCE_NAMES[r.provenance.source] || r.provenance.source}: `),
-        [r.dosage?.text, r.status, r.started ? `fra ${date(r.started)}` : null,
+        [r.dosage?.text, r.status ? RECORD_STATUS[r.status] || r.status : null,
+          r.started ? `fra ${date(r.started)}` : null,
           r.ended ? `til ${date(r.ended)}` : null].filter(Boolean).join(" · ")))) : null,
       sources(m.provenances, municipalities)))) : empty());
 }
@@ -297,7 +344,8 @@ export function renderConditions(items, rows, municipalities) {
       h("p", { class: "item-title" }, c.code.display || c.code.code,
         h("span", { class: "code" }, ` ${CODE_SYSTEMS[c.code.system] || ""} ${c.code.code}`)),
       h("p", { class: "item-sub" }, c.onset ? `Siden ${date(c.onset)}` : "",
-        c.clinicalStatus && c.clinicalStatus !== "active" ? ` (${c.clinicalStatus})` : ""),
+        c.clinicalStatus && c.clinicalStatus !== "active"
+          ? [" (", worded(CLINICAL_STATUS, c.clinicalStatus), ")"] : ""),
       sources([c.provenance], municipalities)))) : empty());
 }
 
@@ -320,7 +368,8 @@ export function renderAccessLog(title, connection, intro, none) {
       h("td", {}, PURPOSES[e.purposeOfUse] || e.purposeOfUse || "",
         e.emergency ? h("span", { class: "badge badge-warn block" }, "Nødtilgang") : null,
         e.emergencyReason ? h("span", { class: "item-sub block" }, `«${e.emergencyReason}»`) : null,
-        e.outcome !== "DELIVERED" ? h("span", { class: "item-sub block" }, `Avvist (${e.reason})`) : null),
+        e.outcome !== "DELIVERED" ? h("span", { class: "item-sub block" }, "Avvist",
+          e.reason ? [" (", worded(REFUSALS, e.reason), ")"] : "") : null),
       h("td", {}, e.categories.map((c) => CATEGORY_NAMES[c.toUpperCase()] || c).join(", "))))))
       : empty(none));
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -243,3 +244,90 @@ def test_the_summary_says_from_all_sources_only_when_every_source_answered_compl
     status = page.inner_text("#status")
     assert "fra alle kilder" not in status
     assert "Pasientens prøvesvar: skjult, nødtilgang kan vise mer" in status
+
+
+def test_the_patient_picker_shows_names_and_numbers_not_scenario_tags(page: Any,
+                                                                     demo: str) -> None:
+    patients = httpx.get(f"{demo}/_sandbox/patients").json()
+    towns = {m["number"]: m["name"] for m in httpx.get(f"{demo}/_sandbox/municipalities").json()}
+    labels = page.locator("#patient option").evaluate_all(
+        "els => els.map(e => [e.value, e.textContent])")
+    assert [nin for nin, _ in labels] == [p["nin"] for p in patients]
+    tags = {tag for p in patients for tag in p["tags"]}
+    assert tags  # the sandbox has them; the picker must not show them
+    for (nin, label), p in zip(labels, patients, strict=True):
+        assert label == f"{p['name']} · {nin[:6]} {nin[6:]} · {towns[p['municipality']]}"
+        assert not any(tag in label for tag in tags), label
+
+
+@pytest.fixture(scope="module")
+def cached_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The demo stack with its cache on, as `kilde demo` runs it (the shared one has none)."""
+    audit = tmp_path_factory.mktemp("webapp-cache") / "audit.sqlite3"
+    sock = listening_socket()
+    url = f"http://127.0.0.1:{port_of(sock)}"
+    base = e2e_settings(port_of(sock), url, f"sqlite:///{audit}")
+    settings = replace(base, cache=replace(base.cache, enabled=True))
+    with running(demo_app(settings, sandbox=create_sandbox({})), sock):
+        yield url
+
+
+def test_a_stale_source_shows_the_age_of_its_data_not_the_latency(browser: Any,
+                                                                   cached_demo: str) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
+                                  timezone_id="Europe/Oslo")
+    problems: list[str] = []
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.goto(f"{cached_demo}/app/")
+        page.wait_for_selector("body[data-ready=true]")
+        _open(page, "legevakt-lege", HLR.nin)  # the answers go into the cache
+        kj = page.locator(".source[data-source=kjernejournal]")
+        assert kj.get_attribute("data-status") == "OK"
+        assert page.locator(".source-age").count() == 0
+        httpx.put(f"{cached_demo}/_sandbox/faults/kjernejournal", json={"mode": "error"})
+        page.check("#fresh")  # past the cache: Kjernejournal fails, its last answer is served
+        page.click("#open")
+        page.wait_for_selector(".source[data-source=kjernejournal][data-status=STALE]")
+        chip = kj.locator(".source-age")
+        seconds = int(chip.get_attribute("data-age-seconds"))
+        assert 0 <= seconds < 60
+        assert chip.inner_text() == f"hentet for {seconds} s siden"
+        assert " ms" not in kj.inner_text()  # the latency is not what a STALE chip shows
+        badge = kj.locator(".badge")
+        assert badge.inner_text() == "Foreldet"  # Norwegian; the code is the tooltip
+        assert badge.get_attribute("title") == "STALE"
+        assert page.locator(".source:not([data-source=kjernejournal]) .source-age").count() == 0
+        _shoot(page, "legevakt-kjernejournal-stale")
+        # the chip's words for older data, from the same rendering code with a row 125 s old
+        text = page.evaluate("""async () => {
+            const r = await import('/app/render.js');
+            const rows = [{ source: 'kjernejournal', category: 'CRITICAL_INFORMATION',
+              status: 'STALE', latencyMs: 3.2, ageSeconds: 125.4, fromCache: true }];
+            return r.renderSourceBar(rows, {}).querySelector('.source').textContent; }""")
+        assert "hentet for 2 min siden" in text
+        assert "3 ms" not in text
+    finally:
+        httpx.put(f"{cached_demo}/_sandbox/faults/kjernejournal", json={"mode": "none"})
+        context.close()
+    assert problems == []
+
+
+def test_status_words_on_screen_are_norwegian_with_the_code_as_tooltip(page: Any,
+                                                                      demo: str) -> None:
+    httpx.put(f"{demo}/_sandbox/faults/pll", json={"mode": "garbage"})
+    _open(page, "legevakt-lege", RESTRICTED.nin)
+    badges = page.locator(".badge[data-status]").evaluate_all(
+        "els => els.map(e => [e.dataset.status, e.title, e.textContent])")
+    assert {status for status, _, _ in badges} >= {"INVALID", "RESTRICTED"}
+    for status, title, text in badges:
+        assert title == status
+        if status != "OK":  # "OK" is Norwegian too
+            assert status not in text, text  # "Ugyldig svar", not "Ugyldig svar INVALID"
+    screen = page.inner_text("#screen")
+    for code in ("INVALID", "RESTRICTED", "TIMEOUT", "STALE", "UNAVAILABLE"):
+        assert code not in screen
+    for text in page.locator(".alert-meta, .gap, .withheld, #status").all_inner_texts():
+        assert not any(mark in text for mark in ("..", " .", ",.", ", ,", " ,", ":.")), text
