@@ -1,6 +1,6 @@
 """The benchmark's workload: the legevakt query, a bench token issuer, and the upstream plan.
 
-Sits under every benchmark in `bench/`. `QUERY` is DESIGN.md's full legevakt summary.
+Sits under every benchmark in `bench/`. `QUERY` is the full legevakt summary (README.md, "The legevakt query").
 `BenchIssuer` makes the bench sandbox's HelseID simulator fit for a production-mode gateway:
 a fresh signing key (never the demo key, which production refuses), Kilde registered with
 fresh keys of its own, and tokens with the demo personas' claims.

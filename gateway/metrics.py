@@ -64,7 +64,7 @@ def municipality_label(number: str | None) -> str:
 
 
 class Metrics:
-    """The gateway's metrics registry and the usage counters (DESIGN.md: usage statistics).
+    """The gateway's metrics registry and the usage counters (docs/audit.md: usage statistics).
 
     `kilde_deliveries_total` counts (source, category) deliveries that handed over at least one
     item, `kilde_items_delivered_total` the items they handed over: the same figures as

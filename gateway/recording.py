@@ -2,7 +2,7 @@
 
 Sits between the GraphQL execution and the response: the endpoint takes the `Ledger` the
 execution left (`schema.pipeline.ledger`, from `Context.finish()`), writes these events and
-only then lets the data leave (DESIGN.md principle 5). What is recorded:
+only then lets the data leave (docs/architecture.md, principle 5). What is recorded:
 
 - every `patient(nin)` the policies let through: DELIVERED, with one `Delivery` per (category,
   source) and the item count; `EMERGENCY_OPENING` with the reason when restricted data was

@@ -6,7 +6,7 @@ here is real: identity numbers are generated with valid mod-11 control digits, o
 numbers pass the Enhetsregisteret check, names are invented.
 
 The facts are source-agnostic on purpose: a record says *where* it is kept (`where`), and the
-fake for that source serves it. Scenario tags (DESIGN.md "Sandbox"):
+fake for that source serves it. Scenario tags (README.md, "Scenario patients"):
 
     legevakt-hlr        HLR-minus only in the nursing home's municipal store, not in Kjernejournal
     reserved-kj         reserved against Kjernejournal (no KJ data at all)

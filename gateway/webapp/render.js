@@ -155,7 +155,7 @@ function gaps(rows, categories) {
 }
 
 /** What these categories' answer does not show, said plainly: failures, stores not asked,
-    items withheld that nødtilgang may open. Never silent (DESIGN.md principle 4). */
+    items withheld that nødtilgang may open. Never silent (docs/architecture.md, principle 4). */
 function gapNote(rows, categories, municipalities = {}) {
   const mine = rows.filter((r) => categories.includes(r.category));
   const missing = gaps(rows, categories);

@@ -7,7 +7,7 @@ TIMEOUT/UNAVAILABLE/INVALID; the source's in-band privacy answer (blocked, reser
 restricted) is decided by `decide_privacy`; each item by `decide_item` (security labels, the
 municipal border). Pure: no IO, no clock.
 
-Withheld is never empty (DESIGN.md principle 4): when the policies withhold items that an
+Withheld is never empty (docs/architecture.md, principle 4): when the policies withhold items that an
 emergency access (nødtilgang) could open, the category is RESTRICTED with the reason, whether
 the restriction is on the source, on records (the connector says RESTRICTED) or on an item's
 label; items withheld for good (a `V` label, another municipality's store) make it DENIED,
