@@ -94,7 +94,10 @@ function denial(errors) {
   const e = (errors || []).find((x) => !String(x.extensions?.code).startsWith("UPSTREAM_"));
   if (!e) return "Kilde svarte uten data.";
   const what = { FORBIDDEN: "Ingen tilgang", AUDIT_UNAVAILABLE: "Tilgangsloggen er utilgjengelig",
-    BAD_USER_INPUT: "Ugyldig forespørsel" }[e.extensions?.code] || e.extensions?.code;
+    BAD_USER_INPUT: "Ugyldig forespørsel", UNAUTHENTICATED: "Ikke autentisert",
+    RATE_LIMITED: "For mange forespørsler, prøv igjen om litt",
+    QUERY_TOO_COMPLEX: "Spørringen er for stor", INTERNAL_SERVER_ERROR: "Feil i Kilde",
+  }[e.extensions?.code] || "Kilde svarte med en feil";
   return `${what}: ${e.message}`;
 }
 
