@@ -193,25 +193,23 @@ MEANINGS: Mapping[str, str] = {
 }
 
 
-
-def _sandbox() -> dict[str, tuple[str, str]]:
-    """The sandbox's knobs (sandbox/): not Settings, read where the sandbox starts; types and
-    defaults from its own definitions (the fault knobs are `sandbox.faults.Fault`'s fields)."""
-    from sandbox.faults import Fault
-    from sandbox.helseid.issuer import HelseId
-
-    knobs = {"KILDE_SANDBOX__SCENARIOS": ("str", ""),
-             "KILDE_SANDBOX__REQUIRE_TOKENS": ("bool", "true"),
-             "KILDE_SANDBOX__MUNICIPAL__PROFILE": ("str", "full")}
-    for f in dataclasses.fields(Fault):
-        name = "FAULT" if f.name == "mode" else f.name.upper()
-        knobs[f"KILDE_SANDBOX__<SOURCE>__{name}"] = (str(f.type), _shown(f.default))
-    lifetime = next(f for f in dataclasses.fields(HelseId) if f.name == "token_lifetime")
-    knobs.update({"KILDE_SANDBOX__HELSEID__ISSUER": ("str", ""),
-                  "KILDE_SANDBOX__HELSEID__TOKEN_LIFETIME": (str(lifetime.type),
-                                                             _shown(lifetime.default)),
-                  "KILDE_SANDBOX__HELSEID__CLIENTS": ("str", "")})
-    return knobs
+# The sandbox's knobs (sandbox/): not Settings, read where the sandbox starts. Type, default.
+# The gateway does not import the sandbox (tests/test_import_direction.py), so they are listed
+# here; tests/gateway/test_settings_doc.py checks them against sandbox.faults.Fault and the
+# HelseID simulator's fields.
+SANDBOX: Mapping[str, tuple[str, str]] = {
+    "KILDE_SANDBOX__SCENARIOS": ("str", ""),
+    "KILDE_SANDBOX__REQUIRE_TOKENS": ("bool", "true"),
+    "KILDE_SANDBOX__MUNICIPAL__PROFILE": ("str", "full"),
+    "KILDE_SANDBOX__<SOURCE>__FAULT": ("str", "none"),
+    "KILDE_SANDBOX__<SOURCE>__LATENCY_MS": ("float", "0.0"),
+    "KILDE_SANDBOX__<SOURCE>__JITTER_MS": ("float", "0.0"),
+    "KILDE_SANDBOX__<SOURCE>__ERROR_RATE": ("float", "0.0"),
+    "KILDE_SANDBOX__<SOURCE>__ITEMS": ("int", "0"),
+    "KILDE_SANDBOX__HELSEID__ISSUER": ("str", ""),
+    "KILDE_SANDBOX__HELSEID__TOKEN_LIFETIME": ("int", "300"),
+    "KILDE_SANDBOX__HELSEID__CLIENTS": ("str", ""),
+}
 
 CONNECTOR_ORDER = ("BASE_URL", "STORES", "TIMEOUT", "ENABLED", "MUNICIPALITIES", "AUDIENCE",
                    "SCOPE", "GRANT")
@@ -273,7 +271,7 @@ def settings() -> tuple[Setting, ...]:
         add(f"KILDE_CONNECTORS__<NAME>__{key}", kinds.get(key, "str"), default,
             group="connectors")
     add("KILDE_CONNECTORS__<NAME>__<OPTION>", "str", "", group="connectors")
-    for name, (kind, default) in _sandbox().items():
+    for name, (kind, default) in SANDBOX.items():
         add(name, kind, default, group="sandbox")
     return tuple(rows)
 

@@ -131,6 +131,19 @@ def test_the_scan_finds_a_name_read_directly_from_the_environment(tmp_path: Path
     assert not described("KILDE_LIMIT", False, rows)
 
 
+def test_the_sandbox_knobs_types_and_defaults_are_the_sandboxs_own() -> None:
+    from sandbox.faults import Fault
+    from sandbox.helseid.issuer import HelseId
+
+    for f in dataclasses.fields(Fault):
+        name = "FAULT" if f.name == "mode" else f.name.upper()
+        assert settingsdoc.SANDBOX[f"KILDE_SANDBOX__<SOURCE>__{name}"] == (
+            str(f.type), settingsdoc._shown(f.default)), name
+    lifetime = next(f for f in dataclasses.fields(HelseId) if f.name == "token_lifetime")
+    assert settingsdoc.SANDBOX["KILDE_SANDBOX__HELSEID__TOKEN_LIFETIME"] == (
+        str(lifetime.type), str(lifetime.default))
+
+
 def test_secrets_are_marked_in_the_table() -> None:
     secret = {s.name for s in settingsdoc.settings() if s.secret}
     assert "KILDE_CACHE__KEY" in secret
