@@ -16,6 +16,9 @@ the contract kit), never from the private modules behind them; the built-ins do 
 
     def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> Hello:
         return Hello()          # pyproject: [project.entry-points."kilde.connectors"]
+
+A connector that can also record to its upstream adds `writes` and `write(WriteRequest)`
+(`connectors.writing`, the `Writer` protocol; docs/connectors.md).
 """
 
 from __future__ import annotations
@@ -68,6 +71,17 @@ from connectors.model import (
 )
 from connectors.plugin import COMMON_SETTINGS, ConnectorPlugin
 from connectors.registry import ENTRY_POINT_GROUP
+from connectors.writing import (
+    ClinicalNoteDraft,
+    Draft,
+    MedicationAdministrationDraft,
+    TreatmentLimitationDraft,
+    Writer,
+    WriteRequest,
+    WriteResult,
+    Written,
+    writer_of,
+)
 
 __all__ = [
     "COMMON_SETTINGS",
@@ -81,6 +95,7 @@ __all__ = [
     "AnyCategory",
     "Category",
     "CategorySpec",
+    "ClinicalNoteDraft",
     "Coding",
     "Condition",
     "Connector",
@@ -93,11 +108,13 @@ __all__ = [
     "CriticalType",
     "DocumentReference",
     "Dosage",
+    "Draft",
     "FetchRequest",
     "Item",
     "LabReport",
     "LabResult",
     "Medication",
+    "MedicationAdministrationDraft",
     "MunicipalService",
     "PrivacyState",
     "Provenance",
@@ -105,10 +122,16 @@ __all__ = [
     "SourceResult",
     "Status",
     "TreatmentLimitation",
+    "TreatmentLimitationDraft",
     "UpstreamInvalidError",
     "UpstreamRejectedError",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
+    "WriteRequest",
+    "WriteResult",
+    "Writer",
+    "Written",
     "is_valid_nin",
     "nin_system",
+    "writer_of",
 ]

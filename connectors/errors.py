@@ -45,9 +45,12 @@ class UpstreamRejectedError(ConnectorError):
     code = "UPSTREAM_REJECTED"
     transient = False
 
-    def __init__(self, source: str, message: str, status_code: int | None = None) -> None:
+    def __init__(self, source: str, message: str, status_code: int | None = None, *,
+                 issues: Sequence[str] = ()) -> None:
         super().__init__(source, message)
         self.status_code = status_code
+        # an OperationOutcome's issue codes ("invalid", "required", ...), never its text
+        self.issues = tuple(issues)
 
 
 class ConnectorConfigError(ValueError):

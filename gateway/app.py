@@ -44,6 +44,7 @@ from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics, ResponseMetrics
+from gateway.recording import write_event
 from gateway.security import add_security
 from gateway.settings import Settings
 from gateway.sources import Sources, wrap_sources
@@ -53,6 +54,8 @@ from policies import load_rules
 from schema.context import Services
 from schema.query import build_schema
 from schema.shape.terminology import load_terminology
+from schema.write.idempotency import IdempotencyStore
+from schema.write.record import WriteEntry, writers_of
 
 log = logging.getLogger("kilde.app")
 
@@ -118,6 +121,9 @@ def create_app(
                                   categories=registry.plugin_categories)
             keys = sources.keys or CacheKeys.from_secret(ephemeral_secret())
             launches = LaunchStore(keys, sources.store, ttl_seconds=settings.launch.ttl_seconds)
+
+            async def write_audit(entry: WriteEntry) -> None:  # a write's attempt and outcome
+                await audit.write(write_event(entry))
             services = Services(
                 launches=launches,
                 registry=registry,
@@ -129,6 +135,10 @@ def create_app(
                 fresh_limiter=sources.fresh,
                 activity=SourceActivity(),
                 terminology=terminology,
+                writers=writers_of(registry),
+                write_audit=write_audit,
+                idempotency=IdempotencyStore(sources.store, keys) if sources.store else None,
+                evict=sources.cache.evict if sources.cache is not None else None,
             )
             # DPoP proofs seen (jti), shared by replicas through the cache's Redis
             replay = open_replay_store(

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    OperationType,
+    get_operation_ast,
+    parse,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -37,8 +44,9 @@ from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
 from policies.model import Principal
 from schema.context import Context, Services
-from schema.errors import format_error
+from schema.errors import BadUserInputError, format_error
 from schema.pipeline.ledger import completeness
+from schema.write.record import idempotency_key
 
 log = logging.getLogger("kilde.graphql")
 
@@ -156,20 +164,22 @@ async def run_operation(endpoint: Endpoint, principal: Principal, query: str,
                         variables: dict[str, Any] | None, *, request_id: str,
                         operation_name: str | None = None, document: Any = None,
                         fresh: bool = False,
-                        credentials: Credentials = NO_CREDENTIALS) -> Outcome:
+                        credentials: Credentials = NO_CREDENTIALS,
+                        idempotency_key: str | None = None) -> Outcome:
     """Execute one operation for an authenticated `principal`, audit every access it made,
     and give the response body; patient data leaves only once its audit events are committed.
 
     `document` is the query already parsed (and measured) by admission, if it was;
     `credentials` are the caller's towards the upstreams
-    (`caller_credentials(endpoint.tokens, authorization_header)`).
+    (`caller_credentials(endpoint.tokens, authorization_header)`); `idempotency_key` is the
+    request's `Idempotency-Key` header (a repeated mutation returns its first result).
 
     >>> outcome = await run_operation(endpoint, principal, QUERY, {"nin": nin},
     ...                               request_id=rid)  # doctest: +SKIP
     >>> outcome.status(), outcome.payload["data"]  # doctest: +SKIP
     """
     ctx = Context(services=endpoint.services, principal=principal, request_id=request_id,
-                  fresh=fresh, credentials=credentials)
+                  fresh=fresh, credentials=credentials, idempotency_key=idempotency_key)
     ctx.document = document  # parsed once, in admission; the schema reuses it
     try:
         result: ExecutionResult = await endpoint.schema.execute(
@@ -231,6 +241,10 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         return challenge(_error(exc.code, str(exc), exc.status, request_id), exc,
                          endpoint.authenticator)
 
+    try:
+        key = idempotency_key(request.headers.get("idempotency-key"))
+    except BadUserInputError as exc:
+        return _error(exc.code, exc.message, 400, request_id, **exc.extensions)
     query, document, admitted = params.query or "", None, None
     if endpoint.admission is not None:
         try:
@@ -240,15 +254,33 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
             return _refuse(refused, request_id, media)
         query, document = admitted.query, admitted.document
         request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
+    if request.method == "GET" and _is_mutation(document or query, params.operation_name):
+        # GraphQL over HTTP: a GET must not change anything (a link, a prefetch, a proxy)
+        response = _error("BAD_USER_INPUT", "Send mutations with POST.", 405, request_id)
+        response.headers["allow"] = "POST"
+        return response
 
     outcome = await run_operation(
         endpoint, principal, query, params.variables, request_id=request_id,
         operation_name=params.operation_name, document=document,
         fresh=request.headers.get("cache-control", "") == "no-cache",
-        credentials=caller_credentials(endpoint.tokens, request.headers.get("authorization")))
+        credentials=caller_credentials(endpoint.tokens, request.headers.get("authorization")),
+        idempotency_key=key)
     if admitted is not None and not outcome.request_error:
         await _register(endpoint.admission, admitted)  # it validated: APQ may keep it
     return _json(outcome.payload, outcome.status(media), request_id, media)
+
+
+def _is_mutation(document: DocumentNode | str, operation_name: str | None) -> bool:
+    """True when the operation to run is a mutation (False for one that does not parse: it
+    fails as a request error before anything runs)."""
+    if isinstance(document, str):
+        try:
+            document = parse(document)
+        except GraphQLError:
+            return False
+    operation = get_operation_ast(document, operation_name)
+    return operation is not None and operation.operation == OperationType.MUTATION
 
 
 async def _register(admission: Admission | None, admitted: Admitted) -> None:

@@ -17,6 +17,13 @@ only then lets the data leave (docs/architecture.md, principle 5). What is recor
   recorded: it is no access to anybody else's data, and recording it would grow the very log
   they are reading on every look.
 
+A write (a mutation, schema/write/record.py) is recorded by `write_event` as it happens, not
+from the ledger: WRITE_ATTEMPTED before the store is called, then WRITTEN, WRITE_REJECTED or
+WRITE_UNKNOWN naming the attempt (`attempt_id`), with the category, the store's municipality
+and, once known, the store's record id; one `Delivery` (count 1) for a record written, so the
+patient's access log shows who recorded what kind of record. A denied write is a DENIED event
+from the ledger like a denied read, its reason a WRITE_* code.
+
 Requests that never reach a policy (no or bad token, invalid input) identify no one to
 audit; the request log keeps their request id.
 """
@@ -29,6 +36,7 @@ from datetime import UTC, datetime
 from gateway.audit import AuditEvent, Delivery
 from policies.model import Decision, Principal
 from schema.pipeline.ledger import Ledger, PatientLedger
+from schema.write.record import WriteEntry
 
 DENIED_STATUS = "DENIED"
 
@@ -109,3 +117,23 @@ def events_for(ledger: Ledger) -> list[AuditEvent]:
     events.extend(log_read_event(principal, request_id, r.nin, r.decision)
                   for r in ledger.log_reads)
     return events
+
+
+def write_event(entry: WriteEntry) -> AuditEvent:
+    """The audit event for one stage of a write (no record content: kind, store, id)."""
+    written = entry.stage == "WRITTEN"
+    base = _base(entry.principal, entry.request_id, entry.nin)
+    base["event_id"] = entry.entry_id
+    return AuditEvent(
+        **base,  # type: ignore[arg-type]
+        outcome=entry.stage,
+        reason=entry.reason,
+        deliveries=(Delivery(category=entry.category, source=entry.source, status="WRITTEN",
+                             count=1),) if written else (),
+        action="create",
+        record_category=entry.category,
+        record_store=entry.municipality,
+        record_id=entry.record_id,
+        attempt_id=entry.attempt_id,
+        replayed=True if entry.replayed else None,
+    )

@@ -2,7 +2,7 @@
 
 Resolvers ask before the fetch (`decide_patient`, `decide_category`, `allowed_municipalities`,
 `access_basis`) and after it (`decide_privacy`, `decide_item`); `decide_access_log` guards the
-innsyn and audit queries. The rules are data (`load_rules`, `defaults.toml`), built once at start.
+innsyn and audit queries; `decide_write` every mutation before the store is asked. The rules are data (`load_rules`, `defaults.toml`), built once at start.
 
     rules = load_rules(settings.policy_file, agreements=settings.agreements)
     decision = decide_patient(principal, nin, now=datetime.now(UTC), rules=rules)
@@ -25,6 +25,7 @@ from policies.model import (
 from policies.privacy import decide_item, decide_privacy
 from policies.reasons import REASON_CODES
 from policies.rules import BUILTIN_CATEGORIES, PURPOSES, load_rules
+from policies.write import decide_write, writable_municipalities
 
 __all__ = [
     "BUILTIN_CATEGORIES",
@@ -46,5 +47,7 @@ __all__ = [
     "decide_item",
     "decide_patient",
     "decide_privacy",
+    "decide_write",
     "load_rules",
+    "writable_municipalities",
 ]

@@ -122,10 +122,12 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Agreement:
-    """A configured agreement letting principals of `consumer` see `provider`'s store."""
+    """A configured agreement letting principals of `consumer` see `provider`'s store; with
+    `write`, also record in it (policies/write.py)."""
 
     provider: str
     consumer: str
+    write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +142,9 @@ class Rules:
     (COC -> services, for a case handler); `categories`: every configured category, built-in or
     plugin (anything else is denied as not configured); `block_everywhere`: a block of the
     requesting professional reported by any source withholds every source's data in the same
-    request; `block_sources`: the sources asked for the patient's blocks in every request.
+    request; `block_sources`: the sources asked for the patient's blocks in every request;
+    `write_professions` / `write_purposes`: per category, who may record it and under which
+    purposes (a category not listed is written by nobody: deny by default).
     """
 
     categories_by_profession: dict[str, frozenset[str]]
@@ -158,3 +162,6 @@ class Rules:
     categories: frozenset[str] = frozenset()
     block_everywhere: bool = True
     block_sources: frozenset[str] = frozenset({"kjernejournal", "municipal"})
+    # writes: category -> professions that may record it, and the purposes it may be under
+    write_professions: dict[str, frozenset[str]] = field(default_factory=dict)
+    write_purposes: dict[str, frozenset[str]] = field(default_factory=dict)

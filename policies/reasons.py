@@ -44,6 +44,12 @@ SECURITY_LABEL_DENIED = "SECURITY_LABEL_DENIED"
 SECURITY_LABEL_RESTRICTED = "SECURITY_LABEL_RESTRICTED"
 MUNICIPAL_BORDER = "MUNICIPAL_BORDER"
 
+# Writes (policies/write.py)
+WRITE_PERMITTED = "WRITE_PERMITTED"  # every write rule satisfied: the store is asked
+WRITE_NOT_PERMITTED = "WRITE_NOT_PERMITTED"  # nobody of this kind, profession or category writes
+WRITE_PURPOSE_NOT_PERMITTED = "WRITE_PURPOSE_NOT_PERMITTED"  # the purpose does not cover writing
+WRITE_MUNICIPAL_BORDER = "WRITE_MUNICIPAL_BORDER"  # another municipality's store, no agreement
+
 REASON_CODES: frozenset[str] = frozenset(
     {
         PERMITTED,
@@ -72,5 +78,9 @@ REASON_CODES: frozenset[str] = frozenset(
         SECURITY_LABEL_DENIED,
         SECURITY_LABEL_RESTRICTED,
         MUNICIPAL_BORDER,
+        WRITE_PERMITTED,
+        WRITE_NOT_PERMITTED,
+        WRITE_PURPOSE_NOT_PERMITTED,
+        WRITE_MUNICIPAL_BORDER,
     }
 )

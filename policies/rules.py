@@ -31,7 +31,7 @@ PURPOSES: tuple[str, ...] = ("TREAT", "ETREAT", "COC", "BTG")
 
 _DEFAULTS = "defaults.toml"
 _TOP_KEYS = frozenset({"attest_max_age_seconds", "scopes", "labels", "categories", "purposes",
-                       "agreements", "blocks"})
+                       "agreements", "blocks", "write"})
 _SCOPE_KEYS = ("clinical", "citizen", "privacy_officer", "events")
 _LABEL_KEYS = ("restricted", "denied")
 _CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -50,6 +50,7 @@ class _Layer:
     categories: dict[str, tuple[frozenset[str], bool]] = field(default_factory=dict)
     purposes: dict[str, tuple[frozenset[str] | None, frozenset[str]]] = field(default_factory=dict)
     agreements: set[Agreement] = field(default_factory=set)
+    writes: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
 
 
 def load_rules(path: str | None = None, *, agreements: Iterable[tuple[str, str]] = ()) -> Rules:
@@ -159,15 +160,29 @@ def _parse_layer(doc: dict[str, Any], file: str) -> _Layer:
     if "sources" in blocks:
         layer.values["block_sources"] = _codes(blocks["sources"], "blocks.sources", file,
                                                _SOURCE_NAME, "source (connector) names")
+    for name, entry in _table(doc.get("write", {}), "write", file, None).items():
+        key = f"write.{name}"
+        if not _CATEGORY_NAME.fullmatch(name):
+            raise _fail(file, key, "a snake_case category name")
+        entry = _table(entry, key, file, ("professions", "purposes"))
+        professions = _codes(entry.get("professions", []), f"{key}.professions", file,
+                             _PROFESSION, "kodeverk 9060 profession codes")
+        purposes = _codes(entry.get("purposes", ["TREAT", "ETREAT"]), f"{key}.purposes", file,
+                          re.compile("|".join(PURPOSES)), "purposes of use (TREAT, ETREAT, ...)")
+        layer.writes[name] = (professions, purposes)
     raw_agreements = doc.get("agreements", [])
     if not isinstance(raw_agreements, list):
         raise _fail(file, "agreements", "an array of [[agreements]] tables")
     for entry in raw_agreements:
-        if (not isinstance(entry, dict) or set(entry) != {"provider", "consumer"}
-                or not all(isinstance(v, str) and _MUNICIPALITY.fullmatch(v)
-                           for v in entry.values())):
-            raise _fail(file, "agreements", "tables with a four-digit 'provider' and 'consumer'")
-        layer.agreements.add(Agreement(entry["provider"], entry["consumer"]))
+        if (not isinstance(entry, dict) or not {"provider", "consumer"} <= set(entry)
+                or not set(entry) <= {"provider", "consumer", "write"}
+                or not all(isinstance(entry[k], str) and _MUNICIPALITY.fullmatch(entry[k])
+                           for k in ("provider", "consumer"))
+                or not isinstance(entry.get("write", False), bool)):
+            raise _fail(file, "agreements", "tables with a four-digit 'provider' and 'consumer' "
+                        "(and 'write' true or false)")
+        layer.agreements.add(Agreement(entry["provider"], entry["consumer"],
+                                       entry.get("write", False)))
     return layer
 
 
@@ -186,8 +201,10 @@ def _build(layers: list[_Layer], extra_agreements: set[Agreement]) -> Rules:
     categories: dict[str, tuple[frozenset[str], bool]] = {}
     purposes: dict[str, tuple[frozenset[str] | None, frozenset[str], str]] = {}
     agreements = set(extra_agreements)
+    writes: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
     for layer in layers:
         values.update(layer.values)
+        writes.update(layer.writes)
         categories.update(layer.categories)
         purposes.update({code: (*entry, layer.file) for code, entry in layer.purposes.items()})
         agreements |= layer.agreements
@@ -195,6 +212,9 @@ def _build(layers: list[_Layer], extra_agreements: set[Agreement]) -> Rules:
         unknown = sorted(((only or frozenset()) | grants) - categories.keys())
         if unknown:
             raise _fail(file, f"purposes.{code}", f"configured categories, not {unknown[0]!r}")
+    for name in writes:
+        if name not in categories:
+            raise _fail(layers[-1].file, f"write.{name}", "a configured category")
     scopes = {key: values.get(f"{key}_scope") for key in _SCOPE_KEYS}
     named = [v for v in scopes.values() if v is not None]
     if len(set(named)) != len(named):
@@ -210,5 +230,7 @@ def _build(layers: list[_Layer], extra_agreements: set[Agreement]) -> Rules:
         agreements=frozenset(agreements),
         citizen_categories=frozenset(n for n, (_p, citizen) in categories.items() if citizen),
         categories=frozenset(categories),
+        write_professions={c: p for c, (p, _) in writes.items()},
+        write_purposes={c: u for c, (_, u) in writes.items()},
         **values,
     )

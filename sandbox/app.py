@@ -17,6 +17,8 @@
                                      /connect/token; its knobs under /_sandbox/helseid/...
     /_sandbox/auth                   GET per source: tokens accepted, refused (by error), and
                                      the audiences presented; DELETE resets
+    /_sandbox/written                GET the records posted to the municipal stores, counted
+                                     per store and type ({"0301": {"Consent": 1}})
 
 Every fake sits behind `sandbox.guard.TokenGuard`: a call needs a DPoP-bound token from the
 simulator for that fake's own resource (`sandbox.helseid.RESOURCES`), else 401.
@@ -48,7 +50,7 @@ SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
 
 
 def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
-    if source == "municipal":
+    if source == "municipal":  # records posted to it: app.state.written
         return municipal.create_app(municipal.profile_from_env(environ))
     if source == "kjernejournal":
         return kjernejournal.create_app()
@@ -62,7 +64,8 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     simulator is `app.state.helseid` (tests mint persona tokens with it in-process)."""
     env = os.environ if environ is None else environ
     helseid = simulator.HelseId.from_env(env)
-    guards = {s: FaultMiddleware(_fake(s, environ), fault_from_env(s, environ)) for s in SOURCES}
+    fakes = {s: _fake(s, environ) for s in SOURCES}
+    guards = {s: FaultMiddleware(fakes[s], fault_from_env(s, environ)) for s in SOURCES}
     tokens = {s: TokenGuard(guards[s], helseid, s, simulator.RESOURCES[s][0]) for s in SOURCES}
     enforce = _flag(env, "KILDE_SANDBOX__REQUIRE_TOKENS", default=True)
 
@@ -110,6 +113,15 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
             counts = {m.number: 0 for m in MUNICIPALITIES} | counts
         return JSONResponse(counts)
 
+    async def written(request: Request) -> Response:
+        held = fakes["municipal"].state.written  # type: ignore[attr-defined]
+        counts: dict[str, dict[str, int]] = {}
+        for number, resources in held.items():
+            for resource in resources:
+                kinds = counts.setdefault(number, {})
+                kinds[resource["resourceType"]] = kinds.get(resource["resourceType"], 0) + 1
+        return JSONResponse(counts)
+
     async def auth(request: Request) -> Response:
         if request.method == "DELETE":
             for guard in tokens.values():
@@ -124,6 +136,7 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
         Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
         Route("/_sandbox/requests/{source}", source_requests),
         Route("/_sandbox/auth", auth, methods=["GET", "DELETE"]),
+        Route("/_sandbox/written", written),
         *simulator_app.control_routes(helseid),
         Mount("/helseid", app=simulator_app.create_app(helseid)),
         *(Mount(f"/{s}", app=tokens[s] if enforce else g) for s, g in guards.items()),

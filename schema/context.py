@@ -10,7 +10,7 @@ read), the one thing the gateway reads back to audit and count before the respon
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 from connectors.activity import SourceActivity
 from connectors.credentials import NO_CREDENTIALS, Credentials
 from connectors.registry import Registry
+from connectors.writing import Writer
 from policies.model import Principal, Rules
 from schema.pipeline.ledger import Denial, Ledger, LogRead
 from schema.shape.terminology import Terminology, load_terminology
 
 if TYPE_CHECKING:
     from schema.pipeline.request import PatientRequest
+    from schema.write.idempotency import IdempotencyStore
+    from schema.write.record import Evict, WriteAudit
 
 __all__ = ["AccessLogReader", "Context", "Denial", "FreshLimiter", "Health", "LogRead",
            "Services"]
@@ -72,6 +75,12 @@ class Services:
     # what treatment-limitation codes and words mean (schema/shape/limitations.toml + file)
     terminology: Terminology = field(default_factory=load_terminology)
     launches: LaunchReader | None = None  # patient-context handover (launchContext)
+    # writes (schema/write/record.py): the connectors that record, by name; the audit of each
+    # write's attempt and outcome; the Idempotency-Key memory; the cache eviction after a write
+    writers: Mapping[str, Writer] = field(default_factory=dict)
+    write_audit: WriteAudit | None = None
+    idempotency: IdempotencyStore | None = None
+    evict: Evict | None = None
 
 
 @dataclass
@@ -90,6 +99,7 @@ class Context:
     document: Any = None  # the query, parsed and measured by the gateway (gateway/limits.py)
     # the caller's token towards upstreams (FetchRequest.credentials); its repr shows no token
     credentials: Credentials = NO_CREDENTIALS
+    idempotency_key: str | None = None  # the request's Idempotency-Key header (mutations)
 
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""

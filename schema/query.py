@@ -29,6 +29,7 @@ from schema import types
 from schema.context import Context, Denial, LogRead
 from schema.errors import BadUserInputError, ForbiddenError, KildeError, is_input_error
 from schema.inputs import ARGUMENT_LIMITS, ValidateInputs, free_text
+from schema.mutations import Mutation
 from schema.patient import Patient
 from schema.pipeline.plan import requested_categories
 from schema.pipeline.request import PatientRequest
@@ -345,7 +346,7 @@ def build_schema(
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
     # The caches live at module level, keyed by maxsize: the factories are cheap per request.
     validator = Validator(maxsize=256, suggestions=suggestions)
-    schema = KildeSchema(query=query, extensions=[parsed or (lambda: ParserCache(maxsize=256)),
+    schema = KildeSchema(query=query, mutation=Mutation, extensions=[parsed or (lambda: ParserCache(maxsize=256)),
                                                   lambda: Validate(validator),
                                                   ValidateInputs, *extensions])
     if categories:

@@ -9,7 +9,9 @@ on, only slower.
 
 What Kilde reads from it: `rest.interaction` `batch`; per resource type the `searchParam`
 names, and chained search where the chained name itself (`patient.identifier`) is listed
-(R4 has no other declaration of chaining a client can rely on).
+(R4 has no other declaration of chaining a client can rely on); and the types it creates with
+a conditional create (`interaction` `create` and `conditionalCreate: true`), the only ones
+Kilde writes.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class StoreCapabilities:
     parameters: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: dict(STANDARD_PARAMETERS))
     declared: bool = False  # False: the statement could not be read; standard R4 assumed
+    # types the store creates with `If-None-Exist` (interaction create + conditionalCreate)
+    conditional_create: frozenset[str] = frozenset()
 
     def supports(self, resource_type: str, parameter: str) -> bool:
         return parameter in self.parameters.get(resource_type, frozenset())
@@ -69,12 +73,17 @@ def parse_capabilities(body: Any) -> StoreCapabilities:
         return StoreCapabilities()
     interactions = {i.get("code") for i in rest.get("interaction") or [] if isinstance(i, dict)}
     parameters: dict[str, frozenset[str]] = {}
+    creates: set[str] = set()
     for resource in rest.get("resource") or []:
         if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
             continue
+        kinds = {i.get("code") for i in resource.get("interaction") or [] if isinstance(i, dict)}
+        if "create" in kinds and resource.get("conditionalCreate") is True:
+            creates.add(resource["type"])
         names = {p.get("name") for p in resource.get("searchParam") or [] if isinstance(p, dict)}
         parameters[resource["type"]] = frozenset(n for n in names if isinstance(n, str)) | {"_id"}
-    return StoreCapabilities(batch="batch" in interactions, parameters=parameters, declared=True)
+    return StoreCapabilities(batch="batch" in interactions, parameters=parameters, declared=True,
+                             conditional_create=frozenset(creates))
 
 
 class CapabilityCache:

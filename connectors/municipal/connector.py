@@ -34,9 +34,14 @@ from connectors import (
     SourceResult,
     Status,
     UpstreamInvalidError,
+    UpstreamRejectedError,
     UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    WriteRequest,
+    WriteResult,
 )
 from connectors.credentials import Audience
+from connectors.fhir import request_json_response
 from connectors.municipal.capabilities import CapabilityCache, StoreCapabilities
 from connectors.municipal.identity import StorePatient, identifier_query, resolve_patient
 from connectors.municipal.mapping import SOURCE
@@ -48,19 +53,27 @@ from connectors.municipal.reading import (
     read_store,
 )
 from connectors.municipal.searches import Budget, Found, Search, StoreClient, query
+from connectors.municipal.writing import (
+    if_none_exist,
+    read_written,
+    rejected,
+    resource_for,
+    resource_type_of,
+)
 
 logger = logging.getLogger(__name__)
 PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"
 
-def build_headers(request: FetchRequest) -> dict[str, str]:
+def build_headers(request: FetchRequest | WriteRequest) -> dict[str, str]:
     """Correlation and requester headers (role, purpose, access basis, so the store can
     enforce too); no identity number, no name."""
     headers = {
         "nhn-source-system": "kilde",
         "nhn-event-id": (request.request_id or uuid.uuid4().hex)[:128],
         "nhn-purpose-of-use": request.requester.purpose_of_use,
-        "nhn-access-basis": request.access_basis.value,
     }
+    if isinstance(request, FetchRequest):
+        headers["nhn-access-basis"] = request.access_basis.value
     if request.requester.role_code:
         role = {"system": PROFESSION, "code": request.requester.role_code}
         headers["nhn-user-role"] = quote(json.dumps(role, separators=(",", ":")), safe="")
@@ -78,6 +91,8 @@ class MunicipalConnector:
 
     name = SOURCE
     categories = frozenset(c for c, _ in SEARCHES)
+    # what `write` records (connectors.writing): treatment limitations, notes, administrations
+    writes = frozenset({Category.TREATMENT_LIMITATIONS, Category.DOCUMENTS, Category.MEDICATIONS})
     standard = "FHIR R4 (no-basis): Patient first, then search by reference, per municipal store"
 
     def __init__(self, stores: Mapping[str, str], http: httpx.AsyncClient,
@@ -186,6 +201,56 @@ class MunicipalConnector:
             return None, []
         return patient, await client.by_reference(patient.id, searches,
                                                   batch=capabilities.batch)
+
+    async def write(self, request: WriteRequest) -> WriteResult:
+        """Record `request.draft` in the store of `request.municipality`, once: resolve the
+        person to the store's Patient, then POST the resource with `If-None-Exist` on the
+        request's identifier (see `connectors.municipal.writing`). Never retried here."""
+        base = self.stores.get(request.municipality)
+        if base is None:
+            raise UpstreamUnavailableError(self.name, f"Source {self.name!r} has no store for "
+                                                      "that municipality.")
+        rtype = resource_type_of(request.draft)
+        headers = build_headers(request)
+        try:
+            async with asyncio.timeout(request.timeout):
+                capabilities = await self._capabilities.get(
+                    base, timeout=request.timeout / 2, headers=headers,
+                    auth=request.credentials.to(self._audience, machine=True))
+                if not capabilities.declared:
+                    raise UpstreamUnavailableError(
+                        self.name, f"Source {self.name!r} did not say what it supports; "
+                                   "nothing was written.")
+                if rtype not in capabilities.conditional_create:
+                    raise UpstreamRejectedError(
+                        self.name, f"Source {self.name!r} does not declare conditional create "
+                                   f"for {rtype}; Kilde writes only where a repeat cannot make "
+                                   "a second record.", issues=("not-supported",))
+                auth = request.credentials.to(self._audience)
+                client = StoreClient(self._http, base, headers, Budget.of(request.timeout),
+                                     auth=auth)
+                found = await client.post_search(
+                    "Patient", [("identifier", identifier_query(request.patient_nin))])
+                patient = _one_patient(found, request.patient_nin, base)
+                if patient is None:
+                    raise UpstreamRejectedError(
+                        self.name, f"Source {self.name!r} has no patient record for this "
+                                   "person; nothing was written.", issues=("not-found",))
+                answer = await request_json_response(
+                    self._http, self.name, "POST", f"{base}/{rtype}",
+                    timeout=max(0.1, request.timeout / 2), json=resource_for(request, patient),
+                    headers={**headers, "if-none-exist": if_none_exist(request.identifier),
+                             "prefer": "return=representation"},
+                    accept_status=(400, 404, 409, 412, 422), auth=auth)
+        except TimeoutError:
+            raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer the "
+                                                  "write in time.") from None
+        if answer.status_code >= 400:
+            raise rejected(answer.status_code, answer.body, rtype)
+        if answer.status_code not in (200, 201):
+            raise UpstreamInvalidError(self.name, f"Source {self.name!r} answered the write "
+                                                  f"with HTTP {answer.status_code}.")
+        return read_written(answer.body, request, patient, created=answer.status_code == 201)
 
     async def aclose(self) -> None:
         """Nothing to close: the shared HTTP client belongs to the gateway."""

@@ -22,9 +22,13 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-OUTCOMES = ("DELIVERED", "DENIED")
+OUTCOMES = ("DELIVERED", "DENIED",
+            # a write (`action` "create"): the attempt, before the store is called, then one of
+            # its outcomes: recorded, refused by the store, or not known (timeout, no answer)
+            "WRITE_ATTEMPTED", "WRITTEN", "WRITE_REJECTED", "WRITE_UNKNOWN")
 # Fields added since the first stored events; omitted from the stored form while None.
-ADDED_FIELDS = frozenset({"toa"})
+ADDED_FIELDS = frozenset({"toa", "action", "record_category", "record_store", "record_id",
+                          "attempt_id", "replayed"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -65,7 +69,9 @@ class AuditEvent:
     for the audit trail only and never appears in logs (the FHIR export names the practitioner
     by HPR number, and by this number only when they have none). `toa` is the time of
     attestation (Unix seconds) of the care-relationship attest the access relied on, recorded
-    when the data was delivered (HL7 Norway's AuditEvent requires it).
+    when the data was delivered (HL7 Norway's AuditEvent requires it). A write is recorded
+    twice: WRITE_ATTEMPTED before the store is called, then WRITTEN, WRITE_REJECTED or
+    WRITE_UNKNOWN with `attempt_id` naming the attempt.
     """
 
     event_id: str = field(default_factory=_new_id)
@@ -94,6 +100,15 @@ class AuditEvent:
     emergency_reason: str | None = None
     deliveries: tuple[Delivery, ...] = ()
     toa: int | None = None
+    # writes: what was asked ("create"), of which category, in which municipality's store; the
+    # store's record id once known; the attempt an outcome answers; a repeat answered from
+    # the first result (Idempotency-Key) without calling the store again
+    action: str | None = None
+    record_category: str | None = None
+    record_store: str | None = None
+    record_id: str | None = None
+    attempt_id: str | None = None
+    replayed: bool | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:

@@ -49,6 +49,10 @@ ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 PROFESSION_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.9060"
 DICOM = "http://dicom.nema.org/resources/ontology/DCM"
 RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
+# AuditEvent.outcome: 0 success, 4 minor failure (denied, refused), 8 serious failure (a write
+# whose outcome is not known)
+_OUTCOME = {"DELIVERED": "0", "WRITE_ATTEMPTED": "0", "WRITTEN": "0", "DENIED": "4",
+            "WRITE_REJECTED": "4", "WRITE_UNKNOWN": "8"}
 SECURITY_ROLE_TYPE = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
@@ -227,7 +231,8 @@ def to_fhir_audit_event(event: AuditEvent) -> dict[str, Any]:
     """The event as a FHIR R4 AuditEvent resource (a JSON-ready dict) per HL7 Norway's profile.
 
     type DICOM 110110 "Patient Record", subtype read, action R, outcome "0" (delivered) or "4"
-    (denied, the reason code in `outcomeDesc`). `meta.profile` names the profile only when the
+    (denied, the reason code in `outcomeDesc`); a write: subtype create, action C, outcome "0"
+    (attempted, written), "4" (rejected) or "8" (unknown). `meta.profile` names the profile only when the
     event has what it requires (see the module docstring).
     """
     contained: list[dict[str, Any]] = []
@@ -257,10 +262,11 @@ def to_fhir_audit_event(event: AuditEvent) -> dict[str, Any]:
         resource["extension"] = extensions
     resource.update({
         "type": _coding(DICOM, "110110", "Patient Record"),
-        "subtype": [_coding(RESTFUL_INTERACTION, "read", "read")],
-        "action": "R",
+        "subtype": [_coding(RESTFUL_INTERACTION, "create", "create") if event.action == "create"
+                    else _coding(RESTFUL_INTERACTION, "read", "read")],
+        "action": "C" if event.action == "create" else "R",
         "recorded": format_time(event.recorded_at),
-        "outcome": "0" if event.outcome == "DELIVERED" else "4",
+        "outcome": _OUTCOME.get(event.outcome, "4"),
         "outcomeDesc": event.reason,
     })
     if event.purpose_of_use:

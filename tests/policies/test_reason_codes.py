@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from policies import REASON_CODES
-from tests.policies import test_access, test_categories, test_privacy
+from tests.policies import test_access, test_categories, test_privacy, test_write
 
 
 def _reasons(*tables: list) -> set[str]:  # type: ignore[type-arg]
@@ -21,6 +21,8 @@ def test_every_reason_code_is_covered_by_a_decision_table() -> None:
         test_categories.CASE_HANDLER_CASES,
         test_privacy.PRIVACY_CASES,
         test_privacy.ITEM_CASES,
+        test_write.WRITE_MATRIX_CASES,
+        test_write.WRITE_CASES,
     ) | {"CATEGORY_NOT_PERMITTED"}  # test_citizen_categories_are_configurable
     assert covered == REASON_CODES
 
