@@ -136,6 +136,8 @@ async def test_metrics_over_http_negotiate_and_count_5xx_answers(
         assert (await kilde.client.get("/readyz")).status_code == 500  # the edge's crash guard
         r = await kilde.client.post("/graphql", json={"query": "{ me { kind } }"})  # no token
         assert r.status_code == 401
+        # a path no route has is counted as `other`, never by the path it names
+        assert (await kilde.client.get("/patients/14033841389")).status_code == 404
         text = (await kilde.client.get("/metrics")).text
     counted = {(s.labels["route"], s.labels["status"]): s.value
                for f in text_string_to_metric_families(text) if f.name == "kilde_http_responses"
@@ -144,3 +146,5 @@ async def test_metrics_over_http_negotiate_and_count_5xx_answers(
     assert counted[("/readyz", "500")] == 1
     assert counted[("/graphql", "401")] == 1
     assert counted[("/metrics", "200")] == 1
+    assert counted[("other", "404")] == 1
+    assert "14033841389" not in text
