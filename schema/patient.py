@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import strawberry
+from strawberry.types import Info
 
 from connectors.model import Category
+from policies import decide_write
+from schema.context import Context
 from schema.pipeline.request import PatientRequest
 from schema.shape import ordering
 from schema.shape.alerts import build_alerts
@@ -82,6 +85,18 @@ class Patient:
     @strawberry.field
     async def documents(self) -> list[DocumentReference]:
         return ordering.order_documents(await self.pipeline.items(Category.DOCUMENTS))
+
+    @strawberry.field(description="What the caller may record for this patient in their own "
+                      "municipality's store (the write policy; e.g. offer 'Registrer HLR-minus' "
+                      "only when TREATMENT_LIMITATIONS is here). Asks no source.")
+    def may_record(self, info: Info[Context, None]) -> list[Category]:
+        ctx = info.context
+        principal, services = ctx.principal, ctx.services
+        now = datetime.now(UTC)
+        kinds = {c for w in services.writers.values() for c in w.writes}
+        return [c for c in Category if c in kinds and decide_write(
+            principal, self.nin, c.value, principal.municipality or "", now=now,
+            rules=services.rules).allowed]
 
     @strawberry.field(description="Every source consulted for this patient in this request.")
     async def sources(self) -> list[SourceStatus]:

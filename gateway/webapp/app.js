@@ -11,6 +11,7 @@ const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String, $fresh: Bo
   me { kind name professionText pointOfCareName purposeOfUse }
   patient(nin: $nin, emergencyReason: $reason, fresh: $fresh) {
     nin
+    mayRecord
     alerts { kind priority title detail itemId itemIds meaning code { code display }
              provenance { source municipality recordId }
              provenances { source municipality recordId } conflictsWith { source } }
@@ -37,11 +38,16 @@ const MY_LOG_QUERY = `query Innsyn { me { kind name } myAccessLog(first: 50) { $
 const LOG_QUERY = `query Tilgangslogg($nin: String!) {
   me { kind name } accessLog(nin: $nin, first: 50) { ${LOG_FIELDS} } }`;
 
+// HLR-minus as the nursing home records it: SNOMED CT 304253006 "Not for resuscitation"
+const RECORD_HLR = `mutation RegistrerHlrMinus($nin: String!, $input: TreatmentLimitationInput!) {
+  recordTreatmentLimitation(nin: $nin, input: $input) { id meaning provenance { source municipality recordId } } }`;
+const HLR_CODE = { code: "304253006", display: "Ikke gjenoppliv (HLR-minus)" };
+
 const LAUNCH_QUERY = `query Launch($launch: String!) { launchContext(launch: $launch) { patient } }`;
 
 const $ = (id) => document.getElementById(id);
 const state = { personas: [], patients: [], municipalities: {}, token: null, current: null,
-  launch: null, key: null, dpopFetch: null };
+  launch: null, key: null, dpopFetch: null, me: null, pending: null };
 
 class AppError extends Error {}
 
@@ -77,9 +83,9 @@ async function mintToken(persona, patient) {
 /** The one way this app gets data: POST /graphql with a DPoP-bound token and a proof per
  * request, like any vendor app (a plain bearer token only where the browser has no Web Crypto,
  * i.e. not a secure context, which only the demo accepts). */
-async function graphql(query, variables) {
+async function graphql(query, variables, headers = {}) {
   const started = performance.now();
-  const init = { method: "POST", headers: { "content-type": "application/json" },
+  const init = { method: "POST", headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify({ query, variables }) };
   const send = state.dpopFetch
     ? (url, request) => state.dpopFetch(url, request, state.token)
@@ -121,6 +127,9 @@ function patientHead(pt, me, result, reason) {
         "Nødtilgang brukt. Begrunnelsen er logget og vises for pasienten.") : null,
       restricted && !reason ? h("p", { class: "restricted-note" },
         "Noen opplysninger er sperret av pasienten.") : null,
+      (result.data.patient.mayRecord || []).includes("TREATMENT_LIMITATIONS")
+        ? h("button", { type: "button", id: "record-hlr", class: "btn", onclick: askHlr },
+          "Registrer HLR-minus …") : null,
       h("button", { type: "button", id: "emergency", class: restricted && !reason
         ? "btn btn-danger" : "btn", onclick: askEmergency }, "Nødtilgang …")));
 }
@@ -148,6 +157,7 @@ async function openPatient(reason = null) {
   // "Ferske data": past the cache to the sources (rate-limited; over it, the cache answers)
   const result = await graphql(PATIENT_QUERY, { nin, reason, fresh: $("fresh").checked || null });
   if (!result.data?.patient) throw new AppError(denial(result.errors));
+  state.me = result.data.me;
   showPatient(result, reason);
 }
 
@@ -245,6 +255,71 @@ function onEmergencyClose() {
   });
 }
 
+/** "Registrer HLR-minus": the decision goes to the patient's municipal store through Kilde.
+ * One Idempotency-Key per decision: sent again after an unknown outcome (the same decision,
+ * same key), it cannot make a second record. */
+function askHlr() {
+  const pending = state.pending;
+  $("hlr-decided-by").value = pending?.input.decidedBy || state.me?.name || "";
+  $("hlr-reason").value = pending?.input.reason || "";
+  $("hlr-dialog").returnValue = "";
+  $("hlr-dialog").showModal();
+}
+
+function writeFailure(errors) {
+  const e = (errors || [])[0];
+  if (!e) return "Kilde svarte uten resultat.";
+  const outcome = e.extensions?.writeOutcome;
+  const what = { FORBIDDEN: "Ingen tilgang til å registrere", BAD_USER_INPUT: "Ugyldig registrering",
+    UPSTREAM_REJECTED: "Den kommunale journalen avviste registreringen",
+    AUDIT_UNAVAILABLE: "Tilgangsloggen er utilgjengelig" }[e.extensions?.code]
+    || e.extensions?.code;
+  const tail = outcome === "UNKNOWN"
+    ? " Det er uvisst om beslutningen ble lagret: registrer den på nytt (den lagres ikke to ganger)."
+    : " Ingenting ble lagret.";
+  return `${what}: ${e.message}${tail}`;
+}
+
+function decision(decidedBy, reason) {
+  const same = state.pending && state.pending.input.decidedBy === decidedBy
+    && state.pending.input.reason === reason;
+  if (!same) {
+    state.pending = { key: crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`,
+      input: { ...HLR_CODE, decidedBy, reason, decidedAt: new Date().toISOString() } };
+  }
+  return state.pending;
+}
+
+async function onHlrClose() {
+  const dialog = $("hlr-dialog");
+  const decidedBy = $("hlr-decided-by").value.trim();
+  const reason = $("hlr-reason").value.trim();
+  if (dialog.returnValue !== "ok" || !decidedBy || !reason) return;
+  const { key, input } = decision(decidedBy, reason);
+  const button = $("record-hlr");
+  if (button) button.disabled = true;
+  say("Registrerer HLR-minus i den kommunale journalen …", true);
+  try {
+    const result = await graphql(RECORD_HLR, { nin: $("patient").value, input },
+      { "idempotency-key": key });
+    const made = result.data?.recordTreatmentLimitation;
+    if (!made) {
+      const unknown = (result.errors || []).some((e) => e.extensions?.writeOutcome === "UNKNOWN");
+      if (!unknown) state.pending = null;  // a definite outcome: nothing to send again
+      throw new AppError(writeFailure(result.errors));
+    }
+    state.pending = null;
+    await openPatient();
+    const where = state.municipalities[made.provenance.municipality] || made.provenance.municipality;
+    say(`HLR-minus er registrert i kommunal journal (${where}) og vises øverst.`);
+  } catch (err) {
+    say(err instanceof AppError ? err.message : "Noe gikk galt i appen.");
+    if (!(err instanceof AppError)) console.error(err);
+  } finally {
+    if ($("record-hlr")) $("record-hlr").disabled = false;
+  }
+}
+
 async function setFault(event) {
   event.preventDefault();
   const source = $("fault-source").value;
@@ -278,6 +353,7 @@ async function start() {
   $("faults").addEventListener("submit", setFault);
   $("persona").addEventListener("change", onPersonaChange);
   $("emergency-dialog").addEventListener("close", onEmergencyClose);
+  $("hlr-dialog").addEventListener("close", onHlrClose);
   if (window.isSecureContext && window.crypto?.subtle) {
     state.key = await createDpopKey();
     state.dpopFetch = dpopFetcher(state.key);

@@ -280,3 +280,93 @@ def test_audit_holds_attempt_and_outcome_and_verifies(writes: WriteStack) -> Non
 
     from gateway.audit import verify_url
     assert asyncio.run(verify_url(writes.audit_url)).ok
+
+
+NOTE = """
+mutation($nin: String!, $input: ClinicalNoteInput!) {
+  recordClinicalNote(nin: $nin, input: $input) {
+    id title author status type { system code } provenance { source recordId municipality }
+  }
+}"""
+ADMINISTRATION = """
+mutation($nin: String!, $input: MedicationAdministrationInput!) {
+  recordMedicationAdministration(nin: $nin, input: $input) {
+    name status code { system code } dosage { text }
+    provenance { source recordId municipality } records { provenance { recordId } }
+  }
+}"""
+
+
+def test_the_legevakt_sends_its_visit_note_to_the_home_municipality(writes: WriteStack) -> None:
+    # Trondheim's legevakt saw the Oslo patient on holiday: the note goes to Oslo's store,
+    # which the agreement of this stack lets it write to
+    token = writes.token("lege-annen-kommune", HOLIDAY)
+    body = writes.post(NOTE, token, {"nin": HOLIDAY, "input": {
+        "typeCode": "J01", "typeDisplay": "Legevaktnotat", "title": "Legevaktbesøk",
+        "text": "Sett på legevakt for fall. Ingen brudd.\nHjemmesykepleien bes følge opp.",
+        "author": "Eva Nidaros", "date": "2026-11-30T22:15:00+01:00",
+        "municipality": "0301", "clientIdentifier": uuid.uuid4().hex}})
+    assert "errors" not in body, body
+    note = body["data"]["recordClinicalNote"]
+    assert (note["title"], note["author"], note["status"]) == (
+        "Legevaktbesøk", "Eva Nidaros", "current")
+    assert note["provenance"]["municipality"] == "0301"
+    oslo = writes.token("legevakt-lege", HOLIDAY)  # Oslo's physician reads it in Oslo's store
+    docs = writes.post("query($nin: String!) { patient(nin: $nin) { documents { id } } }",
+                       oslo, {"nin": HOLIDAY})["data"]["patient"]["documents"]
+    assert note["id"] in [d["id"] for d in docs]
+
+
+def test_a_nurse_records_a_medication_administration(writes: WriteStack) -> None:
+    token = writes.token("hjemmesykepleier", MULTI)
+    body = writes.post(ADMINISTRATION, token, {"nin": MULTI, "input": {
+        "atcCode": "B01AF01", "name": "Xarelto 20 mg tablett", "dose": "1 tablett",
+        "administeredAt": "2026-11-30T20:00:00+01:00", "administeredBy": "Jonas Hjemdal",
+        "clientIdentifier": uuid.uuid4().hex}})
+    assert "errors" not in body, body
+    made = body["data"]["recordMedicationAdministration"]
+    assert made["code"] == {"system": "http://www.whocc.no/atc", "code": "B01AF01"}
+    assert made["dosage"] == {"text": "1 tablett"}
+    assert made["provenance"]["municipality"] == "0301"
+    bad = writes.post(ADMINISTRATION, token, {"nin": MULTI, "input": {
+        "atcCode": "warfarin", "name": "x", "dose": "1", "administeredAt":
+        "2026-11-30T20:00:00+01:00", "administeredBy": "J"}})
+    assert _code(bad) == "BAD_USER_INPUT"
+    assert bad["errors"][0]["extensions"]["field"] == "input.atcCode"
+
+
+@pytest.mark.parametrize(("persona", "expected"), [
+    ("legevakt-lege", ["TREATMENT_LIMITATIONS", "MEDICATIONS", "DOCUMENTS"]),
+    ("hjemmesykepleier", ["MEDICATIONS", "DOCUMENTS"]),
+    ("helsefagarbeider", ["MEDICATIONS"]),
+    ("saksbehandler", []),
+])
+def test_may_record_says_what_the_write_policy_allows(writes: WriteStack, persona: str,
+                                                      expected: list[str]) -> None:
+    token = writes.token(persona, MULTI)
+    writes.reset_counts()
+    body = writes.post("query($nin: String!) { patient(nin: $nin) { mayRecord } }", token,
+                       {"nin": MULTI})
+    assert sorted(body["data"]["patient"]["mayRecord"]) == sorted(expected)
+    assert writes.municipal_requests() == 0  # asks no source
+
+
+def test_a_mutation_over_get_is_refused(writes: WriteStack) -> None:
+    token = writes.token("legevakt-lege", MULTI)
+    r = writes.http.get(f"{writes.gateway.url}/graphql", headers={
+        "authorization": f"Bearer {token}"}, params={
+        "query": 'mutation { recordTreatmentLimitation(nin: "' + MULTI + '", input: {code: '
+                 '"304253006", decidedBy: "x", reason: "y", decidedAt: "2026-01-01T00:00:00Z"})'
+                 " { id } }"})
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "a\tb"])  # what an HTTP client lets through
+def test_a_bad_idempotency_key_is_refused_before_anything_runs(writes: WriteStack,
+                                                                key: str) -> None:
+    token = writes.token("legevakt-lege", MULTI)
+    r = writes.http.post(f"{writes.gateway.url}/graphql", headers={
+        "authorization": f"Bearer {token}", "idempotency-key": key}, json={"query": RECORD, "variables": {"nin": MULTI, "input": _input()}})
+    assert r.status_code == 400
+    assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
