@@ -16,7 +16,7 @@ from gateway.demo import mint_token
 from gateway.settings import Settings
 from sandbox import world
 from sandbox.app import create_app as create_sandbox
-from tests.e2e.auditing import read_events
+from tests.e2e.auditing import kilde_audit_verify, read_events
 from tests.servers import ServerThread, demo_app, e2e_settings, listening_socket, port_of, running
 
 MULTI = world.by_tag("multi-service").nin  # home 0301 (Oslo)
@@ -276,10 +276,26 @@ def test_audit_holds_attempt_and_outcome_and_verifies(writes: WriteStack) -> Non
         assert event.patient_nin == MULTI
         assert event.actor_hpr == "9144901"
         assert event.request_id == attempt.request_id
-    import asyncio
+    verified = kilde_audit_verify(writes.audit_url)  # `kilde audit verify` as a user runs it
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    # the patient sees who recorded what kind of record about them (innsyn), never its text
+    citizen = writes.token("innbygger", MULTI)
+    log = writes.post("{ myAccessLog(first: 50) { edges { node { outcome reason who "
+                      "categories } } } }", citizen, {})["data"]["myAccessLog"]["edges"]
+    written = [(e["node"]["who"], e["node"]["categories"]) for e in log
+               if e["node"]["outcome"] == "WRITTEN"]
+    assert ("Ingrid Vaktmo", ["treatment_limitations"]) in written
 
-    from gateway.audit import verify_url
-    assert asyncio.run(verify_url(writes.audit_url)).ok
+
+def test_the_write_reaches_the_store_with_the_stores_own_token(writes: WriteStack) -> None:
+    before = writes.http.get(f"{writes.sandbox.url}/_sandbox/auth").json()["municipal"]
+    made = writes.post(RECORD, writes.token("legevakt-lege", MULTI), {"nin": MULTI,
+                                                                      "input": _input()})
+    assert "errors" not in made, made
+    after = writes.http.get(f"{writes.sandbox.url}/_sandbox/auth").json()["municipal"]
+    assert after["accepted"] > before["accepted"]  # DPoP-bound, for the store's audience
+    assert after["refused"] == before["refused"]
+    assert set(after["audiences_seen"]) == {after["audience"]}
 
 
 NOTE = """

@@ -180,3 +180,20 @@ def _broken(change: str) -> dict[str, Any]:
                                     "unreferenced-contained", "bad-action", "not-fhir"])
 def test_the_independent_validator_catches_what_the_profile_forbids(change: str) -> None:
     assert profile_problems(_broken(change))
+
+
+@pytest.mark.parametrize(("outcome", "code"), [
+    ("WRITE_ATTEMPTED", "0"), ("WRITTEN", "0"), ("WRITE_REJECTED", "4"), ("WRITE_UNKNOWN", "8")])
+def test_a_write_exports_as_a_create_that_conforms_to_the_profile(outcome: str,
+                                                                  code: str) -> None:
+    written = outcome == "WRITTEN"
+    r = to_fhir_audit_event(full_event(
+        toa=TOA, outcome=outcome, reason="WRITE_PERMITTED", action="create",
+        record_category="treatment_limitations", record_store="0301",
+        record_id="w123" if written else None, attempt_id=None if outcome ==
+        "WRITE_ATTEMPTED" else "5b1e7c6e-9d4f-4f4e-9a51-1b2c3d4e5f61",
+        deliveries=(Delivery("treatment_limitations", "municipal", "WRITTEN", 1),)
+        if written else ()))
+    assert profile_problems(r) == []
+    assert r["subtype"][0]["code"] == "create"
+    assert (r["action"], r["outcome"], r["outcomeDesc"]) == ("C", code, "WRITE_PERMITTED")
