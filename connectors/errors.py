@@ -21,6 +21,9 @@ class ConnectorError(Exception):
 
     code = "UPSTREAM_UNAVAILABLE"
     transient = True
+    # a write (connectors.writing): False when it failed before the record left Kilde, so
+    # nothing can have been written; otherwise whether the upstream recorded it is not known
+    sent: bool | None = None
 
     def __init__(self, source: str, message: str) -> None:
         super().__init__(message)

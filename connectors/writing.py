@@ -24,7 +24,9 @@ record's business identifier (system and value): the store's conditional create
 writer must send it and must not create a second record under it. A writer raises
 `ConnectorError`s like a reader; a store's refusal with an `OperationOutcome` is
 `UpstreamRejectedError` with the outcome's issue codes in `issues` (never its text: it may
-quote the record).
+quote the record). An error raised before the record was sent (reading what the store
+supports, finding the patient) carries `sent = False`: nothing can have been written. Any
+other failure leaves the outcome unknown.
 """
 
 from __future__ import annotations

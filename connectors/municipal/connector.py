@@ -212,6 +212,7 @@ class MunicipalConnector:
                                                       "that municipality.")
         rtype = resource_type_of(request.draft)
         headers = build_headers(request)
+        sent = False  # until the POST goes, a failure means nothing was written
         try:
             async with asyncio.timeout(request.timeout):
                 capabilities = await self._capabilities.get(
@@ -236,6 +237,7 @@ class MunicipalConnector:
                     raise UpstreamRejectedError(
                         self.name, f"Source {self.name!r} has no patient record for this "
                                    "person; nothing was written.", issues=("not-found",))
+                sent = True
                 answer = await request_json_response(
                     self._http, self.name, "POST", f"{base}/{rtype}",
                     timeout=max(0.1, request.timeout / 2), json=resource_for(request, patient),
@@ -243,8 +245,11 @@ class MunicipalConnector:
                              "prefer": "return=representation"},
                     accept_status=(400, 404, 409, 412, 422), auth=auth)
         except TimeoutError:
-            raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer the "
-                                                  "write in time.") from None
+            raise _unsent(UpstreamTimeoutError(self.name, f"Source {self.name!r} did not "
+                                                          "answer the write in time."),
+                          sent) from None
+        except ConnectorError as exc:
+            raise _unsent(exc, sent) from exc.__cause__
         if answer.status_code >= 400:
             raise rejected(answer.status_code, answer.body, rtype)
         if answer.status_code not in (200, 201):
@@ -254,6 +259,13 @@ class MunicipalConnector:
 
     async def aclose(self) -> None:
         """Nothing to close: the shared HTTP client belongs to the gateway."""
+
+
+def _unsent(error: ConnectorError, sent: bool) -> ConnectorError:
+    """`error`, marked as raised before the record was sent when it was (nothing written)."""
+    if not sent:
+        error.sent = False
+    return error
 
 
 def _one_patient(found: Found, nin: str, base: str) -> StorePatient | None:

@@ -24,8 +24,9 @@ from typing import Any
 
 OUTCOMES = ("DELIVERED", "DENIED",
             # a write (`action` "create"): the attempt, before the store is called, then one of
-            # its outcomes: recorded, refused by the store, or not known (timeout, no answer)
-            "WRITE_ATTEMPTED", "WRITTEN", "WRITE_REJECTED", "WRITE_UNKNOWN")
+            # its outcomes: recorded, refused by the store, failed before the record was sent,
+            # or not known (timeout or no answer to the record itself)
+            "WRITE_ATTEMPTED", "WRITTEN", "WRITE_REJECTED", "WRITE_FAILED", "WRITE_UNKNOWN")
 # Fields added since the first stored events; omitted from the stored form while None.
 ADDED_FIELDS = frozenset({"toa", "action", "record_category", "record_store", "record_id",
                           "attempt_id", "replayed"})
@@ -70,8 +71,9 @@ class AuditEvent:
     by HPR number, and by this number only when they have none). `toa` is the time of
     attestation (Unix seconds) of the care-relationship attest the access relied on, recorded
     when the data was delivered (HL7 Norway's AuditEvent requires it). A write is recorded
-    twice: WRITE_ATTEMPTED before the store is called, then WRITTEN, WRITE_REJECTED or
-    WRITE_UNKNOWN with `attempt_id` naming the attempt.
+    twice: WRITE_ATTEMPTED before the store is called, then WRITTEN, WRITE_REJECTED (the store
+    refused), WRITE_FAILED (it failed before the record was sent) or WRITE_UNKNOWN, with
+    `attempt_id` naming the attempt.
     """
 
     event_id: str = field(default_factory=_new_id)

@@ -52,7 +52,7 @@ RESTFUL_INTERACTION = "http://hl7.org/fhir/restful-interaction"
 # AuditEvent.outcome: 0 success, 4 minor failure (denied, refused), 8 serious failure (a write
 # whose outcome is not known)
 _OUTCOME = {"DELIVERED": "0", "WRITE_ATTEMPTED": "0", "WRITTEN": "0", "DENIED": "4",
-            "WRITE_REJECTED": "4", "WRITE_UNKNOWN": "8"}
+            "WRITE_REJECTED": "4", "WRITE_FAILED": "4", "WRITE_UNKNOWN": "8"}
 SECURITY_ROLE_TYPE = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
@@ -232,7 +232,7 @@ def to_fhir_audit_event(event: AuditEvent) -> dict[str, Any]:
 
     type DICOM 110110 "Patient Record", subtype read, action R, outcome "0" (delivered) or "4"
     (denied, the reason code in `outcomeDesc`); a write: subtype create, action C, outcome "0"
-    (attempted, written), "4" (rejected) or "8" (unknown). `meta.profile` names the profile only when the
+    (attempted, written), "4" (rejected, failed) or "8" (unknown). `meta.profile` names the profile only when the
     event has what it requires (see the module docstring).
     """
     contained: list[dict[str, Any]] = []

@@ -11,7 +11,9 @@ writing connector (`connectors.writing.Writer`). `record()` is the whole path:
    without calling the store; the same key for a different write is BAD_USER_INPUT;
 3. WRITE_ATTEMPTED is written to the audit trail *before* the store is called: if that fails
    nothing is sent (AUDIT_UNAVAILABLE, `writeOutcome` NOT_WRITTEN);
-4. the writer sends the record once, never retried: a timeout or a lost answer may have been
+4. the writer sends the record once, never retried: a failure before the record was sent
+   (`ConnectorError.sent is False`: the patient search timed out, say) is WRITE_FAILED and
+   `writeOutcome` NOT_WRITTEN; a timeout or a lost answer to the record itself may have been
    recorded, so it is WRITE_UNKNOWN (`writeOutcome` UNKNOWN: repeat it with the same key or
    `clientIdentifier`, which the store's conditional create makes safe); a store's refusal is
    WRITE_REJECTED and UPSTREAM_REJECTED with the OperationOutcome's issue codes;
@@ -58,6 +60,7 @@ class WriteStage:
     ATTEMPTED = "WRITE_ATTEMPTED"
     WRITTEN = "WRITTEN"
     REJECTED = "WRITE_REJECTED"
+    FAILED = "WRITE_FAILED"
     UNKNOWN = "WRITE_UNKNOWN"
 
 
@@ -98,6 +101,15 @@ class NoWriterError(KildeError):
     """No enabled connector records this category."""
 
     code = "UPSTREAM_UNAVAILABLE"
+
+
+class WriteNotSentError(KildeError):
+    """The store could not be asked (before the record was sent): nothing was written."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(f"{error.message} Nothing was written; try again shortly.",
+                         source=error.source, writeOutcome="NOT_WRITTEN")
+        self.code = error.code
 
 
 class WriteUnknownError(KildeError):
@@ -208,6 +220,10 @@ async def record(ctx: Context, *, mutation: str, nin: str, draft: Draft,
     except (ConnectorError, TimeoutError) as exc:
         error = exc if isinstance(exc, ConnectorError) else UpstreamTimeoutError(
             writer.name, f"Source {writer.name!r} did not answer the write in time.")
+        if error.sent is False:  # failed before the record left Kilde: not written
+            await _audit(ctx, entry(WriteStage.FAILED, attempt_id=attempt.entry_id,
+                                    reason=error.code), unknown=False)
+            raise WriteNotSentError(error) from None
         await _audit(ctx, entry(WriteStage.UNKNOWN, attempt_id=attempt.entry_id,
                                 reason=error.code), unknown=True)
         raise WriteUnknownError(error) from None

@@ -26,6 +26,7 @@ from connectors import (
     TreatmentLimitationDraft,
     UpstreamInvalidError,
     UpstreamRejectedError,
+    UpstreamTimeoutError,
     UpstreamUnavailableError,
     Writer,
     WriteRequest,
@@ -262,3 +263,32 @@ def test_a_write_request_repr_names_no_patient_and_no_text() -> None:
     text = repr(request(NOTE))
     assert NIN not in text
     assert "legevakt" not in text.lower()
+
+
+def _timing_out(where: str) -> Any:
+    metadata = {"resourceType": "CapabilityStatement", "rest": [{"mode": "server", "resource": [
+        {"type": "Consent", "interaction": [{"code": "create"}], "conditionalCreate": True}]}]}
+    found = {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": ME}]}
+
+    def handle(r: httpx.Request) -> httpx.Response:
+        if r.url.path.endswith("/metadata"):
+            return httpx.Response(200, json=metadata)
+        if r.url.path.endswith(where):
+            raise httpx.ReadTimeout("no answer", request=r)
+        if r.url.path.endswith("/Patient/_search"):
+            return httpx.Response(200, json=found)
+        return httpx.Response(201, json={})
+    http = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    return create(ConnectorSettings("municipal", stores={"0301": "http://s.test/0301"}), http)
+
+
+def test_a_failure_before_the_record_is_sent_says_nothing_was_written() -> None:
+    with pytest.raises(UpstreamTimeoutError) as caught:
+        asyncio.run(_timing_out("/Patient/_search").write(request(LIMITATION)))
+    assert caught.value.sent is False
+
+
+def test_no_answer_to_the_record_itself_leaves_the_outcome_unknown() -> None:
+    with pytest.raises(UpstreamTimeoutError) as caught:
+        asyncio.run(_timing_out("/Consent").write(request(LIMITATION)))
+    assert caught.value.sent is not False

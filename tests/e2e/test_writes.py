@@ -386,3 +386,30 @@ def test_a_bad_idempotency_key_is_refused_before_anything_runs(writes: WriteStac
         "authorization": f"Bearer {token}", "idempotency-key": key}, json={"query": RECORD, "variables": {"nin": MULTI, "input": _input()}})
     assert r.status_code == 400
     assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize(("mode", "code"), [("hang", "UPSTREAM_TIMEOUT"),
+                                            ("error", "UPSTREAM_UNAVAILABLE")])
+def test_a_store_that_cannot_be_asked_writes_nothing_and_says_so(
+        writes: WriteStack, mode: str, code: str) -> None:
+    token = writes.token("legevakt-lege", MULTI)
+    variables = {"nin": MULTI, "input": _input()}
+    count = writes.consents()
+    writes.http.put(f"{writes.sandbox.url}/_sandbox/faults/municipal",
+                    json={"mode": mode}).raise_for_status()
+    try:
+        body = writes.post(RECORD, token, variables)
+    finally:
+        writes.http.put(f"{writes.sandbox.url}/_sandbox/faults/municipal",
+                        json={"mode": "none"}).raise_for_status()
+    assert body["data"] is None
+    error = body["errors"][0]["extensions"]
+    # the patient search failed, so the record never left Kilde
+    assert (error["code"], error["writeOutcome"]) == (code, "NOT_WRITTEN")
+    failed = [e for e in writes.events() if e.outcome == "WRITE_FAILED"]
+    assert failed
+    assert failed[-1].reason == code
+    assert writes.consents() == count
+    again = writes.post(RECORD, token, variables)
+    assert "errors" not in again, again
+    assert writes.consents() == count + 1

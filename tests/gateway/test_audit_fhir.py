@@ -183,7 +183,8 @@ def test_the_independent_validator_catches_what_the_profile_forbids(change: str)
 
 
 @pytest.mark.parametrize(("outcome", "code"), [
-    ("WRITE_ATTEMPTED", "0"), ("WRITTEN", "0"), ("WRITE_REJECTED", "4"), ("WRITE_UNKNOWN", "8")])
+    ("WRITE_ATTEMPTED", "0"), ("WRITTEN", "0"), ("WRITE_REJECTED", "4"), ("WRITE_FAILED", "4"),
+    ("WRITE_UNKNOWN", "8")])
 def test_a_write_exports_as_a_create_that_conforms_to_the_profile(outcome: str,
                                                                   code: str) -> None:
     written = outcome == "WRITTEN"
