@@ -21,8 +21,6 @@ from typing import Any, BinaryIO, NoReturn
 from gateway.graphiql import EXAMPLE_QUERY as EXAMPLE_QUERY  # the legevakt query, one place
 from gateway.settings import BUILTIN_CONNECTORS, DEMO_TENANTS, Settings, SettingsError
 
-DEMO_SHUTDOWN_SECONDS = 5  # demo/sandbox: in-flight requests get this long after a signal
-
 
 def _fail(problems: Sequence[str]) -> NoReturn:
     if len(problems) == 1:
@@ -208,8 +206,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     app = create_app(settings, sandbox=sandbox, extra_routes=demo_routes(settings))
     # a fault knob's "hang" keeps a sandbox handler waiting forever: Ctrl+C must still stop it
     return serve(app, sock, access_log=False, log_config=None, lifespan="on",
-                 max_header_bytes=settings.limits.max_header_bytes,
-                 timeout_graceful_shutdown=DEMO_SHUTDOWN_SECONDS)
+                 max_header_bytes=settings.limits.max_header_bytes)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -224,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "never with real patients or HelseID (unset KILDE_MODE for production)")
     sock = _listen(args.host or settings.host, args.port or settings.port, args.fd)
     return serve("gateway.asgi:app", sock, workers=args.workers or settings.workers,
-                 access_log=False, log_config=None, lifespan="on", timeout_graceful_shutdown=20,
+                 access_log=False, log_config=None, lifespan="on",
                  max_header_bytes=settings.limits.max_header_bytes)
 
 
@@ -242,8 +239,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     sock = _listen(args.host, args.port, args.fd)
     host, port = address(sock)
     print(f"Kilde sandbox at http://{host}:{port} (patients: /_sandbox/patients)", flush=True)
-    return serve(app, sock, access_log=False, log_config=None,
-                 timeout_graceful_shutdown=DEMO_SHUTDOWN_SECONDS)
+    return serve(app, sock, access_log=False, log_config=None)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

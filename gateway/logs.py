@@ -13,6 +13,7 @@ numbers or tokens, and exceptions are logged by type and stack, never by message
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -34,6 +35,11 @@ OTHER_ROUTE = "other"  # a path no route matched: logged as this, never as itsel
 INTERNAL = {"errors": [{"message": "Internal error; the request id in the response headers "
                                    "identifies it.",
                         "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
+# A request still running when the server's shutdown grace ends is cancelled (uvicorn): it is
+# answered, not dropped. No data was delivered (data leaves only after its audit write).
+STOPPING = {"errors": [{"message": "Kilde is stopping and did not finish this request; nothing "
+                                   "was delivered. Try again.",
+                        "extensions": {"code": "SHUTTING_DOWN"}}]}
 
 
 def new_request_id() -> str:
@@ -137,6 +143,22 @@ class RequestEdgeMiddleware:
 
         try:
             await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            # the shutdown grace is over (uvicorn cancels the requests still running; nothing
+            # else cancels a request task): answer 503 and close, rather than a 500 and a stack
+            if responded:
+                raise  # a response half sent cannot be answered: the connection is cut
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # handled here: the task ends with this answer
+            log.warning("request cancelled: the server is stopping", extra={
+                "request_id": request_id})
+            body = orjson.dumps(STOPPING)
+            await sending({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", b"1"), (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
         except Exception:
             log.error("unhandled error serving %s", route_template(scope), exc_info=True,
                       extra={"request_id": request_id})

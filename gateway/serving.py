@@ -21,6 +21,11 @@ from uvicorn.supervisors import Multiprocess
 from gateway.headlimit import MAX_HEADER_BYTES, uvicorn_options
 
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan failed to start
+# After SIGTERM or one Ctrl+C: in-flight requests get this long to finish (a patient request is
+# bounded by its deadline, 3 s by default); one still running is then cancelled and answered
+# 503 SHUTTING_DOWN (gateway/logs.py), and the app's shutdown (audit commit, pools) takes at
+# most ~1 s more (gateway/audit), so the process is gone within 5 s of the signal.
+SHUTDOWN_GRACE_SECONDS = 2.5
 
 
 class ListenError(ValueError):
@@ -72,12 +77,15 @@ def address(sock: socket.socket) -> tuple[str, int]:
 
 
 def serve(app: Any, sock: socket.socket, *, workers: int = 1,
-          max_header_bytes: int = MAX_HEADER_BYTES, **config: Any) -> int:
+          max_header_bytes: int = MAX_HEADER_BYTES,
+          timeout_graceful_shutdown: float = SHUTDOWN_GRACE_SECONDS, **config: Any) -> int:
     """Serve `app` (an ASGI app, or an import string for several workers) on `sock` until a
     signal stops it; returns the exit status. Request heads over `max_header_bytes` get 431
-    (gateway/headlimit.py); `config` goes to `uvicorn.Config`."""
+    (gateway/headlimit.py); after a signal in-flight requests get `timeout_graceful_shutdown`
+    seconds (see SHUTDOWN_GRACE_SECONDS); `config` goes to `uvicorn.Config`."""
     host, port = address(sock)
     conf = uvicorn.Config(app, host=host, port=port, workers=workers,
+                          timeout_graceful_shutdown=timeout_graceful_shutdown,
                           **uvicorn_options(max_header_bytes), **config)
     if workers > 1:
         Multiprocess(conf, sockets=[sock]).run()

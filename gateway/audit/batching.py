@@ -26,6 +26,7 @@ log = logging.getLogger("kilde.audit")
 
 WRITE_FAILED = "The audit trail could not be written; the data must not be delivered."
 WRITE_TIMEOUT_SECONDS = 5.0
+CLOSE_TIMEOUT_SECONDS = 1.0  # at shutdown: what is queued gets this long to commit
 
 
 class GroupCommitter(Generic[T]):
@@ -94,14 +95,21 @@ class GroupCommitter(Generic[T]):
             if not future.done():
                 future.set_result(None)
 
-    async def aclose(self) -> None:
-        """Commit everything already queued, then stop the writer task."""
+    async def aclose(self, *, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """Commit everything already queued, then stop the writer task; a store that does
+        not finish within `timeout` seconds (it hangs) is given up on, so stopping stays
+        prompt. Nothing acknowledged is lost by that: a write is acknowledged only once its
+        batch is committed, and the writes still waiting fail (their data is not delivered).
+        """
         self._closed = True
         if self._queue is None or self._task is None or self._task.done():
             return
         self._queue.put_nowait(None)
         try:
-            await self._task
+            await asyncio.wait_for(self._task, timeout)
+        except TimeoutError:
+            log.error("audit store did not finish within %.1f s of closing; the writes still "
+                      "waiting fail (none of them was acknowledged)", timeout)
         finally:
             while not self._queue.empty():
                 entry = self._queue.get_nowait()

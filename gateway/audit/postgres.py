@@ -44,6 +44,7 @@ from gateway.audit.sink import (
 )
 
 log = logging.getLogger("kilde.audit")
+POOL_CLOSE_SECONDS = 1.0  # at shutdown; then the pool's connections are cut
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
 LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()))"
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit_schema:' || current_schema()))"
@@ -359,8 +360,8 @@ class PostgresAuditSink:
 
     async def aclose(self) -> None:
         await self._committer.aclose()
-        try:
-            await asyncio.wait_for(self._pool.close(), timeout=5.0)
+        try:  # a server that hangs must not hold the process past its shutdown bound
+            await asyncio.wait_for(self._pool.close(), timeout=POOL_CLOSE_SECONDS)
         except TimeoutError:
             self._pool.terminate()
 

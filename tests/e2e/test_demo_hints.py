@@ -23,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cli import DEMO_SHUTDOWN_SECONDS, kilde_command, token_hint
+from gateway.cli import kilde_command, token_hint
+from gateway.serving import SHUTDOWN_GRACE_SECONDS
 from tests.servers import inherited, listening_socket, port_of
 
 pytestmark = pytest.mark.slow
@@ -162,7 +163,7 @@ def test_the_demo_stops_on_sigterm_while_a_fault_knob_keeps_an_upstream_call_han
         "query": f'{{ patient(nin: "{STORY}") {{ medications {{ name }} sources {{ status }} }} }}'})
     assert "TIMEOUT" in answer.text  # Kilde answered; the fake's handler still hangs
     demo.process.send_signal(signal.SIGINT)  # Ctrl+C; uvicorn exits by the same signal
-    assert demo.process.wait(timeout=DEMO_SHUTDOWN_SECONDS + 20) in (0, -signal.SIGINT)
+    assert demo.process.wait(timeout=SHUTDOWN_GRACE_SECONDS + 20) in (0, -signal.SIGINT)
 
 
 @pytest.mark.parametrize(("argv0", "expected"), [

@@ -44,3 +44,28 @@ async def test_a_prompt_store_is_not_affected_by_the_timeout() -> None:
     assert sorted(committed) == list(range(50))
     with pytest.raises(AuditUnavailableError):
         await committer.submit(99)
+
+
+async def test_closing_gives_up_on_a_hanging_store_and_loses_nothing_acknowledged() -> None:
+    """Stopping is prompt (#12 item 7): `aclose` waits for a hung store only its timeout.
+    What was acknowledged before stays committed; what was still waiting fails, so its
+    request delivers nothing."""
+    committed: list[str] = []
+    hung = asyncio.Event()
+
+    async def commit(rows: list[str]) -> None:
+        if "late" in rows:
+            hung.set()
+            await asyncio.Event().wait()  # the store stops answering for good
+        committed.extend(rows)
+
+    committer: GroupCommitter[str] = GroupCommitter(commit, write_timeout=30)
+    await committer.submit("acknowledged")
+    waiting = asyncio.create_task(committer.submit("late"))
+    await hung.wait()  # the writer is committing "late" and will never return
+    await committer.aclose(timeout=0.1)  # returns although the commit never does
+    with pytest.raises(AuditUnavailableError):
+        await waiting
+    assert committed == ["acknowledged"]
+    with pytest.raises(AuditUnavailableError):
+        await committer.submit("after close")
