@@ -96,7 +96,9 @@ def settings_for(audit_url: str = "sqlite:///:memory:", **changes: Any) -> Setti
     settings = replace(base, connectors=connectors, deadline_seconds=DEADLINE,
                        auth=replace(base.auth, issuer=ISSUER, jwks_url=jwks_url(ISSUER)),
                        audit=replace(base.audit, url=audit_url))
-    return replace(settings.with_sandbox(SANDBOX).with_helseid(helseid, audiences), **changes)
+    settings = settings.with_sandbox(SANDBOX).with_helseid(helseid, audiences)
+    helseid_settings = replace(settings.helseid, timeout_seconds=SOURCE_TIMEOUT)
+    return replace(settings, helseid=helseid_settings, **changes)
 
 
 def _own_keys(settings: Settings, sandbox: Any, folder: Path) -> Settings:
