@@ -49,6 +49,7 @@ ITEM_TYPE: Mapping[Category, type] = {
     Category.MUNICIPAL_SERVICES: model.MunicipalService,
     Category.CONDITIONS: model.Condition,
     Category.DOCUMENTS: model.DocumentReference,
+    Category.DEMOGRAPHICS: model.Demographics,
 }
 Check = Callable[[Any, str], str | None]  # (value, path) -> what is wrong, or None
 

@@ -33,7 +33,7 @@ ITEM_TYPES: Mapping[str, type] = {
     cls.__name__: cls
     for cls in (model.TreatmentLimitation, model.CriticalInformation, model.Medication,
                 model.LabReport, model.MunicipalService, model.Condition,
-                model.DocumentReference)
+                model.DocumentReference, model.Demographics)
 }
 
 

@@ -27,6 +27,7 @@ class Category(enum.Enum):
     MUNICIPAL_SERVICES = "municipal_services"
     CONDITIONS = "conditions"
     DOCUMENTS = "documents"
+    DEMOGRAPHICS = "demographics"  # the population registry: name, birth, home, deceased
 
 
 class Status(enum.Enum):
@@ -260,6 +261,29 @@ class DocumentReference:
     security: tuple[Coding, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Demographics:
+    """Who the patient is, from the population registry (Folkeregisteret via NHN's
+    Persontjenesten): the current name, birth date, administrative gender, the home
+    municipality (kommunenummer of the residential address, bostedsadresse) and whether the
+    person is dead, with the date. `home_municipality` is None when the registry records none
+    (unknown residence, emigrated); the planner then says the home store is unknown."""
+
+    id: str
+    provenance: Provenance
+    name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    birth_date: date | None = None
+    gender: str | None = None  # male | female | unknown (FHIR administrative gender)
+    home_municipality: str | None = None
+    home_municipality_name: str | None = None
+    registry_status: str | None = None  # the registry's own status, e.g. Resident, Deceased
+    deceased: bool = False
+    deceased_date: date | None = None
+    security: tuple[Coding, ...] = ()
+
+
 Item = (
     TreatmentLimitation
     | CriticalInformation
@@ -268,6 +292,7 @@ Item = (
     | MunicipalService
     | Condition
     | DocumentReference
+    | Demographics
 )
 
 

@@ -27,7 +27,8 @@ from connectors.base import ConnectorSettings
 from connectors.redact import SECRET, redacted_repr
 from connectors.resilience import ResilienceSettings
 
-BUILTIN_CONNECTORS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
+BUILTIN_CONNECTORS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar",
+                      "persontjenesten")
 MODES = ("production", "demo")
 
 

@@ -26,6 +26,7 @@ BUILTIN_CATEGORIES: tuple[str, ...] = (
     "municipal_services",
     "conditions",
     "documents",
+    "demographics",
 )
 PURPOSES: tuple[str, ...] = ("TREAT", "ETREAT", "COC", "BTG")
 

@@ -6,6 +6,8 @@
     /pll/Patient/$getMedication      SFM $getMedication, PLL section (sandbox.medication)
     /eresept/Patient/$getMedication  SFM $getMedication, prescriptions (sandbox.medication)
     /proevesvar/...                  Pasientens prøvesvar, NILAR (sandbox.proevesvar)
+    /persontjenesten/...             Persontjenesten, the population registry's Person API v3
+                                     (sandbox.persontjenesten)
     /_sandbox/patients               scenario patients (nin, name, municipality, tags), with
                                      those of KILDE_SANDBOX__SCENARIOS (a folder of FHIR
                                      transaction Bundles, sandbox.scenarios)
@@ -40,13 +42,21 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sandbox import helseid as simulator
-from sandbox import kjernejournal, medication, municipal, proevesvar, scenarios, world
+from sandbox import (
+    kjernejournal,
+    medication,
+    municipal,
+    persontjenesten,
+    proevesvar,
+    scenarios,
+    world,
+)
 from sandbox.faults import FaultMiddleware, fault_from_env
 from sandbox.guard import TokenGuard
 from sandbox.helseid import app as simulator_app
 from sandbox.world import MUNICIPALITIES
 
-SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
+SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten")
 
 
 def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
@@ -56,6 +66,8 @@ def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
         return kjernejournal.create_app()
     if source in ("pll", "eresept"):
         return medication.create_app(source)
+    if source == "persontjenesten":
+        return persontjenesten.create_app()
     return proevesvar.create_app()
 
 

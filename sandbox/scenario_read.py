@@ -137,6 +137,8 @@ def read_patient(body: Any, where: Place) -> world.Patient | None:
             place.add(str(exc))
     if len(where.problems.found) > before:
         return None
+    if not _home(person, got, where):
+        return None
     try:
         medications = tuple(_medication(m) for m in got.medications.values())
         labs = tuple(_report(r, got.observations) for r in got.reports)
@@ -161,8 +163,8 @@ def _person(resource: Resource, where: Place) -> dict[str, Any] | None:
     problems = []
     if not nins:
         problems.append("needs an identifier with a valid national identity number (mod-11)")
-    if len(homes) != 1 or homes[0] not in MUNICIPALITIES:
-        problems.append(f"needs one kommunenummer tag ({KOMMUNENUMMER}) naming the home "
+    if len(homes) > 1 or (homes and homes[0] not in MUNICIPALITIES):
+        problems.append(f"needs at most one kommunenummer tag ({KOMMUNENUMMER}) naming the home "
                         f"municipality, one of {sorted(MUNICIPALITIES)}")
     if not isinstance(text, str) or not text.strip():
         problems.append("needs name[0].text")
@@ -179,15 +181,41 @@ def _person(resource: Resource, where: Place) -> dict[str, Any] | None:
         where.add(problem)
     if problems or born is None:
         return None
-    return {"nin": nins[0], "name": str(text), "born": born, "gender": resource["gender"],
-            "municipality": homes[0], "tags": tuple(_tags(resource, SCENARIO_TAG))}
+    deceased = resource.get("deceasedDateTime")
+    person = {"nin": nins[0], "name": str(text), "born": born, "gender": resource["gender"],
+              "municipality": homes[0] if homes else "",
+              "tags": tuple(_tags(resource, SCENARIO_TAG))}
+    if deceased is not None:
+        try:
+            person["deceased"] = _day(deceased, "deceasedDateTime")
+        except BadRecordError as exc:
+            where.add(str(exc))
+            return None
+    return person
+
+
+def _home(person: dict[str, Any], got: Collected, where: Place) -> bool:
+    """Without a kommunenummer tag the home is derived from the patient's data: the one
+    municipality whose store keeps the patient's municipal records."""
+    if person["municipality"]:
+        return True
+    stores = {r.municipality for r in (*got.services, *got.conditions, *got.documents)}
+    stores |= {r.municipality for r in (*got.limitations, *got.allergies)
+               if r.where == world.MUNICIPAL and r.municipality}
+    if len(stores) == 1:
+        person["municipality"] = stores.pop()
+        return True
+    where.add(f"needs a kommunenummer tag ({KOMMUNENUMMER}) naming the home municipality: "
+              + ("its municipal records are in several stores" if stores
+                 else "it has no municipal record to derive it from"))
+    return False
 
 
 def _privacy(resource: Resource) -> dict[str, Any]:
     codes = set(_tags(resource, PRIVACY_TAG))
     outcome = next((o for o in PPS_OUTCOMES if f"pps-{o}" in codes), None)
     return {"kj_reserved": "kj-reserved" in codes, "kj_restricted": "kj-restricted" in codes,
-            "pps_outcome": outcome}
+            "pps_outcome": outcome, "in_registry": "not-in-registry" not in codes}
 
 
 def _source(resource: Resource) -> tuple[str, str | None]:

@@ -79,6 +79,7 @@ def render_patient(p: world.Patient) -> list[Resource]:
         "name": [{"use": "official", "text": p.name, "family": family or p.name,
                   **({"given": given.split()} if given else {})}],
         "gender": p.gender, "birthDate": p.born.isoformat(),
+        **({"deceasedDateTime": p.deceased.isoformat()} if p.deceased else {}),
     }
     records = [*_limitations(p, ref), *_blocks(p, ref), *_allergies(p, ref),
                *_critical(p, ref), *_services(p, ref), *_conditions(p, ref),
@@ -93,6 +94,8 @@ def _privacy_codes(p: world.Patient) -> Iterator[str]:
         yield "kj-restricted"
     if p.pps_outcome:
         yield f"pps-{p.pps_outcome}"
+    if not p.in_registry:
+        yield "not-in-registry"
 
 
 def _limitations(p: world.Patient, ref: Resource) -> Iterator[Resource]:

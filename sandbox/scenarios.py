@@ -9,9 +9,12 @@ built-in patients. `export_patient` writes a built-in patient in the same form, 
 The Bundle (`sandbox.scenario_format` holds the per-resource rules):
 
 - one `Patient` (the first entry): its identity number as `identifier`, `name[0].text`,
-  `gender`, `birthDate`; `meta.tag` the home municipality (kommunenummer system), the scenario
-  tags (`SCENARIO_TAG`) and, where wanted, the patient's national privacy choices
-  (`PRIVACY_TAG`: `kj-reserved`, `kj-restricted`, `pps-Specific|General|Reservation`);
+  `gender`, `birthDate`, `deceasedDateTime` for a dead person; `meta.tag` the home
+  municipality (kommunenummer system; without it, the one municipality whose store keeps the
+  patient's municipal records), the scenario tags (`SCENARIO_TAG`) and, where wanted, the
+  patient's national privacy choices (`PRIVACY_TAG`: `kj-reserved`, `kj-restricted`,
+  `pps-Specific|General|Reservation`, `not-in-registry`: unknown to the population registry).
+  Every patient gets an entry in the population registry fake from these facts;
 - the records, each with `meta.tag` `SOURCE_TAG` naming the source that keeps it (`municipal`
   with the store's kommunenummer tag too, `kjernejournal`, `pll`, `eresept`, `proevesvar`):
   Consent (scope `treatment`: a treatment limitation; scope `patient-privacy` with an actor

@@ -25,6 +25,13 @@ fake for that source serves it. Scenario tags (README.md, "Scenario patients"):
     labelled-hlr        the HLR-minus in the municipal store carries the security label R
     municipal-cave      a CAVE only in the municipal EPJ, and one in both it and Kjernejournal
     blocked-everywhere  blocks the legevakt physician in Kjernejournal and in Oslo's store
+    deceased            died 2026-11-20 (the population registry says so, with the date)
+    not-in-registry     records in Oslo's store, but the population registry does not know the
+                        number: Kilde cannot tell the home municipality and must say so
+
+Every patient has an entry in the population registry (`sandbox.persontjenesten`) built from
+`name`, `born`, `gender`, `municipality` (the home: bostedsadresse) and `deceased`, unless
+`in_registry` is False.
 """
 
 from __future__ import annotations
@@ -285,6 +292,9 @@ class Patient:
     municipal_blocks: tuple[tuple[str, str], ...] = ()
     pps_outcome: str | None = None  # Specific | General | Reservation
     extra: dict[str, str] = field(default_factory=dict)
+    # the population registry (Folkeregisteret via Persontjenesten)
+    deceased: date | None = None  # the date of death, when the registry records one
+    in_registry: bool = True  # False: the registry does not know this number
 
 
 def _dt(s: str) -> datetime:
@@ -681,6 +691,31 @@ PATIENTS: tuple[Patient, ...] = (
         ),
         kj_blocked_hpr=("9144901",),
         municipal_blocks=(("0301", "9144901"),),
+    ),
+    Patient(
+        nin="23073410010",
+        name="Erling Avdød",
+        born=_d("1934-07-23"),
+        gender="male",
+        municipality="0301",
+        tags=("deceased",),
+        conditions=(
+            ConditionFact("cond-avd1", ICPC2, "K77", "Hjertesvikt", _d("2019-02-01"), "0301"),
+        ),
+        deceased=_d("2026-11-20"),
+    ),
+    Patient(
+        nin="08115020189",
+        name="Nora Uregistrert",
+        born=_d("1950-11-08"),
+        gender="female",
+        municipality="0301",
+        tags=("not-in-registry",),
+        services=(
+            ServiceFact("svc-ureg1", "15", "Helsetjenester i hjemmet", "active", _d("2026-01-10"),
+                        "0301", "960000005", _d("2026-01-05"), description="Insulin morgen"),
+        ),
+        in_registry=False,
     ),
 )
 

@@ -23,6 +23,7 @@ from schema.types import (
     Alert,
     Condition,
     CriticalInformation,
+    Demographics,
     DocumentReference,
     LabReport,
     Medication,
@@ -97,6 +98,13 @@ class Patient:
         return [c for c in Category if c in kinds and decide_write(
             principal, self.nin, c.value, principal.municipality or "", now=now,
             rules=services.rules).allowed]
+
+    @strawberry.field(description="Who the patient is (name, birth date and age, home "
+                      "municipality, deceased), from the population registry; null when the "
+                      "registry does not know the number or did not answer (see `sources`).")
+    async def demographics(self) -> Demographics | None:
+        found = await self.pipeline.items(Category.DEMOGRAPHICS)
+        return found[0] if found else None  # type: ignore[no-any-return]
 
     @strawberry.field(description="Every source consulted for this patient in this request.")
     async def sources(self) -> list[SourceStatus]:

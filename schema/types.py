@@ -194,6 +194,33 @@ class DocumentReference:
     provenance: Provenance
 
 
+@strawberry.type(description="Who the patient is, from the population registry "
+                 "(Folkeregisteret via Persontjenesten).")
+class Demographics:
+    name: str | None = strawberry.field(description="The current name, given names first.")
+    given_name: str | None
+    family_name: str | None
+    birth_date: date | None
+    gender: str | None = strawberry.field(description="male, female or unknown.")
+    home_municipality: str | None = strawberry.field(description=(
+        "Kommunenummer of the residential address (bostedsadresse); null when the registry "
+        "records none."))
+    home_municipality_name: str | None
+    registry_status: str | None = strawberry.field(description=(
+        "The registry's own status of the person, e.g. Resident, Deceased, Emigrated."))
+    deceased: bool
+    deceased_date: date | None
+    provenance: Provenance
+
+    @strawberry.field(description="Whole years: today, or at death for a deceased person.")
+    def age(self) -> int | None:
+        born = self.birth_date
+        if born is None:
+            return None
+        until = self.deceased_date or datetime.now(UTC).date()
+        return until.year - born.year - ((until.month, until.day) < (born.month, born.day))
+
+
 @strawberry.type(description="A first-screen warning, ordered clinically (priority 1 first).")
 class Alert:
     kind: AlertKind  # type: ignore[valid-type]

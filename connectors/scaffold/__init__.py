@@ -17,7 +17,8 @@ from pathlib import Path
 from string import Template
 
 NAME = re.compile(r"[a-z][a-z0-9_]{1,30}")
-TAKEN = frozenset({"municipal", "kjernejournal", "pll", "eresept", "proevesvar"})
+TAKEN = frozenset({"municipal", "kjernejournal", "pll", "eresept", "proevesvar",
+                   "persontjenesten"})
 # template -> path in the package ({module} is the import name)
 FILES = {
     "pyproject.toml.tmpl": "pyproject.toml",

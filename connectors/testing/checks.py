@@ -31,6 +31,7 @@ from connectors.model import (
     Coding,
     Condition,
     CriticalInformation,
+    Demographics,
     DocumentReference,
     LabReport,
     Medication,
@@ -60,6 +61,7 @@ ITEM_TYPES: dict[Category, type] = {
     Category.MUNICIPAL_SERVICES: MunicipalService,
     Category.CONDITIONS: Condition,
     Category.DOCUMENTS: DocumentReference,
+    Category.DEMOGRAPHICS: Demographics,
 }
 # A connector raises failures; these are the statuses a result itself may carry.
 RESULT_STATUSES = frozenset({Status.OK, Status.EMPTY, Status.PARTIAL, Status.RESERVED,

@@ -29,6 +29,7 @@ SOURCE_NAMES = {
     "pll": "Pasientens legemiddelliste",
     "eresept": "e-resept (Reseptformidleren)",
     "proevesvar": "Pasientens prøvesvar",
+    "persontjenesten": "Folkeregisteret (Persontjenesten)",
 }
 CATEGORY_NAMES = {
     "TREATMENT_LIMITATIONS": "behandlingsavklaringer (HLR-minus o.l.)",

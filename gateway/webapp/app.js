@@ -3,7 +3,7 @@
 // ever goes into a URL.
 import { createDpopKey, dpopFetcher } from "./dpop.js";
 import {
-  PURPOSES, SOURCE_NAMES, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
+  PURPOSES, SOURCE_NAMES, date, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
   renderLabs, renderMedications, renderServices, renderSourceBar, summaryLine,
 } from "./render.js";
 
@@ -28,6 +28,8 @@ const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String, $fresh: Bo
       provenance { source } }
     conditions { code { system code display } clinicalStatus onset
                  provenance { source municipality } }
+    demographics { name birthDate age homeMunicipality homeMunicipalityName deceased
+                   deceasedDate }
     sources { source municipality category status reason latencyMs fromCache ageSeconds detail }
   }
 }`;
@@ -110,13 +112,37 @@ function denial(errors) {
 function persona() { return state.personas.find((p) => p.key === $("persona").value); }
 function patient() { return state.patients.find((p) => p.nin === $("patient").value); }
 
+/** Who the patient is, from the population registry (Folkeregisteret): name, age, home
+    municipality, deceased; said plainly when the registry does not know or did not answer. */
+function demographicsLine(person, rows) {
+  if (!person) {
+    const row = rows.find((r) => r.category === "DEMOGRAPHICS");
+    return h("p", { class: "patient-demo unknown", "data-testid": "demographics" },
+      row && row.status === "EMPTY" ? "Ukjent i Folkeregisteret: hjemkommunen er ukjent."
+        : "Folkeregisteret svarte ikke: hjemkommunen er ukjent.");
+  }
+  const home = person.homeMunicipality
+    ? `${person.homeMunicipalityName || state.municipalities[person.homeMunicipality] || "Kommune"}`
+      + ` (${person.homeMunicipality})` : "ingen registrert bostedsadresse";
+  return h("p", { class: "patient-demo", "data-testid": "demographics",
+    "data-home": person.homeMunicipality || "" },
+  person.age != null ? `${person.age} år` : "Alder ukjent",
+  person.birthDate ? ` (født ${date(person.birthDate)})` : "",
+  ` · Bor i ${home}`,
+  person.deceased ? h("strong", { class: "deceased" },
+    ` · Død${person.deceasedDate ? ` ${date(person.deceasedDate)}` : ""}`) : null);
+}
+
 function patientHead(pt, me, result, reason) {
-  const restricted = result.data.patient.sources.some((s) => s.status === "RESTRICTED");
+  const data = result.data.patient;
+  const restricted = data.sources.some((s) => s.status === "RESTRICTED"
+    && s.reason !== "MUNICIPAL_BORDER");
+  const person = data.demographics;
   return h("section", { class: "patient-head", "aria-labelledby": "patient-h" },
     h("div", { class: "patient-id" },
-      h("h2", { id: "patient-h" }, pt ? pt.name : "Pasient"),
-      h("p", { class: "patient-nin" }, `Fødselsnr. ${formatNin(result.data.patient.nin)}`,
-        pt ? ` · ${state.municipalities[pt.municipality] || "Kommune"} (${pt.municipality})` : "")),
+      h("h2", { id: "patient-h" }, person?.name || (pt ? pt.name : "Pasient")),
+      h("p", { class: "patient-nin" }, `Fødselsnr. ${formatNin(data.nin)}`),
+      demographicsLine(person, data.sources)),
     h("div", { class: "patient-who" },
       h("p", {}, [me.name, me.professionText || "uten helsepersonellautorisasjon",
         me.pointOfCareName].filter(Boolean).join(", ")),

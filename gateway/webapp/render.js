@@ -7,6 +7,7 @@ export const SOURCE_NAMES = {
   pll: "Pasientens legemiddelliste",
   eresept: "e-resept",
   proevesvar: "Pasientens prøvesvar",
+  persontjenesten: "Folkeregisteret (Persontjenesten)",
 };
 
 const STATUS = {
@@ -126,6 +127,9 @@ export function storeName(source, municipality, municipalities) {
 }
 
 const notAsked = (r) => r.status === "DENIED" && r.reason === "MUNICIPAL_BORDER";
+// the registry could not say where the patient lives: other stores may hold records
+const HOME_UNKNOWN = ["HOME_MUNICIPALITY_UNKNOWN", "NOT_IN_REGISTRY", "NO_HOME_RECORDED"];
+const homeUnknown = (r) => HOME_UNKNOWN.includes(r.reason);
 
 function sourceLabel(prov, municipalities) {
   const name = SOURCE_NAMES[prov.source] || prov.source;
@@ -148,7 +152,7 @@ function worst(statuses) {
     asked and withheld items have notes of their own. */
 function gaps(rows, categories) {
   const bad = rows.filter((r) => categories.includes(r.category) && FAILED.includes(r.status)
-    && !notAsked(r));
+    && !notAsked(r) && !homeUnknown(r));
   const bySource = new Map();
   for (const r of bad) bySource.set(r.source, worst([r.status, bySource.get(r.source) || "EMPTY"]));
   return [...bySource].map(([source, status]) => ({ source, status }));
@@ -170,6 +174,8 @@ function gapNote(rows, categories, municipalities = {}) {
     stores.map((r) => h("p", { class: "gap not-asked", "data-testid": "not-asked",
       "data-municipality": r.municipality || "" },
     `${storeName(r.source, r.municipality, municipalities)} ble ikke spurt (ingen avtale).`)),
+    mine.some(homeUnknown) ? h("p", { class: "gap home-unknown", "data-testid": "home-unknown" },
+      "Hjemkommunen er ukjent: andre kommuners journaler kan ha opplysninger.") : null,
     withheld.length ? h("p", { class: "withheld", "data-testid": "withheld",
       "data-sources": withheld.join(" ") }, "Skjult: nødtilgang kan vise mer",
     ` (${withheld.map((s) => SOURCE_NAMES[s] || s).join(", ")}).`) : null,
@@ -383,7 +389,9 @@ export function summaryLine(ms, completeness, municipalities) {
   for (const gap of patients.flatMap((p) => p.incomplete)) {
     const who = storeName(gap.source, gap.reason === "MUNICIPAL_BORDER" ? gap.municipality : null,
       municipalities);
-    const what = gap.reason === "MUNICIPAL_BORDER" ? "ikke spurt (ingen avtale)"
+    const what = gap.reason === "MUNICIPAL_BORDER" ? (gap.status === "RESTRICTED"
+      ? "ikke spurt, nødtilgang kan spørre" : "ikke spurt (ingen avtale)")
+      : HOME_UNKNOWN.includes(gap.reason) ? "hjemkommunen er ukjent"
       : gap.status === "RESTRICTED" ? "skjult, nødtilgang kan vise mer"
         : gap.reason === "FRESH_REFUSED" ? "fra hurtiglager (ferske data avvist)"
           : (STATUS[gap.status]?.[0] || gap.status).toLowerCase();

@@ -50,6 +50,8 @@ RESOURCES: Mapping[str, tuple[str, str]] = {
     "pll": ("nhn:pll", "nhn:pll/read"),
     "eresept": ("nhn:e-resept", "nhn:e-resept/read"),
     "proevesvar": ("nhn:proevesvar", "nhn:proevesvar/read"),
+    "persontjenesten": ("nhn:hgd-persontjenesten-api",
+                        "nhn:hgd-persontjenesten-api/read-with-legal-basis"),
 }
 # Claims that describe the token itself, never copied from a subject token into a new one.
 _TOKEN_CLAIMS = frozenset({"iss", "aud", "exp", "iat", "nbf", "jti", "cnf", "scope",

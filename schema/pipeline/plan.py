@@ -200,6 +200,7 @@ FIELD_CATEGORIES: dict[str, frozenset[AnyCategory]] = {
     "municipalServices": frozenset({Category.MUNICIPAL_SERVICES}),
     "conditions": frozenset({Category.CONDITIONS}),
     "documents": frozenset({Category.DOCUMENTS}),
+    "demographics": frozenset({Category.DEMOGRAPHICS}),
 }
 
 

@@ -26,7 +26,7 @@ DNR = "urn:oid:2.16.578.1.12.4.1.4.2"
 NIN = "14033841389"
 OTHER = "09014412759"
 BASE = "http://store.test/municipal"
-ALL = frozenset(Category) - {Category.LAB_RESULTS}
+ALL = frozenset(Category) - {Category.LAB_RESULTS, Category.DEMOGRAPHICS}
 
 Resource = dict[str, Any]
 

@@ -42,6 +42,11 @@ ITEMS: list[tuple[Category, object]] = [
     (Category.CONDITIONS, model.Condition("cond-1", CODE, "active", PROV, onset=date(2010, 1, 1))),
     (Category.DOCUMENTS, model.DocumentReference("doc-1", CODE, "Epikrise", "current", PROV,
                                                  date=T, author="Lege")),
+    (Category.DEMOGRAPHICS, model.Demographics(
+        "person-1", Provenance("persontjenesten", "person-1", T), name="Ola Nordmann",
+        given_name="Ola", family_name="Nordmann", birth_date=date(1941, 5, 12), gender="male",
+        home_municipality="0301", home_municipality_name="Oslo", registry_status="Deceased",
+        deceased=True, deceased_date=date(2026, 11, 20))),
 ]
 
 

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from connectors import ConnectorSettings, eresept, kjernejournal, municipal, pll, proevesvar
+from connectors import (
+    ConnectorSettings,
+    eresept,
+    kjernejournal,
+    municipal,
+    persontjenesten,
+    pll,
+    proevesvar,
+)
 from connectors.testing import ConnectorContract
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
@@ -51,6 +59,10 @@ class TestEreseptContract(BuiltinContract):
 
 class TestProevesvarContract(BuiltinContract):
     name, plugin = "proevesvar", proevesvar.create
+
+
+class TestPersontjenestenContract(BuiltinContract):
+    name, plugin = "persontjenesten", persontjenesten.create
 
 
 def test_contract_needs_name_plugin_and_patient() -> None:

@@ -13,7 +13,7 @@ from connectors.scaffold import create_package
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ("connectors", "connectors.credentials", "connectors.fhir", "connectors.testing")
-BUILTINS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar")
+BUILTINS = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten")
 SHARED_BUILTIN = "connectors.medication"  # the SFM client pll and eresept share
 
 

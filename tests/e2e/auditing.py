@@ -113,7 +113,7 @@ def serve_env(port: int, sandbox_url: str, audit_url: str, **extra: str) -> dict
         "KILDE_CONNECTORS__MUNICIPAL__STORES": ",".join(
             f"{n}={sandbox_url}/municipal/{n}" for n in ("0301", "4601", "5001")),
         **{f"KILDE_CONNECTORS__{s.upper()}__BASE_URL": f"{sandbox_url}/{s}"
-           for s in ("kjernejournal", "pll", "eresept", "proevesvar")},
+           for s in ("kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten")},
     })
     env.update(extra)
     return env

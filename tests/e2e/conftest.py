@@ -41,7 +41,8 @@ class Stack:
         return httpx.get(f"{self.sandbox.url}/_sandbox/requests").json()  # type: ignore[no-any-return]
 
     def reset(self) -> None:
-        for source in ("municipal", "kjernejournal", "pll", "eresept", "proevesvar"):
+        for source in ("municipal", "kjernejournal", "pll", "eresept", "proevesvar",
+                       "persontjenesten"):
             self.fault(source, mode="none", latency_ms=0, jitter_ms=0, error_rate=0)
         httpx.delete(f"{self.sandbox.url}/_sandbox/requests")
 

@@ -43,7 +43,7 @@ def _env(port: int, sandbox: str, audit: Path) -> dict[str, str]:
             f"{n}={sandbox}/municipal/{n}" for n in ("0301", "4601", "5001")),
         "KILDE_LOG_LEVEL": "WARNING",
     })
-    for name in ("kjernejournal", "pll", "eresept", "proevesvar"):
+    for name in ("kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten"):
         env[f"KILDE_CONNECTORS__{name.upper()}__BASE_URL"] = f"{sandbox}/{name}"
         env[f"KILDE_CONNECTORS__{name.upper()}__TIMEOUT"] = "5"
     return env
@@ -181,7 +181,7 @@ def _production_env(port: int, sandbox: Any, sandbox_url: str, audit_url: str,
             f"{n}={sandbox_url}/municipal/{n}" for n in ("0301", "4601")),
         "KILDE_LOG_LEVEL": "WARNING",
     })
-    for name in ("kjernejournal", "pll", "eresept", "proevesvar"):
+    for name in ("kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten"):
         env[f"KILDE_CONNECTORS__{name.upper()}__BASE_URL"] = f"{sandbox_url}/{name}"
     return env
 

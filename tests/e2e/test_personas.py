@@ -157,6 +157,20 @@ saksbehandler              blocked-everywhere   SVC                       -
 lege-annen-kommune         blocked-everywhere   -                         {KJ_BLOCKS_ANY}
 hjemmesykepleier-bergen    blocked-everywhere   -                         {KJ_BLOCKS_ANY}
 innbygger                  blocked-everywhere   SVC COND                  {KJ_BLOCKS_ANY}
+legevakt-lege              deceased             COND                      -
+hjemmesykepleier           deceased             COND                      -
+helsefagarbeider           deceased             -                         -
+saksbehandler              deceased             -                         -
+lege-annen-kommune         deceased             -                         -
+hjemmesykepleier-bergen    deceased             -                         -
+innbygger                  deceased             COND                      -
+legevakt-lege              not-in-registry      SVC                       -
+hjemmesykepleier           not-in-registry      SVC                       -
+helsefagarbeider           not-in-registry      SVC                       -
+saksbehandler              not-in-registry      SVC                       -
+lege-annen-kommune         not-in-registry      -                         -
+hjemmesykepleier-bergen    not-in-registry      -                         -
+innbygger                  not-in-registry      SVC                       -
 """
 # The citizen reads their own restricted data through health-personnel APIs: the sources
 # themselves still refuse (no reason code: the policy allowed it, the source did not open).

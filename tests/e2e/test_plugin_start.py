@@ -51,7 +51,7 @@ def test_kilde_serve_refuses_to_start_naming_the_connector(
     base = {k: v for k, v in os.environ.items() if not k.startswith("KILDE_")}
     stores = ",".join(f"{n}=http://127.0.0.1:9/municipal/{n}" for n in ("0301", "4601", "5001"))
     configured = {f"KILDE_CONNECTORS__{n}__BASE_URL": f"http://127.0.0.1:9/{n.lower()}"
-                  for n in ("KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")}
+                  for n in ("KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR", "PERSONTJENESTEN")}
     done = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--port", "9"],
         env={**base, **configured, "KILDE_MODE": "demo",

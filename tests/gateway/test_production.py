@@ -29,18 +29,20 @@ PROD = {
     "KILDE_HELSEID__CLIENT_KEY": "/var/run/secrets/kilde/helseid/client.pem",
     "KILDE_HELSEID__DPOP_KEY": "/var/run/secrets/kilde/helseid/dpop.pem",
     **{f"KILDE_CONNECTORS__{name}__AUDIENCE": f"nhn:{name.lower()}"
-       for name in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")},
+       for name in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR",
+                    "PERSONTJENESTEN")},
 }
 HELSEID = ("KILDE_HELSEID__ISSUER", "KILDE_HELSEID__CLIENT_ID", "KILDE_HELSEID__CLIENT_KEY",
            "KILDE_HELSEID__DPOP_KEY")
 AUDIENCES = tuple(f"KILDE_CONNECTORS__{n}__AUDIENCE"
-                  for n in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR"))
+                  for n in ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR",
+                            "PERSONTJENESTEN"))
 REQUIRED = ("KILDE_AUTH__ISSUER", "KILDE_AUTH__AUDIENCE", "KILDE_AUDIT__URL",
             "KILDE_CACHE__KEY", "KILDE_TENANTS", *HELSEID, *AUDIENCES)
 CONNECTORS = {
     "KILDE_CONNECTORS__MUNICIPAL__STORES": "4601=https://epj.bergen.example/fhir",
     **{f"KILDE_CONNECTORS__{n}__BASE_URL": f"https://{n.lower()}.example"
-       for n in ("KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")},
+       for n in ("KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR", "PERSONTJENESTEN")},
 }
 
 

@@ -23,6 +23,7 @@ ALL_CATEGORIES = (
     "municipal_services",
     "conditions",
     "documents",
+    "demographics",
 )
 
 RULES = load_rules(agreements=[("4601", "0301")])  # Bergen's store may be seen from Oslo

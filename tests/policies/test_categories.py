@@ -24,8 +24,10 @@ from tests.policies.people import (
 MATRIX = {
     "LE": set(ALL_CATEGORIES),
     "SP": set(ALL_CATEGORIES) - {"documents"},
-    "HF": {"municipal_services", "treatment_limitations", "critical_information", "medications"},
-    "AA": {"treatment_limitations", "critical_information", "medications", "conditions"},
+    "HF": {"municipal_services", "treatment_limitations", "critical_information", "medications",
+           "demographics"},
+    "AA": {"treatment_limitations", "critical_information", "medications", "conditions",
+           "demographics"},
 }
 
 MATRIX_CASES = [

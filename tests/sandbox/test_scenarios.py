@@ -159,3 +159,11 @@ def test_the_export_command_writes_one_loadable_file_per_built_in_patient(
     with pytest.raises(ScenarioError, match="already defined in the built-in world"):
         load_folder(str(tmp_path))  # they are the built-in patients themselves
     assert "wrote" in capsys.readouterr().out
+
+
+def test_record_ids_are_unique_across_the_world() -> None:
+    # one FHIR server may hold every scenario patient (tests/interop): ids must not collide
+    ids = [r.id for p in world.PATIENTS for r in (
+        *p.treatment_limitations, *p.allergies, *p.critical_conditions, *p.services,
+        *p.conditions, *p.medications, *p.lab_reports, *p.documents)]
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []

@@ -27,6 +27,8 @@ CALLS = {
     "pll": ("POST", "/pll/Patient/$getMedication"),
     "eresept": ("POST", "/eresept/Patient/$getMedication"),
     "proevesvar": ("POST", "/proevesvar/DiagnosticReport/_search"),
+    "persontjenesten": ("POST", "/persontjenesten/api/legal-basis/person/get-by-nin"
+                                "?informationParts=Name&api-version=3"),
 }
 
 
