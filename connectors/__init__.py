@@ -29,6 +29,7 @@ from connectors.base import (
     ConnectorFactory,
     ConnectorSettings,
     FetchRequest,
+    Reason,
     Requester,
     SourceResult,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "MunicipalService",
     "PrivacyState",
     "Provenance",
+    "Reason",
     "Requester",
     "SourceResult",
     "Status",

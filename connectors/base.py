@@ -91,13 +91,24 @@ CategoryStatus = (Mapping[Category, Status] | Mapping[CategorySpec, Status]
 
 
 @dataclass(frozen=True, slots=True)
+class Reason:
+    """Why one category's status is what it is: a stable `code` (`UNREADABLE_RECORDS`,
+    `UPSTREAM_UNSUPPORTED`, an `UPSTREAM_*` code, ...) and one sentence without personal data."""
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class SourceResult:
     """What one source answered: items per category, a status, and in-band privacy state.
 
-    `status` is OK, EMPTY, PARTIAL, RESERVED, RESTRICTED or BLOCKED here; failures are raised as
-    `ConnectorError` and become TIMEOUT/UNAVAILABLE/INVALID in the fan-out. `category_status`
-    overrides `status` for single categories (e.g. only lab results restricted). `detail` is one
-    human sentence without personal data.
+    `status` is OK, EMPTY, PARTIAL, RESERVED, RESTRICTED or BLOCKED here; failures of the whole
+    source are raised as `ConnectorError` and become TIMEOUT/UNAVAILABLE/INVALID in the fan-out.
+    `category_status` overrides `status` for single categories (e.g. only lab results
+    restricted; one search of several failed: its categories INVALID/UNAVAILABLE/TIMEOUT, the
+    others keep their answers), and `category_reason` says why (else `detail` does). `detail`
+    is one human sentence without personal data.
     """
 
     source: str
@@ -109,6 +120,7 @@ class SourceResult:
     category_status: Mapping[AnyCategory, Status] = field(default_factory=dict)
     detail: str | None = None
     from_cache: bool = False
+    category_reason: Mapping[AnyCategory, Reason] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, source: str, categories: frozenset[AnyCategory] = frozenset()
@@ -125,6 +137,7 @@ class SourceResult:
         category_status: CategoryStatus | None = None,
         detail: str | None = None,
         fetched_at: datetime | None = None,
+        category_reason: Mapping[AnyCategory, Reason] | None = None,
     ) -> SourceResult:
         """A result whose status is OK when any item came back and EMPTY otherwise."""
         status = Status.OK if any(items.values()) else Status.EMPTY
@@ -137,6 +150,7 @@ class SourceResult:
             category_status=cast("Mapping[AnyCategory, Status]", category_status or {}),
             detail=detail,
             fetched_at=fetched_at or datetime.now(UTC),
+            category_reason=category_reason or {},
         )
 
     def status_for(self, category: AnyCategory) -> Status:
@@ -145,6 +159,10 @@ class SourceResult:
         if self.status in (Status.OK, Status.EMPTY):
             return Status.OK if self.items.get(category) else Status.EMPTY
         return self.status
+
+    def reason_for(self, category: AnyCategory) -> Reason | None:
+        """Why `category` reads as it does, when the connector said so for it alone."""
+        return self.category_reason.get(category)
 
 
 @runtime_checkable

@@ -30,7 +30,7 @@ from datetime import date, datetime
 from typing import Any
 
 from connectors import model
-from connectors.base import Connector, FetchRequest, SourceResult
+from connectors.base import Connector, FetchRequest, Reason, SourceResult
 from connectors.errors import ConnectorError, UpstreamInvalidError
 from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 
@@ -120,6 +120,9 @@ def result_problem(result: Any, categories: frozenset[AnyCategory]) -> str | Non
     for category, status in result.category_status.items():
         if not isinstance(status, Status):
             return f"a category status for {_name(category)} that is not a Status"
+    for category, reason in result.category_reason.items():
+        if (problem := _check(Reason)(reason, f"category_reason[{_name(category)}]")):
+            return problem
     return (_check(PrivacyState)(result.privacy, "privacy")
             or _check(datetime)(result.fetched_at, "fetched_at")
             or _check(str | None)(result.detail, "detail"))

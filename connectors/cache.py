@@ -245,6 +245,8 @@ def mark_stale(result: SourceResult, error: ConnectorError, now: float) -> Sourc
         cached,
         status=Status.STALE if result.status in _LIVE else result.status,
         category_status=statuses,
+        category_reason={c: r for c, r in result.category_reason.items()
+                         if statuses.get(c) is not Status.STALE},
         detail=f"Source {result.source!r} failed ({error.code}); served from cache, "
                f"{age:.0f} s old.",
     )

@@ -6,7 +6,7 @@ new field on a model type round-trips without touching this module. Items carry 
 name, since one category may hold different item types in future. Unknown versions, types
 or shapes raise `CodecError` (the cache then treats the entry as a miss).
 
->>> from connectors.base import SourceResult
+>>> from connectors.base import Reason, SourceResult
 >>> decode(encode(SourceResult.empty("pll"))).status
 <Status.EMPTY: 'EMPTY'>
 """
@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 
 from connectors import model
-from connectors.base import SourceResult
+from connectors.base import Reason, SourceResult
 from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 
 VERSION = 1
@@ -55,6 +55,7 @@ def encode(result: SourceResult) -> bytes:
         "privacy": result.privacy,
         "category_status": {c.value: s for c, s in result.category_status.items()},
         "detail": result.detail,
+        "category_reason": {c.value: r for c, r in result.category_reason.items()},
     }
     return orjson.dumps(payload)
 
@@ -82,6 +83,8 @@ def decode(data: bytes, plugins: Iterable[AnyCategory] = ()) -> SourceResult:
             category_status={categories[c]: Status(s)
                              for c, s in raw["category_status"].items()},
             detail=raw["detail"],
+            category_reason={categories[c]: _value(Reason, r)
+                             for c, r in raw.get("category_reason", {}).items()},
         )
     except CodecError:
         raise

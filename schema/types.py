@@ -251,7 +251,9 @@ class SourceStatus:
     reason: str | None = strawberry.field(description=(
         "Why the status is not plain OK/EMPTY, as a stable code: a policy reason "
         "(MUNICIPAL_BORDER, RESTRICTED_NEEDS_EMERGENCY, SECURITY_LABEL_RESTRICTED, "
-        "PATIENT_BLOCKED_REQUESTER, ...), an UPSTREAM_* code, STALE or PARTIAL_ANSWER."))
+        "PATIENT_BLOCKED_REQUESTER, ...), an UPSTREAM_* code, STALE, PARTIAL_ANSWER, "
+        "UNREADABLE_RECORDS (records the source sent that Kilde could not read) or "
+        "LINKED_PATIENT_RECORD."))
     municipality: str | None = strawberry.field(description=(
         "The municipal store (kommunenummer) this row is about, for sources with one store "
         "per municipality; null for a national source or all its stores together."))

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from connectors import AnyCategory, Category, ConnectorSettings, SourceResult, Status
-from connectors.medication.connector import SfmConnector
+from connectors.medication.connector import SfmConnector, with_unreadable
 from connectors.medication.sfm import MedicationDocument
 
 RF_NOT_CONSULTED = "Reseptformidleren was not consulted; prescriptions may be missing."
@@ -28,9 +28,12 @@ class EreseptConnector(SfmConnector):
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
         items: dict[AnyCategory, Sequence[Any]] = {Category.MEDICATIONS: document.prescriptions}
         if document.rf_fetched_at is None:
-            return SourceResult(source=self.name, status=Status.PARTIAL, items=items,
-                                fetched_at=fetched_at, detail=RF_NOT_CONSULTED)
-        return SourceResult.of(self.name, items, fetched_at=fetched_at)
+            result = SourceResult(source=self.name, status=Status.PARTIAL, items=items,
+                                  fetched_at=fetched_at, detail=RF_NOT_CONSULTED)
+        else:
+            result = SourceResult.of(self.name, items, fetched_at=fetched_at)
+        return with_unreadable(result, document.prescriptions,
+                               document.unreadable_prescriptions)
 
 
 def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> EreseptConnector:

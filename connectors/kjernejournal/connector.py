@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from connectors import (
     FetchRequest,
     Item,
     PrivacyState,
+    Reason,
     SourceResult,
     Status,
     UpstreamInvalidError,
@@ -53,6 +55,8 @@ SEARCHES: Mapping[Category, tuple[tuple[str, Mapper], ...]] = {
 }
 # A resource that cannot be read; `mapping` raises ValueError, wrong JSON types the others.
 UNREADABLE = (TypeError, AttributeError, KeyError, ValueError)
+UNREADABLE_RECORDS = "UNREADABLE_RECORDS"  # the reason code of records that could not be read
+logger = logging.getLogger(__name__)
 
 
 def request_headers(request: FetchRequest, source_system: str) -> dict[str, str]:
@@ -165,18 +169,31 @@ class KjernejournalConnector:
         privacy = mapping.privacy_state(status)
         refused: dict[Category, str] = {}
         resources: dict[Category, list[tuple[Mapper, Mapping[str, Any]]]] = {c: [] for c in wanted}
+        # records that cannot be read: a match of another type, or fewer than the Bundle's total
+        unreadable: dict[Category, int] = dict.fromkeys(wanted, 0)
         opened = reservation = False
         for (category, rtype, mapper), answer in answers:
             if answer.status_code == 403:
                 refused[category] = self._refusal(answer.body, refused.get(category))
                 continue
             opened |= answer.headers.get("nhn-restriction-opened", "").lower() == "true"
-            for entry in bundle_entries(answer.body, self.name):
+            body = answer.body
+            if not isinstance(body, dict) or body.get("type") != "searchset":
+                raise UpstreamInvalidError(self.name, f"Source {self.name!r} answered a search "
+                                           "with something other than a searchset Bundle.")
+            matches = 0
+            for entry in bundle_entries(body, self.name):
                 resource = entry["resource"]
                 if resource.get("resourceType") == "OperationOutcome":
                     reservation |= "Reservation" in mapping.outcome_codes(resource)
                 elif resource.get("resourceType") == rtype:
                     resources[category].append((mapper, resource))
+                    matches += 1
+                else:
+                    unreadable[category] += 1
+            total = body.get("total")
+            if isinstance(total, int) and not isinstance(total, bool) and total > matches:
+                unreadable[category] += min(total - matches, 10_000)  # said, not sent
 
         if privacy.reserved or reservation:
             return self._withheld(Status.RESERVED, dataclasses.replace(privacy, reserved=True),
@@ -196,7 +213,7 @@ class KjernejournalConnector:
             return self._withheld(Status.RESTRICTED, privacy, wanted, fetched_at,
                                   "Kjernejournal is restricted (sperret); an emergency or "
                                   "elevated-consent access basis is needed.")
-        return self._items(resources, refused, privacy, fetched_at)
+        return self._items(resources, refused, privacy, fetched_at, unreadable)
 
     def _refusal(self, body: Any, earlier: str | None) -> str:
         codes = mapping.outcome_codes(body)
@@ -214,30 +231,36 @@ class KjernejournalConnector:
         refused: Mapping[Category, str],
         privacy: PrivacyState,
         fetched_at: datetime,
+        unreadable: Mapping[Category, int],
     ) -> SourceResult:
+        """The items per category; records that could not be read make their category
+        PARTIAL, or INVALID when nothing of it could be read (never silently EMPTY)."""
         items: dict[Category, list[Item]] = {}
-        unreadable = 0
+        statuses: dict[Category, Status] = {c: Status.RESTRICTED for c in refused}
+        reasons: dict[Category, Reason] = {}
         for category, found in resources.items():
             items[category] = []
+            read, lost = 0, unreadable.get(category, 0)
             for mapper, resource in found:
                 try:
                     item = mapper(resource, fetched_at)
                 except UNREADABLE:
-                    unreadable += 1
+                    lost += 1
                     continue
+                read += 1
                 if item is not None:
                     items[category].append(item)
-        result = SourceResult.of(
+            if lost and category not in refused:
+                logger.warning("Source %s sent %d %s record(s) Kilde could not read.", self.name,
+                               lost, category.value)
+                noun = "record" if lost == 1 else "records"
+                statuses[category] = Status.PARTIAL if read else Status.INVALID
+                reasons[category] = Reason(UNREADABLE_RECORDS, (
+                    f"Source {self.name!r} sent {lost} {noun} Kilde could not read; not shown."))
+        return SourceResult.of(
             self.name, items, privacy=privacy, fetched_at=fetched_at,
-            category_status={c: Status.RESTRICTED for c in refused},
+            category_status=statuses, category_reason=reasons,
         )
-        if unreadable:
-            noun = "record" if unreadable == 1 else "records"
-            return dataclasses.replace(
-                result, status=Status.PARTIAL,
-                detail=f"Source {self.name!r} sent {unreadable} {noun} that could not be read.",
-            )
-        return result
 
     def _withheld(self, status: Status, privacy: PrivacyState, wanted: list[Category],
                   fetched_at: datetime, detail: str) -> SourceResult:

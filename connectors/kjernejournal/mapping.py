@@ -48,6 +48,7 @@ FLAG_TYPES = {"9": CriticalType.OTHER}
 IMPLANT_WORDS = ("implantat", "pågående behandling")
 CRITICALITY_SEVERITY = {"high": "severe", "low": "mild"}
 CONSENT_STATUS = {"active": "active", "inactive": "inactive", "rejected": "inactive"}
+CONSENT_NOT_SHOWN = frozenset({"draft", "proposed", "entered-in-error"})  # read, not decisions
 
 
 class UnreadableRecordError(ValueError):
@@ -186,11 +187,18 @@ def treatment_limitation(resource: Mapping[str, Any],
     """KjConsentBehandlingsavklaring (category 11) -> TreatmentLimitation, e.g. HLR-minus.
 
     None for other Consent categories, drafts and entries in error."""
-    if not _has_category(resource.get("category"), HLR_MINUS_CATEGORY):
+    categories = resource.get("category")
+    if not (isinstance(categories, list) and categories
+            and all(isinstance(c, Mapping) for c in categories)):
+        raise UnreadableRecordError("A Consent without a category Kilde can read.")
+    if not _has_category(categories, HLR_MINUS_CATEGORY):
         return None
-    status = CONSENT_STATUS.get(str(resource.get("status")))
+    raw_status = resource.get("status")
+    status = CONSENT_STATUS.get(raw_status) if isinstance(raw_status, str) else None
     if status is None:
-        return None
+        if raw_status in CONSENT_NOT_SHOWN:
+            return None
+        raise UnreadableRecordError("A Consent without a status Kilde knows.")
     provision = resource.get("provision")
     provision = provision if isinstance(provision, Mapping) else {}
     # provision.code may also hold a duration code (kodeverk 7655), which is no decision: the

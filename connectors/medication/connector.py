@@ -8,18 +8,31 @@ never in the URL) to `<base_url>/Patient/$getMedication`, reads the document Bun
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from datetime import datetime
 from urllib.parse import quote
 
 import httpx
 
-from connectors import Category, ConnectorConfigError, ConnectorSettings, FetchRequest, SourceResult
+from connectors import (
+    Category,
+    ConnectorConfigError,
+    ConnectorSettings,
+    FetchRequest,
+    Item,
+    Reason,
+    SourceResult,
+    Status,
+)
 from connectors.credentials import Audience
 from connectors.fhir import now, request_json
 from connectors.medication.sfm import MedicationDocument, build_parameters, read_response
 
+logger = logging.getLogger(__name__)
 OPERATION = "/Patient/$getMedication"
+UNREADABLE_RECORDS = "UNREADABLE_RECORDS"  # the reason code of records that could not be read
 PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helsepersonell
 
 
@@ -60,6 +73,21 @@ class SfmConnector:
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is shared and owned by the gateway."""
+
+
+def with_unreadable(result: SourceResult, items: tuple[Item, ...], lost: int) -> SourceResult:
+    """`result` with MEDICATIONS PARTIAL when `lost` statements could not be read next to
+    `items`, INVALID when nothing could (never a silent EMPTY)."""
+    if not lost:
+        return result
+    logger.warning("Source %s sent %d medication statement(s) Kilde could not read.",
+                   result.source, lost)
+    noun = "statement" if lost == 1 else "statements"
+    reason = Reason(UNREADABLE_RECORDS, f"Source {result.source!r} sent {lost} medication "
+                    f"{noun} Kilde could not place; not shown.")
+    status = Status.PARTIAL if items else Status.INVALID
+    return dataclasses.replace(result, category_status={Category.MEDICATIONS: status},
+                               category_reason={Category.MEDICATIONS: reason})
 
 
 def request_headers(request: FetchRequest) -> dict[str, str]:

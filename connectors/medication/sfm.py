@@ -87,6 +87,10 @@ class MedicationDocument:
     prescriptions: tuple[Medication, ...] = ()
     kj_fetched_at: datetime | None = None
     rf_fetched_at: datetime | None = None
+    # statements that could not be placed: a PLL-id the "PLL info" section does not list (the
+    # PLL's), neither a PLL entry nor a prescriptionID (both)
+    unreadable_pll: int = 0
+    unreadable_prescriptions: int = 0
 
 
 def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDocument:
@@ -98,10 +102,12 @@ def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDoc
     bundle = by_name.get("medication", {}).get("resource")
     if bundle is None:
         raise UpstreamInvalidError(source, f"Source {source!r} sent no medication Bundle.")
-    pll, prescriptions = read_bundle(bundle, source, fetched_at)
+    pll, prescriptions, lost_pll, lost_prescriptions = read_bundle(bundle, source, fetched_at)
     return MedicationDocument(
         pll=pll,
         prescriptions=prescriptions,
+        unreadable_pll=lost_pll,
+        unreadable_prescriptions=lost_prescriptions,
         kj_fetched_at=parse_datetime(by_name.get("KJHentetTidspunkt", {}).get("valueDateTime")),
         rf_fetched_at=parse_datetime(by_name.get("RFHentetTidspunkt", {}).get("valueDateTime")),
     )
@@ -109,8 +115,9 @@ def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDoc
 
 def read_bundle(
     bundle: Any, source: str, fetched_at: datetime
-) -> tuple[tuple[Medication, ...], tuple[Medication, ...]]:
-    """The PLL and the prescription statements of an `sfm-MedicationBundle`."""
+) -> tuple[tuple[Medication, ...], tuple[Medication, ...], int, int]:
+    """The PLL and the prescription statements of an `sfm-MedicationBundle`, and how many
+    statements could not be placed in each (never dropped without a count)."""
     entries = list(bundle_entries(bundle, source))
     resources: dict[str, dict[str, Any]] = {}
     for entry in entries:
@@ -126,6 +133,7 @@ def read_bundle(
     pll_refs = _section_refs(compositions[0]["resource"], PLL_SECTION)
     pll: list[Medication] = []
     prescriptions: list[Medication] = []
+    lost_pll = lost_prescriptions = 0
     for entry in entries:
         statement = entry["resource"]
         if statement.get("resourceType") != "MedicationStatement":
@@ -136,13 +144,18 @@ def read_bundle(
         if statement.get("id"):
             keys.add(f"MedicationStatement/{statement['id']}")
         in_pll = not pll_refs.isdisjoint(keys)
+        if not in_pll and identifier_by_type(statement, PLL_ID):
+            lost_pll += 1  # a PLL entry the PLL's own section does not list
         if not in_pll and not identifier_by_type(statement, PRESCRIPTION_ID):
+            if not identifier_by_type(statement, PLL_ID):
+                lost_pll += 1
+                lost_prescriptions += 1
             continue
         fallback_id = str(entry.get("fullUrl") or statement.get("id") or "")
         item = read_statement(statement, resources, source, fetched_at, in_pll=in_pll,
                               fallback_id=fallback_id)
         (pll if in_pll else prescriptions).append(item)
-    return tuple(pll), tuple(prescriptions)
+    return tuple(pll), tuple(prescriptions), lost_pll, lost_prescriptions
 
 
 def _section_refs(composition: Mapping[str, Any], title: str) -> set[str]:

@@ -5,13 +5,17 @@ store's searches. `GET [base]/metadata` is fetched inside the request's own budg
 `ttl` seconds and shared by concurrent requests (one fetch in flight per store). A store whose
 metadata cannot be read is treated as the most conservative server (no batch, no chaining,
 only the standard R4 search parameters) for a short while, then asked again: the request goes
-on, only slower.
+on, only slower. A store that answers its metadata with something that is no usable
+CapabilityStatement (not JSON, another resource, no `rest` in server mode) is `unusable`: the
+connector answers that store `INVALID` (kept for the short while too), since a base URL that
+serves garbage at `/metadata` cannot be trusted to serve a patient's records.
 
 What Kilde reads from it: `rest.interaction` `batch`; per resource type the `searchParam`
 names, and chained search where the chained name itself (`patient.identifier`) is listed
 (R4 has no other declaration of chaining a client can rely on); and the types it creates with
 a conditional create (`interaction` `create` and `conditionalCreate: true`), the only ones
-Kilde writes.
+Kilde writes. A type the statement does not list cannot be searched; a type listed without
+any `searchParam` is taken to support the standard R4 ones.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from connectors import ConnectorError
+from connectors import ConnectorError, UpstreamInvalidError
 from connectors.credentials import UpstreamAuth
 from connectors.fhir import request_json
 
@@ -55,6 +59,7 @@ class StoreCapabilities:
     declared: bool = False  # False: the statement could not be read; standard R4 assumed
     # types the store creates with `If-None-Exist` (interaction create + conditionalCreate)
     conditional_create: frozenset[str] = frozenset()
+    unusable: bool = False  # the store answered its metadata with garbage
 
     def supports(self, resource_type: str, parameter: str) -> bool:
         return parameter in self.parameters.get(resource_type, frozenset())
@@ -65,25 +70,35 @@ class StoreCapabilities:
 
 def parse_capabilities(body: Any) -> StoreCapabilities:
     """A CapabilityStatement as `StoreCapabilities`; anything else gives the conservative default."""
+    unusable = StoreCapabilities(unusable=True)
     if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
-        return StoreCapabilities()
-    rest = next((r for r in body.get("rest") or [] if isinstance(r, dict)
-                 and r.get("mode", "server") == "server"), None)
+        return unusable
+    rests = body.get("rest")
+    rest = next((r for r in rests if isinstance(r, dict) and r.get("mode", "server") == "server"),
+                None) if isinstance(rests, list) else None
     if rest is None:
-        return StoreCapabilities()
-    interactions = {i.get("code") for i in rest.get("interaction") or [] if isinstance(i, dict)}
+        return unusable
+    interactions = {i.get("code") for i in _list(rest.get("interaction")) if isinstance(i, dict)}
     parameters: dict[str, frozenset[str]] = {}
     creates: set[str] = set()
-    for resource in rest.get("resource") or []:
+    for resource in _list(rest.get("resource")):
         if not isinstance(resource, dict) or not isinstance(resource.get("type"), str):
             continue
-        kinds = {i.get("code") for i in resource.get("interaction") or [] if isinstance(i, dict)}
+        kinds = {i.get("code") for i in _list(resource.get("interaction")) if isinstance(i, dict)}
         if "create" in kinds and resource.get("conditionalCreate") is True:
             creates.add(resource["type"])
-        names = {p.get("name") for p in resource.get("searchParam") or [] if isinstance(p, dict)}
-        parameters[resource["type"]] = frozenset(n for n in names if isinstance(n, str)) | {"_id"}
+        declared = _list(resource.get("searchParam"))
+        names: set[str] = {p["name"] for p in declared
+                           if isinstance(p, dict) and isinstance(p.get("name"), str)}
+        if not declared:
+            names = set(STANDARD_PARAMETERS.get(resource["type"], ()))
+        parameters[resource["type"]] = frozenset(names) | {"_id"}
     return StoreCapabilities(batch="batch" in interactions, parameters=parameters, declared=True,
                              conditional_create=frozenset(creates))
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 class CapabilityCache:
@@ -119,6 +134,8 @@ class CapabilityCache:
         try:
             body = await request_json(self._http, self._source, "GET", f"{base}/metadata",
                                       timeout=timeout, headers=headers, auth=auth)
+        except UpstreamInvalidError:  # 200 with a body that is not JSON
+            capabilities, ttl = StoreCapabilities(unusable=True), self._retry_after
         except ConnectorError:
             capabilities, ttl = StoreCapabilities(), self._retry_after
         else:

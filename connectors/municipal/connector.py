@@ -8,7 +8,10 @@ then map (`mapping`), apply the store's local restriction (sperring) and merge t
 one `SourceResult`. A store that declares batch and chained `patient.identifier` gets it all in
 one batch whose first entry is the Patient search. A store that returns another person's
 record is INVALID for the request and none of its items is shown; one store failing gives
-PARTIAL; every store failing re-raises the first store's `ConnectorError`.
+PARTIAL; every store failing re-raises the first store's `ConnectorError`. Within a store, a
+search that failed or records that could not be read make only their categories PARTIAL (or
+INVALID/UNAVAILABLE/TIMEOUT when nothing of the category came), each with a `Reason`; a failed
+privacy search fails the store (`reading`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from connectors import (
     FetchRequest,
     Item,
     PrivacyState,
+    Reason,
     SourceResult,
     Status,
     UpstreamInvalidError,
@@ -47,6 +51,9 @@ from connectors.municipal.identity import StorePatient, identifier_query, resolv
 from connectors.municipal.mapping import SOURCE
 from connectors.municipal.reading import (
     SEARCHES,
+    Answered,
+    Planned,
+    Shortfall,
     StoreAnswer,
     check_patient,
     plan_searches,
@@ -135,9 +142,14 @@ class MunicipalConnector:
                 capabilities = await self._capabilities.get(
                     base, timeout=request.timeout / 2, headers=headers,
                     auth=request.credentials.to(self._audience, machine=True))
+                if capabilities.unusable:
+                    logger.warning("Municipal store %s answered its CapabilityStatement with "
+                                   "something Kilde cannot read.", number)
+                    return UpstreamInvalidError(self.name, f"Source {self.name!r} has a store "
+                                                "whose CapabilityStatement cannot be read.")
                 client = StoreClient(self._http, base, headers, budget,
                                      auth=request.credentials.to(self._audience))
-                plan = plan_searches(categories, capabilities)
+                plan, refused = plan_searches(categories, capabilities)
                 patient, found = await self._search(client, capabilities, plan,
                                                     request.patient_nin)
         except TimeoutError:
@@ -148,16 +160,18 @@ class MunicipalConnector:
             return StoreAnswer(known=False)
         try:
             for (search, _), answer in zip(plan, found, strict=True):
-                if not check_patient(answer, search, patient, request.patient_nin):
+                if isinstance(answer, Found) and not check_patient(answer, search, patient,
+                                                                   request.patient_nin):
                     # The store ignored or misapplied the patient filter: nothing it sent is
                     # trusted. Logged by store and type only (no identifier, no ids).
                     logger.warning("Municipal store %s returned a %s of another patient; its "
                                    "answer is discarded.", number, search.resource_type)
                     return UpstreamInvalidError(self.name, f"Source {self.name!r} sent records "
                                                            "of another patient.")
-            return read_store([(s, c, f) for (s, c), f in zip(plan, found, strict=True)],
-                              municipality=number, access_basis=request.access_basis,
-                              requester_hpr=request.requester.hpr_number)
+            results: list[Answered] = [(s, c, f) for (s, c), f in zip(plan, found, strict=True)]
+            return read_store([*results, *refused], municipality=number,
+                              access_basis=request.access_basis,
+                              requester_hpr=request.requester.hpr_number, linked=patient.linked)
         except ConnectorError as exc:
             return exc
         except (TypeError, AttributeError, KeyError, ValueError) as exc:
@@ -171,10 +185,14 @@ class MunicipalConnector:
         self,
         client: StoreClient,
         capabilities: StoreCapabilities,
-        plan: Sequence[tuple[Search, frozenset[Category | None]]],
+        plan: Sequence[Planned],
         nin: str,
-    ) -> tuple[StorePatient | None, list[Found]]:
-        """The store's Patient for `nin` and each planned search's answer (every page)."""
+    ) -> tuple[StorePatient | None, list[Found | ConnectorError]]:
+        """The store's Patient for `nin` and each planned search's answer (every page), or the
+        search's own error. A failed Patient search fails the store."""
+        if not capabilities.supports("Patient", "identifier"):
+            raise UpstreamRejectedError(self.name, f"Source {self.name!r} has a store that does "
+                                        "not offer the Patient search by identifier.")
         searches = [s for s, _ in plan]
         identity = identifier_query(nin)
         if capabilities.batch and all(capabilities.chains(s.resource_type) for s in searches):
@@ -183,12 +201,15 @@ class MunicipalConnector:
                     *(f"{s.resource_type}?{query(s, ('patient.identifier', identity))}"
                       for s in searches)]
             first, *found = await client.batch(urls)
+            if isinstance(first, ConnectorError):
+                raise first
             patient = _one_patient(first, nin, client.base)
             if patient is None:
                 return None, []
             # A chained search's next link would carry the identity number in a URL: the
             # types with more pages are searched again by reference instead.
-            again = [i for i, f in enumerate(found) if f.next_url is not None]
+            again = [i for i, f in enumerate(found) if isinstance(f, Found)
+                     and f.next_url is not None]
             if again:
                 redone = await client.by_reference(patient.id, [searches[i] for i in again],
                                                    batch=True)
@@ -269,7 +290,10 @@ def _unsent(error: ConnectorError, sent: bool) -> ConnectorError:
 
 
 def _one_patient(found: Found, nin: str, base: str) -> StorePatient | None:
-    if found.next_url is not None:  # more than a page of Patients for one person
+    patients = sum(1 for e in found.entries if isinstance(e.get("resource"), dict)
+                   and e["resource"].get("resourceType") == "Patient")
+    if found.next_url is not None or (found.total is not None and found.total > patients):
+        # more than a page of Patients for one person, or a total that says more than it holds
         raise UpstreamInvalidError(SOURCE, f"Source {SOURCE!r} holds several patient records "
                                            "for this person; they are not merged.")
     return resolve_patient(found.entries, nin, base)
@@ -282,12 +306,10 @@ def _merge(
 ) -> SourceResult:
     items: dict[Category, list[Item]] = {c: [] for c in categories}
     withheld: set[Category] = set()
-    incomplete: set[Category] = set()
     for _, answer in good:
         for category, found in answer.items.items():
             items[category].extend(found)
         withheld |= answer.withheld
-        incomplete |= answer.incomplete
     restricted = [n for n, a in good if a.restricted]
     opened = [n for n, a in good if a.opened]
     unknown = [n for n, a in good if not a.known]
@@ -302,27 +324,49 @@ def _merge(
         detail=_restriction_detail(restricted, opened) if restricted else None,
     )
     notes = [privacy.detail] if privacy.detail else []
-    if incomplete:
-        notes.append("A municipal store did not send every page within the deadline; the "
-                     "answer is incomplete.")
+    if failed:
+        names = ", ".join(repr(n) for n, _ in failed)
+        codes = ", ".join(sorted({e.code for _, e in failed}))
+        notes.insert(0, f"Municipal store {names} did not answer ({codes}); the other stores "
+                        "did.")
     if unknown:
         stores = ", ".join(repr(n) for n in unknown)
         notes.append(f"Municipal store {stores} has no patient record for this person.")
-    status = {c: Status.PARTIAL for c in incomplete} | {c: Status.RESTRICTED for c in withheld}
+    status: dict[Category, Status] = {}
+    reasons: dict[Category, Reason] = {}
+    for category in categories:
+        shortfalls = [a.shortfalls[category] for _, a in good if category in a.shortfalls]
+        if not shortfalls:
+            continue
+        answered = [a for _, a in good if a.known]
+        # nothing of the category came from any store that knows the patient: the failure's own
+        # status; else what came is delivered and the category is PARTIAL
+        nothing = len(shortfalls) == len(answered) and all(
+            s.status is not Status.PARTIAL for s in shortfalls)
+        status[category] = shortfalls[0].status if nothing else Status.PARTIAL
+        reasons[category] = Reason(_code(shortfalls),
+                                   " ".join([*(s.detail for s in shortfalls), *notes]))
+    status |= {c: Status.RESTRICTED for c in withheld}
     result = SourceResult.of(
         SOURCE,
         {c: tuple(found) for c, found in items.items()},
         privacy=privacy,
         category_status=status,
+        category_reason={c: r for c, r in reasons.items() if status[c] is not Status.RESTRICTED},
         detail=" ".join(notes) or None,
     )
     if not failed:
         return result
-    names = ", ".join(repr(n) for n, _ in failed)
-    codes = ", ".join(sorted({e.code for _, e in failed}))
-    detail = " ".join([f"Municipal store {names} did not answer ({codes}); the other stores "
-                       "did.", *notes])
-    return dataclasses.replace(result, status=Status.PARTIAL, detail=detail)
+    return dataclasses.replace(result, status=Status.PARTIAL)
+
+
+def _code(shortfalls: list[Shortfall]) -> str:
+    """The reason code of a category's shortfalls: a failed search first, then records that
+    could not be read, then anything else."""
+    order = ["UPSTREAM_TIMEOUT", "UPSTREAM_UNAVAILABLE", "UPSTREAM_INVALID", "UPSTREAM_REJECTED",
+             "UNREADABLE_RECORDS"]
+    codes = [s.code for s in shortfalls]
+    return min(codes, key=lambda c: order.index(c) if c in order else len(order))
 
 
 def _restriction_detail(restricted: list[str], opened: list[str]) -> str:

@@ -66,6 +66,7 @@ class StorePatient:
 
     id: str
     base: str
+    linked: bool = False  # `Patient.link` to another record (replaces, refer, seealso)
 
 
 def resolve_patient(entries: Iterable[Mapping[str, Any]], nin: str, base: str
@@ -74,8 +75,10 @@ def resolve_patient(entries: Iterable[Mapping[str, Any]], nin: str, base: str
 
     Several Patients for the person are `UpstreamInvalidError` (never merged, linked or not); a
     matched Patient that is not this person means the store ignored the search; a Patient
-    `replaced-by` another is a record Kilde cannot vouch for. `active = false` is still the
-    person (a record no longer in use keeps its history).
+    `replaced-by` another is a record Kilde cannot vouch for; a Patient with another link
+    (`replaces`, `refer`, `seealso`) is `linked`: its own records are read, the linked
+    record's are not, and the answer is PARTIAL. `active = false` is still the person (a
+    record no longer in use keeps its history).
     """
     found: dict[str, Mapping[str, Any]] = {}
     for entry in entries:
@@ -98,11 +101,17 @@ def resolve_patient(entries: Iterable[Mapping[str, Any]], nin: str, base: str
     if len(found) > 1:
         raise _invalid("holds several patient records for this person; they are not merged")
     ((rid, resource),) = found.items()
-    links = [link for link in resource.get("link") or [] if isinstance(link, dict)]
-    if any(link.get("type") == "replaced-by" for link in links):
+    links = resource.get("link")
+    if links is not None and not (isinstance(links, list)
+                                  and all(isinstance(link, dict) for link in links)):
+        raise _invalid("sent a Patient whose links cannot be read")
+    kinds = {link.get("type") for link in links or []}
+    if "replaced-by" in kinds:
         raise _invalid("holds this person's patient record as replaced by another; "
                        "Kilde does not follow the link")
-    return StorePatient(rid, base)
+    # Another record of the same person (an older one it replaces, a seealso/refer): its
+    # records are not read (never merged silently), and the answer says so.
+    return StorePatient(rid, base, linked=bool(links))
 
 
 def _mode(entry: Mapping[str, Any]) -> str:

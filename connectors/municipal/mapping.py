@@ -86,8 +86,11 @@ def _dict(value: Any) -> Mapping[str, Any]:
 
 def scope_of(resource: Resource) -> str | None:
     """The Consent scope code (`treatment`, `patient-privacy`, ...), or None."""
-    coding = coding_of(resource.get("scope"))
-    return coding.code or None if coding else None
+    scope = resource.get("scope")
+    codings = scope.get("coding") if isinstance(scope, dict) else None
+    code = codings[0].get("code") if isinstance(codings, list) and codings and isinstance(
+        codings[0], dict) else None
+    return code if isinstance(code, str) and code else None
 
 
 def provenance_of(resource: Resource, *, municipality: str, fetched_at: datetime) -> Provenance:

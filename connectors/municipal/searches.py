@@ -8,6 +8,11 @@ travels only in POST bodies (a form `_search`, a batch); searches by the store's
 never twice, at most `MAX_PAGES` times, and only while the budget lasts; a search cut short
 is `complete = False` (the connector reports PARTIAL). A chained search's next link would put
 the identity number in a URL: the caller searches that type again by reference instead.
+
+An answer is a search's only when it is a `searchset` Bundle without an error OperationOutcome
+in it; anything else (a bare OperationOutcome with 200, a `collection`, a Bundle without a
+type) is `UpstreamInvalidError` *for that search*: `batch` and `by_reference` return each
+search's `Found` or its `ConnectorError`, so one failed search fails only what it feeds.
 """
 
 from __future__ import annotations
@@ -90,7 +95,14 @@ def _entry_error(status: str) -> ConnectorError:
 
 def searchset(body: Any) -> Found:
     """A searchset Bundle's entries and its next link (shape checked)."""
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        raise _invalid("answered a search with an OperationOutcome instead of a Bundle")
+    expect_resource(body, "Bundle", SOURCE)
+    if body.get("type") != "searchset":
+        raise _invalid("answered a search with a Bundle that is not a searchset")
     entries = list(bundle_entries(body, SOURCE))  # every entry an object with a resource
+    if any(_is_error(entry["resource"]) for entry in entries):
+        raise _invalid("answered a search with an error OperationOutcome")
     links = body.get("link") or []
     urls = {link.get("relation"): link.get("url") for link in links
             if isinstance(link, dict) and isinstance(link.get("url"), str)}
@@ -99,23 +111,40 @@ def searchset(body: Any) -> Found:
                  total=total if isinstance(total, int) and not isinstance(total, bool) else None)
 
 
-def batch_sets(body: Any, count: int) -> list[Found]:
-    """The searchsets of a `batch-response`, in request order."""
+def _is_error(resource: dict[str, Any]) -> bool:
+    """An OperationOutcome that reports an error (a warning or information is no failure)."""
+    if resource.get("resourceType") != "OperationOutcome":
+        return False
+    issues = resource.get("issue")
+    return not isinstance(issues, list) or any(
+        not isinstance(i, dict) or i.get("severity") not in ("warning", "information")
+        for i in issues)
+
+
+def batch_sets(body: Any, count: int) -> list[Found | ConnectorError]:
+    """The searchsets of a `batch-response`, in request order; an entry that failed (its
+    `response.status`, or a body that is no searchset) is that search's `ConnectorError`."""
     expect_resource(body, "Bundle", SOURCE)
     entries = body.get("entry", [])
     if body.get("type") != "batch-response" or not isinstance(entries, list):
         raise _invalid("did not send a batch-response Bundle")
     if len(entries) != count:
         raise _invalid(f"answered {len(entries)} of {count} searches")
-    result = []
+    result: list[Found | ConnectorError] = []
     for entry in entries:
         if not isinstance(entry, dict):
-            raise _invalid("sent a batch-response entry that is not an object")
+            result.append(_invalid("sent a batch-response entry that is not an object"))
+            continue
         response = entry.get("response")
-        status = str(response.get("status", "200") if isinstance(response, dict) else "200")
+        status = response.get("status", "200") if isinstance(response, dict) else "200"
+        status = status if isinstance(status, str) else ""
         if not status.startswith("2"):
-            raise _entry_error(status)
-        result.append(searchset(entry.get("resource")))
+            result.append(_entry_error(status))
+            continue
+        try:
+            result.append(searchset(entry.get("resource")))
+        except UpstreamInvalidError as exc:
+            result.append(exc)
     return result
 
 
@@ -153,7 +182,7 @@ class StoreClient:
             data=dict(form), auth=self.auth)
         return searchset(body)
 
-    async def batch(self, requests: Sequence[str]) -> list[Found]:
+    async def batch(self, requests: Sequence[str]) -> list[Found | ConnectorError]:
         body = await request_json(self.http, SOURCE, "POST", self.base, timeout=self._timeout(),
                                   headers=self.headers, json=batch_bundle(requests),
                                   auth=self.auth)
@@ -165,17 +194,24 @@ class StoreClient:
         return searchset(body)
 
     async def by_reference(self, patient_id: str, searches: Sequence[Search], *,
-                           batch: bool) -> list[Found]:
+                           batch: bool) -> list[Found | ConnectorError]:
         """Each search for `Patient/{patient_id}`, in one batch or as parallel reads, with
-        every page."""
+        every page; a search that failed is its `ConnectorError` (the others still count)."""
         patient = ("patient", f"Patient/{patient_id}")
         urls = [f"{s.resource_type}?{query(s, patient)}" for s in searches]
         if batch and len(urls) > 1:
             found = await self.batch(urls)
         else:
-            found = list(await asyncio.gather(*(self.get(f"{self.base}/{u}") for u in urls)))
-        await asyncio.gather(*(self.follow(f) for f in found))
+            found = list(await asyncio.gather(*(self._search(f"{self.base}/{u}")
+                                                for u in urls)))
+        await asyncio.gather(*(self.follow(f) for f in found if isinstance(f, Found)))
         return found
+
+    async def _search(self, url: str) -> Found | ConnectorError:
+        try:
+            return await self.get(url)
+        except ConnectorError as exc:  # a timeout too: it fails this search's categories
+            return exc
 
     async def follow(self, found: Found) -> None:
         """Fetch the rest of `found`'s pages in place; a cut-short search is incomplete."""
@@ -190,8 +226,8 @@ class StoreClient:
             try:
                 async with asyncio.timeout(self.budget.left()):
                     page = await self.get(url)
-            except (TimeoutError, UpstreamTimeoutError):
-                found.complete = False
+            except (TimeoutError, ConnectorError):
+                found.complete = False  # the pages that arrived count; the search is PARTIAL
                 return
             if page.self_url:
                 seen.add(page.self_url)

@@ -13,7 +13,7 @@ from datetime import datetime
 import httpx
 
 from connectors import Category, ConnectorSettings, SourceResult
-from connectors.medication.connector import SfmConnector
+from connectors.medication.connector import SfmConnector, with_unreadable
 from connectors.medication.sfm import MedicationDocument
 
 
@@ -23,8 +23,9 @@ class PllConnector(SfmConnector):
     name = "pll"
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
-        return SourceResult.of(self.name, {Category.MEDICATIONS: document.pll},
-                               fetched_at=fetched_at)
+        result = SourceResult.of(self.name, {Category.MEDICATIONS: document.pll},
+                                 fetched_at=fetched_at)
+        return with_unreadable(result, document.pll, document.unreadable_pll)
 
 
 def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> PllConnector:

@@ -25,8 +25,10 @@ from connectors import (
     Category,
     ConnectorError,
     FetchRequest,
+    Reason,
     SourceResult,
     Status,
+    UpstreamInvalidError,
     UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 SEARCH_PATH = "/DiagnosticReport/_search"
 DEFAULT_PAGE_SIZE = 50
 DEFAULT_MAX_PAGES = 5
+UNREADABLE_RECORDS = "UNREADABLE_RECORDS"  # the reason code of records that could not be read
 
 
 class ProevesvarConnector:
@@ -74,7 +77,7 @@ class ProevesvarConnector:
         withheld them. Raises `ConnectorError` when the first page cannot be had."""
         if Category.LAB_RESULTS not in request.categories:
             return SourceResult.empty(self.name)
-        entries, shortfall = await self._collect(request)
+        entries, shortfall, total = await self._collect(request)
         fetched_at = now()
         mapped = map_search(entries, fetched_at)
         items: dict[AnyCategory, Sequence[Any]] = {Category.LAB_RESULTS: mapped.reports}
@@ -82,40 +85,61 @@ class ProevesvarConnector:
             return SourceResult(source=self.name, status=mapped.status, items=items,
                                 fetched_at=fetched_at, privacy=mapped.privacy,
                                 detail=mapped.privacy.detail)
+        short = shortfall is None and total is not None and mapped.seen < total
+        if short:
+            shortfall = "The source said it holds more lab reports than it sent."
         if mapped.incomplete and shortfall is None:
             shortfall = "Some lab results referenced by a report were missing or unreadable."
         detail = " ".join(d for d in (mapped.privacy.detail, shortfall) if d) or None
         result = SourceResult.of(self.name, items, privacy=mapped.privacy, detail=detail,
                                  fetched_at=fetched_at)
+        if (mapped.incomplete or short) and not mapped.reports:
+            # records were there and none could be read: not EMPTY, not a partial answer
+            logger.warning("Source %r sent lab reports none of which could be read.", self.name)
+            reason = Reason(UNREADABLE_RECORDS, f"Source {self.name!r} sent lab reports Kilde "
+                            "could not read; none is shown.")
+            return replace(result, category_status={Category.LAB_RESULTS: Status.INVALID},
+                           category_reason={Category.LAB_RESULTS: reason})
         return replace(result, status=Status.PARTIAL) if shortfall else result
 
-    async def _collect(self, request: FetchRequest) -> tuple[list[dict[str, Any]], str | None]:
-        """The entries of up to `max_pages` pages, and why the list is short, if it is."""
+    async def _collect(self, request: FetchRequest
+                       ) -> tuple[list[dict[str, Any]], str | None, int | None]:
+        """The entries of up to `max_pages` pages, why the list is short, if it is, and the
+        number of reports the first page's `Bundle.total` says there are."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + request.timeout
         headers = self._headers(request)
         entries: list[dict[str, Any]] = []
+        total: int | None = None
         skip = 0
         for page in range(self.max_pages):
             try:
                 bundle = await self._page(request, headers, skip, deadline - loop.time())
                 page_entries = list(bundle_entries(bundle, self.name))
+                if bundle.get("type") != "searchset":
+                    raise UpstreamInvalidError(self.name, f"Source {self.name!r} answered with "
+                                               "a Bundle that is not a searchset.")
             except ConnectorError as exc:
                 if page == 0:
                     raise
                 # Partial beats nothing: keep the pages we have, say that more exist.
                 logger.warning("Source %r failed on page %d (%s); serving earlier pages.",
                                self.name, page + 1, exc.code)
-                return entries, "Later pages of lab reports could not be fetched."
+                return entries, "Later pages of lab reports could not be fetched.", None
+            if page == 0:
+                count = bundle.get("total")
+                total = count if isinstance(count, int) and not isinstance(count, bool) else None
             entries.extend(page_entries)
             next_url = _next_url(bundle)
             if next_url is None or not page_entries:
-                return entries, None
+                return entries, None, total
             next_skip = _skip_of(next_url)
             if next_skip is None or next_skip <= skip:  # following it could loop forever
-                return entries, "The source's link to further lab reports could not be followed."
+                return (entries, "The source's link to further lab reports could not be "
+                        "followed.", None)
             skip = next_skip
-        return entries, f"Only the first {self.max_pages} pages of lab reports were fetched."
+        return (entries, f"Only the first {self.max_pages} pages of lab reports were fetched.",
+                None)
 
     async def aclose(self) -> None:
         """Nothing to close: the HTTP client is shared and owned by the gateway."""

@@ -57,15 +57,18 @@ class MappedSearch:
     privacy: PrivacyState
     status: Status | None = None
     incomplete: int = 0
+    seen: int = 0  # DiagnosticReport entries, read or not (to hold against `Bundle.total`)
 
 
 def map_search(entries: Sequence[Mapping[str, Any]], fetched_at: datetime) -> MappedSearch:
     """Map the Bundle entries of all fetched pages; reports come out newest (sampled) first."""
     observations: dict[str, Mapping[str, Any]] = {}
     report_resources: list[Mapping[str, Any]] = []
+    other = 0  # entries of a type the search cannot have sent: records not read
     for entry in entries:
         resource = entry.get("resource")
         if not isinstance(resource, Mapping):
+            other += 1
             continue
         kind = resource.get("resourceType")
         if kind == "Observation":
@@ -73,11 +76,13 @@ def map_search(entries: Sequence[Mapping[str, Any]], fetched_at: datetime) -> Ma
                 observations.setdefault(key, resource)
         elif kind == "DiagnosticReport":
             report_resources.append(resource)
+        elif kind != "OperationOutcome" and _mode(entry) == "match":
+            other += 1  # an included Specimen, Patient, ... is fine
     privacy, status = privacy_of(pvk_codes(entries), has_reports=bool(report_resources))
     if status is not None:
         return MappedSearch((), privacy, status)
     reports: dict[str, LabReport] = {}
-    incomplete = 0
+    incomplete = other
     for resource in report_resources:
         report_id = resource.get("id")
         if not isinstance(report_id, str) or not report_id:
@@ -89,7 +94,13 @@ def map_search(entries: Sequence[Mapping[str, Any]], fetched_at: datetime) -> Ma
         reports[report_id] = report
         incomplete += missing
     ordered = sorted(reports.values(), key=_newest_first_key, reverse=True)
-    return MappedSearch(tuple(ordered), privacy, None, incomplete)
+    return MappedSearch(tuple(ordered), privacy, None, incomplete, len(report_resources))
+
+
+def _mode(entry: Mapping[str, Any]) -> str:
+    search = entry.get("search")
+    mode = search.get("mode") if isinstance(search, Mapping) else None
+    return mode if isinstance(mode, str) else "match"
 
 
 def pvk_codes(entries: Sequence[Mapping[str, Any]]) -> frozenset[str]:

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from connectors.base import Reason
 from connectors.fanout import Outcome
 from connectors.model import AnyCategory, Status
 from policies import decide_item, decide_privacy, reasons
@@ -39,6 +40,9 @@ ERROR_STATUS = {
 }
 # What a connector's own status means, as a reason code (statuses of a plain answer have none).
 STATUS_REASON = {
+    Status.TIMEOUT: "UPSTREAM_TIMEOUT",
+    Status.UNAVAILABLE: "UPSTREAM_UNAVAILABLE",
+    Status.INVALID: "UPSTREAM_INVALID",
     Status.PARTIAL: "PARTIAL_ANSWER",
     Status.STALE: "STALE",
     Status.RESTRICTED: reasons.RESTRICTED_NEEDS_EMERGENCY,
@@ -138,8 +142,8 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
             else:
                 closed.append(verdict.reason)
         items[category] = tuple(kept)
-        answers[category] = _answer(result.status_for(category), result.detail, kept,
-                                    openable, closed)
+        answers[category] = _answer(result.status_for(category), result.reason_for(category),
+                                    result.detail, kept, openable, closed)
     return Judgement(outcome, items, answers, emergency=emergency, blocks_requester=blocks)
 
 
@@ -155,15 +159,19 @@ def blocked_everywhere(judgement: Judgement, by: str) -> Judgement:
                      {c: answer for c in judgement.answers}, blocks_requester=True)
 
 
-def _answer(status: Status, detail: str | None, kept: list[Any], openable: list[str],
-            closed: list[str]) -> Answer:
+def _answer(status: Status, reason: Reason | None, detail: str | None, kept: list[Any],
+            openable: list[str], closed: list[str]) -> Answer:
+    """One category's answer; the connector's own reason for it (`SourceResult.category_reason`)
+    wins over the status's generic code and the source-level detail."""
     withheld = len(openable) + len(closed)
+    code = reason.code if reason else STATUS_REASON.get(status)
+    detail = reason.detail if reason else detail
     if status in _NO_ANSWER:
-        return Answer(status, STATUS_REASON.get(status), detail, withheld)
+        return Answer(status, code, detail, withheld)
     if openable:
         return Answer(Status.RESTRICTED, openable[0], openable[0], withheld)
     if closed:
         return Answer(Status.PARTIAL if kept else Status.DENIED, closed[0], closed[0], withheld)
     if status is Status.OK and not kept:
         status = Status.EMPTY
-    return Answer(status, STATUS_REASON.get(status), detail)
+    return Answer(status, code, detail)

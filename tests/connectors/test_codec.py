@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 
 from connectors import model
-from connectors.base import SourceResult
+from connectors.base import Reason, SourceResult
 from connectors.codec import ITEM_TYPES, CodecError, decode, encode
 from connectors.model import Category, Coding, PrivacyState, Provenance, Status
 
@@ -67,7 +67,9 @@ def test_privacy_category_status_detail_and_empty_categories_round_trip() -> Non
         "proevesvar", Status.PARTIAL, {Category.LAB_RESULTS: (), Category.DOCUMENTS: ()},
         fetched_at=T, privacy=PrivacyState(restricted=True, restriction_opened=True,
                                            detail="Opened for an emergency."),
-        category_status={Category.LAB_RESULTS: Status.RESTRICTED}, detail="Only page 1.")
+        category_status={Category.LAB_RESULTS: Status.RESTRICTED, Category.DOCUMENTS:
+                         Status.INVALID}, detail="Only page 1.",
+        category_reason={Category.DOCUMENTS: Reason("UNREADABLE_RECORDS", "2 not read.")})
     assert decode(encode(result)) == result
 
 

@@ -340,9 +340,49 @@ async def test_an_unreadable_record_gives_partial_and_keeps_the_rest() -> None:
     upstream = Upstream(searches={
         "AllergyIntolerance": httpx.Response(200, json=bundle(ALLERGY, broken))})
     result = await connector_for(upstream).fetch(fetch_request())
-    assert result.status is Status.PARTIAL
-    assert result.detail == "Source 'kjernejournal' sent 1 record that could not be read."
+    assert result.status_for(Category.CRITICAL_INFORMATION) is Status.PARTIAL
+    reason = result.reason_for(Category.CRITICAL_INFORMATION)
+    assert reason is not None
+    assert reason.code == "UNREADABLE_RECORDS"
+    assert reason.detail == "Source 'kjernejournal' sent 1 record Kilde could not read; not shown."
     assert [i.id for i in result.items[Category.CRITICAL_INFORMATION]] == ["cave-d1"]
+    # the other category is not touched by it
+    assert result.status_for(Category.TREATMENT_LIMITATIONS) is not Status.PARTIAL
+    assert result.reason_for(Category.TREATMENT_LIMITATIONS) is None
+
+
+@pytest.mark.parametrize("unreadable", [
+    {"resourceType": "AllergyIntolerance", "id": "cave-x", "reaction": 7},
+    {"resourceType": "AllergyIntolerance", "code": {"text": "no id"}},
+    {"resourceType": "Observation", "id": "o-1"},  # a match of a type not asked for
+], ids=["wrong-type-field", "no-id", "other-type"])
+async def test_only_unreadable_records_give_invalid_never_empty(unreadable: dict[str, Any]
+                                                                 ) -> None:
+    upstream = Upstream(searches={
+        "AllergyIntolerance": httpx.Response(200, json=bundle(unreadable))})
+    result = await connector_for(upstream).fetch(fetch_request(
+        categories=frozenset({Category.CRITICAL_INFORMATION})))
+    assert result.status_for(Category.CRITICAL_INFORMATION) is Status.INVALID
+    assert not result.items[Category.CRITICAL_INFORMATION]
+
+
+async def test_a_total_above_what_the_bundle_holds_is_partial() -> None:
+    short = {**bundle(ALLERGY), "total": 3}
+    upstream = Upstream(searches={"AllergyIntolerance": httpx.Response(200, json=short)})
+    result = await connector_for(upstream).fetch(fetch_request())
+    assert result.status_for(Category.CRITICAL_INFORMATION) is Status.PARTIAL
+    assert [i.id for i in result.items[Category.CRITICAL_INFORMATION]] == ["cave-d1"]
+
+
+@pytest.mark.parametrize("body", [
+    {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception"}]},
+    {"resourceType": "Bundle", "type": "collection", "entry": []},
+    {"resourceType": "Bundle", "entry": []},
+], ids=["outcome-200", "collection", "no-type"])
+async def test_a_search_answered_with_no_searchset_is_invalid(body: dict[str, Any]) -> None:
+    upstream = Upstream(searches={"AllergyIntolerance": httpx.Response(200, json=body)})
+    with pytest.raises(UpstreamInvalidError):
+        await connector_for(upstream).fetch(fetch_request())
 
 
 async def test_entered_in_error_records_are_dropped() -> None:

@@ -103,7 +103,7 @@ def bundle(
 
 
 def read_one(document: dict[str, Any], source: str = "pll") -> Any:
-    pll, prescriptions = read_bundle(document, source, AT)
+    pll, prescriptions, _, _ = read_bundle(document, source, AT)
     items = pll + prescriptions
     assert len(items) == 1
     return items[0]
@@ -162,7 +162,8 @@ def test_reader_maps_a_prescription_outside_the_pll_section() -> None:
     rx = statement(identifier=[{"type": {"text": "prescriptionID"}, "value": "rx-1"},
                                {"type": {"text": "treatmentID"}, "value": "tr-1"}],
                    dosage=[{"text": "1 tablett x 3"}])
-    pll, prescriptions = read_bundle(bundle(rx, section=None), "eresept", AT)
+    pll, prescriptions, lost_pll, lost_rx = read_bundle(bundle(rx, section=None), "eresept", AT)
+    assert (lost_pll, lost_rx) == (0, 0)
     assert pll == ()
     (item,) = prescriptions
     assert (item.prescription_id, item.pll_id, item.in_pll) == ("rx-1", None, False)
@@ -171,12 +172,16 @@ def test_reader_maps_a_prescription_outside_the_pll_section() -> None:
     assert item.dosage == Dosage("1 tablett x 3")
 
 
-def test_reader_ignores_statements_neither_in_pll_nor_prescribed() -> None:
-    assert read_bundle(bundle(statement(), section=None), "pll", AT) == ((), ())
+def test_reader_counts_statements_it_cannot_place() -> None:
+    """Never dropped without a word: a PLL entry its section does not list is unreadable for
+    the PLL; a statement neither in the PLL nor prescribed is unreadable for both."""
+    assert read_bundle(bundle(statement(), section=None), "pll", AT) == ((), (), 1, 0)
+    bare = statement(identifier=[{"type": {"text": "treatmentID"}, "value": "tr-1"}])
+    assert read_bundle(bundle(bare, section=None), "pll", AT) == ((), (), 1, 1)
 
 
 def test_reader_skips_statements_entered_in_error() -> None:
-    assert read_bundle(bundle(statement(status="entered-in-error")), "pll", AT) == ((), ())
+    assert read_bundle(bundle(statement(status="entered-in-error")), "pll", AT) == ((), (), 0, 0)
 
 
 def test_reader_ignores_unknown_fields_and_resources() -> None:
@@ -214,7 +219,7 @@ def test_reader_resolves_relative_references_and_nested_sections() -> None:
 def test_reader_treats_missing_sections_as_no_pll(composition: dict[str, Any]) -> None:
     document = {"resourceType": "Bundle", "type": "document",
                 "entry": [{"fullUrl": "urn:uuid:c", "resource": composition}]}
-    assert read_bundle(document, "pll", AT) == ((), ())
+    assert read_bundle(document, "pll", AT) == ((), (), 0, 0)
 
 
 @pytest.mark.parametrize("document", [

@@ -247,13 +247,21 @@ async def test_garbage_becomes_upstream_invalid(kind: str) -> None:
         await conn.fetch(fetch_request(categories=frozenset({Category.CONDITIONS})))
 
 
-async def test_a_rejected_search_is_upstream_rejected_not_empty() -> None:
-    conn, _ = stores({"0301": [MINE]}, "plain")
+async def test_a_rejected_search_fails_its_category_not_empty() -> None:
+    conn, _ = stores({"0301": [MINE, document("doc-1")]}, "plain")
     conn = broken(conn, lambda r: httpx.Response(400, json={"resourceType": "OperationOutcome"})
                   if r.url.path.endswith("/Condition") else None)
-    with pytest.raises(Exception, match="rejected") as info:
-        await conn.fetch(fetch_request())
-    assert info.value.code == "UPSTREAM_REJECTED"  # type: ignore[attr-defined]
+    result = await conn.fetch(fetch_request())
+    assert result.status_for(Category.CONDITIONS) is Status.UNAVAILABLE
+    reason = result.reason_for(Category.CONDITIONS)
+    assert reason is not None
+    assert reason.code == "UPSTREAM_REJECTED"
+    assert "Condition search" in reason.detail
+    assert "HTTP 400" in reason.detail
+    # the other categories keep their answers
+    assert [d.id for d in result.items[Category.DOCUMENTS]] == ["doc-1"]
+    assert result.status_for(Category.DOCUMENTS) is Status.OK
+    assert result.status_for(Category.MEDICATIONS) is Status.EMPTY
 
 
 async def test_local_restriction_withholds_covered_items() -> None:

@@ -302,8 +302,10 @@ async def test_a_next_link_that_loops_or_leaves_the_store_gives_partial(next_url
     result = await conn.fetch(fetch_request(categories=CONDITIONS))
     assert ids(result) == ["c1"]
     assert result.status_for(Category.CONDITIONS) is Status.PARTIAL
-    assert result.detail is not None
-    assert "incomplete" in result.detail
+    reason = result.reason_for(Category.CONDITIONS)
+    assert reason is not None
+    assert reason.code == "PARTIAL_ANSWER"
+    assert "incomplete" in reason.detail
     assert not any("elsewhere" in u or "/4601/" in u for u in links.seen)
     assert len(links.seen) < 25  # the loop was cut
 

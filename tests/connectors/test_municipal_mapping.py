@@ -249,27 +249,54 @@ def test_searchsets_unpacks_batch_response_in_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "error"),
+    "body",
     [
-        ("not a bundle", UpstreamInvalidError),
-        ({"resourceType": "OperationOutcome"}, UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "searchset", "entry": []}, UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response", "entry": {}}, UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response", "entry": []}, UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response", "entry": ["x"]},
-         UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response",
-          "entry": [{"resource": {"resourceType": "Patient"}}]}, UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response",
-          "entry": [{"resource": {"resourceType": "Bundle", "entry": [{"x": 1}]}}]},
-         UpstreamInvalidError),
-        ({"resourceType": "Bundle", "type": "batch-response",
-          "entry": [{"response": {"status": "400 Bad Request"}}]}, UpstreamRejectedError),
-        ({"resourceType": "Bundle", "type": "batch-response",
-          "entry": [{"response": {"status": "503 Service Unavailable"}}]},
-         UpstreamUnavailableError),
+        "not a bundle",
+        {"resourceType": "OperationOutcome"},
+        {"resourceType": "Bundle", "type": "searchset", "entry": []},
+        {"resourceType": "Bundle", "type": "batch-response", "entry": {}},
+        {"resourceType": "Bundle", "type": "batch-response", "entry": []},
     ],
 )
-def test_searchsets_rejects_wrong_shapes_and_failed_entries(body: Any, error: type) -> None:
-    with pytest.raises(error):
+def test_batch_sets_refuses_a_bundle_that_is_no_batch_response(body: Any) -> None:
+    with pytest.raises(UpstreamInvalidError):
         batch_sets(body, 1)
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("x", UpstreamInvalidError),
+        ({"resource": {"resourceType": "Patient"}}, UpstreamInvalidError),
+        ({"resource": {"resourceType": "Bundle", "entry": [{"x": 1}]}}, UpstreamInvalidError),
+        ({"resource": {"resourceType": "Bundle", "type": "searchset", "entry": [{"x": 1}]}},
+         UpstreamInvalidError),
+        ({"resource": {"resourceType": "Bundle", "type": "collection", "entry": []}},
+         UpstreamInvalidError),
+        ({"resource": {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "error", "code": "not-supported"}]}}, UpstreamInvalidError),
+        ({"resource": searchset({"resourceType": "OperationOutcome", "issue": [
+            {"severity": "fatal", "code": "exception"}]})}, UpstreamInvalidError),
+        ({"response": {"status": "400 Bad Request"}}, UpstreamRejectedError),
+        ({"response": {"status": 400}}, UpstreamRejectedError),
+        ({"response": {"status": "503 Service Unavailable"}}, UpstreamUnavailableError),
+    ],
+)
+def test_a_failed_batch_entry_is_that_searchs_error_and_the_others_still_count(
+        entry: Any, error: type) -> None:
+    body = {"resourceType": "Bundle", "type": "batch-response", "entry": [
+        {"resource": searchset(COND), "response": {"status": "200 OK"}}, entry]}
+    good, failed = batch_sets(body, 2)
+    assert isinstance(failed, error)
+    assert not isinstance(good, Exception)
+    assert [e["resource"] for e in good.entries] == [COND]
+
+
+def test_a_warning_outcome_in_a_searchset_is_no_failure() -> None:
+    warning = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "processing", "diagnostics": "parameter ignored"}]}
+    body = {"resourceType": "Bundle", "type": "batch-response", "entry": [
+        {"resource": searchset(COND, warning), "response": {"status": "200"}}]}
+    (found,) = batch_sets(body, 1)
+    assert not isinstance(found, Exception)
+    assert len(found.entries) == 2

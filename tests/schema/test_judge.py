@@ -106,3 +106,33 @@ def test_an_opened_item_label_marks_the_judgement_as_an_emergency_opening() -> N
     assert judgement.emergency is True
     assert judged(SourceResult.of("municipal", {TL: (item("a"),)}), ETREAT, REASON
                   ).emergency is False
+
+
+@pytest.mark.parametrize(("status", "items", "expected"), [
+    (Status.PARTIAL, [item("a")], Status.PARTIAL),
+    (Status.INVALID, [], Status.INVALID),
+    (Status.UNAVAILABLE, [], Status.UNAVAILABLE),
+    (Status.TIMEOUT, [], Status.TIMEOUT),
+], ids=["partial", "invalid", "unavailable", "timeout"])
+def test_a_categorys_own_reason_is_its_answer(status: Status, items: list, expected: Status
+                                              ) -> None:  # type: ignore[type-arg]
+    """One category that could not be read whole says so with the connector's reason, next to
+    the source-level detail of a source that otherwise answered."""
+    from connectors import Reason
+
+    reason = Reason("UNREADABLE_RECORDS", "Municipal store '0301' sent 1 Consent record "
+                                          "Kilde could not read; not shown.")
+    result = SourceResult.of("municipal", {TL: tuple(items)}, category_status={TL: status},
+                             category_reason={TL: reason}, detail="Another sentence.")
+    answer = judged(result).answers[TL]
+    assert (answer.status, answer.reason, answer.detail) == (expected, reason.code, reason.detail)
+
+
+@pytest.mark.parametrize(("status", "code"), [
+    (Status.INVALID, "UPSTREAM_INVALID"), (Status.UNAVAILABLE, "UPSTREAM_UNAVAILABLE"),
+    (Status.TIMEOUT, "UPSTREAM_TIMEOUT")])
+def test_a_failed_category_without_its_own_reason_has_the_upstream_code(status: Status,
+                                                                        code: str) -> None:
+    result = SourceResult.of("municipal", {TL: ()}, category_status={TL: status})
+    answer = judged(result).answers[TL]
+    assert (answer.status, answer.reason) == (status, code)
