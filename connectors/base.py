@@ -99,6 +99,10 @@ class Reason:
     detail: str
 
 
+CategoryReason = (Mapping[Category, Reason] | Mapping[CategorySpec, Reason]
+                  | Mapping[AnyCategory, Reason])
+
+
 @dataclass(frozen=True, slots=True)
 class SourceResult:
     """What one source answered: items per category, a status, and in-band privacy state.
@@ -137,7 +141,7 @@ class SourceResult:
         category_status: CategoryStatus | None = None,
         detail: str | None = None,
         fetched_at: datetime | None = None,
-        category_reason: Mapping[AnyCategory, Reason] | None = None,
+        category_reason: CategoryReason | None = None,
     ) -> SourceResult:
         """A result whose status is OK when any item came back and EMPTY otherwise."""
         status = Status.OK if any(items.values()) else Status.EMPTY
@@ -150,7 +154,7 @@ class SourceResult:
             category_status=cast("Mapping[AnyCategory, Status]", category_status or {}),
             detail=detail,
             fetched_at=fetched_at or datetime.now(UTC),
-            category_reason=category_reason or {},
+            category_reason=cast("Mapping[AnyCategory, Reason]", category_reason or {}),
         )
 
     def status_for(self, category: AnyCategory) -> Status:
