@@ -40,6 +40,7 @@ __all__ = [
     "extension_value",
     "identifier_by_type",
     "identifier_value",
+    "names_another_patient",
     "now",
     "parse_date",
     "parse_datetime",
@@ -335,6 +336,22 @@ def extension_value(resource: Mapping[str, Any], url: str) -> Any:
                 if key.startswith("value"):
                     return value
     return None
+
+
+def names_another_patient(element: Any, nin: str) -> bool:
+    """True when a record's `patient`/`subject` element (or a Patient's `identifier` list) names
+    a person by an identifier that is not `nin`, or by one Kilde cannot read: a source asked
+    about one patient that answers with such a record has answered about someone else. An
+    element without an identifier (a reference only) says nothing here."""
+    if isinstance(element, list):
+        found = [i for i in element if isinstance(i, Mapping)]
+        return bool(element) and not any(
+            isinstance(i.get("value"), str) and i["value"].strip() == nin for i in found)
+    if not isinstance(element, Mapping) or element.get("identifier") is None:
+        return False
+    identifier = element["identifier"]
+    value = identifier.get("value") if isinstance(identifier, Mapping) else None
+    return not isinstance(value, str) or value.strip() != nin
 
 
 def patient_identifier(nin: str, system: str) -> str:

@@ -38,7 +38,13 @@ from connectors import (
     UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
-from connectors.fhir import JsonResponse, bundle_entries, now, request_json_response
+from connectors.fhir import (
+    JsonResponse,
+    bundle_entries,
+    names_another_patient,
+    now,
+    request_json_response,
+)
 from connectors.kjernejournal import mapping
 
 PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helsepersonell
@@ -56,6 +62,9 @@ SEARCHES: Mapping[Category, tuple[tuple[str, Mapper], ...]] = {
 # A resource that cannot be read; `mapping` raises ValueError, wrong JSON types the others.
 UNREADABLE = (TypeError, AttributeError, KeyError, ValueError)
 UNREADABLE_RECORDS = "UNREADABLE_RECORDS"  # the reason code of records that could not be read
+# The element that names the patient, per type: a record naming anyone else is refused
+PATIENT_ELEMENT = {"AllergyIntolerance": "patient", "Consent": "patient", "Condition": "subject",
+                   "Flag": "subject"}
 logger = logging.getLogger(__name__)
 
 
@@ -129,7 +138,8 @@ class KjernejournalConnector:
         if not isinstance(status, dict):
             raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent a bad /status body.")
         answers = [call.result() for call in calls]
-        return self._result(status, list(zip(searches, answers, strict=True)), wanted, fetched_at)
+        return self._result(status, list(zip(searches, answers, strict=True)), wanted, fetched_at,
+                            request.patient_nin)
 
     async def aclose(self) -> None:
         """Nothing to close: the shared HTTP client belongs to the gateway."""
@@ -165,6 +175,7 @@ class KjernejournalConnector:
         answers: list[tuple[tuple[Category, str, Mapper], JsonResponse]],
         wanted: list[Category],
         fetched_at: datetime,
+        nin: str,
     ) -> SourceResult:
         privacy = mapping.privacy_state(status)
         refused: dict[Category, str] = {}
@@ -187,6 +198,11 @@ class KjernejournalConnector:
                 if resource.get("resourceType") == "OperationOutcome":
                     reservation |= "Reservation" in mapping.outcome_codes(resource)
                 elif resource.get("resourceType") == rtype:
+                    if names_another_patient(resource.get(PATIENT_ELEMENT[rtype]), nin):
+                        logger.warning("Source %s returned a %s of another patient; its answer "
+                                       "is discarded.", self.name, rtype)
+                        raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent "
+                                                   "records of another patient.")
                     resources[category].append((mapper, resource))
                     matches += 1
                 else:

@@ -66,7 +66,8 @@ class SfmConnector:
             auth=request.credentials.to(self.audience),
         )
         fetched_at = now()
-        return self.select(read_response(body, self.name, fetched_at), fetched_at)
+        return self.select(read_response(body, self.name, fetched_at, nin=request.patient_nin),
+                           fetched_at)
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
         raise NotImplementedError

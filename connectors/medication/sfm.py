@@ -34,6 +34,7 @@ from connectors.fhir import (
     coding_of,
     expect_resource,
     identifier_by_type,
+    names_another_patient,
     parse_date,
     parse_datetime,
     security_of,
@@ -93,8 +94,11 @@ class MedicationDocument:
     unreadable_prescriptions: int = 0
 
 
-def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDocument:
-    """Map a `$getMedication` output Parameters; items are stamped with `source`."""
+def read_response(body: Any, source: str, fetched_at: datetime, *, nin: str | None = None
+                  ) -> MedicationDocument:
+    """Map a `$getMedication` output Parameters; items are stamped with `source`. With `nin`,
+    a document about anyone else (a Patient or a statement's subject naming another number) is
+    `UpstreamInvalidError`."""
     parameters = expect_resource(body, "Parameters", source).get("parameter")
     if not isinstance(parameters, list):
         raise UpstreamInvalidError(source, f"Source {source!r} sent Parameters without parameters.")
@@ -102,6 +106,8 @@ def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDoc
     bundle = by_name.get("medication", {}).get("resource")
     if bundle is None:
         raise UpstreamInvalidError(source, f"Source {source!r} sent no medication Bundle.")
+    if nin is not None:
+        _only_about(bundle, source, nin)
     pll, prescriptions, lost_pll, lost_prescriptions = read_bundle(bundle, source, fetched_at)
     return MedicationDocument(
         pll=pll,
@@ -111,6 +117,18 @@ def read_response(body: Any, source: str, fetched_at: datetime) -> MedicationDoc
         kj_fetched_at=parse_datetime(by_name.get("KJHentetTidspunkt", {}).get("valueDateTime")),
         rf_fetched_at=parse_datetime(by_name.get("RFHentetTidspunkt", {}).get("valueDateTime")),
     )
+
+
+def _only_about(bundle: Any, source: str, nin: str) -> None:
+    """Every Patient in the document carries `nin`, and no statement names another subject."""
+    for entry in bundle_entries(bundle, source):
+        resource = entry["resource"]
+        kind = resource.get("resourceType")
+        if ((kind == "Patient" and names_another_patient(resource.get("identifier") or [{}], nin))
+                or (kind == "MedicationStatement"
+                and names_another_patient(resource.get("subject"), nin))):
+            raise UpstreamInvalidError(source, f"Source {source!r} sent a medication document "
+                                               "about another patient.")
 
 
 def read_bundle(

@@ -32,7 +32,7 @@ from connectors import (
     UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
-from connectors.fhir import bundle_entries, now, request_json
+from connectors.fhir import bundle_entries, names_another_patient, now, request_json
 from connectors.proevesvar.mapping import SOURCE, map_search
 
 logger = logging.getLogger(__name__)
@@ -78,6 +78,15 @@ class ProevesvarConnector:
         if Category.LAB_RESULTS not in request.categories:
             return SourceResult.empty(self.name)
         entries, shortfall, total = await self._collect(request)
+        for entry in entries:
+            resource = entry.get("resource")
+            if isinstance(resource, dict) and resource.get("resourceType") in (
+                    "DiagnosticReport", "Observation") and names_another_patient(
+                    resource.get("subject"), request.patient_nin):
+                logger.warning("Source %r returned a %s of another patient; its answer is "
+                               "discarded.", self.name, resource.get("resourceType"))
+                raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent records of "
+                                                      "another patient.")
         fetched_at = now()
         mapped = map_search(entries, fetched_at)
         items: dict[AnyCategory, Sequence[Any]] = {Category.LAB_RESULTS: mapped.reports}

@@ -445,3 +445,26 @@ async def test_round_trip_blocked_patient_is_blocked_even_in_an_emergency() -> N
 async def test_round_trip_garbage_fault_is_upstream_invalid() -> None:
     with pytest.raises(UpstreamInvalidError):
         await _sandbox_fetch(fetch_request(), faults={"mode": "garbage"})
+
+
+@pytest.mark.parametrize("subject", [
+    {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "14033841389"}},
+    {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": 7}},
+    {"identifier": "someone"},
+], ids=["another-number", "unreadable-value", "unreadable-identifier"])
+async def test_a_record_naming_another_patient_makes_the_answer_invalid(
+        subject: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    theirs = {**ALLERGY, "id": "cave-x", "patient": subject}
+    upstream = Upstream(searches={
+        "AllergyIntolerance": httpx.Response(200, json=bundle(ALLERGY, theirs))})
+    with pytest.raises(UpstreamInvalidError, match="another patient"):
+        await connector_for(upstream).fetch(fetch_request())
+    assert not any("14033841389" in r.getMessage() or NIN in r.getMessage()
+                   for r in caplog.records)
+
+
+async def test_a_record_naming_the_patient_with_whitespace_is_theirs() -> None:
+    mine = {**ALLERGY, "patient": {"identifier": {"value": f" {NIN} "}}}
+    upstream = Upstream(searches={"AllergyIntolerance": httpx.Response(200, json=bundle(mine))})
+    result = await connector_for(upstream).fetch(fetch_request())
+    assert [i.id for i in result.items[Category.CRITICAL_INFORMATION]] == ["cave-d1"]

@@ -228,3 +228,57 @@ async def test_round_trip_links_metformin_from_both_sources_with_a_dosage_confli
     (zopiklon,) = [m for m in linked if m.code.code == "N05CF01"]
     assert (zopiklon.in_pll, zopiklon.provenance.source) == (False, "eresept")
     assert all(m.conflicts == () for m in linked if m is not metformin)
+
+
+class Tampered(FakeSfm):
+    """The sandbox's answer with `change` applied to its medication Bundle."""
+
+    def __init__(self, change: Callable[[dict[str, Any]], None]) -> None:
+        super().__init__()
+        self.change = change
+
+    def __call__(self, req: httpx.Request) -> httpx.Response:
+        body = orjson.loads(super().__call__(req).content)
+        bundle = next(p["resource"] for p in body["parameter"] if p["name"] == "medication")
+        self.change(bundle)
+        return httpx.Response(200, json=body)
+
+
+def _resources(bundle: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind]
+
+
+def _another_patient(bundle: dict[str, Any]) -> None:
+    _resources(bundle, "Patient")[0]["identifier"] = [
+        {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "14033841389"}]
+
+
+def _statement_of_another(bundle: dict[str, Any]) -> None:
+    _resources(bundle, "MedicationStatement")[0]["subject"] = {
+        "identifier": {"value": "14033841389"}}
+
+
+@pytest.mark.parametrize("name", ["pll", "eresept"])
+@pytest.mark.parametrize("change", [_another_patient, _statement_of_another],
+                         ids=["patient", "statement-subject"])
+async def test_a_document_about_another_patient_is_invalid(
+        name: str, change: Callable[[dict[str, Any]], None]) -> None:
+    with pytest.raises(UpstreamInvalidError, match="another patient"):
+        await connector(name, Tampered(change)).fetch(request())
+
+
+def _unlisted(bundle: dict[str, Any]) -> None:
+    """The PLL section no longer lists its entries (they keep their PLL ids)."""
+    for composition in _resources(bundle, "Composition"):
+        for section in composition.get("section", []):
+            section.pop("entry", None)
+
+
+async def test_pll_entries_the_pll_section_does_not_list_are_invalid_never_empty() -> None:
+    result = await connector("pll", Tampered(_unlisted)).fetch(request())
+    assert result.items[Category.MEDICATIONS] == ()
+    assert result.status_for(Category.MEDICATIONS) is Status.INVALID
+    reason = result.reason_for(Category.MEDICATIONS)
+    assert reason is not None
+    assert reason.code == "UNREADABLE_RECORDS"
+    assert "3 medication statements" in reason.detail

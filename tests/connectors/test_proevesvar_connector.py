@@ -298,3 +298,39 @@ def test_entry_point_is_registered() -> None:
     [ep] = [e for e in importlib.metadata.entry_points(group="kilde.connectors")
             if e.name == "proevesvar"]
     assert ep.load() is create
+
+
+def _answer(body: dict[str, Any]) -> Any:
+    return lambda request: httpx.Response(200, json=body)
+
+
+@pytest.mark.parametrize("which", ["DiagnosticReport", "Observation"])
+async def test_a_report_naming_another_patient_makes_the_answer_invalid(which: str) -> None:
+    report, result = report_entry("r1", "2026-11-20T07:45:00+01:00"), crp_entry("r1")
+    entry = report if which == "DiagnosticReport" else result
+    entry["resource"]["subject"] = {"identifier": {"value": "09014412759"}}
+    with pytest.raises(UpstreamInvalidError, match="another patient"):
+        await connector(_answer(bundle([report, result], total=1))).fetch(fetch_request())
+
+
+async def test_only_unreadable_reports_are_invalid_never_empty() -> None:
+    broken = report_entry("r1", "2026-11-20T07:45:00+01:00")
+    broken["resource"]["resourceType"] = "DiagnosticReprot"
+    result = await connector(_answer(bundle([broken], total=1))).fetch(fetch_request())
+    assert result.status_for(Category.LAB_RESULTS) is Status.INVALID
+    reason = result.reason_for(Category.LAB_RESULTS)
+    assert reason is not None
+    assert reason.code == "UNREADABLE_RECORDS"
+
+
+async def test_a_total_above_the_reports_sent_is_partial() -> None:
+    entries = [report_entry("r1", "2026-11-20T07:45:00+01:00"), crp_entry("r1")]
+    result = await connector(_answer(bundle(entries, total=4))).fetch(fetch_request())
+    assert [r.id for r in lab_reports(result)] == ["r1"]
+    assert result.status_for(Category.LAB_RESULTS) is Status.PARTIAL
+
+
+async def test_an_answer_that_is_no_searchset_is_invalid() -> None:
+    body = {**bundle([]), "type": "collection"}
+    with pytest.raises(UpstreamInvalidError):
+        await connector(_answer(body)).fetch(fetch_request())
