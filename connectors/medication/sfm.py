@@ -137,6 +137,9 @@ def read_bundle(
     """The PLL and the prescription statements of an `sfm-MedicationBundle`, and how many
     statements could not be placed in each (never dropped without a count)."""
     entries = list(bundle_entries(bundle, source))
+    if bundle.get("type") != "document":
+        raise UpstreamInvalidError(source, f"Source {source!r} sent a medication Bundle that "
+                                           "is not a document.")
     resources: dict[str, dict[str, Any]] = {}
     for entry in entries:
         resource = entry["resource"]

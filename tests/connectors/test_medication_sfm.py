@@ -229,8 +229,10 @@ def test_reader_treats_missing_sections_as_no_pll(composition: dict[str, Any]) -
     {"resourceType": "Bundle", "entry": []},
     bundle(statement(medicationReference={"reference": "urn:uuid:missing"})),
     bundle(statement(medicationReference=None)),
+    {**bundle(statement()), "type": "searchset"},
+    {key: value for key, value in bundle(statement()).items() if key != "type"},
 ], ids=["not-a-bundle", "bad-entries", "entry-without-resource", "no-composition",
-        "dangling-medication", "no-medication"])
+        "dangling-medication", "no-medication", "a-searchset", "no-type"])
 def test_reader_rejects_a_wrong_shape_as_invalid(document: dict[str, Any]) -> None:
     with pytest.raises(UpstreamInvalidError) as caught:
         read_bundle(document, "pll", AT)

@@ -334,3 +334,14 @@ async def test_an_answer_that_is_no_searchset_is_invalid() -> None:
     body = {**bundle([]), "type": "collection"}
     with pytest.raises(UpstreamInvalidError):
         await connector(_answer(body)).fetch(fetch_request())
+
+
+async def test_a_source_that_ignores_include_is_partial_not_complete() -> None:
+    """The results of a report come by `_include`; a source that does not honour it sends the
+    reports alone: they are shown, and the answer says results are missing."""
+    entries = [report_entry("r1", "2026-11-20T07:45:00+01:00")]
+    result = await connector(_answer(bundle(entries, total=1))).fetch(fetch_request())
+    assert [r.id for r in lab_reports(result)] == ["r1"]
+    assert result.status_for(Category.LAB_RESULTS) is Status.PARTIAL
+    assert result.detail is not None
+    assert "missing" in result.detail
