@@ -184,3 +184,26 @@ def test_audit_lost_between_attempt_and_outcome_reports_the_write_as_unknown(
                 assert "WRITTEN" in outcomes
     finally:
         proxy.close()
+
+
+def test_the_same_key_at_once_on_two_replicas_makes_one_record(replicas: Replicas) -> None:
+    token, key = replicas.token(), uuid.uuid4().hex
+    variables = {"nin": MULTI, "input": HLR}
+    count = replicas.consents()
+    start = threading.Barrier(2)
+    answers: dict[str, dict[str, Any]] = {}
+
+    def send(name: str, url: str) -> None:
+        start.wait(timeout=10)
+        answers[name] = _post(url, token, RECORD, variables, key)
+
+    threads = [threading.Thread(target=send, args=(n, u))
+               for n, u in (("a", replicas.a.url), ("b", replicas.b.url))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    ids = {answers[n]["data"]["recordTreatmentLimitation"]["provenance"]["recordId"]
+           for n in ("a", "b")}
+    assert len(ids) == 1  # both answered with the one record
+    assert replicas.consents() == count + 1
