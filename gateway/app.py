@@ -42,6 +42,8 @@ from gateway.graphql import Endpoint, handle_graphql
 from gateway.launch import LaunchStore, handle_launch, smart_configuration
 from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
+from gateway.live import ChangeBus
+from gateway.live.relay import open_relay
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics, ResponseMetrics
 from gateway.recording import write_event
@@ -71,6 +73,7 @@ class State:
     sources: Sources | None = None  # cache, breakers, fresh-data limiter (gateway/sources.py)
     launches: LaunchStore | None = None  # patient-context handover (gateway/launch)
     cds: PatientViewService | None = None  # CDS Hooks (gateway/cds)
+    live: ChangeBus | None = None  # change events for patientUpdates (gateway/live)
 
 
 def create_app(
@@ -124,6 +127,14 @@ def create_app(
 
             async def write_audit(entry: WriteEntry) -> None:  # a write's attempt and outcome
                 await audit.write(write_event(entry))
+
+            # changes reach this replica's subscribers at once, the others' through Redis
+            live = ChangeBus(keys, open_relay(
+                settings.cache.url, keys, namespace=settings.cache.namespace,
+                op_timeout=settings.cache.op_timeout_seconds,
+                retry_seconds=settings.cache.retry_seconds))
+            await live.start()
+            stack.push_async_callback(live.aclose)
             services = Services(
                 launches=launches,
                 registry=registry,
@@ -139,6 +150,7 @@ def create_app(
                 write_audit=write_audit,
                 idempotency=IdempotencyStore(sources.store, keys) if sources.store else None,
                 evict=sources.cache.evict if sources.cache is not None else None,
+                changes=live,
             )
             # DPoP proofs seen (jti), shared by replicas through the cache's Redis
             replay = open_replay_store(
@@ -171,7 +183,7 @@ def create_app(
                 app_url=settings.launch.app_url, demo=not settings.production,
                 municipalities={t.number: t.name for t in settings.tenants})
             yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
-                                  launches, cds)}
+                                  launches, cds, live)}
 
     async def graphql(request: Request) -> Response:
         started = time.perf_counter()
@@ -196,12 +208,14 @@ def create_app(
         if state.sources is not None:  # Redis trouble is "degraded", never a 503
             body["cache"] = await state.sources.readiness()
             body["breakers"] = state.sources.health.breakers()
+        if state.live is not None:  # the change relay between replicas: degraded, never a 503
+            body["live"] = state.live.relay_status
         return JSONResponse(body, status_code=200 if audit_ok else 503)
 
     async def events(request: Request) -> Response:
         state: State = request.state.kilde
         return await handle_event(request, state.endpoint.authenticator, state.registry,
-                                  state.sources.cache if state.sources else None)
+                                  state.sources.cache if state.sources else None, state.live)
 
     async def audit_export(request: Request) -> Response:
         state: State = request.state.kilde

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from schema.write.idempotency import IdempotencyStore
     from schema.write.record import Evict, WriteAudit
 
-__all__ = ["AccessLogReader", "Context", "Denial", "FreshLimiter", "Health", "LogRead",
-           "Services"]
+__all__ = ["AccessLogReader", "ChangeFeed", "ChangePublisher", "ChangeWatcher", "Context",
+           "Denial", "FreshLimiter", "Health", "LogRead", "Services"]
 
 
 class AccessLogReader(Protocol):
@@ -60,6 +60,29 @@ class FreshLimiter(Protocol):
     async def allow(self, principal_id: str) -> bool: ...
 
 
+class ChangePublisher(Protocol):
+    """Tells live subscribers that a patient's data changed (gateway.live.ChangeBus): here and,
+    through Redis, on every replica. Never raises for Redis trouble.
+
+    >>> await ctx.services.changes.publish(nin=nin, source="municipal",  # doctest: +SKIP
+    ...     categories=("treatment_limitations",), origin="kilde")
+    """
+
+    async def publish(self, *, nin: str, source: str | None, categories: Sequence[str] = (),
+                      origin: str = "kilde", municipality: str | None = None) -> Any: ...
+
+
+class ChangeWatcher(Protocol):
+    """A patient's changes from now on (gateway.live.ChangeBus.watch): an async context
+    manager giving an async iterator of changes."""
+
+    def watch(self, nin: str) -> Any: ...
+
+
+class ChangeFeed(ChangePublisher, ChangeWatcher, Protocol):
+    """Both: what `Services.changes` is."""
+
+
 @dataclass(frozen=True)
 class Services:
     """Built once at start; read-only afterwards."""
@@ -81,6 +104,8 @@ class Services:
     write_audit: WriteAudit | None = None
     idempotency: IdempotencyStore | None = None
     evict: Evict | None = None
+    # live updates (gateway/live): writes publish a change, patientUpdates watches for them
+    changes: ChangeFeed | None = None
 
 
 @dataclass
