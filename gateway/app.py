@@ -20,8 +20,9 @@ import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
 
 from connectors.activity import SourceActivity
 from connectors.crypto import CacheKeys, ephemeral_secret
@@ -32,11 +33,12 @@ from gateway.admission import build_admission
 from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
 from gateway.audit.routes import handle_export
+from gateway.auditing import AuditAccess
 from gateway.auth import Authenticator
 from gateway.auth.dpop import ProofRules
 from gateway.auth.replay import open_replay_store
 from gateway.cds import ClientJwtVerifier, PatientViewService, discovery
-from gateway.events import handle_event
+from gateway.events import handle_event, handle_fhir_notification
 from gateway.graphiql import graphiql_routes
 from gateway.graphql import Endpoint, handle_graphql
 from gateway.launch import LaunchStore, handle_launch, smart_configuration
@@ -44,6 +46,7 @@ from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
 from gateway.live import ChangeBus
 from gateway.live.relay import open_relay
+from gateway.live.socket import Connections, serve_websocket
 from gateway.logs import RequestEdgeMiddleware
 from gateway.metrics import Metrics, ResponseMetrics
 from gateway.recording import write_event
@@ -74,6 +77,7 @@ class State:
     launches: LaunchStore | None = None  # patient-context handover (gateway/launch)
     cds: PatientViewService | None = None  # CDS Hooks (gateway/cds)
     live: ChangeBus | None = None  # change events for patientUpdates (gateway/live)
+    connections: Connections | None = None  # open WebSocket connections per client
 
 
 def create_app(
@@ -94,6 +98,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        connections = Connections()
         async with contextlib.AsyncExitStack() as stack:
             http = create_http_client(transport=transport)
             stack.push_async_callback(http.aclose)
@@ -119,7 +124,9 @@ def create_app(
                 retention(audit, retention_days=settings.audit.retention_days))
             metrics = Metrics()
             telemetry = RequestMetrics(metrics.registry, sources.health.breakers)
-            schema = build_schema(*([HideSuggestions] if settings.production else []),
+            # every execution's accesses are audited inside it, whatever the transport
+            schema = build_schema(lambda: AuditAccess(audit, metrics, telemetry),
+                                  *([HideSuggestions] if settings.production else []),
                                   parsed=UseParsedDocument, suggestions=not settings.production,
                                   categories=registry.plugin_categories)
             keys = sources.keys or CacheKeys.from_secret(ephemeral_secret())
@@ -135,6 +142,10 @@ def create_app(
                 retry_seconds=settings.cache.retry_seconds))
             await live.start()
             stack.push_async_callback(live.aclose)
+            metrics.gauge("kilde_live_watchers", "Live subscriptions watching a patient in "
+                          "this replica.", lambda: live.watchers)
+            metrics.gauge("kilde_live_connections", "Open GraphQL WebSocket connections in "
+                          "this replica.", lambda: connections.total)
             services = Services(
                 launches=launches,
                 registry=registry,
@@ -183,7 +194,7 @@ def create_app(
                 app_url=settings.launch.app_url, demo=not settings.production,
                 municipalities={t.number: t.name for t in settings.tenants})
             yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
-                                  launches, cds, live)}
+                                  launches, cds, live, connections)}
 
     async def graphql(request: Request) -> Response:
         started = time.perf_counter()
@@ -193,6 +204,11 @@ def create_app(
             endpoint.telemetry.request(getattr(request.state, "operation", "unknown"),
                                        response.status_code, time.perf_counter() - started)
         return response
+
+    async def graphql_socket(websocket: WebSocket) -> None:
+        state: State = websocket.state.kilde
+        assert state.connections is not None  # built in the lifespan above
+        await serve_websocket(websocket, state.endpoint, settings.live, state.connections)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -216,6 +232,13 @@ def create_app(
         state: State = request.state.kilde
         return await handle_event(request, state.endpoint.authenticator, state.registry,
                                   state.sources.cache if state.sources else None, state.live)
+
+    async def fhir_notification(request: Request) -> Response:
+        state: State = request.state.kilde
+        return await handle_fhir_notification(
+            request, state.endpoint.authenticator, state.registry,
+            state.sources.cache if state.sources else None, state.live,
+            request.path_params["source"])
 
     async def audit_export(request: Request) -> Response:
         state: State = request.state.kilde
@@ -247,9 +270,11 @@ def create_app(
     routes: list[BaseRoute] = [
         # every method reaches the endpoint: a 405 there is a JSON GraphQL error like the rest
         Route("/graphql", graphql, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+        WebSocketRoute("/graphql", graphql_socket),  # graphql-transport-ws (gateway/live)
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/events", events, methods=["POST"]),
+        Route("/events/fhir/{source}", fhir_notification, methods=["POST"]),
         Route("/audit/export", audit_export, methods=["GET", "POST"]),
         Route("/launch", launch, methods=["POST"]),
         Route("/cds-services", cds_discovery),

@@ -33,6 +33,7 @@ from gateway.settings import (
     HelseIdSettings,
     LaunchSettings,
     LimitsSettings,
+    LiveSettings,
     PersistedSettings,
     RateLimitSettings,
     Settings,
@@ -51,6 +52,7 @@ SECTIONS: Mapping[str, type] = {
     "AUTH": AuthSettings, "HELSEID": HelseIdSettings, "AUDIT": AuditSettings, "CACHE": CacheSettings,
     "RESILIENCE": ResilienceSettings, "LIMITS": LimitsSettings, "PERSISTED": PersistedSettings,
     "RATE_LIMIT": RateLimitSettings, "CORS": CorsSettings, "LAUNCH": LaunchSettings,
+    "LIVE": LiveSettings,
     "CDS": CdsSettings,
 }
 # Every connector takes these; any other KILDE_CONNECTORS__<NAME>__<OPTION> is one of its own

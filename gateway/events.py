@@ -37,10 +37,12 @@ from connectors.registry import Registry
 from gateway.auth import Authenticator, AuthError
 from gateway.auth.door import authenticate_request, challenge
 from gateway.live import ChangeBus
+from gateway.live.notification import QUIET_TYPES, NotificationError, changes_in, notification_type
 
 log = logging.getLogger("kilde.events")
 
 MAX_EVENT_BYTES = 4096
+MAX_NOTIFICATION_BYTES = 512 * 1024  # a full-resource notification carries the resources
 EXAMPLE = ('{"source": "municipal", "patient": "<identity number>", "categories": '
            '["treatment_limitations"]}')
 
@@ -155,3 +157,43 @@ async def handle_event(request: Request, authenticator: Authenticator, registry:
     if evicted is None:
         return _answer(202, {"source": source, "evicted": False, "cache": "disabled"})
     return _answer(202, {"source": source, "evicted": True})
+
+
+async def handle_fhir_notification(request: Request, authenticator: Authenticator,
+                                   registry: Registry, cache: Cache | None,
+                                   bus: ChangeBus | None, source: str) -> Response:
+    """`POST /events/fhir/<source>`: a FHIR store's subscription notification (R4 backport,
+    gateway/live/notification.py). 200 for a handshake or heartbeat, 202 when its changes are
+    applied, 400 malformed, 422 when a change names no patient, 503 as for /events."""
+    refused = await authenticate_event_sender(request, authenticator)
+    if refused is not None:
+        return refused
+    entry = registry.get(source)
+    if entry is None:
+        return _error(404, "BAD_USER_INPUT", f"Unknown source {source[:40]!r}; one of "
+                      f"{list(registry.names)}.")
+    body = await request.body()
+    try:
+        if len(body) > MAX_NOTIFICATION_BYTES:
+            raise NotificationError(f"A notification is at most {MAX_NOTIFICATION_BYTES} "
+                                    "bytes.")
+        try:
+            bundle = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise NotificationError("A notification must be a FHIR JSON Bundle.") from None
+        kind = notification_type(bundle)
+        if kind in QUIET_TYPES:
+            return _answer(200, {"type": kind, "changes": 0})
+        changes = changes_in(bundle, source, entry.settings.stores)
+    except NotificationError as exc:
+        return _error(exc.status, "BAD_USER_INPUT", str(exc))
+    try:
+        for change in changes:
+            await apply_change(cache, bus, source=source, nin=change.nin,
+                               categories=change.categories, municipality=change.municipality,
+                               origin="fhir-subscription", changed_at=change.changed_at)
+    except CacheUnavailableError:
+        log.warning("notification for source %s not applied: cache store unavailable", source)
+        return _error(503, "CACHE_UNAVAILABLE", "The cache could not record the change; "
+                      "send it again shortly.")
+    return _answer(202, {"type": kind, "changes": len(changes)})

@@ -3,9 +3,11 @@
 Sits at the HTTP edge in front of the schema. Order matters and is the point of this module:
 a malformed request -> 4xx before anything runs (gateway/params.py); no token -> 401; a refused
 query (rate limit, persisted queries, limits: gateway/admission.py) runs nothing; the schema's
-resolvers decide and fetch; every access is written to the audit store; if that write fails,
-patient data is withheld (AUDIT_UNAVAILABLE). `run_operation` is that last part on its own, for
-other doors (CDS Hooks) that run a fixed operation exactly as /graphql does.
+resolvers decide and fetch; every access is written to the audit store (by the audit extension
+inside the execution, gateway/auditing.py, so the WebSocket door gets it too); if that write
+fails, patient data is withheld (AUDIT_UNAVAILABLE, HTTP 503). `run_operation` is that last
+part on its own, for other doors (CDS Hooks, queries over the WebSocket) that run an operation
+exactly as /graphql does.
 
 Status codes follow GraphQL over HTTP: with `application/graphql-response+json` a request
 that fails before execution (parse, validation, variable coercion) is 400 and has no `data`
@@ -14,7 +16,6 @@ entry; with legacy `application/json` it is 200.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,13 @@ from graphql import (
 )
 from starlette.requests import Request
 from starlette.responses import Response
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types.graphql import OperationType
 
 from connectors.credentials import NO_CREDENTIALS, Credentials, TokenProvider
 from gateway.admission import Admission, Admitted, RefusedError
-from gateway.audit import AuditSink, AuditUnavailableError
+from gateway.audit import AuditSink
+from gateway.auditing import WITHHELD
 from gateway.auth import Authenticator, AuthError
 from gateway.auth.door import authenticate_request, challenge
 from gateway.graphiql import page as graphiql_page
@@ -53,6 +57,9 @@ log = logging.getLogger("kilde.graphql")
 MAX_BODY_BYTES = 256 * 1024
 JSON = "application/json"
 GRAPHQL_JSON = "application/graphql-response+json"
+ONE_RESULT = (OperationType.QUERY, OperationType.MUTATION)  # a subscription streams: WebSocket
+SUBSCRIPTION_OVER_HTTP = ("Subscriptions are served over WebSocket (graphql-transport-ws) at "
+                          "/graphql, not over HTTP; see docs/app-builders.md.")
 
 
 @dataclass(frozen=True)
@@ -182,25 +189,23 @@ async def run_operation(endpoint: Endpoint, principal: Principal, query: str,
                   fresh=fresh, credentials=credentials, idempotency_key=idempotency_key)
     ctx.document = document  # parsed once, in admission; the schema reuses it
     try:
+        # the audit extension inside (gateway/auditing.py) writes what it delivered
         result: ExecutionResult = await endpoint.schema.execute(
-            query, variable_values=variables, context_value=ctx, operation_name=operation_name)
+            query, variable_values=variables, context_value=ctx, operation_name=operation_name,
+            allowed_operation_types=ONE_RESULT)
+    except InvalidOperationTypeError:
+        return Outcome({"errors": [{"message": SUBSCRIPTION_OVER_HTTP, "extensions": {
+            "code": "BAD_USER_INPUT"}}]}, request_error=True)
     finally:
-        ledger = ctx.finish()  # what was delivered; the fetches nobody awaited are stopped
-    if endpoint.telemetry is not None:
-        endpoint.telemetry.sources(ledger)
-    try:
-        events = events_for(ledger)
-        if events:
-            await asyncio.gather(*(endpoint.audit.write(e) for e in events))
-    except AuditUnavailableError:
-        log.error("audit write failed; withholding patient data",
-                  extra={"request_id": request_id})
-        message = ("The access could not be recorded, so no patient data is delivered; "
-                   "try again shortly.")
-        return Outcome({"errors": [{"message": message, "extensions": {
+        ledger = ctx.finish()  # the fetches nobody awaited are stopped
+    if ctx.audit_unavailable:
+        return Outcome({"errors": [{"message": WITHHELD, "extensions": {
             "code": "AUDIT_UNAVAILABLE"}}], "data": None}, audit_unavailable=True)
-    if endpoint.metrics is not None:
-        endpoint.metrics.record(events)  # only what the audit trail holds is counted
+    if not ctx.audited and events_for(ledger):  # a schema without the extension: fail closed
+        log.error("the schema has no audit extension; withholding patient data",
+                  extra={"request_id": request_id})
+        return Outcome({"errors": [{"message": WITHHELD, "extensions": {
+            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, audit_unavailable=True)
     payload: dict[str, Any] = {}
     errors = [format_error(e) for e in result.errors or []] + ctx.errors
     if errors:

@@ -24,12 +24,13 @@ True
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
@@ -109,6 +110,10 @@ class Metrics:
                     continue
                 self.deliveries.labels(d.source, d.category, municipality).inc()
                 self.items.labels(d.source, d.category, municipality).inc(d.count)
+
+    def gauge(self, name: str, documentation: str, value: Callable[[], float]) -> None:
+        """A gauge read from `value()` at each scrape (no labels)."""
+        Gauge(name, documentation, registry=self.registry).set_function(value)
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The registry in the format `accept` (an Accept header) asks for, and its content

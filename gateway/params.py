@@ -78,7 +78,7 @@ async def read_params(request: Request, max_body: int) -> GraphQLParams:
     if not isinstance(data, dict):
         raise RequestError("The request body must be one JSON object (batching is not "
                            "supported).")
-    return _checked(data)
+    return check_params(data)
 
 
 def _from_query_string(request: Request) -> GraphQLParams:
@@ -96,10 +96,12 @@ def _from_query_string(request: Request) -> GraphQLParams:
                 data[key] = orjson.loads(data[key]) if data[key] else None
             except orjson.JSONDecodeError:
                 raise RequestError(f"The {key!r} parameter is not valid JSON.") from None
-    return _checked(data)
+    return check_params(data)
 
 
-def _checked(data: dict[str, Any]) -> GraphQLParams:
+def check_params(data: dict[str, Any]) -> GraphQLParams:
+    """The four parameters of a JSON object (a POST body, a WebSocket subscribe payload),
+    each checked for its type; RequestError naming the first that is wrong."""
     for key, kind, word in (("query", str, "a string"), ("operationName", str, "a string"),
                             ("variables", dict, "a JSON object"),
                             ("extensions", dict, "a JSON object")):

@@ -11,6 +11,8 @@ only then lets the data leave (docs/architecture.md, principle 5). What is recor
   professional (reported by any source) and so nothing was delivered, DENIED with
   PATIENT_BLOCKED_REQUESTER;
 - every denied `patient(nin)` and every denied `accessLog(nin)`: DENIED, with the reason code;
+- every live update sent (`patientUpdates`): DELIVERED with the decision's reason, one delivery
+  per category said to have changed, status CHANGED, count 0;
 - a privacy officer's `accessLog(nin)` read: DELIVERED, reason PRIVACY_OFFICER, no deliveries.
   Who read a patient's access log is itself something the patient may ask about, so it shows
   up in their `myAccessLog`. A citizen reading their own log (`myAccessLog`) is *not*
@@ -35,10 +37,11 @@ from datetime import UTC, datetime
 
 from gateway.audit import AuditEvent, Delivery
 from policies.model import Decision, Principal
-from schema.pipeline.ledger import Ledger, PatientLedger
+from schema.pipeline.ledger import Ledger, Notice, PatientLedger
 from schema.write.record import WriteEntry
 
 DENIED_STATUS = "DENIED"
+CHANGED_STATUS = "CHANGED"  # a live update said this category changed (no items sent)
 
 
 def _base(principal: Principal, request_id: str, nin: str) -> dict[str, object]:
@@ -109,13 +112,27 @@ def patient_event(principal: Principal, request_id: str, patient: PatientLedger)
     )
 
 
+def notice_event(principal: Principal, request_id: str, notice: Notice) -> AuditEvent:
+    """A live update sent (`patientUpdates`): DELIVERED, one delivery per category said to
+    have changed, status CHANGED and no items (the update carries none; the re-query that
+    follows is audited as itself)."""
+    return AuditEvent(
+        **_base(principal, request_id, notice.nin),  # type: ignore[arg-type]
+        outcome="DELIVERED", reason=notice.reason, emergency=False, emergency_reason=None,
+        deliveries=tuple(Delivery(category=c.value, source=notice.source or "*",
+                                  status=CHANGED_STATUS, count=0)
+                         for c in notice.categories))
+
+
 def events_for(ledger: Ledger) -> list[AuditEvent]:
-    """Every audit event this request owes: denials, then patient accesses, then log reads."""
+    """Every audit event this request owes: denials, then patient accesses, then log reads,
+    then live updates sent."""
     principal, request_id = ledger.principal, ledger.request_id
     events = [denial_event(principal, request_id, d.nin, d.decision) for d in ledger.denials]
     events.extend(patient_event(principal, request_id, p) for p in ledger.patients)
     events.extend(log_read_event(principal, request_id, r.nin, r.decision)
                   for r in ledger.log_reads)
+    events.extend(notice_event(principal, request_id, n) for n in ledger.notices)
     return events
 
 

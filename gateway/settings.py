@@ -153,6 +153,18 @@ class RateLimitSettings:
 
 @redacted_repr
 @dataclass(frozen=True)
+class LiveSettings:
+    """GraphQL over WebSocket (graphql-transport-ws, gateway/live/socket.py); 0 switches a
+    limit off."""
+
+    init_timeout_seconds: float = 10.0  # connection_init must arrive within this (else 4408)
+    max_connections_per_client: int = 20  # open connections per HelseID client, per replica
+    max_operations: int = 10  # operations running at once on one connection
+    max_message_bytes: int = 65536
+
+
+@redacted_repr
+@dataclass(frozen=True)
 class LaunchSettings:
     """Patient-context handover (gateway/launch): `POST /launch`, SMART-style."""
 
@@ -216,6 +228,7 @@ class Settings:
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     cors: CorsSettings = field(default_factory=CorsSettings)
     launch: LaunchSettings = field(default_factory=LaunchSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     cds: CdsSettings = field(default_factory=CdsSettings)
     resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
     otlp_endpoint: str = ""  # OpenTelemetry traces go here when set (the `otel` extra)

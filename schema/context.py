@@ -9,6 +9,7 @@ read), the one thing the gateway reads back to audit and count before the respon
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from connectors.credentials import NO_CREDENTIALS, Credentials
 from connectors.registry import Registry
 from connectors.writing import Writer
 from policies.model import Principal, Rules
-from schema.pipeline.ledger import Denial, Ledger, LogRead
+from schema.pipeline.ledger import Denial, Ledger, LogRead, Notice
 from schema.shape.terminology import Terminology, load_terminology
 
 if TYPE_CHECKING:
@@ -125,6 +126,12 @@ class Context:
     # the caller's token towards upstreams (FetchRequest.credentials); its repr shows no token
     credentials: Credentials = NO_CREDENTIALS
     idempotency_key: str | None = None  # the request's Idempotency-Key header (mutations)
+    notices: list[Notice] = field(default_factory=list)  # live updates sent (patientUpdates)
+    watching: asyncio.Event = field(default_factory=asyncio.Event)  # a subscription started
+    # set by the audit extension (gateway/auditing.py): it wrote this execution's events, or
+    # the audit store failed and the data was withheld
+    audited: bool = False
+    audit_unavailable: bool = False
 
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""
@@ -140,4 +147,14 @@ class Context:
             patients=tuple(patient.ledger() for patient in self.patients),
             denials=tuple(self.denials),
             log_reads=tuple(self.log_reads),
+            notices=tuple(self.notices),
         )
+
+    def drain(self) -> Ledger:
+        """A subscription's account since the last drain: the updates it sent and the lookups
+        it was denied (each update is audited before it leaves)."""
+        ledger = Ledger(principal=self.principal, request_id=self.request_id,
+                        denials=tuple(self.denials), notices=tuple(self.notices))
+        self.denials.clear()
+        self.notices.clear()
+        return ledger

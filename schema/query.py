@@ -34,6 +34,7 @@ from schema.patient import Patient
 from schema.pipeline.plan import requested_categories
 from schema.pipeline.request import PatientRequest
 from schema.plugins import extend_category_enum, plugin_query
+from schema.subscription import Subscription
 from schema.validation import Validate, Validator
 
 log = logging.getLogger("kilde.schema")
@@ -346,9 +347,9 @@ def build_schema(
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
     # The caches live at module level, keyed by maxsize: the factories are cheap per request.
     validator = Validator(maxsize=256, suggestions=suggestions)
-    schema = KildeSchema(query=query, mutation=Mutation, extensions=[parsed or (lambda: ParserCache(maxsize=256)),
-                                                  lambda: Validate(validator),
-                                                  ValidateInputs, *extensions])
+    schema = KildeSchema(query=query, mutation=Mutation, subscription=Subscription,
+                         extensions=[parsed or (lambda: ParserCache(maxsize=256)),
+                                     lambda: Validate(validator), ValidateInputs, *extensions])
     if categories:
         extend_category_enum(schema, categories)
     return schema

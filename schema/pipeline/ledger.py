@@ -98,14 +98,28 @@ class LogRead:
 
 
 @dataclass(frozen=True)
+class Notice:
+    """A live update sent to a subscriber (`patientUpdates`): this patient's `categories` at
+    `source` (None: every source, a resync) changed. Nothing of the data itself was sent, but
+    that a caller was told is an access the audit trail records."""
+
+    nin: str
+    reason: str
+    source: str | None
+    categories: tuple[AnyCategory, ...]
+
+
+@dataclass(frozen=True)
 class Ledger:
-    """Everything one request owes the audit trail and the metrics."""
+    """Everything one request (or one subscription update) owes the audit trail and the
+    metrics."""
 
     principal: Principal
     request_id: str
     patients: tuple[PatientLedger, ...] = ()
     denials: tuple[Denial, ...] = ()
     log_reads: tuple[LogRead, ...] = ()
+    notices: tuple[Notice, ...] = ()
 
 
 def completeness(ledger: Ledger, now: datetime | None = None) -> dict[str, Any] | None:

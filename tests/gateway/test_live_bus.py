@@ -19,7 +19,7 @@ from tests.conftest import _need
 from tests.gateway.inprocess import LEGEVAKT_PATIENT
 from tests.proxy import TcpProxy
 
-OTHER = "01017012366"
+OTHER = "01017012181"
 KEYS = CacheKeys.from_secret("live-bus-test-secret-0123456789")
 HUNG = 20.0  # only a hung test waits this long
 
