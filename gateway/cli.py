@@ -199,7 +199,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_banner(settings)
     from gateway.demo import demo_routes
 
-    sandbox = create_sandbox()
+    # the sandbox's event store tells this Kilde when the sandbox's data changes
+    base = _demo_base(host, port)
+    sandbox = create_sandbox({**os.environ, "KILDE_SANDBOX__EVENTS_URL": os.environ.get(
+        "KILDE_SANDBOX__EVENTS_URL") or f"{base}/events"})
     if fakes:
         sandbox = Starlette(routes=[*(Mount(f"/{n}", app=f) for n, f in fakes.items()),
                                     Mount("", app=sandbox)])

@@ -152,6 +152,13 @@ MEANINGS: Mapping[str, str] = {
                                             "configuration (empty: the issuer's).",
     "KILDE_LAUNCH__TOKEN_ENDPOINT": "HelseID's token endpoint in the SMART configuration "
                                     "(empty: the issuer's).",
+    "KILDE_LIVE__INIT_TIMEOUT_SECONDS": "A WebSocket's `connection_init` must arrive within "
+                                        "this, else close 4408 ([§6](docs/app-builders.md)).",
+    "KILDE_LIVE__MAX_CONNECTIONS_PER_CLIENT": "Open GraphQL WebSocket connections per HelseID "
+                                              "client and replica, then close 1013; 0: no "
+                                              "limit.",
+    "KILDE_LIVE__MAX_OPERATIONS": "Operations running at once on one WebSocket connection.",
+    "KILDE_LIVE__MAX_MESSAGE_BYTES": "A longer WebSocket message closes the connection (4400).",
     "KILDE_CDS__CLIENTS": "The EPJs whose signed CDS client JWT is required, "
                           "`ISS=JWKS URL,…`; empty: the user's token alone.",
     "KILDE_CONNECTORS__<NAME>__BASE_URL": "Base URL of a source (`KJERNEJOURNAL`, `PLL`, "
@@ -190,6 +197,8 @@ MEANINGS: Mapping[str, str] = {
                                       "own `/helseid`).",
     "KILDE_SANDBOX__HELSEID__TOKEN_LIFETIME": "Lifetime of the simulator's tokens, in seconds.",
     "KILDE_SANDBOX__HELSEID__CLIENTS": "A JSON file of further clients the simulator knows.",
+    "KILDE_SANDBOX__EVENTS_URL": "Kilde's `POST /events`: the sandbox's event store posts its "
+                                 "data changes there (`kilde demo` sets its own; empty: none).",
 }
 
 
@@ -209,6 +218,7 @@ SANDBOX: Mapping[str, tuple[str, str]] = {
     "KILDE_SANDBOX__HELSEID__ISSUER": ("str", ""),
     "KILDE_SANDBOX__HELSEID__TOKEN_LIFETIME": ("int", "300"),
     "KILDE_SANDBOX__HELSEID__CLIENTS": ("str", ""),
+    "KILDE_SANDBOX__EVENTS_URL": ("str", ""),
 }
 
 CONNECTOR_ORDER = ("BASE_URL", "STORES", "TIMEOUT", "ENABLED", "MUNICIPALITIES", "AUDIENCE",

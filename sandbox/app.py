@@ -22,6 +22,9 @@
     /_sandbox/written                GET the records posted to the municipal stores, counted
                                      per store and type ({"0301": {"Consent": 1}})
 
+With `KILDE_SANDBOX__EVENTS_URL` (Kilde's `POST /events`; `kilde demo` sets its own), the
+municipal event store (sandbox.events) tells Kilde whenever the sandbox's data changes.
+
 Every fake sits behind `sandbox.guard.TokenGuard`: a call needs a DPoP-bound token from the
 simulator for that fake's own resource (`sandbox.helseid.RESOURCES`), else 401.
 `KILDE_SANDBOX__REQUIRE_TOKENS=false` switches the guards off (a vendor's first steps).
@@ -39,10 +42,10 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sandbox import helseid as simulator
 from sandbox import (
+    events,
     kjernejournal,
     medication,
     municipal,
@@ -51,9 +54,11 @@ from sandbox import (
     scenarios,
     world,
 )
+from sandbox import helseid as simulator
 from sandbox.faults import FaultMiddleware, fault_from_env
 from sandbox.guard import TokenGuard
 from sandbox.helseid import app as simulator_app
+from sandbox.helseid.issuer import sandbox_root
 from sandbox.world import MUNICIPALITIES
 
 SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten")
@@ -158,9 +163,26 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     if folder:  # a vendor's own scenario patients, validated now: a bad file stops the start
         key, added = scenarios.load_folder(folder)
         middleware.append(Middleware(scenarios.ScenarioScope, key=key, added=added))
+    url = events.events_url_from_env(env)
+    sender = events.EventSender(url, helseid) if url else None
+    if sender is not None:  # the event store's token names this sandbox's issuer
+        middleware.append(Middleware(_RootScope))
     app = Starlette(routes=routes, middleware=middleware)
     app.state.helseid = helseid
+    app.state.events = sender  # None: KILDE_SANDBOX__EVENTS_URL is not set
     return app
+
+
+class _RootScope:
+    """Notes the sandbox root of each request, for the event store's token (sandbox.events)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            events.current_root.set(sandbox_root(scope))
+        await self.app(scope, receive, send)
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:

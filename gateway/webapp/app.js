@@ -2,6 +2,7 @@
 // The token lives in memory only, bound to this page's DPoP key (dpop.js); no identity number
 // ever goes into a URL.
 import { createDpopKey, dpopFetcher } from "./dpop.js";
+import { watchPatient } from "./live.js";
 import {
   PURPOSES, SOURCE_NAMES, date, formatNin, h, renderAccessLog, renderAlerts, renderConditions,
   renderLabs, renderMedications, renderServices, renderSourceBar, summaryLine,
@@ -49,7 +50,8 @@ const LAUNCH_QUERY = `query Launch($launch: String!) { launchContext(launch: $la
 
 const $ = (id) => document.getElementById(id);
 const state = { personas: [], patients: [], municipalities: {}, token: null, current: null,
-  launch: null, key: null, dpopFetch: null, me: null, pending: null };
+  launch: null, key: null, dpopFetch: null, me: null, pending: null, stopLive: null,
+  updates: 0, reason: null, refreshing: null };
 
 class AppError extends Error {}
 
@@ -185,6 +187,54 @@ async function openPatient(reason = null) {
   if (!result.data?.patient) throw new AppError(denial(result.errors));
   state.me = result.data.me;
   showPatient(result, reason);
+  state.reason = reason;
+}
+
+const CATEGORY_NAMES = { TREATMENT_LIMITATIONS: "behandlingsavklaringer",
+  CRITICAL_INFORMATION: "kritisk informasjon", MEDICATIONS: "legemidler",
+  LAB_RESULTS: "prøvesvar", MUNICIPAL_SERVICES: "kommunale tjenester",
+  CONDITIONS: "diagnoser", DOCUMENTS: "dokumenter" };
+
+/** Credentials for a new live connection: a fresh token for the open patient, and a DPoP
+ * proof of the WebSocket handshake (GET on the /graphql URL) when the page has a key. */
+function liveCredentials(personaKey, nin) {
+  return async (url) => {
+    state.token = await mintToken(personaKey, nin);
+    if (!state.key) return { authorization: `Bearer ${state.token}` };
+    return { authorization: `DPoP ${state.token}`,
+      dpop: await state.key.proof("GET", url, state.token) };
+  };
+}
+
+/** Another session changed this patient's data: ask again, then say what changed. */
+async function onUpdate(nin, update) {
+  if ($("patient").value !== nin || $("screen").dataset.view !== "patient") return;
+  if (state.refreshing) return; // one re-query at a time; it shows the latest anyway
+  state.refreshing = (async () => {
+    try {
+      await openPatient(state.reason);
+      state.updates += 1;
+      $("screen").dataset.updates = String(state.updates);
+      const what = (update.categories || []).map((c) => CATEGORY_NAMES[c] || c).join(", ");
+      const from = update.source ? SOURCE_NAMES[update.source] || update.source : null;
+      const time = new Date().toLocaleTimeString("nb-NO", { hour: "2-digit", minute: "2-digit" });
+      say(update.origin === "RECONNECTED" || update.origin === "RESYNC"
+        ? `Oppdatert ${time} etter brudd i direkteoppdateringen.`
+        : `Oppdatert ${time}: ny informasjon${what ? ` (${what})` : ""}${from ? ` fra ${from}` : ""}.`);
+    } catch (err) {
+      say(err instanceof AppError ? err.message : "Oppdateringen feilet; åpne pasienten på nytt.");
+    } finally {
+      state.refreshing = null;
+    }
+  })();
+}
+
+function watch(personaKey, nin) {
+  state.stopLive?.();
+  state.updates = 0;
+  state.stopLive = watchPatient(nin, liveCredentials(personaKey, nin),
+    (update) => onUpdate(nin, update),
+    (live) => { $("screen").dataset.live = live; });
 }
 
 async function openLog(kind) {
@@ -259,8 +309,12 @@ async function open(event) {
     const bound = p.kind === "privacy_officer" ? null : $("patient").value;
     state.token = await mintToken(p.key, bound);
     say("Spør Kilde …", true);
-    if (p.kind === "clinician") await openPatient();
-    else await openLog(p.kind);
+    state.stopLive?.();
+    state.stopLive = null;
+    if (p.kind === "clinician") {
+      await openPatient();
+      watch(p.key, $("patient").value); // the screen follows changes made elsewhere
+    } else await openLog(p.kind);
   });
 }
 

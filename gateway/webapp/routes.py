@@ -6,7 +6,7 @@ with a strict Content-Security-Policy. The demo serves them (gateway/demo/routes
 the `/_demo/personas` and `/_demo/token` routes that stand in for HelseID.
 
 >>> sorted(ASSETS)
-['app.css', 'app.js', 'dpop.js', 'index.html', 'render.js']
+['app.css', 'app.js', 'dpop.js', 'index.html', 'live.js', 'render.js']
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ ASSETS = {
     "app.js": "text/javascript; charset=utf-8",
     "render.js": "text/javascript; charset=utf-8",
     "dpop.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
 }
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "

@@ -5,6 +5,7 @@ audited, closed when the token expires, and the protocol's close codes for every
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sqlite3
@@ -16,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from gateway.app import create_app
 from gateway.demo import mint_event_token, mint_token
@@ -55,11 +57,14 @@ class Server:
                                   headers={"authorization": f"Bearer {token}"})
         assert r.status_code == 202, r.text
 
-    async def watchers(self) -> int:
+    async def metric(self, name: str) -> int:
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"{self.url}/metrics")).text
-        match = re.search(r"^kilde_live_watchers (\S+)$", text, re.M)
+        match = re.search(rf"^{name} (\S+)$", text, re.M)
         return int(float(match.group(1))) if match else 0
+
+    async def watchers(self) -> int:
+        return await self.metric("kilde_live_watchers")
 
     async def until_watching(self, count: int = 1) -> None:
         deadline = time.monotonic() + HUNG
@@ -200,10 +205,16 @@ async def test_a_subscription_over_http_is_refused_with_a_clear_error(server: Se
 
 async def test_a_subscription_outliving_its_token_is_closed(server: Server) -> None:
     async with socket(f"{server.url}/graphql") as live:
-        # a token that expires in 2 seconds (the leeway lets it in, the door closes at exp)
-        await live.init(server.init(now=time.time() - 3598))
-        await live.subscribe("1", UPDATES, {"nin": LEGEVAKT_PATIENT})
+        # a token that expires in 4 seconds; the door closes at its exp
+        assert (await live.init(server.init(now=time.time() - 3596)))["type"] == \
+            "connection_ack"
+        with contextlib.suppress(ConnectionClosed):  # a busy machine may reach exp first
+            await live.subscribe("1", UPDATES, {"nin": LEGEVAKT_PATIENT})
         assert await live.closed() == (4403, "Token expired")
+    deadline = time.monotonic() + HUNG
+    while await server.watchers() > 0:  # and the subscription ended with it
+        assert time.monotonic() < deadline, "the subscription outlived the connection"
+        await asyncio.sleep(0.02)
 
 
 async def test_an_invalid_identity_number_is_a_bad_user_input(server: Server) -> None:
@@ -304,7 +315,11 @@ async def test_connections_per_client_are_limited(server: Server) -> None:
             assert (await live.init(server.init()))["type"] == "connection_ack"
         await d.send({"type": "connection_init", "payload": server.init()})
         assert (await d.closed())[0] == 1013
-    # closed ones are given back
+    # closed ones are given back (the server notices the closes on its own time)
+    deadline = time.monotonic() + HUNG
+    while await server.metric("kilde_live_connections") > 0:
+        assert time.monotonic() < deadline, "connections were never given back"
+        await asyncio.sleep(0.02)
     async with socket(f"{server.url}/graphql") as e:
         assert (await e.init(server.init()))["type"] == "connection_ack"
 
@@ -314,3 +329,24 @@ def test_the_live_settings_are_read_from_the_environment() -> None:
                                   "KILDE_LIVE__INIT_TIMEOUT_SECONDS": "2.5"})
     assert (settings.live.max_operations, settings.live.init_timeout_seconds) == (3, 2.5)
     assert replace(settings.live, max_connections_per_client=0).max_connections_per_client == 0
+
+
+async def test_an_attest_that_grows_too_old_ends_the_subscription_at_the_next_change(
+        server: Server) -> None:
+    async with socket(f"{server.url}/graphql") as live:
+        # the attest (ATT-58: valid 60 minutes after its toa) is 2 seconds from too old
+        await live.init(server.init(attest_age=3598))
+        await live.subscribe("1", UPDATES, {"nin": LEGEVAKT_PATIENT})
+        await server.until_watching()
+        deadline = time.monotonic() + HUNG
+        while True:  # each change is decided again: updates until the attest is too old
+            await server.event(source="pll")
+            message = await live.recv()
+            if "errors" in message.get("payload", {}):
+                break
+            assert message["payload"]["data"]["patientUpdates"]["source"] == "pll"
+            assert time.monotonic() < deadline, "the attest never grew old"
+        assert message["type"] == "next"
+        assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert (await live.recv()) == {"type": "complete", "id": "1"}
+    assert [r[1] for r in server.audit_rows() if r[0] == "DENIED"] == ["ATTEST_EXPIRED"]

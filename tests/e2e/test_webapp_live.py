@@ -1,0 +1,117 @@
+"""The legevakt screen follows the open patient live: Chromium, the demo stack with DPoP
+required, the app's own graphql-transport-ws client (gateway/webapp/live.js).
+
+The page subscribes to `patientUpdates` for the patient it shows, over a WebSocket whose
+connection_init carries a DPoP-bound token and a proof of the handshake (the gateway refuses
+anything else in this mode, so a live screen is itself the proof that the app's WebSocket DPoP
+is right). When the municipal event store says the patient's treatment limitations changed,
+the screen asks Kilde again, without a reload, and says what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connectors.credentials import dpop_proof, generate_key
+from gateway.demo import mint_event_token
+from sandbox.app import create_app as create_sandbox
+from sandbox.world import by_tag
+from tests.e2e.test_webapp import browser  # noqa: F401 - the shared fixture
+from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
+
+pytestmark = pytest.mark.slow
+
+PATIENT = by_tag("multi-service")
+EVENT_KEY = generate_key()  # the event store's DPoP key
+
+
+class Demo:
+    def __init__(self, url: str, settings: Any, audit: Path) -> None:
+        self.url, self.settings, self.audit = url, settings, audit
+
+    def event(self, **event: Any) -> None:
+        """The municipal event store posts a change (DPoP-bound, as this stack requires)."""
+        token = mint_event_token(issuer=self.settings.auth.issuer,
+                                 audience=self.settings.auth.audience, jkt=EVENT_KEY.thumbprint)
+        url = f"{self.url}/events"
+        r = httpx.post(url, json={"patient": PATIENT.nin, **event}, headers={
+            "authorization": f"DPoP {token}",
+            "dpop": dpop_proof(EVENT_KEY, "POST", url, access_token=token)})
+        assert r.status_code == 202, r.text
+
+    def until_watching(self, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while True:
+            text = httpx.get(f"{self.url}/metrics").text
+            match = re.search(r"^kilde_live_watchers (\S+)$", text, re.M)
+            if match and float(match.group(1)) >= count:
+                return
+            assert time.monotonic() < deadline, "the page never subscribed"
+            time.sleep(0.05)
+
+    def patient_reads(self) -> int:
+        with sqlite3.connect(self.audit) as db:
+            bodies = [json.loads(r[0]) for r in db.execute("SELECT body FROM audit_events")]
+        return sum(1 for b in bodies if b["patient_nin"] == PATIENT.nin and any(
+            d["status"] != "CHANGED" for d in b.get("deliveries", ())))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    audit = tmp_path_factory.mktemp("webapp-live") / "audit.sqlite3"
+    sock = listening_socket()
+    url = f"http://127.0.0.1:{port_of(sock)}"
+    settings = e2e_settings(port_of(sock), url, f"sqlite:///{audit}")
+    settings = replace(settings, auth=replace(settings.auth, dpop="required"))
+    with running(demo_app(settings, sandbox=create_sandbox({})), sock):
+        yield Demo(url, settings, audit)
+
+
+@pytest.fixture
+def page(browser: Any, demo: Demo) -> Iterator[Any]:  # noqa: F811 - browser is the fixture
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
+                                  timezone_id="Europe/Oslo")
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(f"{demo.url}/app/")
+    page.wait_for_selector("body[data-ready=true]")
+    try:
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+
+
+def _open_live(page: Any, persona: str) -> None:
+    page.select_option("#persona", persona)
+    page.select_option("#patient", PATIENT.nin)
+    page.click("#open")
+    page.wait_for_selector("#screen[data-view=patient]")
+    page.wait_for_selector("#screen[data-live=live]")  # connection_ack: DPoP accepted
+
+
+def test_the_open_screen_asks_again_when_the_event_store_says_the_patient_changed(
+        page: Any, demo: Demo) -> None:
+    _open_live(page, "legevakt-lege")
+    reads = demo.patient_reads()
+    demo.until_watching(1)  # the subscription starts a moment after connection_ack
+    demo.event(source="municipal", categories=["treatment_limitations"])
+    page.wait_for_selector("#screen[data-updates='1']")
+    status = page.locator("#status").inner_text()
+    assert "Oppdatert" in status
+    assert "behandlingsavklaringer" in status
+    assert page.locator("#screen[data-view=patient]").count() == 1
+    assert demo.patient_reads() == reads + 1  # asked again, audited as any query
