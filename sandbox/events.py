@@ -33,6 +33,15 @@ BACKOFF_SECONDS = 0.2
 current_root: contextvars.ContextVar[str] = contextvars.ContextVar("sandbox_root", default="")
 
 
+# what Kilde calls the municipal store's resource types (an unknown type: every category)
+RESOURCE_CATEGORIES: Mapping[str, str] = {
+    "Consent": "treatment_limitations", "Flag": "critical_information",
+    "AllergyIntolerance": "critical_information", "EpisodeOfCare": "municipal_services",
+    "Condition": "conditions", "MedicationAdministration": "medications",
+    "DocumentReference": "documents", "Composition": "documents",
+}
+
+
 def events_url_from_env(environ: Mapping[str, str]) -> str:
     return environ.get("KILDE_SANDBOX__EVENTS_URL", "").strip()
 
@@ -60,6 +69,12 @@ class EventSender:
         task = asyncio.get_running_loop().create_task(self._send(event, issuer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def store_changed(self, number: str, nin: str, resource_type: str) -> None:
+        """A municipal store's hook (`sandbox.municipal.create_app(on_change=...)`): store
+        `number` stored a `resource_type` for patient `nin`."""
+        category = RESOURCE_CATEGORIES.get(resource_type)
+        self.changed(nin, municipality=number, categories=(category,) if category else ())
 
     async def _send(self, event: dict[str, object], issuer: str) -> None:
         token = self.helseid.persona_token("hendelseslager", issuer=issuer,

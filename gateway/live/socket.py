@@ -286,6 +286,18 @@ class Session:
         async def error(errors: list[dict[str, Any]]) -> None:
             await self.send({"type": "error", "id": op_id, "payload": errors})
 
+        try:
+            await self._run(op_id, params, error)
+        except (asyncio.CancelledError, WebSocketDisconnect):
+            raise
+        except Exception as exc:  # logged by type only: its message may hold input values
+            log.error("WebSocket operation failed: %s", type(exc).__name__)
+            await error([{"message": "Internal error.", "extensions": {
+                "code": "INTERNAL_SERVER_ERROR"}}])
+
+    async def _run(self, op_id: str, params: Any,
+                   error: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
+
         if len(self.operations) > self.limits.max_operations:
             await error([{"message": f"At most {self.limits.max_operations} operations run "
                           "at once on one connection; complete one first.",

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from connectors.credentials import dpop_proof, generate_key
 from gateway.app import create_app
 from gateway.demo import mint_event_token, mint_token
 from gateway.settings import LiveSettings, Settings
@@ -27,6 +28,7 @@ from tests.gateway.inprocess import ISSUER, LEGEVAKT_PATIENT, _Upstreams, settin
 from tests.gateway.live_client import HUNG, UPDATES, Live, socket
 from tests.servers import ServerThread
 
+EVENT_KEY = generate_key()
 OTHER_PATIENT = "01017012181"  # valid mod-11, in no attest
 
 
@@ -50,11 +52,14 @@ class Server:
         return {"authorization": f"Bearer {self.token(persona, patient, **kw)}"}
 
     async def event(self, **event: Any) -> None:
-        token = mint_event_token(issuer=ISSUER, audience=self.settings.auth.audience)
+        """The event store posts a change (DPoP-bound: every mode takes it)."""
+        token = mint_event_token(issuer=ISSUER, audience=self.settings.auth.audience,
+                                 jkt=EVENT_KEY.thumbprint)
+        url = f"{self.url}/events"
         async with httpx.AsyncClient() as client:
-            r = await client.post(f"{self.url}/events", json={"patient": LEGEVAKT_PATIENT,
-                                                               **event},
-                                  headers={"authorization": f"Bearer {token}"})
+            r = await client.post(url, json={"patient": LEGEVAKT_PATIENT, **event}, headers={
+                "authorization": f"DPoP {token}",
+                "dpop": dpop_proof(EVENT_KEY, "POST", url, access_token=token)})
         assert r.status_code == 202, r.text
 
     async def metric(self, name: str) -> int:
@@ -350,3 +355,68 @@ async def test_an_attest_that_grows_too_old_ends_the_subscription_at_the_next_ch
         assert message["payload"]["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         assert (await live.recv()) == {"type": "complete", "id": "1"}
     assert [r[1] for r in server.audit_rows() if r[0] == "DENIED"] == ["ATTEST_EXPIRED"]
+
+
+@pytest.fixture
+def dpop_server(tmp_path: Path) -> Iterator[Server]:
+    audit = tmp_path / "audit.sqlite3"
+    base = settings_for(f"sqlite:///{audit}")
+    settings = replace(base, auth=replace(base.auth, dpop="required"))
+    thread = _serve(settings)
+    yield Server(thread, settings, audit)
+    thread.stop()
+
+
+def _dpop_init(server: Server, *, method: str = "GET", url: str | None = None,
+               key: Any = None) -> dict[str, str]:
+    key = key or DPOP_KEY
+    token = server.token(jkt=DPOP_KEY.thumbprint)
+    proof = dpop_proof(key, method, url or f"{server.url}/graphql", access_token=token)
+    return {"authorization": f"DPoP {token}", "dpop": proof}
+
+
+DPOP_KEY = generate_key()
+
+
+async def test_with_dpop_required_the_handshake_proof_is_get_on_the_http_url(
+        dpop_server: Server) -> None:
+    async with socket(f"{dpop_server.url}/graphql") as live:
+        assert (await live.init(_dpop_init(dpop_server)))["type"] == "connection_ack"
+        await live.subscribe("1", UPDATES, {"nin": LEGEVAKT_PATIENT})
+        await dpop_server.until_watching()
+        await dpop_server.event(source="municipal", categories=["treatment_limitations"])
+        assert (await live.recv())["type"] == "next"
+
+
+def _bearer(server: Server) -> dict[str, str]:
+    return {"authorization": f"Bearer {server.token(jkt=DPOP_KEY.thumbprint)}"}
+
+
+WRONG_PROOFS: list[tuple[str, Any]] = [
+    ("a bearer token", _bearer),
+    ("no proof", lambda s: {"authorization": _dpop_init(s)["authorization"]}),
+    ("proof for POST", lambda s: _dpop_init(s, method="POST")),
+    ("proof naming the ws URL", lambda s: _dpop_init(
+        s, url=s.url.replace("http", "ws") + "/graphql")),
+    ("proof for another path", lambda s: _dpop_init(s, url=f"{s.url}/events")),
+    ("proof by another key", lambda s: _dpop_init(s, key=generate_key())),
+]
+
+
+@pytest.mark.parametrize(("case", "make"), WRONG_PROOFS, ids=[w[0] for w in WRONG_PROOFS])
+async def test_with_dpop_required_anything_else_closes_4403(
+        dpop_server: Server, case: str, make: Any) -> None:
+    async with socket(f"{dpop_server.url}/graphql") as live:
+        await live.send({"type": "connection_init", "payload": make(dpop_server)})
+        code, reason = await live.closed()
+    assert code == 4403
+    assert reason.startswith("Forbidden")
+
+
+async def test_a_replayed_handshake_proof_is_refused(dpop_server: Server) -> None:
+    payload = _dpop_init(dpop_server)
+    async with socket(f"{dpop_server.url}/graphql") as live:
+        assert (await live.init(payload))["type"] == "connection_ack"
+    async with socket(f"{dpop_server.url}/graphql") as again:
+        await again.send({"type": "connection_init", "payload": payload})
+        assert (await again.closed())[0] == 4403
