@@ -32,7 +32,7 @@ from graphql import (
 from starlette.requests import Request
 from starlette.responses import Response
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.types.graphql import OperationType
+from strawberry.types.graphql import OperationType as StrawberryOperation
 
 from connectors.credentials import NO_CREDENTIALS, Credentials, TokenProvider
 from gateway.admission import Admission, Admitted, RefusedError
@@ -57,7 +57,8 @@ log = logging.getLogger("kilde.graphql")
 MAX_BODY_BYTES = 256 * 1024
 JSON = "application/json"
 GRAPHQL_JSON = "application/graphql-response+json"
-ONE_RESULT = (OperationType.QUERY, OperationType.MUTATION)  # a subscription streams: WebSocket
+# a subscription streams: it is served over the WebSocket
+ONE_RESULT = (StrawberryOperation.QUERY, StrawberryOperation.MUTATION)
 SUBSCRIPTION_OVER_HTTP = ("Subscriptions are served over WebSocket (graphql-transport-ws) at "
                           "/graphql, not over HTTP; see docs/app-builders.md.")
 

@@ -64,9 +64,11 @@ from sandbox.world import MUNICIPALITIES
 SOURCES = ("municipal", "kjernejournal", "pll", "eresept", "proevesvar", "persontjenesten")
 
 
-def _fake(source: str, environ: Mapping[str, str] | None) -> ASGIApp:
-    if source == "municipal":  # records posted to it: app.state.written
-        return municipal.create_app(municipal.profile_from_env(environ))
+def _fake(source: str, environ: Mapping[str, str] | None,
+          sender: events.EventSender | None = None) -> ASGIApp:
+    if source == "municipal":  # records posted to it: app.state.written; each one an event
+        return municipal.create_app(municipal.profile_from_env(environ),
+                                    on_change=sender.store_changed if sender else None)
     if source == "kjernejournal":
         return kjernejournal.create_app()
     if source in ("pll", "eresept"):
@@ -81,7 +83,9 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     simulator is `app.state.helseid` (tests mint persona tokens with it in-process)."""
     env = os.environ if environ is None else environ
     helseid = simulator.HelseId.from_env(env)
-    fakes = {s: _fake(s, environ) for s in SOURCES}
+    url = events.events_url_from_env(env)
+    sender = events.EventSender(url, helseid) if url else None
+    fakes = {s: _fake(s, environ, sender) for s in SOURCES}
     guards = {s: FaultMiddleware(fakes[s], fault_from_env(s, environ)) for s in SOURCES}
     tokens = {s: TokenGuard(guards[s], helseid, s, simulator.RESOURCES[s][0]) for s in SOURCES}
     enforce = _flag(env, "KILDE_SANDBOX__REQUIRE_TOKENS", default=True)
@@ -163,8 +167,6 @@ def create_app(environ: Mapping[str, str] | None = None) -> Starlette:
     if folder:  # a vendor's own scenario patients, validated now: a bad file stops the start
         key, added = scenarios.load_folder(folder)
         middleware.append(Middleware(scenarios.ScenarioScope, key=key, added=added))
-    url = events.events_url_from_env(env)
-    sender = events.EventSender(url, helseid) if url else None
     if sender is not None:  # the event store's token names this sandbox's issuer
         middleware.append(Middleware(_RootScope))
     app = Starlette(routes=routes, middleware=middleware)

@@ -115,3 +115,35 @@ def test_the_open_screen_asks_again_when_the_event_store_says_the_patient_change
     assert "behandlingsavklaringer" in status
     assert page.locator("#screen[data-view=patient]").count() == 1
     assert demo.patient_reads() == reads + 1  # asked again, audited as any query
+
+
+def test_an_hlr_minus_recorded_in_one_session_appears_on_the_screen_open_in_another(
+        browser: Any, demo: Demo, page: Any) -> None:  # noqa: F811 - browser is the fixture
+    # page: the legevakt's screen, open for the patient before anything is recorded
+    _open_live(page, "legevakt-lege")
+    assert page.locator("[data-testid=hlr-minus]").count() == 0
+    demo.until_watching(1)
+    # another session (another physician's browser) records the decision with the app's button
+    other = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
+                                timezone_id="Europe/Oslo")
+    try:
+        recorder = other.new_page()
+        recorder.set_default_timeout(20_000)
+        recorder.goto(f"{demo.url}/app/")
+        recorder.wait_for_selector("body[data-ready=true]")
+        recorder.select_option("#persona", "legevakt-lege")
+        recorder.select_option("#patient", PATIENT.nin)
+        recorder.click("#open")
+        recorder.wait_for_selector("#screen[data-view=patient]")
+        recorder.click("#record-hlr")
+        recorder.fill("#hlr-reason", "Drøftet med pasient og pårørende på sykehjemmet.")
+        recorder.click("#hlr-confirm")
+        recorder.locator("[data-testid=hlr-minus]").wait_for()
+    finally:
+        other.close()
+    # the first screen shows it without a reload, first among the alerts
+    banner = page.locator("[data-testid=hlr-minus]")
+    banner.wait_for()
+    assert page.locator(".alert").first.get_attribute("data-testid") == "hlr-minus"
+    assert "Drøftet med pasient" in banner.inner_text()
+    assert "Oppdatert" in page.locator("#status").inner_text()
