@@ -4,6 +4,7 @@ is safe to repeat, decided, and audited before and after."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -413,3 +414,19 @@ def test_a_store_that_cannot_be_asked_writes_nothing_and_says_so(
     again = writes.post(RECORD, token, variables)
     assert "errors" not in again, again
     assert writes.consents() == count + 1
+
+
+def test_no_log_record_of_a_write_names_the_patient_the_person_or_the_record(
+        writes: WriteStack, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = writes.token("legevakt-lege", MULTI)
+    secret_reason = "Hemmelig begrunnelse 4711"
+    for change in ({}, {"decidedAt": "1930-01-01T10:00:00+01:00"}):  # written, then refused
+        writes.post(RECORD, token, {"nin": MULTI, "input": _input(reason=secret_reason,
+                                                                   **change)})
+    gateway = [r for r in caplog.records if r.name.startswith("kilde")]
+    assert any(r.name == "kilde.access" for r in gateway)  # the gateway's own lines are here
+    text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in gateway)  # message and extras
+    assert "/graphql" in text  # extras (the access line's path) are searched too
+    for value in (MULTI, "Ingrid Vaktmo", "Dr. Sykehjem", secret_reason, token):
+        assert value not in text
