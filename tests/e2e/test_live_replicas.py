@@ -33,7 +33,7 @@ class Replica:
         base = settings_for()
         self.settings = replace(base, cache=replace(
             base.cache, url=redis_url, key=key, namespace=namespace, retry_seconds=0.1,
-            op_timeout_seconds=0.5))
+            op_timeout_seconds=5.0))  # a cut resets at once; a slow Redis under load is not a cut
         self.thread = ServerThread(create_app(self.settings,
                                               transport=_Upstreams(create_sandbox({}))))
         self.thread.start()

@@ -74,7 +74,7 @@ async def proxy() -> AsyncIterator[TcpProxy]:
 
 
 def _bus(url: str, namespace: str) -> ChangeBus:
-    return ChangeBus(KEYS, RedisRelay(url, KEYS, namespace=namespace, op_timeout=0.5,
+    return ChangeBus(KEYS, RedisRelay(url, KEYS, namespace=namespace, op_timeout=5.0,
                                       retry_seconds=0.05))
 
 
