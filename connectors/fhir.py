@@ -272,14 +272,28 @@ def text_of(concept: Any) -> str | None:
 
 
 def security_of(resource: Mapping[str, Any]) -> tuple[Coding, ...]:
-    """The `meta.security` labels of a resource, as Codings."""
+    """The `meta.security` labels of a resource, as Codings.
+
+    A label that cannot be read (not an object, a code that is no string) raises `ValueError`:
+    read leniently it would vanish, and the record would be shown as if unlabelled (an `R`
+    item without its restriction). Connectors count such a record as unreadable."""
     meta = resource.get("meta")
-    labels = meta.get("security", []) if isinstance(meta, dict) else []
-    return tuple(
-        Coding(str(s.get("system", "")), str(s["code"]), s.get("display"))
-        for s in labels
-        if isinstance(s, dict) and s.get("code")
-    )
+    if meta is None:
+        return ()
+    labels = meta.get("security") if isinstance(meta, dict) else ()
+    if labels is None:
+        return ()
+    if not isinstance(meta, dict) or not isinstance(labels, list):
+        raise ValueError("A resource whose security labels cannot be read.")
+    codings = []
+    for label in labels:
+        code = label.get("code") if isinstance(label, dict) else None
+        if not isinstance(code, str) or not code:
+            raise ValueError("A resource with a security label that cannot be read.")
+        system, display = label.get("system", ""), label.get("display")
+        codings.append(Coding(system if isinstance(system, str) else "", code,
+                              display if isinstance(display, str) else None))
+    return tuple(codings)
 
 
 def parse_datetime(value: Any) -> datetime | None:

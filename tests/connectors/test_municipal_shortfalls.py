@@ -411,3 +411,20 @@ async def test_a_later_page_that_fails_keeps_the_pages_that_came_as_partial() ->
     result = await conn.fetch(fetch_request(categories=CONDITIONS))
     assert sorted(c.id for c in result.items[Category.CONDITIONS]) == ["c0", "c1"]
     assert result.status_for(Category.CONDITIONS) is Status.PARTIAL
+
+
+@pytest.mark.parametrize("labels", [
+    [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": 5}],
+    [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"}],
+    ["R"], "R",
+], ids=["code-a-number", "no-code", "a-string-label", "labels-a-string"])
+async def test_a_record_whose_security_label_cannot_be_read_is_never_shown_unlabelled(
+        labels: Any) -> None:
+    """Read leniently, the label would vanish and a restricted (R) record would look
+    unlabelled; it is an unreadable record instead."""
+    garbled = document("doc-r", meta={"security": labels})
+    conn, _ = stores({"0301": [MINE, garbled, document("doc-1")]}, "plain")
+    result = await conn.fetch(fetch_request(categories=frozenset({Category.DOCUMENTS})))
+    assert [d.id for d in result.items[Category.DOCUMENTS]] == ["doc-1"]
+    assert result.status_for(Category.DOCUMENTS) is Status.PARTIAL
+    assert result.reason_for(Category.DOCUMENTS).code == "UNREADABLE_RECORDS"  # type: ignore[union-attr]
