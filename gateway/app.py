@@ -40,7 +40,7 @@ from gateway.auth.replay import open_replay_store
 from gateway.cds import ClientJwtVerifier, PatientViewService, discovery
 from gateway.events import handle_event, handle_fhir_notification
 from gateway.graphiql import graphiql_routes
-from gateway.graphql import Endpoint, handle_graphql
+from gateway.graphql import Endpoint, caller_credentials, handle_graphql
 from gateway.launch import LaunchStore, handle_launch, smart_configuration
 from gateway.launch.routes import public_base
 from gateway.limits import HideSuggestions, UseParsedDocument
@@ -242,14 +242,17 @@ def create_app(
 
     async def audit_export(request: Request) -> Response:
         state: State = request.state.kilde
-        return await handle_export(request, state.endpoint.authenticate, state.audit,
-                                   state.endpoint.services.rules)
+        endpoint = state.endpoint
+        return await handle_export(
+            request, endpoint.authenticate, state.audit, endpoint.services,
+            credentials=lambda r: caller_credentials(endpoint.tokens,
+                                                     r.headers.get("authorization")))
 
     async def launch(request: Request) -> Response:
         state: State = request.state.kilde
         assert state.launches is not None  # built in the lifespan above
         return await handle_launch(request, state.endpoint.authenticate, state.launches,
-                                   settings)
+                                   settings, state.endpoint.authenticator.trust)
 
     async def cds_discovery(request: Request) -> Response:
         return discovery()
@@ -261,7 +264,8 @@ def create_app(
                                       public_base(request))
 
     async def smart_config(request: Request) -> Response:
-        return smart_configuration(request, settings)
+        state: State = request.state.kilde
+        return smart_configuration(request, settings, state.endpoint.authenticator.trust)
 
     async def metrics_text(request: Request) -> Response:
         body, media = request.state.kilde.metrics.render(request.headers.get("accept", ""))

@@ -72,23 +72,25 @@ def _base(principal: Principal, request_id: str, nin: str) -> dict[str, object]:
     }
 
 
-def denial_event(principal: Principal, request_id: str, nin: str, decision: Decision) -> AuditEvent:
+def denial_event(principal: Principal, request_id: str, nin: str, decision: Decision,
+                 home_municipality: str | None = None) -> AuditEvent:
     return AuditEvent(**_base(principal, request_id, nin), outcome="DENIED",  # type: ignore[arg-type]
                       reason=decision.reason, emergency=False, emergency_reason=None,
-                      deliveries=())
+                      deliveries=(), patient_municipality=home_municipality)
 
 
 def log_read_event(principal: Principal, request_id: str, nin: str,
-                   decision: Decision) -> AuditEvent:
+                   decision: Decision, home_municipality: str | None = None) -> AuditEvent:
     return AuditEvent(**_base(principal, request_id, nin), outcome="DELIVERED",  # type: ignore[arg-type]
-                      reason=decision.reason, deliveries=())
+                      reason=decision.reason, deliveries=(),
+                      patient_municipality=home_municipality)
 
 
 def patient_event(principal: Principal, request_id: str, patient: PatientLedger) -> AuditEvent:
     """The event for one patient access: what each source delivered per category."""
     deliveries = tuple(
         Delivery(category=d.category.value, source=d.source, status=d.status.value,
-                 count=d.count)
+                 count=d.count, municipality=d.municipality)
         for d in patient.deliveries
     )
     all_denied = bool(patient.denied) and all(
@@ -104,6 +106,7 @@ def patient_event(principal: Principal, request_id: str, patient: PatientLedger)
         reason = "EMERGENCY_OPENING" if patient.emergency else patient.reason
     return AuditEvent(
         **_base(principal, request_id, patient.nin),  # type: ignore[arg-type]
+        patient_municipality=patient.home_municipality,
         outcome=outcome,
         reason=reason,
         emergency=patient.emergency,
@@ -128,9 +131,10 @@ def events_for(ledger: Ledger) -> list[AuditEvent]:
     """Every audit event this request owes: denials, then patient accesses, then log reads,
     then live updates sent."""
     principal, request_id = ledger.principal, ledger.request_id
-    events = [denial_event(principal, request_id, d.nin, d.decision) for d in ledger.denials]
+    events = [denial_event(principal, request_id, d.nin, d.decision, d.home_municipality)
+              for d in ledger.denials]
     events.extend(patient_event(principal, request_id, p) for p in ledger.patients)
-    events.extend(log_read_event(principal, request_id, r.nin, r.decision)
+    events.extend(log_read_event(principal, request_id, r.nin, r.decision, r.home_municipality)
                   for r in ledger.log_reads)
     events.extend(notice_event(principal, request_id, n) for n in ledger.notices)
     return events

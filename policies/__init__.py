@@ -10,7 +10,7 @@ innsyn and audit queries; `decide_write` every mutation before the store is aske
 
 from __future__ import annotations
 
-from policies.access import access_basis, decide_access_log, decide_patient
+from policies.access import Oversight, access_basis, decide_access_log, decide_patient
 from policies.categories import allowed_municipalities, configured_categories, decide_category
 from policies.model import (
     Agreement,
@@ -34,6 +34,7 @@ __all__ = [
     "Agreement",
     "Decision",
     "ItemFacts",
+    "Oversight",
     "Principal",
     "PrincipalKind",
     "PrivacyFacts",

@@ -7,6 +7,7 @@ open this patient (or this access log) at all, and on which legal basis do sourc
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from policies import reasons
@@ -90,17 +91,54 @@ def access_basis(principal: Principal, emergency_reason: str | None) -> str:
     return "UNNTAK"
 
 
-def decide_access_log(principal: Principal, nin: str | None, *, rules: Rules) -> Decision:
-    """May `principal` read the access log of `nin` (None: their own)?
+@dataclass(frozen=True, slots=True)
+class Oversight:
+    """What decides whether a privacy officer's municipality oversees a patient, as the
+    gateway learnt it before the decision (policies do no IO).
 
-    The privacy officer (data controller) any patient's; the citizen only their own (innsyn).
+    `home_municipality` is the patient's home municipality (kommunenummer) from the population
+    registry, None when the registry does not know the person; `holds_own_data` is True when
+    the audit trail records, for this patient, data of the officer's municipality (an access
+    that found it to be the patient's home, or a delivery from its own store).
+    """
+
+    home_municipality: str | None
+    holds_own_data: bool
+
+
+def decide_access_log(principal: Principal, nin: str | None, *, rules: Rules,
+                      oversight: Oversight | None = None) -> Decision:
+    """May `principal` read the access log of `nin` (None: their own, or a privacy officer's
+    views across patients, which the store filters to the officer's municipality)?
+
+    The citizen only their own (innsyn). The privacy officer acts for one municipality, the
+    data controller (its number from the token's organisation claims, `Principal.municipality`):
+    a patient whose home municipality is theirs, their whole log (PRIVACY_OFFICER); a patient
+    living elsewhere of whom their municipality's store delivered data, only the entries that
+    concern their municipality (PRIVACY_OFFICER_OWN_DATA); anyone else's, never
+    (OTHER_MUNICIPALITY). Without `oversight` for a patient the answer is no.
     """
     if principal.kind is PrincipalKind.PRIVACY_OFFICER:
         if rules.privacy_officer_scope not in principal.scopes:
             return Decision.deny(
                 reasons.SCOPE_MISSING, detail="The token lacks the privacy officer scope."
             )
-        return Decision.permit(reasons.PRIVACY_OFFICER)
+        if principal.municipality is None:
+            return Decision.deny(
+                reasons.NO_MUNICIPALITY,
+                detail="Your organisation is not a municipality this Kilde serves.",
+            )
+        if nin is None:
+            return Decision.permit(reasons.PRIVACY_OFFICER)
+        if oversight is not None and oversight.home_municipality == principal.municipality:
+            return Decision.permit(reasons.PRIVACY_OFFICER)
+        if oversight is not None and oversight.holds_own_data:
+            return Decision.permit(reasons.PRIVACY_OFFICER_OWN_DATA)
+        return Decision.deny(
+            reasons.OTHER_MUNICIPALITY,
+            detail="The patient is not of your municipality: a privacy officer reads the logs "
+            "of their own municipality's patients and data only.",
+        )
     if principal.kind is PrincipalKind.CITIZEN:
         if rules.citizen_scope not in principal.scopes:
             return Decision.deny(reasons.SCOPE_MISSING, detail="The token lacks the citizen scope.")

@@ -11,6 +11,9 @@ PERMITTED = "PERMITTED"  # an ordinary permit: every rule that applies was satis
 SELF = "SELF"  # the citizen reading their own record or their own access log
 CARE_RELATIONSHIP = "CARE_RELATIONSHIP"  # a clinician with a fresh attest bound to this patient
 PRIVACY_OFFICER = "PRIVACY_OFFICER"  # the privacy officer reading an access log
+# the privacy officer reading the entries of their municipality's data only (the patient lives
+# elsewhere, but their municipality's store delivered data of them)
+PRIVACY_OFFICER_OWN_DATA = "PRIVACY_OFFICER_OWN_DATA"
 EMERGENCY_OPENING = "EMERGENCY_OPENING"  # restricted data opened under ETREAT/BTG with a reason
 
 # Who is asking
@@ -19,6 +22,8 @@ SCOPE_MISSING = "SCOPE_MISSING"
 NOT_SELF = "NOT_SELF"  # a citizen asking about somebody else
 ACCESS_LOG_ONLY = "ACCESS_LOG_ONLY"  # a privacy officer asking for clinical data
 ACCESS_LOG_NOT_PERMITTED = "ACCESS_LOG_NOT_PERMITTED"  # a clinician asking for an access log
+NO_MUNICIPALITY = "NO_MUNICIPALITY"  # a privacy officer of an organisation this Kilde does not serve
+OTHER_MUNICIPALITY = "OTHER_MUNICIPALITY"  # a privacy officer asking about another's patient
 
 # The care-relationship attest (Tillitsrammeverk, ATT-4 and ATT-58)
 PURPOSE_MISSING = "PURPOSE_MISSING"
@@ -56,12 +61,15 @@ REASON_CODES: frozenset[str] = frozenset(
         SELF,
         CARE_RELATIONSHIP,
         PRIVACY_OFFICER,
+        PRIVACY_OFFICER_OWN_DATA,
         EMERGENCY_OPENING,
         PRINCIPAL_UNKNOWN,
         SCOPE_MISSING,
         NOT_SELF,
         ACCESS_LOG_ONLY,
         ACCESS_LOG_NOT_PERMITTED,
+        NO_MUNICIPALITY,
+        OTHER_MUNICIPALITY,
         PURPOSE_MISSING,
         CARE_RELATIONSHIP_MISSING,
         ATTEST_EXPIRED,

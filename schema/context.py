@@ -39,10 +39,13 @@ class AccessLogReader(Protocol):
     async def query(
         self, *, patient_nin: str | None, start: datetime | None, end: datetime | None,
         first: int, after: str | None, actor_municipality: str | None = None,
-        emergency_only: bool = False,
+        emergency_only: bool = False, municipality: str | None = None,
     ) -> Any: ...
 
-    async def usage(self, *, start: date | None, end: date | None) -> Sequence[Any]: ...
+    async def usage(self, *, start: date | None, end: date | None,
+                    municipality: str | None = None) -> Sequence[Any]: ...
+
+    async def holds_data_of(self, *, patient_nin: str, municipality: str) -> bool: ...
 
 
 class LaunchReader(Protocol):

@@ -10,6 +10,8 @@
      ├── RateLimitedError              RATE_LIMITED
      ├── LaunchUnavailableError        UPSTREAM_UNAVAILABLE   the launch store did not answer
      │                                                        (extensions.source "launch")
+     ├── RegistryUnavailableError      UPSTREAM_UNAVAILABLE   the population registry did not
+     │                                                        answer (source "persontjenesten")
      └── PersistedQueryNotFoundError   PERSISTED_QUERY_NOT_FOUND
     connectors.errors.ConnectorError   UPSTREAM_TIMEOUT | UPSTREAM_UNAVAILABLE | UPSTREAM_INVALID
                                        | UPSTREAM_REJECTED, with extensions.source
@@ -72,6 +74,20 @@ class LaunchUnavailableError(KildeError):
 
     def __init__(self, message: str, **extensions: Any) -> None:
         super().__init__(message, source="launch", **extensions)
+
+
+class RegistryUnavailableError(KildeError):
+    """The population registry could not say where a patient lives, so whether a privacy
+    officer's municipality oversees them is unknown: nothing is shown (never an unfiltered
+    log), and the client may try again."""
+
+    code = "UPSTREAM_UNAVAILABLE"
+
+    def __init__(self, message: str = "The population registry did not answer, so the "
+                 "patient's home municipality is unknown; try again shortly.",
+                 **extensions: Any) -> None:
+        extensions.setdefault("reason", "HOME_MUNICIPALITY_UNKNOWN")
+        super().__init__(message, source="persontjenesten", **extensions)
 
 
 class PersistedQueryNotFoundError(KildeError):

@@ -22,7 +22,7 @@ from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
 from connectors.errors import ConnectorError
 from connectors.identifiers import is_valid_nin
 from connectors.model import CategorySpec
-from policies import decide_access_log, decide_patient
+from policies import decide_access_log, decide_patient, reasons
 from policies.model import EMERGENCY_PURPOSES
 from policies.model import PrincipalKind as _Kind
 from schema import types
@@ -30,6 +30,7 @@ from schema.context import Context, Denial, LogRead
 from schema.errors import BadUserInputError, ForbiddenError, KildeError, is_input_error
 from schema.inputs import ARGUMENT_LIMITS, ValidateInputs, free_text
 from schema.mutations import Mutation
+from schema.oversight import oversight_of
 from schema.patient import Patient
 from schema.pipeline.plan import requested_categories
 from schema.pipeline.request import PatientRequest
@@ -89,7 +90,8 @@ def _page_size(first: int | None) -> int:
 
 def _entry(event: Any) -> types.AccessLogEntry:
     deliveries = [types.AccessDelivery(category=d.category, source=d.source, status=d.status,
-                                       count=d.count) for d in event.deliveries]
+                                       count=d.count, municipality=d.municipality)
+                  for d in event.deliveries]
     categories = sorted({d.category for d in event.deliveries if d.count > 0})
     return types.AccessLogEntry(
         id=event.event_id,
@@ -135,13 +137,28 @@ def _instant(value: datetime | None, name: str) -> datetime | None:
 
 
 async def _read_log(ctx: Context, nin: str, start: datetime | None, end: datetime | None,
-                    first: int | None, after: str | None) -> Any:
-    """A page of the access log; a foreign or malformed `after` is the store's
-    `AuditCursorError`, a BAD_USER_INPUT."""
+                    first: int | None, after: str | None,
+                    municipality: str | None = None) -> Any:
+    """A page of the access log (with `municipality`, only the entries that concern it); a
+    foreign or malformed `after` is the store's `AuditCursorError`, a BAD_USER_INPUT."""
     size = _page_size(first)
     return await ctx.services.access_log.query(
         patient_nin=nin, start=_instant(start, "from"), end=_instant(end, "to"), first=size,
-        after=after)
+        after=after, municipality=municipality)
+
+
+def _privacy_officer(ctx: Context) -> str:
+    """The privacy officer's municipality, for the views across patients (usage, emergency
+    openings): FORBIDDEN for anyone else, or an officer of no municipality this Kilde serves."""
+    principal = ctx.principal
+    decision = decide_access_log(principal, None, rules=ctx.services.rules)
+    if principal.kind is not _Kind.PRIVACY_OFFICER or not decision.allowed:
+        reason = (decision.reason if principal.kind is _Kind.PRIVACY_OFFICER
+                  else "NOT_PRIVACY_OFFICER")
+        raise ForbiddenError(decision.detail if reason == reasons.NO_MUNICIPALITY
+                             else "Only a privacy officer may read this.", reason=reason)
+    assert principal.municipality is not None  # decide_access_log denies NO_MUNICIPALITY
+    return principal.municipality
 
 
 @strawberry.type
@@ -262,18 +279,35 @@ class Query:
     ) -> types.AccessLogConnection:
         ctx = info.context
         _check_nin(nin)
-        decision = decide_access_log(ctx.principal, nin, rules=ctx.services.rules)
+        for bound, name in ((from_, "from"), (to, "to")):  # the client's mistakes first
+            _instant(bound, name)
+        _page_size(first)
+        principal, services = ctx.principal, ctx.services
+        oversight = None
+        if (principal.kind is _Kind.PRIVACY_OFFICER and principal.municipality is not None
+                and decide_access_log(principal, None, rules=services.rules).allowed):
+            # is the patient of the officer's municipality? (registry down: an error, never
+            # an unfiltered log)
+            oversight = await oversight_of(nin, principal.municipality, services=services,
+                                           credentials=ctx.credentials,
+                                           request_id=ctx.request_id)
+        decision = decide_access_log(principal, nin, rules=services.rules, oversight=oversight)
+        home = oversight.home_municipality if oversight else None
         if not decision.allowed:
-            ctx.denials.append(Denial(nin, decision))  # an attempt on a patient's log: audited
+            # an attempt on a patient's log: audited
+            ctx.denials.append(Denial(nin, decision, home_municipality=home))
             raise ForbiddenError("You may not read this access log.", reason=decision.reason)
-        page = await _read_log(ctx, nin, from_, to, first, after)
-        if nin != ctx.principal.person_id:  # the patient reading their own log is not audited
-            ctx.log_reads.append(LogRead(nin, decision))
+        own_only = decision.reason == reasons.PRIVACY_OFFICER_OWN_DATA
+        page = await _read_log(ctx, nin, from_, to, first, after,
+                               municipality=principal.municipality if own_only else None)
+        if nin != principal.person_id:  # the patient reading their own log is not audited
+            ctx.log_reads.append(LogRead(nin, decision, home_municipality=home))
         return _connection(page)
 
-    @strawberry.field(description="Emergency openings (nødtilgang) made by people of the privacy "
-                      "officer's own municipality, across patients, newest first, for "
-                      "follow-up review. Reading them is audited for each patient shown.")
+    @strawberry.field(description="Emergency openings (nødtilgang) that concern the privacy "
+                      "officer's own municipality (its patients, its store's data, or, where "
+                      "neither is known, its own personnel), across patients, newest first, "
+                      "for follow-up review. Reading them is audited for each patient shown.")
     async def emergency_accesses(
         self,
         info: Info[Context, None],
@@ -283,26 +317,23 @@ class Query:
         after: str | None = None,
     ) -> types.AccessLogConnection:
         ctx = info.context
-        principal = ctx.principal
-        decision = decide_access_log(principal, None, rules=ctx.services.rules)
-        if principal.kind is not _Kind.PRIVACY_OFFICER or not decision.allowed:
-            raise ForbiddenError("Only a privacy officer can review emergency openings.",
-                                 reason="NOT_PRIVACY_OFFICER")
-        if principal.municipality is None:
-            raise ForbiddenError("Your organisation is not a municipality this Kilde serves.",
-                                 reason="NO_MUNICIPALITY")
+        municipality = _privacy_officer(ctx)
+        decision = decide_access_log(ctx.principal, None, rules=ctx.services.rules)
         # a foreign cursor is the store's AuditCursorError, a BAD_USER_INPUT
         page = await ctx.services.access_log.query(
             patient_nin=None, start=_instant(from_, "from"), end=_instant(to, "to"),
-            first=_page_size(first), after=after, actor_municipality=principal.municipality,
+            first=_page_size(first), after=after, municipality=municipality,
             emergency_only=True)
         # each patient whose log entries are shown: the patient may ask who read them
         for nin in dict.fromkeys(e.patient_nin for e in page.events if e.patient_nin):
             ctx.log_reads.append(LogRead(nin, decision))
         return _connection(page)
 
-    @strawberry.field(description="Deliveries per day, source, category and municipality "
-                      "(privacy officer; the trial's usage indicator, no personal data).")
+    @strawberry.field(description="Deliveries per day, source, category, asking and data "
+                      "municipality, of the privacy officer's own municipality only: its "
+                      "store's data, and national sources' data of its patients (or, where "
+                      "the patient's home is unknown, asked for by its personnel). The "
+                      "trial's usage indicator, no personal data.")
     async def usage(
         self,
         info: Info[Context, None],
@@ -310,13 +341,13 @@ class Query:
         to: date | None = None,
     ) -> list[types.UsageRow]:
         ctx = info.context
-        if ctx.principal.kind is not _Kind.PRIVACY_OFFICER:
-            raise ForbiddenError("Only a privacy officer can read usage statistics.",
-                                 reason="NOT_PRIVACY_OFFICER")
-        rows = await ctx.services.access_log.usage(start=from_, end=to)
+        municipality = _privacy_officer(ctx)
+        rows = await ctx.services.access_log.usage(start=from_, end=to,
+                                                   municipality=municipality)
         return [types.UsageRow(day=r.day, source=r.source, category=r.category,
-                               municipality=r.municipality, deliveries=r.deliveries,
-                               items=r.items) for r in rows]
+                               municipality=r.municipality,
+                               data_municipality=r.data_municipality,
+                               deliveries=r.deliveries, items=r.items) for r in rows]
 
 
 class KildeSchema(strawberry.Schema):

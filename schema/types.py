@@ -305,6 +305,9 @@ class AccessDelivery:
     source: str
     status: str
     count: int
+    municipality: str | None = strawberry.field(
+        default=None, description="The municipality whose own store delivered these items "
+        "(its data controller); null for a national source.")
 
 
 @strawberry.type(description="One access to a patient's data, as the citizen or privacy officer sees it.")
@@ -350,9 +353,13 @@ class UsageRow:
     day: date
     source: str
     category: str
-    municipality: str | None
+    municipality: str | None = strawberry.field(
+        description="The municipality of the personnel who asked.")
     deliveries: int
     items: int
+    data_municipality: str | None = strawberry.field(
+        default=None, description="The municipality whose data was delivered (its own "
+        "store); null for a national source.")
 
 
 @strawberry.type(description="A patient context an EPJ handed over with POST /launch: who the "

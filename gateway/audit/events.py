@@ -29,7 +29,7 @@ OUTCOMES = ("DELIVERED", "DENIED",
             "WRITE_ATTEMPTED", "WRITTEN", "WRITE_REJECTED", "WRITE_FAILED", "WRITE_UNKNOWN")
 # Fields added since the first stored events; omitted from the stored form while None.
 ADDED_FIELDS = frozenset({"toa", "action", "record_category", "record_store", "record_id",
-                          "attempt_id", "replayed"})
+                          "attempt_id", "replayed", "patient_municipality"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -39,13 +39,17 @@ class Delivery:
     """What one source served for one category in the audited request.
 
     `status` is the `SourceStatus.status` string ("OK", "STALE", "DENIED", ...) and `count` the
-    number of items handed to the caller (0 when nothing was delivered).
+    number of items handed to the caller (0 when nothing was delivered). `municipality` is the
+    municipality whose own store the items came from (its data controller); None for a national
+    source. Added after the first stored events: written only when set, so old rows keep
+    their bytes.
     """
 
     category: str
     source: str
     status: str
     count: int
+    municipality: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int) or self.count < 0:
@@ -73,7 +77,9 @@ class AuditEvent:
     when the data was delivered (HL7 Norway's AuditEvent requires it). A write is recorded
     twice: WRITE_ATTEMPTED before the store is called, then WRITTEN, WRITE_REJECTED (the store
     refused), WRITE_FAILED (it failed before the record was sent) or WRITE_UNKNOWN, with
-    `attempt_id` naming the attempt.
+    `attempt_id` naming the attempt. `patient_municipality` is the patient's home municipality as the population registry gave it when the access
+    was made (None: not known then); with the deliveries' store municipalities it says whose
+    privacy officer oversees the access (`concerned_municipalities`, docs/policies.md).
     """
 
     event_id: str = field(default_factory=_new_id)
@@ -111,6 +117,7 @@ class AuditEvent:
     record_id: str | None = None
     attempt_id: str | None = None
     replayed: bool | None = None
+    patient_municipality: str | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -133,12 +140,53 @@ def _to_dict(event: AuditEvent) -> dict[str, Any]:
         if f.name == "recorded_at":
             value = format_time(value)
         elif f.name == "deliveries":
-            value = [
-                {"category": d.category, "source": d.source, "status": d.status, "count": d.count}
-                for d in value
-            ]
+            value = [_delivery_dict(d) for d in value]
         data[f.name] = value
     return data
+
+
+def _delivery_dict(d: Delivery) -> dict[str, Any]:
+    out: dict[str, Any] = {"category": d.category, "source": d.source, "status": d.status,
+                           "count": d.count}
+    if d.municipality is not None:  # absent in rows written before deliveries named a store
+        out["municipality"] = d.municipality
+    return out
+
+
+def concerned_municipalities(event: AuditEvent) -> frozenset[str]:
+    """The municipalities whose privacy officer oversees `event` (the data controllers).
+
+    - the patient's home municipality, when the event records it;
+    - each municipality whose own store delivered at least one item, or was written to
+      (`record_store`);
+    - when the event records no home municipality and either delivered nothing from any
+      store or delivered something from a national source: the municipality of the person
+      who asked (a national source's data, or a refused attempt, of a patient whose home is
+      unknown is overseen by the asking personnel's municipality, so no event is nobody's).
+
+    Both stores implement the same rule in SQL (`municipality=` in `query`/`stream`/`usage`);
+    tests compare them with this function.
+    """
+    out: set[str] = set()
+    if event.patient_municipality:
+        out.add(event.patient_municipality)
+    delivered = [d for d in event.deliveries if d.count > 0]
+    out.update(d.municipality for d in delivered if d.municipality)
+    if event.record_store:
+        out.add(event.record_store)
+    from_stores = any(d.municipality for d in delivered)
+    national = any(not d.municipality for d in delivered)
+    if (not event.patient_municipality and event.actor_municipality
+            and (national or not from_stores)):
+        out.add(event.actor_municipality)
+    return frozenset(out)
+
+
+def delivery_municipality(event: AuditEvent, delivery: Delivery) -> str | None:
+    """Whose privacy officer counts `delivery` in their usage report: its store's
+    municipality; for a national source the patient's recorded home municipality, else the
+    asking personnel's (the same rule as `concerned_municipalities`)."""
+    return delivery.municipality or event.patient_municipality or event.actor_municipality
 
 
 def _storable_text(value: str) -> str:
@@ -158,7 +206,10 @@ def storable(event: AuditEvent) -> AuditEvent:
         if isinstance(value, str) and _storable_text(value) != value:
             changes[f.name] = _storable_text(value)
     deliveries = tuple(Delivery(_storable_text(d.category), _storable_text(d.source),
-                                _storable_text(d.status), d.count) for d in event.deliveries)
+                                _storable_text(d.status), d.count,
+                                None if d.municipality is None
+                                else _storable_text(d.municipality))
+                       for d in event.deliveries)
     if deliveries != event.deliveries:
         changes["deliveries"] = deliveries
     return replace(event, **changes) if changes else event

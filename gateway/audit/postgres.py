@@ -122,7 +122,7 @@ STORED_JSON = (r"regexp_replace(body, '(?<!\\)((?:\\\\)*)\\u(0000|d[89a-f][0-9a-
 USAGE = r"""
 SELECT (e.recorded_at AT TIME ZONE 'UTC')::date, d->>'source', d->>'category',
        j.b->>'actor_municipality', count(*),
-       LEAST(sum((d->>'count')::numeric), 9223372036854775807)::bigint
+       LEAST(sum((d->>'count')::numeric), 9223372036854775807)::bigint, d->>'municipality'
 FROM audit_events AS e
 CROSS JOIN LATERAL (SELECT """ + STORED_JSON + r""" AS b) AS j
 CROSS JOIN LATERAL jsonb_array_elements(CASE WHEN jsonb_typeof(j.b->'deliveries') = 'array'
@@ -131,8 +131,34 @@ WHERE j.b->>'outcome' = 'DELIVERED' AND jsonb_typeof(d) = 'object'
   AND jsonb_typeof(d->'count') = 'number' AND (d->>'count')::numeric > 0
   AND ($1::timestamptz IS NULL OR e.recorded_at >= $1)
   AND ($2::timestamptz IS NULL OR e.recorded_at < $2)
-GROUP BY 1, 2, 3, 4
+  AND ($3::text IS NULL OR coalesce(d->>'municipality', j.b->>'patient_municipality',
+                                    j.b->>'actor_municipality') = $3)
+GROUP BY 1, 2, 3, 4, 7
 """
+# jsonpath filters on one delivery: it handed over items, from a store (or not)
+_ITEMS = "@.count > 0"
+_FROM_STORE = "exists(@.municipality ? (@ != null))"
+
+
+def _concerns(n: int) -> str:
+    """events.concerned_municipalities in SQL, the municipality number in parameter $n."""
+    return (
+        f"EXISTS (SELECT 1 FROM (SELECT {STORED_JSON} AS b) AS j WHERE "
+        f"j.b->>'patient_municipality' = ${n}::text OR j.b->>'record_store' = ${n}::text"
+        f" OR jsonb_path_exists(j.b, '$.deliveries[*] ? ({_ITEMS} && @.municipality == $m)',"
+        f" jsonb_build_object('m', ${n}::text))"
+        f" OR (j.b->>'patient_municipality' IS NULL AND j.b->>'actor_municipality' = ${n}::text"
+        f" AND (jsonb_path_exists(j.b, '$.deliveries[*] ? ({_ITEMS} && !{_FROM_STORE})')"
+        f" OR NOT jsonb_path_exists(j.b, '$.deliveries[*] ? ({_ITEMS} && {_FROM_STORE})'))))")
+
+
+def _holds_data(n: int) -> str:
+    """A recorded home municipality, a store delivery or a write of the municipality in $n."""
+    return (
+        f"EXISTS (SELECT 1 FROM (SELECT {STORED_JSON} AS b) AS j WHERE "
+        f"j.b->>'patient_municipality' = ${n}::text OR j.b->>'record_store' = ${n}::text"
+        f" OR jsonb_path_exists(j.b, '$.deliveries[*] ? ({_ITEMS} && @.municipality == $m)',"
+        f" jsonb_build_object('m', ${n}::text)))")
 
 INSERT = (
     "INSERT INTO audit_events (seq, event_id, recorded_at, patient_nin, prev_hash, hash, body)"
@@ -264,10 +290,12 @@ class PostgresAuditSink:
         after: str | None,
         actor_municipality: str | None = None,
         emergency_only: bool = False,
+        municipality: str | None = None,
     ) -> AuditPage:
         check_page_args(first, start, end)
         key = decode_cursor(after) if after else None
-        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only)
+        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only,
+                               municipality)
         clause = " AND ".join(where) or "true"
         async with self._snapshot() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM audit_events WHERE {clause}", *params)
@@ -297,9 +325,10 @@ class PostgresAuditSink:
         end: datetime | None = None,
         actor_municipality: str | None = None,
         batch: int = STREAM_BATCH,
+        municipality: str | None = None,
     ) -> AsyncIterator[AuditEvent]:
         check_page_args(0, start, end)
-        where, params = _where(patient_nin, start, end, actor_municipality, False)
+        where, params = _where(patient_nin, start, end, actor_municipality, False, municipality)
         key: tuple[datetime, int] | None = None
         while True:  # keyset pages, oldest first: one batch in memory, no long transaction
             clause = " AND ".join(where) or "true"
@@ -318,10 +347,18 @@ class PostgresAuditSink:
                 return
             key = (rows[-1][0], rows[-1][1])
 
-    async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
+    async def usage(self, *, start: date | None, end: date | None,
+                    municipality: str | None = None) -> list[UsageRow]:
         async with self._snapshot() as conn:
-            rows = await conn.fetch(USAGE, *usage_bounds(start, end))
-        return sort_usage([UsageRow(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows])
+            rows = await conn.fetch(USAGE, *usage_bounds(start, end), municipality)
+        return sort_usage([UsageRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows])
+
+    async def holds_data_of(self, *, patient_nin: str, municipality: str) -> bool:
+        async with self._snapshot() as conn:
+            found = await conn.fetchval(
+                f"SELECT 1 FROM audit_events WHERE patient_nin = $1 AND {_holds_data(2)}"
+                " LIMIT 1", patient_nin, municipality)
+        return found is not None
 
     async def verify(self) -> VerifyResult:
         async with self._snapshot() as conn:
@@ -367,7 +404,8 @@ class PostgresAuditSink:
 
 
 def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,
-           actor_municipality: str | None, emergency_only: bool) -> tuple[list[str], list[Any]]:
+           actor_municipality: str | None, emergency_only: bool,
+           municipality: str | None = None) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     for column, op, value in (
@@ -378,6 +416,9 @@ def _where(patient_nin: str | None, start: datetime | None, end: datetime | None
         if value is not None:
             params.append(value)
             where.append(f"{column} {op} ${len(params)}")
+    if municipality is not None:
+        params.append(municipality)
+        where.append(_concerns(len(params)))
     if emergency_only:
         where.append(f"({STORED_JSON})->'emergency' = 'true'::jsonb")
     return where, params

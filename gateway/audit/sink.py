@@ -58,10 +58,13 @@ class AuditPage:
 
 @dataclass(frozen=True, slots=True)
 class UsageRow:
-    """Delivery statistics for one UTC day, source, category and caller municipality.
+    """Delivery statistics for one UTC day, source, category, caller municipality and the
+    municipality whose data was delivered.
 
     `deliveries` counts (source, category) deliveries that handed over at least one item in a
-    DELIVERED event; `items` is the number of items they handed over. No personal data.
+    DELIVERED event; `items` is the number of items they handed over. `municipality` is the
+    municipality of the personnel who asked; `data_municipality` the municipality whose own
+    store delivered the data (None: a national source). No personal data.
     """
 
     day: date
@@ -70,6 +73,7 @@ class UsageRow:
     municipality: str | None
     deliveries: int
     items: int
+    data_municipality: str | None = None
 
 
 class AuditSink(Protocol):
@@ -94,10 +98,13 @@ class AuditSink(Protocol):
         after: str | None,
         actor_municipality: str | None = None,
         emergency_only: bool = False,
+        municipality: str | None = None,
     ) -> AuditPage:
         """Events with `start <= recorded_at < end` (each bound optional), newest first; all
-        patients when `patient_nin` is None; only those by callers of `actor_municipality` and
-        only emergency openings when asked. Raises `AuditCursorError` for a foreign cursor."""
+        patients when `patient_nin` is None; only those by callers of `actor_municipality`,
+        only those that concern `municipality` (its privacy officer's:
+        `events.concerned_municipalities`) and only emergency openings when asked. Raises
+        `AuditCursorError` for a foreign cursor."""
 
     def stream(
         self,
@@ -107,13 +114,21 @@ class AuditSink(Protocol):
         end: datetime | None = None,
         actor_municipality: str | None = None,
         batch: int = STREAM_BATCH,
+        municipality: str | None = None,
     ) -> AsyncIterator[AuditEvent]:
         """The matching events oldest first, read `batch` at a time (an export of the whole
         trail never holds more than one batch in memory)."""
 
-    async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
-        """Delivery counts per UTC day (`start` and `end` inclusive), source, category and
-        caller municipality, ordered by those keys."""
+    async def usage(self, *, start: date | None, end: date | None,
+                    municipality: str | None = None) -> list[UsageRow]:
+        """Delivery counts per UTC day (`start` and `end` inclusive), source, category,
+        caller municipality and data municipality, ordered by those keys; with
+        `municipality`, only the deliveries that are its (`events.delivery_municipality`)."""
+
+    async def holds_data_of(self, *, patient_nin: str, municipality: str) -> bool:
+        """True when the trail records, for this patient, an access that found
+        `municipality` to be the patient's home municipality or delivered at least one item
+        from `municipality`'s own store (the privacy officer's gate, docs/policies.md)."""
 
     async def verify(self) -> VerifyResult:
         """Check the whole chain from the retention anchor to the head."""
@@ -158,7 +173,8 @@ def usage_bounds(start: date | None, end: date | None) -> tuple[datetime | None,
 
 
 def sort_usage(rows: list[UsageRow]) -> list[UsageRow]:
-    return sorted(rows, key=lambda r: (r.day, r.source, r.category, r.municipality or ""))
+    return sorted(rows, key=lambda r: (r.day, r.source, r.category, r.municipality or "",
+                                       r.data_municipality or ""))
 
 
 def encode_cursor(recorded_us: int, seq: int) -> str:

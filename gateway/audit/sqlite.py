@@ -76,16 +76,42 @@ WHEN NOT EXISTS (SELECT 1 FROM audit_purge_gate)
 BEGIN SELECT RAISE(ABORT, 'audit events are deleted only by the retention purge'); END;
 """
 
-USAGE = """
+# the municipality a delivery belongs to (events.delivery_municipality): its store's, else
+# the patient's recorded home municipality, else the asking personnel's
+_DELIVERY_OWNER = ("coalesce(json_extract(d.value, '$.municipality'), "
+                   "json_extract(e.body, '$.patient_municipality'), "
+                   "json_extract(e.body, '$.actor_municipality'))")
+USAGE = f"""
 SELECT date(e.recorded_us / 1000000, 'unixepoch'),
        json_extract(d.value, '$.source'), json_extract(d.value, '$.category'),
        json_extract(e.body, '$.actor_municipality'),
-       count(*), sum(json_extract(d.value, '$.count'))
+       count(*), sum(json_extract(d.value, '$.count')), json_extract(d.value, '$.municipality')
 FROM audit_events AS e, json_each(e.body, '$.deliveries') AS d
 WHERE json_extract(e.body, '$.outcome') = 'DELIVERED' AND json_extract(d.value, '$.count') > 0
   AND e.recorded_us >= ? AND e.recorded_us < ?
-GROUP BY 1, 2, 3, 4
+  AND (? IS NULL OR {_DELIVERY_OWNER} = ?)
+GROUP BY 1, 2, 3, 4, 7
 """
+
+
+def _delivered(condition: str) -> str:
+    return ("EXISTS (SELECT 1 FROM json_each(body, '$.deliveries') AS d WHERE "
+            f"json_extract(d.value, '$.count') > 0 AND {condition})")
+
+
+# events.concerned_municipalities in SQL: one `?` per line, each the municipality number
+CONCERNS = f"""(json_extract(body, '$.patient_municipality') = ?
+ OR json_extract(body, '$.record_store') = ?
+ OR {_delivered("json_extract(d.value, '$.municipality') = ?")}
+ OR (json_extract(body, '$.patient_municipality') IS NULL
+     AND json_extract(body, '$.actor_municipality') = ?
+     AND ({_delivered("json_extract(d.value, '$.municipality') IS NULL")}
+          OR NOT {_delivered("json_extract(d.value, '$.municipality') IS NOT NULL")})))"""
+# the trail holds this municipality's data of the patient: a recorded home or a store delivery
+HOLDS_DATA = f"""(json_extract(body, '$.patient_municipality') = ?
+ OR json_extract(body, '$.record_store') = ?
+ OR {_delivered("json_extract(d.value, '$.municipality') = ?")})"""
+
 
 Row = tuple[str, int, str | None, bytes]  # event_id, recorded_us, patient_nin, body
 
@@ -203,10 +229,12 @@ class SqliteAuditSink:
         after: str | None,
         actor_municipality: str | None = None,
         emergency_only: bool = False,
+        municipality: str | None = None,
     ) -> AuditPage:
         check_page_args(first, start, end)
         key = decode_cursor(after) if after else None
-        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only)
+        where, params = _where(patient_nin, start, end, actor_municipality, emergency_only,
+                               municipality)
         return await self._call(self._page, where, params, key, first)
 
     async def stream(
@@ -217,9 +245,10 @@ class SqliteAuditSink:
         end: datetime | None = None,
         actor_municipality: str | None = None,
         batch: int = STREAM_BATCH,
+        municipality: str | None = None,
     ) -> AsyncIterator[AuditEvent]:
         check_page_args(0, start, end)
-        where, params = _where(patient_nin, start, end, actor_municipality, False)
+        where, params = _where(patient_nin, start, end, actor_municipality, False, municipality)
         key: tuple[int, int] | None = None
         while True:  # keyset pages, oldest first: one batch in memory at a time
             rows = await self._call(self._batch, where, params, key, batch)
@@ -267,13 +296,23 @@ class SqliteAuditSink:
             cursors=[encode_cursor(r[0], r[1]) for r in page],
         )
 
-    async def usage(self, *, start: date | None, end: date | None) -> list[UsageRow]:
+    async def usage(self, *, start: date | None, end: date | None,
+                    municipality: str | None = None) -> list[UsageRow]:
         low, high = usage_bounds(start, end)
-        bounds = (to_micros(low) if low else -(2**62), to_micros(high) if high else 2**62)
-        rows = await self._call(_usage_rows, self, bounds)
-        return sort_usage(
-            [UsageRow(date.fromisoformat(d), s, c, m, n, items) for d, s, c, m, n, items in rows]
-        )
+        params = (to_micros(low) if low else -(2**62), to_micros(high) if high else 2**62,
+                  municipality, municipality)
+        rows = await self._call(_usage_rows, self, params)
+        return sort_usage([UsageRow(date.fromisoformat(d), s, c, m, n, items, data)
+                           for d, s, c, m, n, items, data in rows])
+
+    async def holds_data_of(self, *, patient_nin: str, municipality: str) -> bool:
+        return await self._call(self._holds_data_of, patient_nin, municipality)
+
+    def _holds_data_of(self, patient_nin: str, municipality: str) -> bool:
+        row = _open(self._conn).execute(
+            f"SELECT 1 FROM audit_events WHERE patient_nin = ? AND {HOLDS_DATA} LIMIT 1",
+            (patient_nin, *[municipality] * HOLDS_DATA.count("?"))).fetchone()
+        return row is not None
 
     async def verify(self) -> VerifyResult:
         return await self._call(self._verify)
@@ -361,7 +400,8 @@ class SqliteAuditSink:
 
 
 def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,
-           actor_municipality: str | None, emergency_only: bool) -> tuple[list[str], list[Any]]:
+           actor_municipality: str | None, emergency_only: bool,
+           municipality: str | None = None) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     params: list[Any] = []
     if patient_nin is not None:
@@ -376,6 +416,9 @@ def _where(patient_nin: str | None, start: datetime | None, end: datetime | None
     if actor_municipality is not None:
         where.append("json_extract(body, '$.actor_municipality') = ?")
         params.append(actor_municipality)
+    if municipality is not None:
+        where.append(CONCERNS)
+        params.extend([municipality] * CONCERNS.count("?"))
     if emergency_only:
         where.append("json_extract(body, '$.emergency') = 1")
     return where, params
@@ -445,7 +488,7 @@ def _open(conn: sqlite3.Connection | None) -> sqlite3.Connection:
     return conn
 
 
-def _usage_rows(sink: SqliteAuditSink, bounds: tuple[int, int]) -> list[Any]:
+def _usage_rows(sink: SqliteAuditSink, bounds: tuple[Any, ...]) -> list[Any]:
     # json_extract turns a lone-surrogate escape stored in an old row into bytes that are not
     # UTF-8: decode leniently here, so no stored value can break the report
     conn = _open(sink._conn)

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from connectors.identifiers import is_valid_nin
 from gateway.auth import AuthError, challenge
-from gateway.auth.principal import CLINICAL_SCOPE
+from gateway.auth.principal import Trust
 from gateway.launch.store import LaunchStore, LaunchUnavailableError
 from gateway.settings import Settings
 from policies.model import Principal, PrincipalKind
@@ -71,8 +71,9 @@ async def _body(request: Request) -> tuple[str, str | None]:
 
 
 async def handle_launch(request: Request, principal_of: Any, launches: LaunchStore,
-                        settings: Settings) -> Response:
-    """Create a launch context for the caller (see the module docstring)."""
+                        settings: Settings, trust: Trust) -> Response:
+    """Create a launch context for the caller (see the module docstring); `trust` is the
+    authenticator's (the policy's scope names, so a policy file's own clinical scope holds)."""
     try:
         principal: Principal = await principal_of(request)
     except AuthError as exc:
@@ -82,7 +83,7 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
     except ValueError as exc:
         return _error(400, "BAD_USER_INPUT", str(exc))
     clinician = (principal.kind is PrincipalKind.CLINICIAN
-                 and CLINICAL_SCOPE in principal.scopes)
+                 and trust.clinical_scope in principal.scopes)
     citizen_self = (principal.kind is PrincipalKind.CITIZEN
                     and principal.person_id == patient)
     if not (clinician or citizen_self):
@@ -100,8 +101,9 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
     return _json(201, answer)
 
 
-def smart_configuration(request: Request, settings: Settings) -> Response:
-    """What Kilde supports of SMART App Launch 2.x, and what it leaves to HelseID."""
+def smart_configuration(request: Request, settings: Settings, trust: Trust) -> Response:
+    """What Kilde supports of SMART App Launch 2.x, and what it leaves to HelseID; the scopes
+    are the policy's (`trust`, the authenticator's)."""
     issuer = settings.auth.issuer.rstrip("/")
     base = public_base(request)
     body = {
@@ -116,8 +118,8 @@ def smart_configuration(request: Request, settings: Settings) -> Response:
         "token_endpoint_auth_signing_alg_values_supported": list(settings.auth.algorithms),
         "code_challenge_methods_supported": ["S256"],
         "dpop_signing_alg_values_supported": ["ES256", "RS256", "PS256"],
-        "scopes_supported": ["openid", "profile", "launch", CLINICAL_SCOPE, "kilde/innsyn",
-                             "kilde/accesslog.read"],
+        "scopes_supported": ["openid", "profile", "launch", trust.clinical_scope,
+                             trust.citizen_scope, trust.privacy_officer_scope],
         "capabilities": ["launch-ehr", "context-ehr-patient", "context-ehr-encounter",
                          "client-confidential-asymmetric", "sso-openid-connect",
                          "permission-user"],

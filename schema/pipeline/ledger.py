@@ -37,12 +37,14 @@ FRESH_REFUSED = "FRESH_REFUSED"
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """What one source handed over for one category: its status and how many items."""
+    """What one source handed over for one category: its status and how many items; for a
+    municipal source one per store that delivered (`municipality`, None: a national source)."""
 
     category: AnyCategory
     source: str
     status: Status
     count: int
+    municipality: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class PatientLedger:
     answers: tuple[StatusRow, ...] = ()  # every row the delivered fields rested on
     path: tuple[str | int, ...] = ("patient",)  # where the patient is in the response
     fresh_refused: bool = False  # fresh data asked for, refused by its rate limit
+    home_municipality: str | None = None  # the registry's, when the planner learnt it
 
     def incomplete(self, now: datetime | None = None) -> list[dict[str, Any]]:
         """The rows that did not answer completely, as the summary lists them."""
@@ -87,6 +90,7 @@ class Denial:
 
     nin: str
     decision: Decision
+    home_municipality: str | None = None  # the registry's, when the decision looked it up
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,7 @@ class LogRead:
 
     nin: str
     decision: Decision
+    home_municipality: str | None = None  # the registry's, when the decision looked it up
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ only keeps the order and remembers each source's judgement for the other fields.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,8 @@ class PatientRequest:
         self._path = path
         self._fresh_refused = fresh_refused
         self._judged: dict[str, Judgement] = {}
-        self._delivered: dict[tuple[AnyCategory, str], tuple[Status, int]] = {}
+        # (category, source, store municipality or "") -> (status, items)
+        self._delivered: dict[tuple[AnyCategory, str, str], tuple[Status, int]] = {}
         self._answers: dict[tuple[str, str, str], StatusRow] = {}
         self._reported: set[str] = set()
         self._emergency = False  # a restriction was opened for a field that was resolved
@@ -86,14 +88,16 @@ class PatientRequest:
             self._note(row)
         if category in self.plan.denied:
             for row in not_asked:
-                self._delivered.setdefault((category, row.source), (row.status, 0))
+                self._delivered.setdefault((category, row.source, ""), (row.status, 0))
             return []
         sources = self.plan.sources_of(category)
         judged = await self._judged_with_blocks(sources)
         collected: list[Any] = []
         for source, judgement in zip(sources, judged, strict=True):
             found = judgement.items.get(category, ())
-            self._delivered[(category, source)] = (judgement.status[category], len(found))
+            status = judgement.status[category]
+            for store, count in _per_store(found).items():
+                self._delivered[(category, source, store)] = (status, count)
             self._note(_row(judgement, category))
             self._emergency = self._emergency or judgement.emergency
             collected.extend(found)
@@ -135,9 +139,9 @@ class PatientRequest:
     def ledger(self) -> PatientLedger:
         """What this patient request delivered, as a value."""
         deliveries = tuple(
-            Delivery(category, source, status, count)
-            for (category, source), (status, count) in sorted(
-                self._delivered.items(), key=lambda kv: (kv[0][0].value, kv[0][1]))
+            Delivery(category, source, status, count, store or None)
+            for (category, source, store), (status, count) in sorted(
+                self._delivered.items(), key=lambda kv: (kv[0][0].value, *kv[0][1:]))
         )
         return PatientLedger(
             nin=self.plan.nin,
@@ -152,6 +156,18 @@ class PatientRequest:
             path=self._path,
             fresh_refused=self._fresh_refused,
         )
+
+
+def _per_store(found: Sequence[Any]) -> dict[str, int]:
+    """Items per store municipality ("" for a national source's); nothing found: one zero
+    delivery. A municipal source that answers from two stores delivered two municipalities'
+    data, so the audit says so (each municipality's privacy officer oversees its own)."""
+    counts: dict[str, int] = {}
+    for item in found:
+        provenance = getattr(item, "provenance", None)
+        store = getattr(provenance, "municipality", None) or ""
+        counts[store] = counts.get(store, 0) + 1
+    return counts or {"": 0}
 
 
 def _row(judgement: Judgement, category: AnyCategory) -> StatusRow:

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 
 from gateway.audit import AuditEvent, open_audit_sink
 from gateway.demo import mint_token
+from gateway.demo.tokens import DEMO_KID, DEMO_PRIVATE_KEY_PEM
 from gateway.settings import Settings
 from sandbox.helseid import kilde_environment
 from tests.servers import (
@@ -58,6 +60,17 @@ class AuditedGateway:
 
     def events(self) -> list[AuditEvent]:
         return read_events(self.audit_url)
+
+    def officer(self, orgnr: str | None = None) -> str:
+        """The demo privacy officer (Oslo kommune); with `orgnr`, the same person as the
+        privacy officer of another municipality (the token's organisation claim decides)."""
+        token = self.token("personvernombud")
+        if orgnr is None:
+            return token
+        claims = jwt.decode(token, options={"verify_signature": False})
+        claims["helseid://claims/client/claims/orgnr_parent"] = orgnr
+        return jwt.encode(claims, DEMO_PRIVATE_KEY_PEM, algorithm="RS256",
+                          headers={"kid": DEMO_KID, "typ": "at+jwt"})
 
 
 @contextmanager

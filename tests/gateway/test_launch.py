@@ -7,12 +7,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from connectors.cachestore import CacheStore, CacheUnavailableError, open_store
 from connectors.crypto import CacheKeys
+from gateway.demo.tokens import DEMO_KID, DEMO_PRIVATE_KEY_PEM
 from gateway.launch import LaunchStore, LaunchUnavailableError
 from policies.model import Principal, PrincipalKind
 from sandbox.world import by_tag
@@ -270,3 +273,24 @@ def test_launch_settings_that_cannot_work_fail_at_start(name: str, value: str) -
 
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({"KILDE_MODE": "demo", name: value})
+
+
+async def test_a_policy_files_own_clinical_scope_is_the_one_launch_asks_for(
+        tmp_path: Path) -> None:
+    """The launch door asks the authenticator's trust (the loaded policy), not the built-in
+    scope name: with a policy file's own clinical scope a clinician's token carrying it hands
+    over a context, one carrying only the built-in name is no clinician's, and the SMART
+    configuration lists the policy's scopes."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[scopes]\nclinical = "acme/clinical.read"\n', encoding="utf-8")
+    async with gateway(policy_file=str(policy)) as h:
+        builtin = h.token("legevakt-lege", HLR.nin)
+        claims = jwt.decode(builtin, options={"verify_signature": False})
+        custom = jwt.encode({**claims, "scope": "acme/clinical.read"}, DEMO_PRIVATE_KEY_PEM,
+                            algorithm="RS256", headers={"kid": DEMO_KID, "typ": "at+jwt"})
+        assert (await _launch(h, custom, {"patient": HLR.nin})).status_code == 201
+        refused = await _launch(h, builtin, {"patient": HLR.nin})
+        assert refused.status_code in (401, 403), refused.text
+        config = (await h.client.get("/.well-known/smart-configuration")).json()
+        assert "acme/clinical.read" in config["scopes_supported"]
+        assert "kilde/patient.read" not in config["scopes_supported"]

@@ -7,7 +7,14 @@ from datetime import timedelta
 
 import pytest
 
-from policies import Principal, PurposeOfUse, access_basis, decide_access_log, decide_patient
+from policies import (
+    Oversight,
+    Principal,
+    PurposeOfUse,
+    access_basis,
+    decide_access_log,
+    decide_patient,
+)
 from tests.policies.people import (
     BERGEN_PATIENT,
     HLR_PATIENT,
@@ -107,29 +114,64 @@ def test_access_basis(principal: Principal, reason: str | None, expected: str) -
     assert access_basis(principal, reason) == expected
 
 
+OSLO_HOME = Oversight(home_municipality="0301", holds_own_data=False)
+BERGEN_HOME = Oversight(home_municipality="4601", holds_own_data=False)
+BERGEN_HOME_OSLO_DATA = Oversight(home_municipality="4601", holds_own_data=True)
+UNKNOWN_HOME = Oversight(home_municipality=None, holds_own_data=False)
+UNKNOWN_HOME_OSLO_DATA = Oversight(home_municipality=None, holds_own_data=True)
+
 ACCESS_LOG_CASES = [
-    pytest.param(privacy_officer(), HLR_PATIENT, (True, "PRIVACY_OFFICER", OK, False),
-                 id="privacy-officer-any-patient"),
-    pytest.param(privacy_officer(), BERGEN_PATIENT, (True, "PRIVACY_OFFICER", OK, False),
-                 id="privacy-officer-another-patient"),
-    pytest.param(privacy_officer(scopes=frozenset()), HLR_PATIENT,
+    # the privacy officer of 0301 (Oslo): the data controller is the municipality
+    pytest.param(privacy_officer(), HLR_PATIENT, OSLO_HOME, (True, "PRIVACY_OFFICER", OK, False),
+                 id="privacy-officer-own-municipalitys-patient"),
+    pytest.param(privacy_officer(), BERGEN_PATIENT, BERGEN_HOME,
+                 (False, "OTHER_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-another-municipalitys-patient"),
+    pytest.param(privacy_officer(), BERGEN_PATIENT, BERGEN_HOME_OSLO_DATA,
+                 (True, "PRIVACY_OFFICER_OWN_DATA", OK, False),
+                 id="privacy-officer-another-municipalitys-patient-with-own-store-data"),
+    pytest.param(privacy_officer(), BERGEN_PATIENT, UNKNOWN_HOME,
+                 (False, "OTHER_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-patient-unknown-to-the-registry"),
+    pytest.param(privacy_officer(), BERGEN_PATIENT, UNKNOWN_HOME_OSLO_DATA,
+                 (True, "PRIVACY_OFFICER_OWN_DATA", OK, False),
+                 id="privacy-officer-unknown-home-with-own-store-data"),
+    pytest.param(privacy_officer(), HLR_PATIENT, None,
+                 (False, "OTHER_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-nothing-known-about-the-patient"),
+    pytest.param(privacy_officer(municipality="4601"), BERGEN_PATIENT, BERGEN_HOME,
+                 (True, "PRIVACY_OFFICER", OK, False), id="privacy-officer-of-bergen"),
+    pytest.param(privacy_officer(municipality="4601"), HLR_PATIENT, OSLO_HOME,
+                 (False, "OTHER_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-of-bergen-oslo-patient"),
+    pytest.param(privacy_officer(), None, None, (True, "PRIVACY_OFFICER", OK, False),
+                 id="privacy-officer-views-across-patients"),
+    pytest.param(privacy_officer(municipality=None), HLR_PATIENT, OSLO_HOME,
+                 (False, "NO_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-of-no-municipality-served"),
+    pytest.param(privacy_officer(municipality=None), None, None,
+                 (False, "NO_MUNICIPALITY", DENIED, False),
+                 id="privacy-officer-of-no-municipality-across-patients"),
+    pytest.param(privacy_officer(scopes=frozenset()), HLR_PATIENT, OSLO_HOME,
                  (False, "SCOPE_MISSING", DENIED, False), id="privacy-officer-without-scope"),
-    pytest.param(citizen(), None, (True, "SELF", OK, False), id="citizen-own-log"),
-    pytest.param(citizen(), HLR_PATIENT, (True, "SELF", OK, False), id="citizen-own-nin"),
-    pytest.param(citizen(), OSLO_PATIENT, (False, "NOT_SELF", DENIED, False),
+    pytest.param(citizen(), None, None, (True, "SELF", OK, False), id="citizen-own-log"),
+    pytest.param(citizen(), HLR_PATIENT, None, (True, "SELF", OK, False), id="citizen-own-nin"),
+    pytest.param(citizen(), OSLO_PATIENT, OSLO_HOME, (False, "NOT_SELF", DENIED, False),
                  id="citizen-other-log"),
-    pytest.param(citizen(scopes=frozenset()), None, (False, "SCOPE_MISSING", DENIED, False),
+    pytest.param(citizen(scopes=frozenset()), None, None, (False, "SCOPE_MISSING", DENIED, False),
                  id="citizen-without-scope"),
-    pytest.param(clinician(), HLR_PATIENT, (False, "ACCESS_LOG_NOT_PERMITTED", DENIED, False),
-                 id="clinician"),
-    pytest.param(clinician(scopes=frozenset({"kilde/accesslog.read"})), HLR_PATIENT,
+    pytest.param(clinician(), HLR_PATIENT, OSLO_HOME,
+                 (False, "ACCESS_LOG_NOT_PERMITTED", DENIED, False), id="clinician"),
+    pytest.param(clinician(scopes=frozenset({"kilde/accesslog.read"})), HLR_PATIENT, OSLO_HOME,
                  (False, "ACCESS_LOG_NOT_PERMITTED", DENIED, False),
                  id="clinician-with-officer-scope"),
-    pytest.param(stranger(), None, (False, "ACCESS_LOG_NOT_PERMITTED", DENIED, False),
+    pytest.param(stranger(), None, None, (False, "ACCESS_LOG_NOT_PERMITTED", DENIED, False),
                  id="unknown-kind"),
 ]
 
 
-@pytest.mark.parametrize(("principal", "nin", "expected"), ACCESS_LOG_CASES)
-def test_decide_access_log(principal: Principal, nin: str | None, expected: Outcome) -> None:
-    assert outcome(decide_access_log(principal, nin, rules=RULES)) == expected
+@pytest.mark.parametrize(("principal", "nin", "oversight", "expected"), ACCESS_LOG_CASES)
+def test_decide_access_log(principal: Principal, nin: str | None, oversight: Oversight | None,
+                           expected: Outcome) -> None:
+    decision = decide_access_log(principal, nin, rules=RULES, oversight=oversight)
+    assert outcome(decision) == expected
