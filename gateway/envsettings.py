@@ -155,15 +155,18 @@ def _tenants(raw: str, problems: Problems) -> tuple[Tenant, ...]:
     return tuple(tenants)
 
 
-def _agreements(raw: str, problems: Problems) -> tuple[tuple[str, str], ...]:
-    pairs = []
+def _agreements(raw: str, problems: Problems) -> tuple[tuple[str, ...], ...]:
+    pairs: list[tuple[str, ...]] = []
     for part in filter(None, (p.strip() for p in raw.split(","))):
-        bits = part.split(">")
-        if len(bits) != 2 or not all(len(b) == 4 and b.isdigit() for b in bits):
+        pair, _, use = part.partition(":")
+        bits = pair.split(">")
+        if (len(bits) != 2 or not all(len(b) == 4 and b.isdigit() for b in bits)
+                or use not in ("", "normal", "emergency")):
             problems.append(f"KILDE_AGREEMENTS entry {part!r} must look like 'PROVIDER>CONSUMER' "
-                            "(municipality numbers, e.g. '4601>0301').")
+                            "or 'PROVIDER>CONSUMER:emergency' (municipality numbers, e.g. "
+                            "'4601>0301').")
             continue
-        pairs.append((bits[0], bits[1]))
+        pairs.append((bits[0], bits[1], use) if use else (bits[0], bits[1]))
     return tuple(pairs)
 
 

@@ -30,7 +30,7 @@ def problems(settings: Settings) -> list[str]:
             found.append(f"KILDE_TENANTS lists municipality {tenant.number!r} twice.")
         seen.add(tenant.number)
     for pair in settings.agreements:
-        for number in pair:
+        for number in pair[:2]:
             if number not in known:
                 found.append(f"KILDE_AGREEMENTS names municipality {number!r}, which is not "
                              "in KILDE_TENANTS.")

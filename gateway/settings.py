@@ -218,7 +218,8 @@ class Settings:
     connectors: Mapping[str, ConnectorSettings] = field(default_factory=dict)
     enabled_connectors: tuple[str, ...] = BUILTIN_CONNECTORS
     tenants: tuple[Tenant, ...] = ()
-    agreements: tuple[tuple[str, str], ...] = ()  # (provider, consumer) municipality numbers
+    # (provider, consumer) municipality numbers, optionally with a use ("emergency")
+    agreements: tuple[tuple[str, ...], ...] = ()
     policy_file: str = ""
     terminology_file: str = ""  # treatment-limitation codes and words added to the built-in ones
     log_level: str = "INFO"

@@ -46,7 +46,10 @@ MEANINGS: Mapping[str, str] = {
                               "is reported as `TIMEOUT`.",
     "KILDE_TENANTS": "`0301:Oslo:910000004,…`: municipality number, name and legal-entity orgnr "
                      "of each municipality served (required in production).",
-    "KILDE_AGREEMENTS": "`4601>0301`: Oslo's personnel may see Bergen's store (provider>consumer).",
+    "KILDE_AGREEMENTS": ("`4601>0301`: Oslo's personnel may see Bergen's store (provider>consumer); "
+                         "`0301>5001:emergency`: Trondheim's may ask Oslo's store for an Oslo "
+                         "patient only in an emergency with a reason, where the policy sets "
+                         "`[border] emergency_agreements = true`."),
     "KILDE_POLICY_FILE": "A TOML file replacing `policies/defaults.toml`.",
     "KILDE_TERMINOLOGY_FILE": "A TOML file adding treatment-limitation codes and words to "
                               "`schema/shape/limitations.toml`.",

@@ -11,7 +11,13 @@ innsyn and audit queries; `decide_write` every mutation before the store is aske
 from __future__ import annotations
 
 from policies.access import Oversight, access_basis, decide_access_log, decide_patient
-from policies.categories import allowed_municipalities, configured_categories, decide_category
+from policies.categories import (
+    allowed_municipalities,
+    configured_categories,
+    decide_category,
+    emergency_agreement_providers,
+    emergency_municipalities,
+)
 from policies.model import (
     Agreement,
     Decision,
@@ -49,6 +55,8 @@ __all__ = [
     "decide_patient",
     "decide_privacy",
     "decide_write",
+    "emergency_agreement_providers",
+    "emergency_municipalities",
     "load_rules",
     "writable_municipalities",
 ]

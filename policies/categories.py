@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from policies import reasons
+from policies.access import has_emergency_reason
 from policies.model import Decision, Principal, PrincipalKind, Rules
 
 
@@ -86,4 +87,27 @@ def allowed_municipalities(
     if principal.kind is not PrincipalKind.CLINICIAN or not principal.municipality:
         return frozenset()
     home = principal.municipality
-    return frozenset({home}) | {a.provider for a in rules.agreements if a.consumer == home}
+    return frozenset({home}) | {a.provider for a in rules.agreements
+                                if a.consumer == home and a.use == "normal"}
+
+
+def emergency_municipalities(principal: Principal, *, rules: Rules,
+                             emergency_reason: str | None) -> frozenset[str]:
+    """The stores an emergency-only agreement lets `principal` ask now: only for an ETREAT/BTG
+    access with a stated reason, only when the policy honours such agreements
+    (`[border] emergency_agreements`), and (the planner's part) only the patient's home store.
+    Anything read from them is an emergency opening, specially audited."""
+    if not has_emergency_reason(principal, emergency_reason):
+        return frozenset()
+    return emergency_agreement_providers(principal, rules=rules)
+
+
+def emergency_agreement_providers(principal: Principal, *, rules: Rules) -> frozenset[str]:
+    """The providers of the emergency-only agreements naming `principal`'s municipality as
+    consumer, when the policy honours them (whether or not this access is an emergency)."""
+    if (not rules.emergency_agreements or principal.kind is not PrincipalKind.CLINICIAN
+            or not principal.municipality):
+        return frozenset()
+    own = allowed_municipalities(principal, rules=rules, tenants=())
+    return frozenset(a.provider for a in rules.agreements
+                     if a.consumer == principal.municipality and a.use == "emergency") - own

@@ -120,14 +120,22 @@ class Decision:
         return cls(False, reason, status, False, detail)
 
 
+AGREEMENT_USES = ("normal", "emergency")
+
+
 @dataclass(frozen=True, slots=True)
 class Agreement:
     """A configured agreement letting principals of `consumer` see `provider`'s store; with
-    `write`, also record in it (policies/write.py)."""
+    `write`, also record in it (policies/write.py).
+
+    `use` is "normal" (every permitted request may ask the store) or "emergency" (only an
+    ETREAT/BTG access with a stated reason, and only for a patient whose home municipality is
+    `provider`; honoured only when `Rules.emergency_agreements` is on)."""
 
     provider: str
     consumer: str
     write: bool = False
+    use: str = "normal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,9 @@ class Rules:
     requesting professional reported by any source withholds every source's data in the same
     request; `block_sources`: the sources asked for the patient's blocks in every request;
     `write_professions` / `write_purposes`: per category, who may record it and under which
-    purposes (a category not listed is written by nobody: deny by default).
+    purposes (a category not listed is written by nobody: deny by default);
+    `emergency_agreements`: whether agreements with `use = "emergency"` let an emergency with a
+    reason ask the patient's home store across the border (off unless configured).
     """
 
     categories_by_profession: dict[str, frozenset[str]]
@@ -165,3 +175,4 @@ class Rules:
     # writes: category -> professions that may record it, and the purposes it may be under
     write_professions: dict[str, frozenset[str]] = field(default_factory=dict)
     write_purposes: dict[str, frozenset[str]] = field(default_factory=dict)
+    emergency_agreements: bool = False  # [border]: emergency-only agreements honoured

@@ -64,8 +64,11 @@ def decide_item(
     rules: Rules,
     municipalities: frozenset[str],
     emergency_reason: str | None,
+    emergency_municipalities: frozenset[str] = frozenset(),
 ) -> Decision:
-    """May `principal` see one item? `municipalities` is `allowed_municipalities(...)`.
+    """May `principal` see one item? `municipalities` is `allowed_municipalities(...)`;
+    `emergency_municipalities` the stores asked across the border under an emergency-only
+    agreement (an item from one is an emergency opening).
 
     Denied labels never pass; an item from a store across the municipal border is dropped
     (defence in depth: the connector was only asked for allowed stores); restricted labels
@@ -78,7 +81,12 @@ def decide_item(
             reasons.SECURITY_LABEL_DENIED,
             detail=f"An item from {facts.source!r} carries a label never shown through Kilde.",
         )
-    if facts.municipality is not None and facts.municipality not in municipalities:
+    opened = False
+    if (facts.municipality is not None and facts.municipality not in municipalities
+            and facts.municipality in emergency_municipalities
+            and has_emergency_reason(principal, emergency_reason)):
+        opened = True  # across the border under an emergency-only agreement
+    elif facts.municipality is not None and facts.municipality not in municipalities:
         return Decision.deny(
             reasons.MUNICIPAL_BORDER,
             detail=f"An item from municipality {facts.municipality!r} is outside the agreements.",
@@ -92,6 +100,8 @@ def decide_item(
             reasons.SECURITY_LABEL_RESTRICTED, "RESTRICTED",
             detail=f"An item from {facts.source!r} is restricted; it opens in an emergency.",
         )
+    if opened:
+        return Decision.permit(reasons.EMERGENCY_OPENING, emergency=True)
     return Decision.permit(reasons.PERMITTED)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from policies.model import Agreement, Rules
+from policies.model import AGREEMENT_USES, Agreement, Rules
 
 # The string values of connectors.model.Category; policies keep their own copy (no imports).
 BUILTIN_CATEGORIES: tuple[str, ...] = (
@@ -32,7 +32,7 @@ PURPOSES: tuple[str, ...] = ("TREAT", "ETREAT", "COC", "BTG")
 
 _DEFAULTS = "defaults.toml"
 _TOP_KEYS = frozenset({"attest_max_age_seconds", "scopes", "labels", "categories", "purposes",
-                       "agreements", "blocks", "write"})
+                       "agreements", "blocks", "write", "border"})
 _SCOPE_KEYS = ("clinical", "citizen", "privacy_officer", "events")
 _LABEL_KEYS = ("restricted", "denied")
 _CATEGORY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -54,11 +54,11 @@ class _Layer:
     writes: dict[str, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
 
 
-def load_rules(path: str | None = None, *, agreements: Iterable[tuple[str, str]] = ()) -> Rules:
+def load_rules(path: str | None = None, *, agreements: Iterable[tuple[str, ...]] = ()) -> Rules:
     """Build the Rules from defaults.toml, then `path` on top (if given), plus `agreements`.
 
     `agreements` are (provider, consumer) municipality numbers: principals of the consumer may
-    see the provider's store.
+    see the provider's store; a third item "emergency" makes it an emergency-only agreement.
 
         >>> rules = load_rules(agreements=[("4601", "0301")])
         >>> sorted(rules.categories_by_profession["HF"])[:2]
@@ -171,30 +171,37 @@ def _parse_layer(doc: dict[str, Any], file: str) -> _Layer:
         purposes = _codes(entry.get("purposes", ["TREAT", "ETREAT"]), f"{key}.purposes", file,
                           re.compile("|".join(PURPOSES)), "purposes of use (TREAT, ETREAT, ...)")
         layer.writes[name] = (professions, purposes)
+    border = _table(doc.get("border", {}), "border", file, ("emergency_agreements",))
+    if "emergency_agreements" in border:
+        if not isinstance(border["emergency_agreements"], bool):
+            raise _fail(file, "border.emergency_agreements", "true or false")
+        layer.values["emergency_agreements"] = border["emergency_agreements"]
     raw_agreements = doc.get("agreements", [])
     if not isinstance(raw_agreements, list):
         raise _fail(file, "agreements", "an array of [[agreements]] tables")
     for entry in raw_agreements:
         if (not isinstance(entry, dict) or not {"provider", "consumer"} <= set(entry)
-                or not set(entry) <= {"provider", "consumer", "write"}
+                or not set(entry) <= {"provider", "consumer", "write", "use"}
                 or not all(isinstance(entry[k], str) and _MUNICIPALITY.fullmatch(entry[k])
                            for k in ("provider", "consumer"))
-                or not isinstance(entry.get("write", False), bool)):
+                or not isinstance(entry.get("write", False), bool)
+                or entry.get("use", "normal") not in AGREEMENT_USES):
             raise _fail(file, "agreements", "tables with a four-digit 'provider' and 'consumer' "
-                        "(and 'write' true or false)")
+                        "(and 'write' true or false, 'use' normal or emergency)")
         layer.agreements.add(Agreement(entry["provider"], entry["consumer"],
-                                       entry.get("write", False)))
+                                       entry.get("write", False), entry.get("use", "normal")))
     return layer
 
 
-def _agreement(pair: tuple[str, str]) -> Agreement:
-    if (not isinstance(pair, tuple | list) or len(pair) != 2
-            or not all(isinstance(v, str) and _MUNICIPALITY.fullmatch(v) for v in pair)):
+def _agreement(pair: tuple[str, ...]) -> Agreement:
+    if (not isinstance(pair, tuple | list) or len(pair) not in (2, 3)
+            or not all(isinstance(v, str) and _MUNICIPALITY.fullmatch(v) for v in pair[:2])
+            or (len(pair) == 3 and pair[2] not in AGREEMENT_USES)):
         raise ValueError(
-            f"Agreement {pair!r} must be a (provider, consumer) pair of four-digit municipality "
-            "numbers."
+            f"Agreement {pair!r} must be a (provider, consumer) pair, optionally with a use "
+            f"({' or '.join(AGREEMENT_USES)}), of four-digit municipality numbers."
         )
-    return Agreement(pair[0], pair[1])
+    return Agreement(pair[0], pair[1], use=pair[2] if len(pair) == 3 else "normal")
 
 
 def _build(layers: list[_Layer], extra_agreements: set[Agreement]) -> Rules:

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from dataclasses import dataclass
 
 from connectors.activity import SourceActivity
+from connectors.base import Connector, FetchRequest
 from connectors.credentials import NO_CREDENTIALS, Credentials
-from connectors.fanout import Outcome, start_fetches
-from schema.pipeline.plan import Plan
+from connectors.fanout import Outcome, fetch_one, start_fetches
+from schema.pipeline.home import home_of
+from schema.pipeline.plan import Plan, stores_after_home
 
 MIN_TIMEOUT = 0.001  # a source planned after the deadline passed still gets a (failing) task
 
@@ -47,13 +50,24 @@ class Fetches:
               credentials: Credentials = NO_CREDENTIALS) -> Fetches:
         """Start every fetch of `plan` now; `remaining` is what is left of the deadline (s);
         `credentials` (the caller's, for the upstreams' tokens) go with every request."""
+        deadline = time.monotonic() + remaining
         requests = {
             name: (planned.connector, dataclasses.replace(
                 planned.request, credentials=credentials,
                 timeout=max(MIN_TIMEOUT, min(planned.request.timeout, remaining))))
             for name, planned in plan.fetches.items()
         }
-        return cls(start_fetches(requests, activity))
+        later = {name for name, planned in plan.fetches.items()
+                 if planned.after_home and plan.home_source in requests}
+        tasks = start_fetches({n: r for n, r in requests.items() if n not in later}, activity)
+        for name in later:
+            # an emergency-only agreement may add the home store: this source waits for the
+            # registry (only then), and gets what is left of the deadline after it
+            connector, request = requests[name]
+            tasks[name] = asyncio.ensure_future(_after_home(
+                plan, name, connector, request, tasks[str(plan.home_source)], deadline,
+                activity))
+        return cls(tasks)
 
     async def outcome(self, source: str) -> Outcome:
         """The outcome of `source`'s fetch, once it has one (never raises but cancellation)."""
@@ -78,3 +92,16 @@ class Fetches:
                 from_cache=None if outcome.result is None else outcome.result.from_cache,
             ))
         return tuple(out)
+
+
+async def _after_home(plan: Plan, name: str, connector: Connector, request: FetchRequest,
+                      registry: asyncio.Task[Outcome], deadline: float,
+                      activity: SourceActivity | None) -> Outcome:
+    """`connector`'s fetch once the registry has said where the patient lives (shielded: the
+    registry's task is shared with the demographics field)."""
+    home = home_of(await asyncio.shield(registry))
+    left = deadline - time.monotonic()
+    request = dataclasses.replace(
+        request, municipalities=stores_after_home(plan, name, home),
+        timeout=max(MIN_TIMEOUT, min(request.timeout, left)))
+    return await fetch_one(connector, request, activity)

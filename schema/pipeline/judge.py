@@ -133,6 +133,7 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
                           frozenset(label.code for label in item.security)),
                 rules=rules, municipalities=plan.municipalities,
                 emergency_reason=plan.emergency_reason,
+                emergency_municipalities=plan.emergency_municipalities,
             )
             if verdict.allowed:
                 kept.append(item)

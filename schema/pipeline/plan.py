@@ -20,11 +20,22 @@ from typing import TYPE_CHECKING
 
 from connectors.base import AccessBasis, Connector, FetchRequest, Requester
 from connectors.model import AnyCategory, Category, CategorySpec, Status
-from policies import access_basis, allowed_municipalities, decide_category, reasons
+from policies import (
+    access_basis,
+    allowed_municipalities,
+    decide_category,
+    emergency_agreement_providers,
+    emergency_municipalities,
+    reasons,
+)
 from policies.model import Decision, Principal, PrincipalKind
+from schema.pipeline.home import Home, registry_entry
 
 if TYPE_CHECKING:
     from schema.context import Services
+
+
+STORE_NOT_CONNECTED = "STORE_NOT_CONNECTED"  # the home store is not connected to Kilde
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +61,26 @@ class PlannedFetch:
 
     connector: Connector
     request: FetchRequest
+    # asked only for the plan's own routing (the registry, for the home municipality): it
+    # delivers nothing, so it serves no category here
+    routing: bool = False
+    # waits for the home municipality: an emergency-only agreement may add the home store
+    after_home: bool = False
 
     @property
     def categories(self) -> frozenset[AnyCategory]:
-        return self.request.categories
+        return frozenset() if self.routing else self.request.categories
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSource:
+    """A source with one store per municipality, asked for `categories`: its configured
+    `stores` and the ones this caller's request asks (`asked`), for the border rows."""
+
+    name: str
+    categories: frozenset[AnyCategory]
+    stores: frozenset[str]
+    asked: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -76,6 +103,13 @@ class Plan:
     fetches: Mapping[str, PlannedFetch] = field(default_factory=dict)
     municipalities: frozenset[str] = frozenset()
     block_sources: frozenset[str] = frozenset()  # asked for blocks; a block there holds for all
+    # the registry source asked for the patient's home municipality (None: not asked)
+    home_source: str | None = None
+    store_sources: tuple[StoreSource, ...] = ()
+    # stores an emergency-only agreement lets this request ask, for the patient's home only
+    emergency_municipalities: frozenset[str] = frozenset()
+    # stores an emergency with a reason could ask (emergency-only agreements), for the rows
+    openable_by_emergency: frozenset[str] = frozenset()
 
     def sources_of(self, category: AnyCategory) -> list[str]:
         """The sources asked for `category`, in plan order."""
@@ -112,7 +146,15 @@ def plan_patient(
     municipalities = allowed_municipalities(principal, rules=rules, tenants=services.tenants)
     basis = AccessBasis(access_basis(principal, emergency_reason))
     requester = requester_of(principal)
+    registry = registry_entry(services.registry)
+    # A clinician's request crosses no border but by agreement; the patient's home store (from
+    # the registry) is then reported, asked or not. A citizen sees every tenant's store.
+    routed = principal.kind is PrincipalKind.CLINICIAN and registry is not None
+    emergency = (emergency_municipalities(principal, rules=rules,
+                                          emergency_reason=emergency_reason)
+                 if routed else frozenset())
     fetches: dict[str, PlannedFetch] = {}
+    store_sources: list[StoreSource] = []
     for entry in services.registry:
         connector = entry.connector
         wanted = frozenset(allowed & connector.categories)
@@ -120,7 +162,10 @@ def plan_patient(
             continue
         stores = frozenset(entry.settings.stores)
         reachable = municipalities & stores if stores else municipalities
-        if stores and not reachable:
+        after_home = bool(stores and emergency & stores)
+        if stores and routed:
+            store_sources.append(StoreSource(connector.name, wanted, stores, reachable))
+        if stores and not reachable and not after_home:
             not_asked.extend(StatusRow(
                 connector.name, category, Status.DENIED,
                 detail="MUNICIPAL_BORDER: no store you may see without an agreement",
@@ -137,7 +182,15 @@ def plan_patient(
             request_id=request_id,
             since=since,
             fresh=fresh,
-        ))
+        ), after_home=after_home)
+    home_source = None
+    if routed and store_sources and registry is not None:
+        home_source = registry.connector.name
+        if home_source not in fetches:  # not selected: asked for the routing only
+            fetches[home_source] = PlannedFetch(registry.connector, FetchRequest(
+                patient_nin=nin, categories=frozenset({Category.DEMOGRAPHICS}),
+                requester=requester, access_basis=basis, timeout=registry.settings.timeout,
+                request_id=request_id, fresh=fresh), routing=True)
     block_sources: set[str] = set()
     if (fetches and principal.kind is PrincipalKind.CLINICIAN and principal.hpr_number
             and rules.block_everywhere):
@@ -164,7 +217,74 @@ def plan_patient(
     return Plan(nin=nin, principal=principal, reason=reason, requested=requested,
                 emergency_reason=emergency_reason, denied=denied, not_asked=tuple(not_asked),
                 fetches=fetches, municipalities=municipalities,
-                block_sources=frozenset(block_sources))
+                block_sources=frozenset(block_sources), home_source=home_source,
+                store_sources=tuple(store_sources),
+                emergency_municipalities=emergency if home_source else frozenset(),
+                openable_by_emergency=(emergency_agreement_providers(principal, rules=rules)
+                                       if home_source else frozenset()))
+
+
+def stores_after_home(plan: Plan, source: str, home: Home) -> frozenset[str]:
+    """The stores `source` asks once the home municipality is known: those planned, plus the
+    home store when an emergency-only agreement lets this request ask it (never another)."""
+    planned = plan.fetches[source].request.municipalities
+    if home.municipality is not None and home.municipality in plan.emergency_municipalities:
+        return planned | {home.municipality}
+    return planned
+
+
+def border_rows(plan: Plan, home: Home) -> tuple[StatusRow, ...]:
+    """The `sources` rows the home municipality adds: the home store that may hold records and
+    was not asked (DENIED, MUNICIPAL_BORDER, with its municipality; RESTRICTED when an
+    emergency with a reason may ask it), or, when the registry could not say where the patient
+    lives, that no one knows which other store may hold records; and the registry's own
+    failure when it was asked only for the routing."""
+    if plan.home_source is None:
+        return ()
+    rows: list[StatusRow] = []
+    routing = plan.fetches[plan.home_source].routing
+    if routing and home.failed:
+        rows.append(StatusRow(plan.home_source, Category.DEMOGRAPHICS, home.status,
+                              detail=home.detail, reason=home.reason))
+    for store in plan.store_sources:
+        categories = sorted(store.categories, key=lambda c: c.value)
+        if not home.known:
+            rows.extend(StatusRow(store.name, category, Status.DENIED, detail=home.detail,
+                                  reason=home.reason) for category in categories)
+            continue
+        number = home.municipality
+        assert number is not None
+        if number in store.asked or number in stores_after_home_of(plan, store, home):
+            continue
+        if number not in store.stores:
+            detail = (f"The patient's home municipality ({number}) has no store connected to "
+                      "Kilde; its records were not asked.")
+            rows.extend(StatusRow(store.name, category, Status.UNAVAILABLE, detail=detail,
+                                  reason=STORE_NOT_CONNECTED, municipality=number)
+                        for category in categories)
+            continue
+        openable = _emergency_could_open(plan, number)
+        status = Status.RESTRICTED if openable else Status.DENIED
+        detail = ("MUNICIPAL_BORDER: the patient's home municipality's store may hold records; "
+                  + ("an emergency access (nødtilgang) with a reason may ask it under the "
+                     "emergency-only agreement" if openable
+                     else "no agreement lets you ask it"))
+        rows.extend(StatusRow(store.name, category, status, detail=detail,
+                              reason=reasons.MUNICIPAL_BORDER, municipality=number)
+                    for category in categories)
+    return tuple(rows)
+
+
+def stores_after_home_of(plan: Plan, store: StoreSource, home: Home) -> frozenset[str]:
+    if store.name not in plan.fetches:
+        return frozenset()
+    return stores_after_home(plan, store.name, home) & store.stores
+
+
+def _emergency_could_open(plan: Plan, number: str) -> bool:
+    """Would an emergency with a reason ask this store (an emergency-only agreement the policy
+    honours), though this request is not one?"""
+    return number in plan.openable_by_emergency
 
 
 def in_use(municipalities: frozenset[str], principal: Principal) -> bool:

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from connectors.model import AnyCategory, Status
+from connectors.model import AnyCategory, Category, Status
 from schema.errors import ForbiddenError, error_dict
 from schema.pipeline.fetch import Fetches
 from schema.pipeline.judge import Judgement, blocked_everywhere, judge
+from schema.pipeline.home import Home, home_of
 from schema.pipeline.ledger import Delivery, PatientLedger
-from schema.pipeline.plan import Plan, StatusRow, plan_patient
+from schema.pipeline.plan import Plan, StatusRow, border_rows, plan_patient
 from schema.shape.terminology import Terminology
 
 if TYPE_CHECKING:
@@ -43,10 +44,12 @@ class PatientRequest:
         self._judged: dict[str, Judgement] = {}
         # (category, source, store municipality or "") -> (status, items)
         self._delivered: dict[tuple[AnyCategory, str, str], tuple[Status, int]] = {}
-        self._answers: dict[tuple[str, str, str], StatusRow] = {}
+        self._answers: dict[tuple[str, str, str, str, str], StatusRow] = {}
         self._reported: set[str] = set()
         self._emergency = False  # a restriction was opened for a field that was resolved
         self._blocked_by: str | None = None  # the source that said the caller is blocked
+        self._border: tuple[StatusRow, ...] | None = None
+        self._home: Home | None = None  # what the registry said, once a field needed it
 
     @classmethod
     def start(cls, ctx: Context, nin: str, requested: frozenset[AnyCategory], *,
@@ -81,9 +84,25 @@ class PatientRequest:
                 self._ctx.errors.append(error_dict(outcome.error))
         return self._judged[source]
 
+    async def home(self) -> Home:
+        """Where the registry says the patient lives (asked in the plan for routing)."""
+        if self.plan.home_source is None:
+            return home_of(None)
+        return home_of(await self._fetches.outcome(self.plan.home_source))
+
+    async def border(self) -> tuple[StatusRow, ...]:
+        """The rows the home municipality adds (the home store not asked, or unknown)."""
+        if self._border is None:
+            self._home = await self.home()
+            self._border = border_rows(self.plan, self._home)
+        return self._border
+
     async def items(self, category: AnyCategory) -> list[Any]:
         """The permitted items of one category from every source that serves it."""
-        not_asked = [row for row in self.plan.not_asked if row.category == category]
+        bordered = category is Category.DEMOGRAPHICS or any(
+            category in store.categories for store in self.plan.store_sources)
+        border = [row for row in await self.border() if row.category == category] if bordered else []
+        not_asked = [row for row in (*self.plan.not_asked, *border) if row.category == category]
         for row in not_asked:
             self._note(row)
         if category in self.plan.denied:
@@ -105,7 +124,7 @@ class PatientRequest:
 
     async def statuses(self) -> list[StatusRow]:
         """Every source consulted (or deliberately not consulted) for this patient."""
-        rows = list(self.plan.not_asked)
+        rows = [*self.plan.not_asked, *await self.border()]
         sources = [s for s, planned in self.plan.fetches.items() if planned.categories]
         for judgement in await self._judged_with_blocks(sources):
             planned = self.plan.fetches[judgement.source]
@@ -126,7 +145,9 @@ class PatientRequest:
         return [blocked_everywhere(j, blocker) for j in mine]
 
     def _note(self, row: StatusRow) -> None:
-        self._answers[(row.category.value, row.source, row.municipality or "")] = row
+        # a not-asked row (the home store, an unknown home) sits beside the source's own
+        self._answers[(row.category.value, row.source, row.municipality or "",
+                       row.status.value, row.reason or "")] = row
 
     @property
     def terminology(self) -> Terminology:
@@ -155,6 +176,7 @@ class PatientRequest:
             answers=tuple(self._answers[key] for key in sorted(self._answers)),
             path=self._path,
             fresh_refused=self._fresh_refused,
+            home_municipality=self._home.municipality if self._home else None,
         )
 
 

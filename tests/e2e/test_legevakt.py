@@ -22,7 +22,7 @@ SUMMARY = """query($nin: String!) { patient(nin: $nin) {
   municipalServices { code { code display } status unit provenance { source } }
   conditions { code { system code } provenance { source } }
   documents { title provenance { source } }
-  sources { source category status latencyMs fetchedAt detail }
+  sources { source category status latencyMs fetchedAt detail reason }
 } }"""
 
 FIVE = {"municipal", "kjernejournal", "pll", "eresept", "proevesvar"}
@@ -116,7 +116,13 @@ def test_unknown_or_empty_patient_gives_empty_lists_not_errors(e2e: Stack, tag: 
                   "labResults", "municipalServices", "conditions", "documents"):
         assert patient[field] == [], field
     assert {s["source"] for s in patient["sources"]} == FIVE
-    assert {s["status"] for s in patient["sources"]} == {"EMPTY"}
+    # a number the population registry does not know: which store may hold records is
+    # unknown, and the municipal rows say so (never a guess that the caller's store is all)
+    unknown = {(s["source"], s["status"], s["reason"]) for s in patient["sources"]
+               if s["reason"] == "NOT_IN_REGISTRY"}
+    assert unknown == (set() if tag else {("municipal", "DENIED", "NOT_IN_REGISTRY")})
+    assert {s["status"] for s in patient["sources"] if s["reason"] != "NOT_IN_REGISTRY"} == {
+        "EMPTY"}
 
 
 def test_no_token_is_401_and_reaches_no_upstream(e2e: Stack) -> None:

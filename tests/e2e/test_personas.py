@@ -177,7 +177,26 @@ innbygger                  not-in-registry      SVC                       -
 
 SUMMARY = "query($nin: String!) { patient(nin: $nin) { " + " ".join(
     f"{field} {{ __typename }}" for field, _, _ in SECTIONS.values()
-) + " sources { source category status detail fromCache } } }"
+) + " sources { source category status detail fromCache reason municipality } } }"
+# Rows the patient's home municipality adds (the population registry): the home store not
+# asked, or a home nobody knows (issue #13 item 1)
+BORDER_REASONS = frozenset({"MUNICIPAL_BORDER", "NOT_IN_REGISTRY", "HOME_MUNICIPALITY_UNKNOWN",
+                            "NO_HOME_RECORDED"})
+
+
+def expected_border(persona: str, tag: str, allowed: set[str]) -> set[tuple[str, ...]]:
+    """A clinician's municipal rows for the patient's home store when it was not asked (or a
+    home the registry does not know); none for the citizen, who sees every store."""
+    if persona == "innbygger":
+        return set()
+    patient = by_tag(tag)
+    categories = {SECTIONS[s][1] for s in allowed if "municipal" in SECTIONS[s][2]}
+    if not patient.in_registry:
+        return {("municipal", c, "DENIED", "NOT_IN_REGISTRY", "") for c in categories}
+    if patient.municipality in STORES[persona].split():
+        return set()
+    return {("municipal", c, "DENIED", "MUNICIPAL_BORDER", patient.municipality)
+            for c in categories}
 
 
 @dataclass(frozen=True)
@@ -248,6 +267,10 @@ def test_persona_sees_what_the_table_says(gw: Client, row: Row) -> None:
 
     # Each forbidden section is DENIED at every source serving it, with the same reason; the
     # rest is OK/EMPTY except where a source withheld on the patient's own choice.
+    border = {(r["source"], r["category"], r["status"], r["reason"], r["municipality"] or "")
+              for r in patient["sources"] if r["reason"] in BORDER_REASONS}
+    assert border == expected_border(row.persona, row.tag, set(SECTIONS) - forbidden)
+    patient["sources"] = [r for r in patient["sources"] if r["reason"] not in BORDER_REASONS]
     denied = {(r["source"], r["category"], r["detail"]) for r in patient["sources"]
               if r["status"] == "DENIED"}
     assert denied == {(src, SECTIONS[s][1], reason) for s in forbidden for src in SECTIONS[s][2]}
@@ -278,6 +301,9 @@ def test_persona_sees_what_the_table_says(gw: Client, row: Row) -> None:
     if "municipal" in live:
         stores = gw.requests_below("municipal")
         assert {n for n, c in stores.items() if c} == set(STORES[row.persona].split())
+    # the registry is asked for the home municipality whenever a clinician reads stores
+    routed = row.persona != "innbygger" and any("municipal" in SECTIONS[s][2] for s in allowed)
+    assert (counts["persontjenesten"] > 0) is routed, counts
 
 
 DENIED_ALONE = [(p, s) for p, (cell, _) in FORBIDDEN.items() for s in _words(cell)]

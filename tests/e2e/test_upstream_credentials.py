@@ -104,7 +104,8 @@ def test_the_legevakt_query_through_kilde_makes_one_exchange_per_caller_and_audi
 def test_each_upstream_sees_exactly_its_own_audience_and_refuses_nothing(fresh: Stack) -> None:
     assert "errors" not in _legevakt(fresh, fresh.token("legevakt-lege", HLR))
     auth = _auth(fresh)
-    for source in FIVE:
+    # the population registry too: asked for the home municipality, with Kilde's own token
+    for source in (*FIVE, "persontjenesten"):
         assert set(auth[source]["audiences_seen"]) == {RESOURCES[source][0]}, source
         assert auth[source]["refused"] == {}, source
         assert auth[source]["accepted"] >= 1

@@ -34,6 +34,9 @@ ARTIFACTS = ROOT / "docs" / "artifacts"
 README_SCREENSHOT = ROOT / "docs" / "screenshots" / "legevakt.png"
 HLR = by_tag("legevakt-hlr")
 RESTRICTED = by_tag("restricted-lab")
+HOLIDAY = by_tag("holiday")
+DECEASED = by_tag("deceased")
+UNREGISTERED = by_tag("not-in-registry")
 
 
 def _missing_browser() -> str | None:
@@ -331,3 +334,40 @@ def test_status_words_on_screen_are_norwegian_with_the_code_as_tooltip(page: Any
         assert code not in screen
     for text in page.locator(".alert-meta, .gap, .withheld, #status").all_inner_texts():
         assert not any(mark in text for mark in ("..", " .", ",.", ", ,", " ,", ":.")), text
+
+
+def test_the_holiday_patient_in_trondheim_says_oslos_store_was_not_asked(page: Any) -> None:
+    _open(page, "lege-annen-kommune", HOLIDAY.nin)
+    note = page.locator("#alerts [data-testid=not-asked]")
+    assert note.count() == 1
+    assert note.inner_text() == "Oslo kommunes journal ble ikke spurt (ingen avtale)."
+    assert note.get_attribute("data-municipality") == "0301"
+    assert page.locator("[data-testid=hlr-minus]").count() == 0
+    assert "Ingen behandlingsavklaringer eller kritisk informasjon funnet" not in page.inner_text(
+        "#alerts")  # not asked is not absent
+    status = page.inner_text("#status")
+    assert "fra alle kilder" not in status
+    assert "Oslo kommunes journal: ikke spurt (ingen avtale)" in status
+    bar = page.locator(".source[data-municipality='0301']")
+    assert bar.count() == 1
+    _shoot(page, "legevakt-ikke-spurt")
+
+
+def test_the_patient_header_shows_name_age_and_home_from_the_registry(page: Any) -> None:
+    _open(page, "lege-annen-kommune", HOLIDAY.nin)
+    assert page.inner_text("#patient-h") == HOLIDAY.name
+    line = page.locator("[data-testid=demographics]")
+    assert line.get_attribute("data-home") == "0301"
+    text = line.inner_text()
+    assert "år" in text and "(født 12.05.1941)" in text
+    assert "Bor i Oslo (0301)" in text
+    _open(page, "legevakt-lege", DECEASED.nin)
+    assert "Død 20.11.2026" in page.inner_text("[data-testid=demographics]")
+    assert "92 år" in page.inner_text("[data-testid=demographics]")
+
+
+def test_a_patient_unknown_to_the_registry_says_the_home_is_unknown(page: Any) -> None:
+    _open(page, "lege-annen-kommune", UNREGISTERED.nin)
+    assert "Ukjent i Folkeregisteret" in page.inner_text("[data-testid=demographics]")
+    assert page.locator("#alerts [data-testid=home-unknown]").count() == 1
+    assert "hjemkommunen er ukjent" in page.inner_text("#status")
