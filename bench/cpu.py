@@ -1,0 +1,160 @@
+"""CPU per legevakt request in one process: the figure that holds on a busy machine.
+
+    .venv/bin/python -m bench.cpu [--mode cold|warm|both] [--requests 300] [--concurrency 8]
+                                  [--items N] [--profile out.prof]
+
+Throughput on a shared two-core machine moves 10-50% between runs; the CPU time one process
+spends per request moves much less. This runs the gateway exactly as `bench.compare` configures
+it (production mode, the sandbox's HelseID with fresh keys, token exchange and a DPoP proof per
+upstream call, policy, PostgreSQL audit, JSON logs at WARNING; warm = the Redis cache after one
+priming request) but in this process, pinned to the last CPU, and drives it through its ASGI
+interface with `--concurrency` requests in flight (no HTTP client, no socket on the caller's
+side, so nearly all of the CPU time measured is the gateway's; the sandbox, Redis and
+PostgreSQL are other processes). It prints CPU ms and wall ms per request, best of three rounds.
+`--profile` writes a cProfile of the last round (read it with `python -m pstats`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from bench.harness import Cores
+from bench.systems import (
+    DEFAULT_POSTGRES,
+    DEFAULT_REDIS,
+    Context,
+    audit_store,
+    bench_context,
+    kilde_env,
+)
+
+
+class Gateway:
+    """The app, its lifespan entered, called as an ASGI server would."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        from gateway.app import create_app
+        from gateway.settings import Settings
+
+        settings = Settings.from_env({k: v for k, v in env.items() if k != "KILDE_PORT"})
+        self.app = create_app(settings)
+        self._lifespan: Any = None
+        self.state: dict[str, Any] = {}
+
+    async def __aenter__(self) -> Gateway:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        self.state = dict(await self._lifespan.__aenter__() or {})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._lifespan.__aexit__(*exc)
+
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                 "method": "POST", "scheme": "http", "path": "/graphql", "raw_path": b"/graphql",
+                 "root_path": "", "query_string": b"", "headers": raw,
+                 "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+                 "state": dict(self.state)}
+        sent = False
+        status = 0
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()  # a client that stays connected
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        return status, b"".join(chunks)
+
+
+async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests: int,
+                  concurrency: int, rounds: int, profile: str | None) -> tuple[float, float]:
+    """(CPU ms, wall ms) per request, best round."""
+    headers = ctx.headers(cold=cold)
+    async with Gateway(env) as gateway:
+        for _ in range(3):  # connections, token exchanges, caches, the priming request
+            status, answer = await gateway.post(ctx.body, headers)
+            if status != 200 or b'"errors"' in answer:
+                raise RuntimeError(f"not a clean answer (HTTP {status}): {answer[:300]!r}")
+        best = (float("inf"), float("inf"))
+        for round_ in range(rounds):
+            todo = requests
+            profiler = cProfile.Profile() if profile and round_ == rounds - 1 else None
+
+            async def client() -> None:
+                nonlocal todo
+                while todo > 0:
+                    todo -= 1
+                    status, answer = await gateway.post(ctx.body, headers)
+                    if status != 200:
+                        raise RuntimeError(f"HTTP {status}: {answer[:300]!r}")
+
+            if profiler is not None:
+                profiler.enable()
+            cpu, wall = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(profile or "")
+            best = min(best, (cpu * 1000 / requests, wall * 1000 / requests))
+        return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=("cold", "warm", "both"), default="both")
+    parser.add_argument("--requests", type=int, default=300, help="per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--items", type=int, default=0, help="extra records per source")
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS)
+    parser.add_argument("--profile", default=None, help="cProfile output of the last round")
+    args = parser.parse_args()
+    cores = Cores.detect()
+    if cores.sut:
+        os.sched_setaffinity(0, {int(c) for c in cores.sut.split(",")})
+    results = {}
+    with bench_context(args.latency_ms, cores) as ctx, audit_store(args.postgres_url, 1) as (
+            audit_url, _):
+        if args.items:
+            for source in ("municipal", "kjernejournal", "pll", "eresept", "proevesvar"):
+                ctx.set_items(source, args.items)
+        modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
+        for mode in modes:
+            env = kilde_env(ctx, 0, audit_url,
+                            cache_url=args.redis_url if mode == "warm" else "")
+            cpu, wall = asyncio.run(measure(
+                ctx, env, cold=mode == "cold", requests=args.requests,
+                concurrency=args.concurrency, rounds=args.rounds,
+                profile=f"{args.profile}.{mode}" if args.profile else None))
+            results[mode] = {"cpu_ms": round(cpu, 3), "wall_ms": round(wall, 3)}
+            print(f"{mode:5s} c={args.concurrency} items={args.items}: {cpu:.2f} ms CPU "
+                  f"per request, {wall:.2f} ms wall per request", flush=True)
+    print(json.dumps({"load": os.getloadavg(), **results}))
+
+
+if __name__ == "__main__":
+    main()
