@@ -82,6 +82,8 @@ class Limiter:
         self.introspection = introspection
         # clients send a handful of distinct operations: parse each once (failures not cached)
         self.parse = functools.lru_cache(maxsize=256)(self._parse)
+        # the same document measures the same for variables of the same shape (check())
+        self._shapes: dict[tuple[int, int, str | None, str], tuple[DocumentNode, Shape]] = {}
 
     def _parse(self, query: str) -> DocumentNode:
         """Parse `query`, refusing more than `max_tokens` lexical tokens or nesting deeper
@@ -106,7 +108,24 @@ class Limiter:
               operation_name: str | None = None) -> Shape:
         """Measure the document and the operation that will run; raise
         `QueryTooComplexError` on any limit. The document bounds (selections, overlapping
-        field pairs) come first: they keep validation, which runs next, cheap."""
+        field pairs) come first: they keep validation, which runs next, cheap.
+
+        A document passes or fails the same way for variables of the same shape (only
+        numbers and list sizes count, never a string's text), and the parser cache hands out
+        one object per query text: a passing measurement is remembered per document,
+        operation and variable shape, so a repeated operation is measured once."""
+        key = (id(document), id(schema), operation_name, repr(_shape(variables or {})))
+        known = self._shapes.get(key)
+        if known is not None and known[0] is document:
+            return known[1]
+        shape = self._measure(document, schema, variables, operation_name)
+        if len(self._shapes) >= 1024:
+            self._shapes.clear()
+        self._shapes[key] = (document, shape)
+        return shape
+
+    def _measure(self, document: DocumentNode, schema: GraphQLSchema | None,
+                 variables: Mapping[str, Any] | None, operation_name: str | None) -> Shape:
         s = self.settings
         aliases = sum(1 for _ in _aliased(document))
         if s.max_aliases and aliases > s.max_aliases:
@@ -125,6 +144,18 @@ class Limiter:
         if s.max_cost and cost > s.max_cost:
             raise _too_complex("cost", s.max_cost, cost)
         return Shape(depth, aliases, cost)
+
+
+def _shape(value: Any) -> Any:
+    """What of a variable's value the limits read: numbers, booleans, list and object sizes
+    and keys; a string counts as its type only (its text changes no limit)."""
+    if isinstance(value, str):
+        return ""
+    if isinstance(value, Mapping):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_shape(v) for v in value]
+    return value
 
 
 def selected_operation(document: DocumentNode,

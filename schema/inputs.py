@@ -110,18 +110,42 @@ def check_operation(document: DocumentNode | None, variables: Mapping[str, Any] 
     `document`, each argument's value (literal or variable) with its own limit."""
     values = dict(variables or {})
     if document is not None:
-        for argument, value in _argument_values(document):
-            limit = ARGUMENT_LIMITS.get(argument, MAX_TEXT)
-            if isinstance(value, VariableNode):
-                given = values.get(value.name.value)
-                if isinstance(given, str) and limit < MAX_TEXT:
-                    check_text(given, argument, limit)
-            elif isinstance(value, StringValueNode):
-                check_text(value.value, argument, limit)
-        for name, text in literals_in(document):  # lists, input objects, defaults
-            check_text(text, name)
+        for argument, name, limit in _document_rules(document):
+            given = values.get(name)
+            if isinstance(given, str):
+                check_text(given, argument, limit)
     for name, text in strings_in(values, "variables"):
         check_text(text, name.replace("variables.", "$", 1))
+
+
+# A document's literals pass or fail the rule the same way every time, so each document (the
+# parser cache hands out the same object for the same text) is walked once: what stays is the
+# list of variables passed to arguments with a tighter limit. Keyed by id() with the document
+# kept, so a reused id is never mistaken for another document; failures are not remembered.
+_RULES: dict[int, tuple[DocumentNode, tuple[tuple[str, str, int], ...]]] = {}
+_RULES_MAX = 512
+
+
+def _document_rules(document: DocumentNode) -> tuple[tuple[str, str, int], ...]:
+    """Check the document's own literals (raises BadUserInputError); return (argument,
+    variable, limit) for each variable passed to an argument with a limit below MAX_TEXT."""
+    known = _RULES.get(id(document))
+    if known is not None and known[0] is document:
+        return known[1]
+    rules: list[tuple[str, str, int]] = []
+    for argument, value in _argument_values(document):
+        limit = ARGUMENT_LIMITS.get(argument, MAX_TEXT)
+        if isinstance(value, VariableNode):
+            if limit < MAX_TEXT:
+                rules.append((argument, value.name.value, limit))
+        elif isinstance(value, StringValueNode):
+            check_text(value.value, argument, limit)
+    for name, text in literals_in(document):  # lists, input objects, defaults
+        check_text(text, name)
+    if len(_RULES) >= _RULES_MAX:
+        _RULES.clear()
+    _RULES[id(document)] = (document, tuple(rules))
+    return _RULES[id(document)][1]
 
 
 def _argument_values(document: DocumentNode) -> Iterator[tuple[str, Any]]:
