@@ -10,6 +10,13 @@ evict. Identical concurrent misses share one upstream call (single flight, in th
 across replicas through a short Redis lock). When a source fails transiently, an entry within
 the max-stale window is served as STALE with its age.
 
+A hit costs one Redis round trip per request, not two per source: the generations of every
+source a request asks (its fetches start in the same loop turn) are read with one MGET, and
+the decoded entry itself is kept in this process (`Cache.local`, at most `LOCAL_ENTRIES`,
+least recently used out) under its own key for no longer than Redis keeps it, so a hit skips
+the GET, the AES-GCM open and the decoding. The generation is still read from Redis every
+time: an event any replica receives evicts the entry here at once (the key changes).
+
 >>> cache = Cache(open_store("memory://"), CacheKeys.from_secret("x" * 32))  # doctest: +SKIP
 >>> pll = CachedConnector(inner, cache, ttl=30, max_stale=600)             # doctest: +SKIP
 """
@@ -22,6 +29,7 @@ import dataclasses
 import logging
 import struct
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +45,7 @@ log = logging.getLogger("kilde.cache")
 _HEADER = struct.Struct(">d")  # when the entry was stored (epoch seconds)
 _LIVE = (Status.OK, Status.EMPTY, Status.PARTIAL)
 LOCK_POLL_SECONDS = 0.02
+LOCAL_ENTRIES = 512  # decoded entries kept in this process (bounded memory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,12 +66,41 @@ class Cache:
         # a generation must outlive every entry written under the previous one
         self.generation_ttl = int(2 * max_lifetime) + 1
         self.flights: dict[str, asyncio.Future[SourceResult]] = {}
+        # entry key -> (entry, the entry as served from cache, monotonic time it expires)
+        self.local: OrderedDict[str, tuple[Entry, SourceResult, float]] = OrderedDict()
+        self._wanted: dict[str, asyncio.Future[int]] = {}  # generations to read in one MGET
 
     def _generation_key(self, source: str, nin: str) -> str:
         return f"{self.prefix}gen:" + self.keys.key_for("generation", source, nin)
 
     async def generation(self, source: str, nin: str) -> int:
-        return await self.store.counter(self._generation_key(source, nin))
+        """The patient's generation at `source`, read with every other generation asked in
+        this loop turn (one round trip); raises CacheUnavailableError like the store."""
+        key = self._generation_key(source, nin)
+        future = self._wanted.get(key)
+        if future is None:
+            if not self._wanted:
+                asyncio.get_running_loop().call_soon(self._read_generations)
+            future = self._wanted[key] = asyncio.get_running_loop().create_future()
+        return await asyncio.shield(future)
+
+    def _read_generations(self) -> None:
+        wanted, self._wanted = self._wanted, {}
+        task = asyncio.ensure_future(self.store.counters(list(wanted)))
+
+        def done(task: asyncio.Task[list[int]]) -> None:
+            error = task.exception() if not task.cancelled() else CacheUnavailableError(
+                "The generation read was cancelled.")
+            for i, future in enumerate(wanted.values()):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                    future.exception()  # retrieved: its caller may have gone
+                else:
+                    future.set_result(task.result()[i])
+
+        task.add_done_callback(done)
 
     async def evict(self, source: str, nin: str) -> None:
         """Make every entry of this patient at this source unreachable (an event said so)."""
@@ -80,7 +118,27 @@ class Cache:
             request.since.isoformat() if request.since else "",
         )
 
-    async def load(self, key: str, categories: Iterable[AnyCategory] = ()) -> Entry | None:
+    def recall(self, key: str) -> tuple[Entry, SourceResult] | None:
+        """The entry under `key` if this process holds it (with its cached-marked result)."""
+        held = self.local.get(key)
+        if held is None:
+            return None
+        if time.monotonic() >= held[2]:
+            del self.local[key]
+            return None
+        self.local.move_to_end(key)
+        return held[0], held[1]
+
+    def _keep(self, key: str, entry: Entry, expires: float) -> None:
+        self.local[key] = (entry, mark_cached(entry.result), expires)
+        self.local.move_to_end(key)
+        while len(self.local) > LOCAL_ENTRIES:
+            self.local.popitem(last=False)
+
+    async def load(self, key: str, categories: Iterable[AnyCategory] = (),
+                   lifetime: float | None = None) -> Entry | None:
+        """The entry under `key`; with `lifetime` (what `save` was given) it is also kept in
+        this process for what remains of that lifetime."""
         blob = await self.store.get(key)
         if blob is None:
             return None
@@ -88,13 +146,22 @@ class Cache:
         if plain is None or len(plain) < _HEADER.size:
             return None  # sealed under another key (rotated): unreadable, never wrong
         try:
-            return Entry(decode(plain[_HEADER.size:], categories), _HEADER.unpack_from(plain)[0])
+            entry = Entry(decode(plain[_HEADER.size:], categories),
+                          _HEADER.unpack_from(plain)[0])
         except CodecError:
             return None
+        if lifetime is not None:
+            left = lifetime - max(0.0, self.clock() - entry.stored_at)
+            if left > 0:
+                self._keep(key, entry, time.monotonic() + left)
+        return entry
 
     async def save(self, key: str, result: SourceResult, lifetime: float) -> None:
-        plain = _HEADER.pack(self.clock()) + encode(result)
+        started = time.monotonic()  # kept here no longer than the store keeps it
+        entry = Entry(result, self.clock())
+        plain = _HEADER.pack(entry.stored_at) + encode(result)
         await self.store.set(key, self.keys.seal(plain, aad=key.encode()), lifetime)
+        self._keep(key, entry, started + lifetime)
 
 
 class CachedConnector:
@@ -123,7 +190,10 @@ class CachedConnector:
         key = cache.entry_key(request, self.name, generation if generation is not None else -1)
         entry = None
         if generation is not None and not request.fresh:
-            entry = await self._load(key)
+            held = cache.recall(key)
+            if held is not None and cache.clock() - held[0].stored_at < self.ttl:
+                return held[1]
+            entry = held[0] if held is not None else await self._load(key)
             if entry is not None and cache.clock() - entry.stored_at < self.ttl:
                 return mark_cached(entry.result)
         try:
@@ -140,7 +210,7 @@ class CachedConnector:
 
     async def _load(self, key: str) -> Entry | None:
         try:
-            return await self.cache.load(key, self.categories)
+            return await self.cache.load(key, self.categories, self.ttl + self.max_stale)
         except CacheUnavailableError:
             return None
 

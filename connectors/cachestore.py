@@ -155,6 +155,18 @@ class CacheStore:
         except (TypeError, ValueError):
             return 0
 
+    async def counters(self, keys: list[str]) -> list[int]:
+        """Several counters in one round trip (Redis MGET); 0 for each one absent."""
+        full = [self.namespace + k for k in keys]
+        values = await self._call(lambda: self._backend.multi_get(full))
+        out = []
+        for value in values:
+            try:
+                out.append(int(value) if value is not None else 0)
+            except (TypeError, ValueError):
+                out.append(0)
+        return out
+
     async def increment(self, key: str, ttl: int) -> int:
         """Add one to a counter and (re)start its TTL (whole seconds)."""
         key = self.namespace + key
