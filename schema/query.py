@@ -28,6 +28,7 @@ from policies.model import PrincipalKind as _Kind
 from schema import types
 from schema.context import Context, Denial, LogRead
 from schema.errors import BadUserInputError, ForbiddenError, KildeError, is_input_error
+from schema.execution import PlainDataExecutor
 from schema.inputs import ARGUMENT_LIMITS, ValidateInputs, free_text
 from schema.mutations import Mutation
 from schema.oversight import oversight_of
@@ -378,9 +379,11 @@ def build_schema(
     # (bench/RESULTS.md, profile 2026-11-23); clients send a handful of distinct operations.
     # The caches live at module level, keyed by maxsize: the factories are cheap per request.
     validator = Validator(maxsize=256, suggestions=suggestions)
+    # plain data (most of an answer) is completed by compiled plans (schema/execution.py)
     schema = KildeSchema(query=query, mutation=Mutation, subscription=Subscription,
                          extensions=[parsed or (lambda: ParserCache(maxsize=256)),
-                                     lambda: Validate(validator), ValidateInputs, *extensions])
+                                     lambda: Validate(validator), ValidateInputs, *extensions],
+                         execution_context_class=PlainDataExecutor)
     if categories:
         extend_category_enum(schema, categories)
     return schema

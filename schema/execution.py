@@ -1,0 +1,194 @@
+"""Plain-data completion: the part of an answer that is only attributes, built without the
+per-field machinery.
+
+Sits under the schema (`build_schema` hands `PlainDataExecutor` to Strawberry). After the
+patient's resolvers return their items, most of an answer is plain data: dataclass
+attributes (a Medication's name, its dosage's text, every provenance's source), about 190
+fields for the legevakt query. graphql-core completes each with a resolve-info object, a
+path, a resolver call through Strawberry's wrapper and a recursive `complete_value`
+(bench/RESULTS.md: a third of a warm request's CPU). Here an object whose selected fields are
+all plain — no arguments, a Strawberry attribute or a synchronous resolver that takes only
+`self`, no field extensions, no directives that defer — is completed by a plan compiled once
+per operation, type and selection: read the attribute, coerce the leaf with the type's own
+`coerce_output_value`, recurse into lists and objects.
+
+The answer is the same, field for field, and errors are too: anything the plan does not
+expect (a null in a non-null field, an exception as a value, a coercion that fails, a
+resolver that raises, something not a list where a list is due) makes that object fall back
+to graphql-core's own completion, which then reports it exactly as before. Only pure reads
+are taken this way, so completing an object again on a fall-back does no harm. With a
+schema extension or middleware that wraps resolvers (`resolve` hook), nothing takes the fast
+path: every field then goes through it as before.
+
+>>> schema = strawberry.Schema(query=Query, execution_context_class=PlainDataExecutor)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from graphql import (
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    Undefined,
+    is_leaf_type,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+Completer = Callable[[Any], Any]
+
+
+class _NotPlainError(Exception):
+    """This object is not plain after all: complete it the ordinary way."""
+
+
+_NOT_PLAIN = object()  # memo marker: this (type, selection) cannot be planned
+
+
+class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's execution context with plain objects completed by compiled plans."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.middleware_manager
+        self._plain = not (manager is not None and getattr(
+            manager, "_middleware_resolvers", None))
+        # (type, id(field details)) -> (field details kept alive, plan or _NOT_PLAIN)
+        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Any]] = {}
+
+    def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any,
+                              info: Any, path: Any, result: Any, position_context: Any) -> Any:
+        if self._plain:
+            plan = self._object_plan(return_type, field_details_list)
+            if plan is not None:
+                try:
+                    return plan(result)
+                except Exception:  # _NotPlainError, a failed coercion, a raising resolver
+                    pass
+        return super().complete_object_value(return_type, field_details_list, info, path,
+                                             result, position_context)
+
+    # -- compiling ------------------------------------------------------------------------
+
+    def _object_plan(self, return_type: GraphQLObjectType,
+                     field_details_list: Any) -> Completer | None:
+        key = (return_type, id(field_details_list))
+        known = self._plans.get(key)
+        if known is not None:
+            return None if known[1] is _NOT_PLAIN else known[1]
+        self._plans[key] = (field_details_list, _NOT_PLAIN)  # a cycle is not plain
+        plan = self._compile_object(return_type, field_details_list)
+        self._plans[key] = (field_details_list, _NOT_PLAIN if plan is None else plan)
+        return plan
+
+    def _compile_object(self, return_type: GraphQLObjectType,
+                        field_details_list: Any) -> Completer | None:
+        if return_type.is_type_of is not None:
+            return None
+        grouped, defers, _ = self.collect_subfields(return_type, field_details_list)
+        if defers:
+            return None
+        steps: list[tuple[str, Callable[[Any], Any] | None, Any]] = []
+        for response_name, details in grouped.items():
+            first = details[0]
+            node = first.node
+            name = node.name.value
+            if name == "__typename":
+                steps.append((response_name, None, return_type.name))
+                continue
+            field_def = self.schema.get_field(return_type, name)
+            if field_def is None:
+                continue  # graphql-core leaves it out of the answer too
+            if node.arguments or field_def.args or getattr(
+                    first, "fragment_variable_values", None):
+                return None
+            read = _reader(field_def)
+            if read is None:
+                return None
+            complete = self._completer(field_def.type, details)
+            if complete is None:
+                return None
+            steps.append((response_name, read, complete))
+
+        def plan(source: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for response_name, read, complete in steps:
+                out[response_name] = complete if read is None else complete(read(source))
+            return out
+
+        return plan
+
+    def _completer(self, type_: GraphQLOutputType, details: Any) -> Completer | None:
+        if isinstance(type_, GraphQLNonNull):
+            inner = self._completer(type_.of_type, details)
+            if inner is None:
+                return None
+
+            def non_null(value: Any) -> Any:
+                done = inner(value)
+                if done is None:
+                    raise _NotPlainError
+                return done
+            return non_null
+        if isinstance(type_, GraphQLList):
+            item = self._completer(type_.of_type, details)
+            if item is None:
+                return None
+
+            def list_(value: Any) -> Any:
+                if value is None:
+                    return None
+                if not isinstance(value, list | tuple):
+                    raise _NotPlainError
+                return [item(v) for v in value]
+            return list_
+        if is_leaf_type(type_):
+            coerce = type_.coerce_output_value  # type: ignore[union-attr]
+
+            def leaf(value: Any) -> Any:
+                if value is None:
+                    return None
+                if isinstance(value, Exception):
+                    raise _NotPlainError
+                done = coerce(value)
+                if done is None or done is Undefined:
+                    raise _NotPlainError
+                return done
+            return leaf
+        if isinstance(type_, GraphQLObjectType):
+            plan = self._object_plan(type_, details)
+            if plan is None:
+                return None
+
+            def object_(value: Any) -> Any:
+                if value is None:
+                    return None
+                if isinstance(value, Exception):
+                    raise _NotPlainError
+                return plan(value)
+            return object_
+        return None  # interfaces and unions: graphql-core resolves their runtime type
+
+
+def _reader(field_def: Any) -> Callable[[Any], Any] | None:
+    """How to read a plain field from its parent: the attribute, or a synchronous resolver
+    that takes only `self`; None when the field needs graphql-core's machinery."""
+    field = (field_def.extensions or {}).get("strawberry-definition")
+    if field is None or field.extensions:
+        return None
+    resolve = field_def.resolve
+    if getattr(resolve, "_is_default", False):  # Strawberry's attribute fast path
+        default, attribute = field.default_resolver, field.python_name
+        return lambda source: default(source, attribute)
+    resolver = field.base_resolver
+    if (resolver is None or field.is_async or resolver.arguments
+            or resolver.info_parameter is not None or resolver.root_parameter is not None
+            or resolver.parent_parameter is not None
+            or getattr(field, "permission_classes", None)):
+        return None
+    if resolver.self_parameter is None:
+        return lambda source: resolver()
+    return lambda source: resolver(source)

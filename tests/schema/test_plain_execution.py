@@ -1,0 +1,132 @@
+"""Plain-data completion (schema/execution.py) gives graphql-core's answer, errors included.
+
+Each case runs the same operation twice, once with `PlainDataExecutor` and once with
+Strawberry's own execution context, and compares data and errors (message, path) exactly:
+nulls in non-null fields at every depth, exceptions as values, resolvers that raise,
+coercions that fail, enums, scalars, aliases, fragments, `__typename`, `@skip`/`@include`,
+and an extension that wraps every resolver (nothing may bypass it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from schema.execution import PlainDataExecutor
+
+
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclasses.dataclass
+class Leaf:
+    name: Any
+    colour: Any = Colour.RED
+    at: Any = None
+    count: Any = 1
+
+
+@dataclasses.dataclass
+class Node:
+    title: Any
+    leaves: Any
+    best: Any = None
+    tags: Any = ()
+
+
+@strawberry.type
+class LeafType:
+    name: str
+    colour: Colour
+    at: datetime | None
+    count: int
+
+    @strawberry.field
+    def shout(self) -> str:
+        if self.name == "boom":
+            raise ValueError("resolver failed")
+        return str(self.name).upper()
+
+
+@strawberry.type
+class NodeType:
+    title: str | None
+    leaves: list[LeafType]
+    best: LeafType | None
+    tags: list[str | None]
+
+
+AT = datetime(2026, 1, 31, 8, 0, tzinfo=UTC)
+CASES: dict[str, list[Any]] = {
+    "clean": [Node("a", [Leaf("x", at=AT), Leaf("y", Colour.BLUE)], Leaf("z"), ("t", None))],
+    "null in a non-null leaf": [Node("a", [Leaf("x"), Leaf(None)])],
+    "null in a non-null list": [Node("a", None)],
+    "null title (nullable)": [Node(None, [Leaf("x")])],
+    "an exception as a value": [Node("a", [Leaf(ValueError("as value"))])],
+    "a resolver that raises": [Node("a", [Leaf("boom")])],
+    "a coercion that fails": [Node("a", [Leaf("x", count="many")])],
+    "a bad enum value": [Node("a", [Leaf("x", colour="green")])],
+    "not a list": [Node("a", Leaf("x"))],
+    "a tuple is a list": [Node("a", (Leaf("x"), Leaf("y")))],
+    "null in a nullable item list": [Node("a", [Leaf("x")], None, (None, "u"))],
+    "several nodes, one bad": [Node("a", [Leaf("x")]), Node("b", [Leaf(None)]), Node("c", [])],
+}
+CURRENT: list[Any] = []
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    async def nodes(self) -> list[NodeType]:
+        return CURRENT  # type: ignore[return-value]
+
+    @strawberry.field
+    def sync_nodes(self) -> list[NodeType | None]:
+        return CURRENT  # type: ignore[return-value]
+
+
+QUERY = """query($yes: Boolean!) {
+  nodes { __typename title tags leaves { name colour at count shout ...L } best { n: name } }
+  syncNodes { title alias: leaves { name @skip(if: $yes) count @include(if: $yes) } }
+}
+fragment L on LeafType { again: name __typename }"""
+
+
+def _run(executor: type, extensions: list[Any], case: str) -> tuple[Any, list[Any]]:
+    CURRENT[:] = CASES[case]
+    schema = strawberry.Schema(query=Query, execution_context_class=executor,
+                               extensions=extensions)
+    result = asyncio.run(schema.execute(QUERY, variable_values={"yes": True}))
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+    return result.data, errors
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_answer_and_its_errors_are_graphql_cores(case: str) -> None:
+    assert _run(PlainDataExecutor, [], case) == _run(StrawberryGraphQLCoreExecutionContext, [],
+                                                     case)
+
+
+class _Upper(SchemaExtension):
+    def resolve(self, _next: Any, root: Any, info: Any, *args: Any, **kwargs: Any) -> Any:
+        value = _next(root, info, *args, **kwargs)
+        return value.upper() if isinstance(value, str) else value
+
+
+@pytest.mark.parametrize("case", ["clean", "null in a non-null leaf"])
+def test_an_extension_that_wraps_every_resolver_still_sees_every_field(case: str) -> None:
+    data, errors = _run(PlainDataExecutor, [_Upper], case)
+    assert (data, errors) == _run(StrawberryGraphQLCoreExecutionContext, [_Upper], case)
+    if case == "clean":
+        assert data["nodes"][0]["leaves"][0]["name"] == "X"  # the extension ran on the leaf
