@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import time
@@ -36,6 +37,37 @@ from bench.systems import (
 )
 
 
+class _GcWatch:
+    """Collections per generation and their time (gc.callbacks), for the stall hunt."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self.longest = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+            return
+        took = time.thread_time() - self._started
+        self.counts[info["generation"]] += 1
+        self.seconds[info["generation"]] += took
+        self.longest = max(self.longest, took)
+
+    def reset(self) -> None:
+        self.counts, self.seconds, self.longest = [0, 0, 0], [0.0, 0.0, 0.0], 0.0
+
+    def describe(self, requests: int) -> str:
+        per = sum(self.seconds) * 1000 / requests
+        return (f"GC {per:.2f} ms per request (collections gen0/1/2 {self.counts}, "
+                f"longest {self.longest * 1000:.1f} ms)")
+
+
+GC = _GcWatch()
+
+
 class Gateway:
     """The app, its lifespan entered, called as an ASGI server would."""
 
@@ -44,7 +76,7 @@ class Gateway:
         from gateway.settings import Settings
 
         settings = Settings.from_env({k: v for k, v in env.items() if k != "KILDE_PORT"})
-        self.app = create_app(settings)
+        self.app = create_app(settings, tune_gc=True)  # as gateway.asgi builds it
         self._lifespan: Any = None
         self.state: dict[str, Any] = {}
 
@@ -96,6 +128,8 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
             status, answer = await gateway.post(ctx.body, headers)
             if status != 200 or b'"errors"' in answer:
                 raise RuntimeError(f"not a clean answer (HTTP {status}): {answer[:300]!r}")
+        print(f"  {len(gc.get_objects())} objects tracked by the GC after start "
+              f"({gc.get_freeze_count()} frozen)", flush=True)
         best = (float("inf"), float("inf"))
         for round_ in range(rounds):
             todo = requests
@@ -111,14 +145,29 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
 
             if profiler is not None:
                 profiler.enable()
+            GC.reset()
+            _callgrind("on")
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.gather(*(client() for _ in range(concurrency)))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            _callgrind("off")
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(profile or "")
             best = min(best, (cpu * 1000 / requests, wall * 1000 / requests))
+            print(f"  round {round_ + 1}: {cpu * 1000 / requests:.2f} ms CPU per request; "
+                  f"{GC.describe(requests)}", flush=True)
         return best
+
+
+def _callgrind(state: str) -> None:
+    """Under `valgrind --tool=callgrind --collect-atstart=no`, count instructions only while
+    requests run (KILDE_BENCH_CALLGRIND=1): instruction counts do not move with the load."""
+    if os.environ.get("KILDE_BENCH_CALLGRIND"):
+        import subprocess
+
+        subprocess.run(["callgrind_control", "-i", state, str(os.getpid())], check=False,
+                       capture_output=True)
 
 
 def main() -> None:

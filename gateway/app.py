@@ -28,7 +28,7 @@ from connectors.activity import SourceActivity
 from connectors.crypto import CacheKeys, ephemeral_secret
 from connectors.http import create_http_client
 from connectors.registry import Registry, load_connectors
-from gateway import tracing
+from gateway import gctune, tracing
 from gateway.admission import build_admission
 from gateway.audit import AuditSink, open_audit_sink
 from gateway.audit.retention import retention
@@ -87,12 +87,14 @@ def create_app(
     sandbox: ASGIApp | None = None,
     tracer_provider: Any = None,
     extra_routes: Sequence[BaseRoute] = (),
+    tune_gc: bool = False,
 ) -> Starlette:
     """Build the gateway. `transport` replaces the upstream HTTP transport (tests);
     `sandbox` mounts the simulated upstreams on the same server (the demo);
     `tracer_provider` (OpenTelemetry) replaces the one `KILDE_OTLP_ENDPOINT` would make;
     `extra_routes` are served beside the gateway's own (the demo's, from
-    `gateway.demo.demo_routes`: this module never imports the demo)."""
+    `gateway.demo.demo_routes`: this module never imports the demo); `tune_gc` freezes the
+    start-up heap and collects less often once started (`kilde serve`: gateway/gctune.py)."""
     provider = tracer_provider or tracing.tracer_provider(settings.otlp_endpoint)
     tracer = provider.get_tracer("kilde") if provider is not None else None
 
@@ -193,6 +195,8 @@ def create_app(
                                   sources.store, keys, leeway=settings.auth.leeway_seconds),
                 app_url=settings.launch.app_url, demo=not settings.production,
                 municipalities={t.number: t.name for t in settings.tenants})
+            if tune_gc:
+                gctune.after_start()
             yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
                                   launches, cds, live, connections)}
 

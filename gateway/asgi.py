@@ -2,7 +2,8 @@
 
 Production unless told otherwise: the app is built from `KILDE_*` alone and imports neither
 the demo nor `sandbox`. Only an explicit `KILDE_MODE=demo` adds the demo's routes (its JWKS,
-tokens, web app), which `kilde serve` warns about at start.
+tokens, web app), which `kilde serve` warns about at start. A serving process tunes the
+garbage collector once started (gateway/gctune.py).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from gateway.settings import Settings
 def build() -> Starlette:
     settings = Settings.from_env()
     if not settings.demo:
-        return create_app(settings)
+        return create_app(settings, tune_gc=True)
     from gateway.demo import demo_routes  # KILDE_MODE=demo only: never in production
 
-    return create_app(settings, extra_routes=demo_routes(settings))
+    return create_app(settings, extra_routes=demo_routes(settings), tune_gc=True)
 
 
 app = build()
