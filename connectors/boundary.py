@@ -112,11 +112,11 @@ def result_problem(result: Any, categories: frozenset[AnyCategory]) -> str | Non
             return f"items for a category it does not serve ({_name(category)})"
         if not isinstance(items, Sequence) or isinstance(items, str | bytes):
             return f"{_name(category)} that is not a sequence of items"
-        check = _check(_item_type(category))
+        fault = _fault(_item_type(category))
         for i, item in enumerate(items):
-            problem = check(item, f"{_name(category)}[{i}]")
+            problem = fault(item)
             if problem is not None:
-                return problem
+                return problem(f"{_name(category)}[{i}]")
     for category, status in result.category_status.items():
         if not isinstance(status, Status):
             return f"a category status for {_name(category)} that is not a Status"
@@ -143,41 +143,70 @@ def _item_type(category: AnyCategory) -> Any:
 @functools.cache
 def _check(hint: Any) -> Check:
     """A checking function for one type hint, built once per type (the codec's approach)."""
+    fault = _fault(hint)
+
+    def check(v: Any, path: str) -> str | None:
+        problem = fault(v)
+        return None if problem is None else problem(path)
+    return check
+
+
+# A fault finder returns None for a good value, or what is wrong as a function of the value's
+# path: the path text (``medications[3].dosage.text``) is only built for a bad value, never
+# for the thousands of good fields of a large answer.
+Fault = Callable[[Any], Callable[[str], str] | None]
+
+
+@functools.cache
+def _fault(hint: Any) -> Fault:
     origin = typing.get_origin(hint)
     if origin is types.UnionType or origin is typing.Union:
-        options = [_check(a) for a in typing.get_args(hint) if a is not type(None)]
+        options = [_fault(a) for a in typing.get_args(hint) if a is not type(None)]
         nullable = type(None) in typing.get_args(hint)
 
-        def union(v: Any, path: str) -> str | None:
+        def union(v: Any) -> Callable[[str], str] | None:
             if v is None and nullable:
                 return None
-            problems = [c(v, path) for c in options]
-            return None if any(p is None for p in problems) else problems[0]
+            first = None
+            for option in options:
+                problem = option(v)
+                if problem is None:
+                    return None
+                first = first or problem
+            return first
         return union
     if origin is tuple:
-        each = _check(typing.get_args(hint)[0])
+        each = _fault(typing.get_args(hint)[0])
 
-        def tuple_(v: Any, path: str) -> str | None:
+        def tuple_(v: Any) -> Callable[[str], str] | None:
             if not isinstance(v, tuple):
-                return f"{path} is a {type(v).__name__}, not a tuple"
-            return next((p for i, x in enumerate(v) if (p := each(x, f"{path}[{i}]"))), None)
+                return lambda path: f"{path} is a {type(v).__name__}, not a tuple"
+            for i, x in enumerate(v):
+                problem = each(x)
+                if problem is not None:
+                    return _at(problem, f"[{i}]")
+            return None
         return tuple_
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         cls = hint
-        fields = [(f.name, _check(h)) for f in dataclasses.fields(cls)
+        fields = [(f.name, _fault(h)) for f in dataclasses.fields(cls)
                   for h in (typing.get_type_hints(cls)[f.name],)]
 
-        def dataclass_(v: Any, path: str) -> str | None:
+        def dataclass_(v: Any) -> Callable[[str], str] | None:
             if not isinstance(v, cls):
-                return f"{path} is a {type(v).__name__}, not a {cls.__name__}"
-            return next((p for name, c in fields
-                         if (p := c(getattr(v, name), f"{path}.{name}"))), None)
+                return lambda path: f"{path} is a {type(v).__name__}, not a {cls.__name__}"
+            for name, fault in fields:
+                problem = fault(getattr(v, name))
+                if problem is not None:
+                    return _at(problem, f".{name}")
+            return None
         return dataclass_
     if hint is datetime:
-        def datetime_(v: Any, path: str) -> str | None:
+        def datetime_(v: Any) -> Callable[[str], str] | None:
             if not isinstance(v, datetime):
-                return f"{path} is a {type(v).__name__}, not a datetime"
-            return None if v.utcoffset() is not None else f"{path} has no time zone"
+                return lambda path: f"{path} is a {type(v).__name__}, not a datetime"
+            return None if v.utcoffset() is not None else (
+                lambda path: f"{path} has no time zone")
         return datetime_
     if hint is float:
         return _kind((int, float), "float")
@@ -188,13 +217,20 @@ def _check(hint: Any) -> Check:
     if isinstance(hint, type) and (hint in (str, bool) or issubclass(hint, enum.Enum)):
         return _kind((hint,), hint.__name__)
     if hint is Any or hint is object:
-        return lambda v, path: None
+        return lambda v: None
     raise TypeError(f"The boundary cannot check the type {hint!r}.")
 
 
-def _kind(kinds: tuple[type, ...], word: str) -> Check:
-    def plain(v: Any, path: str) -> str | None:
+def _at(problem: Callable[[str], str], step: str) -> Callable[[str], str]:
+    """The problem of a part (a field, an element), said of the whole."""
+    return lambda path: problem(path + step)
+
+
+def _kind(kinds: tuple[type, ...], word: str) -> Fault:
+    def plain(v: Any) -> Callable[[str], str] | None:
         if isinstance(v, bool) and bool not in kinds:
-            return f"{path} is a bool, not a {word}"
-        return None if isinstance(v, kinds) else f"{path} is a {type(v).__name__}, not a {word}"
+            return lambda path: f"{path} is a bool, not a {word}"
+        if isinstance(v, kinds):
+            return None
+        return lambda path: f"{path} is a {type(v).__name__}, not a {word}"
     return plain
