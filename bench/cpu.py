@@ -181,6 +181,8 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--profile", default=None, help="cProfile output of the last round")
+    parser.add_argument("--patient", type=float, default=0.0,
+                        help="source timeout and request deadline in s (e.g. 60 under valgrind)")
     args = parser.parse_args()
     cores = Cores.detect()
     if cores.sut:
@@ -193,7 +195,11 @@ def main() -> None:
                 ctx.set_items(source, args.items)
         modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
         for mode in modes:
-            env = kilde_env(ctx, 0, audit_url,
+            slow = {"KILDE_DEADLINE_SECONDS": str(args.patient), **{
+                f"KILDE_CONNECTORS__{s.upper()}__TIMEOUT": str(args.patient) for s in (
+                    "municipal", "kjernejournal", "pll", "eresept", "proevesvar")}
+                    } if args.patient else {}
+            env = kilde_env(ctx, 0, audit_url, extra_env=slow,
                             cache_url=args.redis_url if mode == "warm" else "")
             cpu, wall = asyncio.run(measure(
                 ctx, env, cold=mode == "cold", requests=args.requests,
