@@ -121,8 +121,8 @@ def result_problem(result: Any, categories: frozenset[AnyCategory]) -> str | Non
         if not isinstance(status, Status):
             return f"a category status for {_name(category)} that is not a Status"
     for category, reason in result.category_reason.items():
-        if (problem := _check(Reason)(reason, f"category_reason[{_name(category)}]")):
-            return problem
+        if (wrong := _check(Reason)(reason, f"category_reason[{_name(category)}]")):
+            return wrong
     return (_check(PrivacyState)(result.privacy, "privacy")
             or _check(datetime)(result.fetched_at, "fetched_at")
             or _check(str | None)(result.detail, "detail"))
