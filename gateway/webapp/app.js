@@ -51,7 +51,7 @@ const LAUNCH_QUERY = `query Launch($launch: String!) { launchContext(launch: $la
 const $ = (id) => document.getElementById(id);
 const state = { personas: [], patients: [], municipalities: {}, token: null, current: null,
   launch: null, key: null, dpopFetch: null, me: null, pending: null, stopLive: null,
-  updates: 0, reason: null, refreshing: null };
+  updates: 0, reason: null, refreshing: null, ownWrite: null };
 
 class AppError extends Error {}
 
@@ -206,6 +206,8 @@ function liveCredentials(personaKey, nin) {
   };
 }
 
+const OWN_WRITE_MS = 10000;  // how long an update matching this session's write is that write
+
 /** Another session changed this patient's data: ask again, then say what changed. */
 async function onUpdate(nin, update) {
   if ($("patient").value !== nin || $("screen").dataset.view !== "patient") return;
@@ -215,6 +217,12 @@ async function onUpdate(nin, update) {
       await openPatient(state.reason);
       state.updates += 1;
       $("screen").dataset.updates = String(state.updates);
+      const own = state.ownWrite;
+      if (own && Date.now() < own.until && update.source === own.source
+          && (update.categories || []).every((c) => c === own.category)) {
+        say(own.text);  // the news of this session's own write, already said
+        return;
+      }
       const what = (update.categories || []).map((c) => CATEGORY_NAMES[c] || c).join(", ");
       const from = update.source ? SOURCE_NAMES[update.source] || update.source : null;
       const time = new Date().toLocaleTimeString("nb-NO", { hour: "2-digit", minute: "2-digit" });
@@ -389,9 +397,14 @@ async function onHlrClose() {
       throw new AppError(writeFailure(result.errors));
     }
     state.pending = null;
-    await openPatient();
     const where = state.municipalities[made.provenance.municipality] || made.provenance.municipality;
-    say(`HLR-minus er registrert i kommunal journal (${where}) og vises øverst.`);
+    const done = `HLR-minus er registrert i kommunal journal (${where}) og vises øverst.`;
+    // Kilde and the store's event store each announce this write to the open screen: the
+    // screen asks again for them, but the confirmation stays (it is the same news).
+    state.ownWrite = { text: done, source: "municipal", category: "TREATMENT_LIMITATIONS",
+      until: Date.now() + OWN_WRITE_MS };
+    await openPatient();
+    say(done);
   } catch (err) {
     say(err instanceof AppError ? err.message : "Noe gikk galt i appen.");
     if (!(err instanceof AppError)) console.error(err);
