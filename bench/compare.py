@@ -22,6 +22,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
@@ -84,6 +85,31 @@ def commit() -> str:
     return f"{head}+uncommitted changes" if git("status", "--porcelain") else head
 
 
+def _settle(ctx: Context, quiet: float = 0.3, bound: float = 15.0) -> None:
+    """Wait until the sandbox's request count stops moving: requests the load generator cut off
+    at the end of its run may still be making their upstream calls."""
+    last, deadline = ctx.upstream_requests(), time.monotonic() + bound
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = ctx.upstream_requests()
+        if now == last:
+            return
+        last = now
+
+
+def calls_per_query(system: System, ctx: Context, *, cold: bool, queries: int = 3) -> float:
+    """Upstream calls per query, asked one at a time once the system is idle. Under load the
+    `upstream calls/req` figure also counts the calls of requests the load generator cut off at
+    the end (up to `concurrency` of them, a large share of a short run on a loaded machine)
+    and any retries; this one is the system's plan, comparable across systems exactly."""
+    _settle(ctx)
+    before = ctx.upstream_requests()
+    with httpx.Client(timeout=60) as client:
+        for _ in range(queries):
+            client.post(system.url, content=ctx.body, headers=ctx.headers(cold=cold))
+    return (ctx.upstream_requests() - before) / queries
+
+
 def measure(system: System, ctx: Context, concurrency: int, seconds: float, *,
             cold: bool = True, use_wrk: bool = True) -> Run:
     """One closed-loop run with CPU/RSS of the system and the sandbox and upstream calls."""
@@ -99,6 +125,7 @@ def measure(system: System, ctx: Context, concurrency: int, seconds: float, *,
     total = run.ok + run.errors
     run.upstream_per_request = ((ctx.upstream_requests() - upstream_before) / total
                                 if total else float("nan"))
+    run.upstream_per_query = calls_per_query(system, ctx, cold=cold)
     print(f"  {system.name:10s} c={concurrency:<3d} {run.throughput:7.1f} req/s  "
           f"p50 {run.p50_ms:6.1f} ms  p99 {run.p99_ms:6.1f} ms  errors {run.errors}", flush=True)
     return run
@@ -230,18 +257,19 @@ def _fmt(value: float, digits: int = 1) -> str:
 
 def table(results: list[Result]) -> str:
     lines = ["| system | concurrency | req/s | p50 ms | p99 ms | errors | CPU ms/req | "
-             "CPU % | RSS MB | upstream calls/req | sandbox CPU % |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "CPU % | RSS MB | upstream calls/req | sandbox CPU % | upstream calls/query idle |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for result in results:
         if result.skipped:
-            lines.append(f"| {result.label} | | | | | | | | | | skipped: {result.skipped} |")
+            lines.append(f"| {result.label} | | | | | | | | | | skipped: {result.skipped} | |")
             continue
         for r in result.runs:
             lines.append(
                 f"| {result.label} | {r.concurrency} | {r.throughput:.0f} | {r.p50_ms:.1f} | "
                 f"{r.p99_ms:.1f} | {r.errors} | {_fmt(r.cpu_ms_per_request, 2)} | "
                 f"{100 * r.cpu_seconds / r.seconds:.0f} | {r.rss_mb:.0f} | "
-                f"{_fmt(r.upstream_per_request)} | {100 * r.sandbox_cpu:.0f} |")
+                f"{_fmt(r.upstream_per_request)} | {100 * r.sandbox_cpu:.0f} | "
+                f"{_fmt(r.upstream_per_query)} |")
     return "\n".join(lines)
 
 

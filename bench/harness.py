@@ -198,7 +198,8 @@ class Run:
     rss_mb: float = 0.0  # of the system under test, at the end of the run
     driver: str = "wrk"
     sandbox_cpu: float = 0.0  # sandbox CPU seconds per wall second (1.0 = one core busy)
-    upstream_per_request: float = float("nan")
+    upstream_per_request: float = float("nan")  # under the load (retries and cut-off requests)
+    upstream_per_query: float = float("nan")  # one query at a time after the run: the exact plan
 
     @property
     def throughput(self) -> float:

@@ -71,9 +71,11 @@ def test_smoke_run_reports_kilde_the_floor_and_yoga_side_by_side(tmp_path: Path)
         row = next(line for line in text.splitlines() if line.startswith(f"| {label}"))
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[2]) > 0, row  # req/s
-        per_request.append(float(cells[9]))  # upstream calls per request
+        per_request.append(float(cells[11]))  # upstream calls per query, asked when idle
     assert "Yoga's answer is the same as Kilde's" in text
-    # The same upstream work each (a retried call under load may add a little).
-    assert max(per_request) - min(per_request) < 1.5, text
+    # The same upstream work each: the calls of one query asked when the system is idle (the
+    # figure under load also counts requests the load generator cut off at the end, which on a
+    # loaded machine made the systems differ by several calls per request).
+    assert len({round(n) for n in per_request}) == 1, text
     assert "Kilde/Yoga" in text
     assert "Targets:" in text
