@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from connectors.fhir import now
 from connectors import Demographics, Provenance
+from connectors.fhir import now
 
 SOURCE = "persontjenesten"
 # Every information part Kilde reads, and only those (data minimisation: no address lines,

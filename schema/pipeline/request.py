@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from connectors.model import AnyCategory, Category, Status
 from schema.errors import ForbiddenError, error_dict
 from schema.pipeline.fetch import Fetches
-from schema.pipeline.judge import Judgement, blocked_everywhere, judge
 from schema.pipeline.home import Home, home_of
+from schema.pipeline.judge import Judgement, blocked_everywhere, judge
 from schema.pipeline.ledger import Delivery, PatientLedger
 from schema.pipeline.plan import Plan, StatusRow, border_rows, plan_patient
 from schema.shape.terminology import Terminology

@@ -13,9 +13,9 @@ import pytest
 
 from connectors import Category, ConnectorSettings, FetchRequest, Status
 from connectors.errors import UpstreamInvalidError, UpstreamRejectedError
+from connectors.fhir import now
 from connectors.persontjenesten import PersontjenestenConnector
 from connectors.persontjenesten.mapping import demographics
-from connectors.fhir import now
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import PATIENTS, by_tag
 

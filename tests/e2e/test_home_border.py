@@ -6,8 +6,6 @@ crosses; and when the registry cannot say where the patient lives, the answer sa
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest

@@ -359,7 +359,8 @@ def test_the_patient_header_shows_name_age_and_home_from_the_registry(page: Any)
     line = page.locator("[data-testid=demographics]")
     assert line.get_attribute("data-home") == "0301"
     text = line.inner_text()
-    assert "år" in text and "(født 12.05.1941)" in text
+    assert "år" in text
+    assert "(født 12.05.1941)" in text
     assert "Bor i Oslo (0301)" in text
     _open(page, "legevakt-lege", DECEASED.nin)
     assert "Død 20.11.2026" in page.inner_text("[data-testid=demographics]")

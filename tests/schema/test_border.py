@@ -4,7 +4,6 @@ crosses only under an emergency-only agreement the policy honours, with a reason
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -12,13 +11,13 @@ from typing import Any
 import pytest
 
 from connectors import Category, ConnectorSettings, SourceResult, Status
-from connectors.model import Demographics, Provenance, TreatmentLimitation, Coding
+from connectors.model import Coding, Demographics, Provenance, TreatmentLimitation
 from connectors.registry import Registered, Registry
 from policies import PurposeOfUse, load_rules
 from schema.context import Context, Services
 from schema.pipeline.plan import STORE_NOT_CONNECTED, plan_patient
 from schema.pipeline.request import PatientRequest
-from tests.policies.people import HLR_PATIENT, clinician, citizen
+from tests.policies.people import HLR_PATIENT, citizen, clinician
 from tests.schema.test_pipeline import Source
 
 TL, DEMO = Category.TREATMENT_LIMITATIONS, Category.DEMOGRAPHICS
@@ -152,7 +151,7 @@ async def test_the_agreement_reaches_only_the_home_store_never_another() -> None
     stores = Stores("municipal", {TL})
     svc = services(Source("persontjenesten", {DEMO}, person("4601")), stores,
                    agreements=(("0301", "5001", "emergency"),), emergency=True)
-    items, rows, ledger = await run(svc, etreat, reason=REASON)
+    _items, rows, ledger = await run(svc, etreat, reason=REASON)
     assert [r.municipalities for r in stores.asked] == [{"5001"}]
     assert (Status.DENIED, "MUNICIPAL_BORDER", "4601") in rows_of(rows)
     assert not ledger.emergency
@@ -171,7 +170,7 @@ async def test_without_a_reason_the_emergency_agreement_shows_the_store_as_opena
 async def test_the_citizen_sees_every_store_and_no_registry_is_asked_for_routing() -> None:
     registry = Source("persontjenesten", {DEMO}, person("0301"))
     stores = Stores("municipal", {TL})
-    _, rows, _ = await run(services(registry, stores), citizen())
+    await run(services(registry, stores), citizen())
     assert registry.asked == []
     assert [r.municipalities for r in stores.asked] == [set(STORES)]
 
