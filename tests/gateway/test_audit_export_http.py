@@ -14,8 +14,9 @@ from sandbox.world import by_tag
 from tests.gateway.fhir_profile import bundle_problems, profile_problems
 from tests.gateway.inprocess import Harness, gateway
 
-HLR = by_tag("legevakt-hlr")
-RESTRICTED = by_tag("restricted-kj")
+HLR = by_tag("legevakt-hlr")  # lives in Oslo (0301)
+RESTRICTED = by_tag("restricted-kj")  # lives in Oslo
+IN_BERGEN = by_tag("other-municipality")  # lives in Bergen (4601)
 OSLO, BERGEN = "910000004", "920000002"
 REASON = "Bevisstløs ved ankomst"
 PATIENT_QUERY = """query($nin: String!, $reason: String) { patient(nin: $nin,
@@ -55,9 +56,12 @@ async def h() -> Any:
 
 async def test_the_export_is_a_conforming_bundle_of_the_officers_municipality_only(
         h: Harness) -> None:
-    await _ask(h, "legevakt-lege", HLR.nin)                 # Oslo
-    await _ask(h, "hjemmesykepleier", HLR.nin)               # Oslo
-    await _ask(h, "hjemmesykepleier-bergen", HLR.nin)        # Bergen
+    """Oslo's officer oversees Oslo's patients (docs/policies.md): every access to an Oslo
+    resident, whoever asked, and none to a Bergen resident."""
+    await _ask(h, "legevakt-lege", HLR.nin)                  # Oslo staff, Oslo patient
+    await _ask(h, "hjemmesykepleier", HLR.nin)                # Oslo staff, Oslo patient
+    await _ask(h, "hjemmesykepleier-bergen", HLR.nin)         # Bergen staff, Oslo patient
+    await _ask(h, "hjemmesykepleier-bergen", IN_BERGEN.nin)   # Bergen staff, Bergen patient
     r = await _export(h, h.token("personvernombud", None))
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/fhir+json")
@@ -65,26 +69,41 @@ async def test_the_export_is_a_conforming_bundle_of_the_officers_municipality_on
     assert bundle_problems(bundle) == []
     *resources, export = [e["resource"] for e in bundle["entry"]]
     assert export["outcomeDesc"] == "AUDIT_EXPORT"  # this export itself, recorded first
-    assert len(resources) == 2
+    assert len(resources) == 3
+    legal_entities = []
     for resource in resources:
         assert profile_problems(resource) == []
+        assert _patient_of(resource) == HLR.nin
         legal = next(c for c in resource["contained"] if c["id"] == "legal-entity")
-        assert legal["identifier"][0]["value"] == OSLO
+        legal_entities.append(legal["identifier"][0]["value"])
         care = next(x for x in resource["extension"] if x["url"].endswith("metadata-extension"))
         assert {p["url"] for p in care["extension"]} >= {"toa"}
+    assert sorted(legal_entities) == sorted([OSLO, OSLO, BERGEN])
+
+
+def _patient_of(resource: dict[str, Any]) -> str | None:
+    """The identity number of the AuditEvent's (contained) Patient."""
+    for contained in resource.get("contained", []):
+        if contained.get("resourceType") == "Patient":
+            for identifier in contained.get("identifier", []):
+                if identifier.get("system") == "urn:oid:2.16.578.1.12.4.1.4.1":
+                    return str(identifier["value"])
+    return None
 
 
 async def test_another_municipalitys_officer_gets_theirs_and_is_refused_oslos(
         h: Harness) -> None:
     await _ask(h, "legevakt-lege", HLR.nin)
-    await _ask(h, "hjemmesykepleier-bergen", HLR.nin)
+    await _ask(h, "hjemmesykepleier-bergen", HLR.nin)          # an Oslo resident: Oslo's
+    await _ask(h, "hjemmesykepleier-bergen", IN_BERGEN.nin)    # a Bergen resident: Bergen's
     bergen = officer_of(h, BERGEN)
     own = await _export(h, bergen)
     assert own.status_code == 200
-    entries = [e["resource"] for e in own.json()["entry"]]
+    *entries, export = [e["resource"] for e in own.json()["entry"]]
+    assert export["outcomeDesc"] == "AUDIT_EXPORT"
+    assert [_patient_of(r) for r in entries] == [IN_BERGEN.nin]  # the Bergen nurse's, of theirs
     assert {next(c for c in r["contained"] if c["id"] == "legal-entity")["identifier"][0]
             ["value"] for r in entries} == {BERGEN}
-    assert len(entries) == 2  # the Bergen nurse's access, and this export
     refused = await _export(h, bergen, {"municipality": "0301"})
     assert refused.status_code == 403
     assert refused.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
@@ -161,12 +180,12 @@ async def test_emergency_accesses_lists_the_municipalitys_openings_across_patien
         h: Harness) -> None:
     await _ask(h, "legevakt-lege", RESTRICTED.nin, REASON)        # Oslo, opens: emergency
     await _ask(h, "legevakt-lege", HLR.nin, REASON)               # nothing restricted to open
-    await _ask(h, "lege-annen-kommune", RESTRICTED.nin, REASON)   # Trondheim's opening
+    await _ask(h, "lege-annen-kommune", RESTRICTED.nin, REASON)   # Trondheim's, of an Oslo resident
     await _ask(h, "hjemmesykepleier", RESTRICTED.nin, REASON, purpose="BTG")  # Oslo, opens
     officer = {"authorization": f"Bearer {h.token('personvernombud', None)}"}
     r = await h.post({"query": EMERGENCIES, "variables": {"first": 1}}, headers=officer)
     page = r.json()["data"]["emergencyAccesses"]
-    assert page["totalCount"] == 2
+    assert page["totalCount"] == 3  # Oslo's residents' openings, whoever opened them
     assert page["pageInfo"]["hasNextPage"] is True
     (first,) = [e["node"] for e in page["edges"]]  # newest first: the nurse's
     assert (first["patientNin"], first["who"]) == (RESTRICTED.nin, "Jonas Hjemdal")
@@ -174,7 +193,7 @@ async def test_emergency_accesses_lists_the_municipalitys_openings_across_patien
     r = await h.post({"query": EMERGENCIES, "variables": {
         "first": 5, "after": page["pageInfo"]["endCursor"]}}, headers=officer)
     rest = r.json()["data"]["emergencyAccesses"]
-    assert [e["node"]["who"] for e in rest["edges"]] == ["Ingrid Vaktmo"]
+    assert [e["node"]["who"] for e in rest["edges"]] == ["Eva Nidaros", "Ingrid Vaktmo"]
     assert rest["pageInfo"]["hasNextPage"] is False
 
 
