@@ -108,6 +108,11 @@ class RedisRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # cancelled while redis was failing: the client turned the cancellation
+                    # into its own error (or a cleanup's replaced it); stop, do not reconnect
+                    raise asyncio.CancelledError from exc
                 if self.connected or not lost:
                     log.warning("change relay lost Redis (%s); changes stay in this replica "
                                 "until it is back", type(exc).__name__)
