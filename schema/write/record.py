@@ -38,7 +38,8 @@ import orjson
 
 from connectors.base import Requester
 from connectors.cachestore import CacheUnavailableError
-from connectors.errors import ConnectorError, UpstreamRejectedError, UpstreamTimeoutError
+from connectors.deadline import timed_out
+from connectors.errors import ConnectorError, UpstreamRejectedError
 from connectors.writing import Draft, Writer, WriteRequest, WriteResult, Written, writer_of
 from policies import decide_write
 from policies.model import Principal
@@ -218,8 +219,7 @@ async def record(ctx: Context, *, mutation: str, nin: str, draft: Draft,
         raise WriteRejectedError(exc.message, source=exc.source, issues=list(exc.issues),
                                     writeOutcome="NOT_WRITTEN") from None
     except (ConnectorError, TimeoutError) as exc:
-        error = exc if isinstance(exc, ConnectorError) else UpstreamTimeoutError(
-            writer.name, f"Source {writer.name!r} did not answer the write in time.")
+        error = exc if isinstance(exc, ConnectorError) else timed_out(writer.name)
         if error.sent is False:  # failed before the record left Kilde: not written
             await _audit(ctx, entry(WriteStage.FAILED, attempt_id=attempt.entry_id,
                                     reason=error.code), unknown=False)
