@@ -43,7 +43,7 @@ from gateway.auth.door import authenticate_request, challenge
 from gateway.graphiql import page as graphiql_page
 from gateway.logs import request_id_of
 from gateway.metrics import Metrics
-from gateway.params import RequestError, read_params
+from gateway.params import BodyTooLargeError, RequestError, read_params
 from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
 from policies.model import Principal
@@ -236,7 +236,7 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
     try:
         params = await read_params(request, endpoint.max_body_bytes)
-    except RequestError as exc:
+    except (RequestError, BodyTooLargeError) as exc:
         return _error(exc.code, exc.message, exc.status, request_id, **exc.extensions)
     if not (params.query or "").strip() and not params.persisted:
         return _error("BAD_USER_INPUT", "The request has no GraphQL query.", 400, request_id)

@@ -40,7 +40,7 @@ from gateway.auth import AuthError, challenge
 from policies import decide_access_log, reasons
 from policies.model import Decision, Principal, PrincipalKind
 from schema.context import Services
-from schema.errors import RegistryUnavailableError
+from schema.errors import BadUserInputError, InvalidValueError, RegistryUnavailableError
 from schema.oversight import oversight_of
 
 log = logging.getLogger("kilde.audit")
@@ -59,14 +59,17 @@ def _error(status: int, code: str, message: str) -> Response:
 async def _params(request: Request) -> dict[str, Any]:
     if request.method == "GET":
         if "patient" in request.query_params:
-            raise ValueError("Send the patient in a POST body, never in a URL.")
+            raise InvalidValueError("Send the patient in a POST body, never in a URL.")
         return dict(request.query_params)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ValueError("The request body is too large.")
-    params = orjson.loads(body) if body.strip() else {}
+        raise InvalidValueError("The request body is too large.")
+    try:
+        params = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise InvalidValueError("The request body is not valid JSON.") from None
     if not isinstance(params, dict):
-        raise ValueError("The request body must be a JSON object.")
+        raise InvalidValueError("The request body must be a JSON object.")
     return params
 
 
@@ -74,7 +77,7 @@ def _text(params: dict[str, Any], name: str) -> str | None:
     value = params.get(name)
     if value is None or isinstance(value, str):
         return value or None
-    raise ValueError(f"{name!r} must be a string.")
+    raise InvalidValueError(f"{name!r} must be a string.", argument=name)
 
 
 def _export_event(principal: Principal, request_id: str, patient: str | None, *,
@@ -114,10 +117,8 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
         patient = _text(params, "patient")
         fmt = _text(params, "format") or "fhir"
         municipality = _text(params, "municipality") or principal.municipality
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        message = (str(exc) if not isinstance(exc, orjson.JSONDecodeError)
-                   else "The request body is not valid JSON.")
-        return _error(400, "BAD_USER_INPUT", message)
+    except BadUserInputError as exc:
+        return _error(400, exc.code, exc.message)
     if municipality != principal.municipality:
         return _error(403, "FORBIDDEN", "A privacy officer may export only their own "
                       "municipality's audit trail.")

@@ -28,6 +28,7 @@ from gateway.auth.principal import Trust
 from gateway.launch.store import LaunchStore, LaunchUnavailableError
 from gateway.settings import Settings
 from policies.model import Principal, PrincipalKind
+from schema.errors import BadUserInputError, InvalidValueError
 
 MAX_BODY_BYTES = 4096
 ENCOUNTER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -51,21 +52,21 @@ def _error(status: int, code: str, message: str) -> Response:
 async def _body(request: Request) -> tuple[str, str | None]:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ValueError("The request body is too large.")
+        raise InvalidValueError("The request body is too large.")
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise ValueError('The body must be JSON: {"patient": "<identity number>", '
+        raise InvalidValueError('The body must be JSON: {"patient": "<identity number>", '
                          '"encounter": "<optional id>"}.') from None
     if not isinstance(params, dict):
-        raise ValueError("The body must be a JSON object.")
+        raise InvalidValueError("The body must be a JSON object.")
     patient, encounter = params.get("patient"), params.get("encounter")
     if not isinstance(patient, str) or not is_valid_nin(patient):
-        raise ValueError("'patient' must be a valid national identity number.")
+        raise InvalidValueError("'patient' must be a valid national identity number.")
     if encounter is not None and not (isinstance(encounter, str)
                                       and ENCOUNTER_ID.fullmatch(encounter)
                                       and not re.search(r"\d{11}", encounter)):
-        raise ValueError("'encounter' must be an id of up to 64 letters, digits, '.', '_' or "
+        raise InvalidValueError("'encounter' must be an id of up to 64 letters, digits, '.', '_' or "
                          "'-' (and no identity number).")
     return patient, encounter
 
@@ -80,8 +81,8 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
         return challenge(_error(exc.status, exc.code, str(exc)), exc)
     try:
         patient, encounter = await _body(request)
-    except ValueError as exc:
-        return _error(400, "BAD_USER_INPUT", str(exc))
+    except BadUserInputError as exc:
+        return _error(400, exc.code, exc.message)
     clinician = (principal.kind is PrincipalKind.CLINICIAN
                  and trust.clinical_scope in principal.scopes)
     citizen_self = (principal.kind is PrincipalKind.CITIZEN
