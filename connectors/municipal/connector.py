@@ -372,8 +372,8 @@ def _restriction_detail(restricted: list[str], opened: list[str]) -> str:
     return f"The patient has restricted records in municipal store {stores}; they were withheld."
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> MunicipalConnector:
-    """The entry point (`kilde.connectors`): validates `settings.stores` and builds the connector."""
+def build(settings: ConnectorSettings, http: httpx.AsyncClient) -> MunicipalConnector:
+    """Validate `settings.stores` and build the connector (the factory `create` wraps)."""
     hint = "set KILDE_CONNECTORS__MUNICIPAL__STORES."
     if not settings.stores:
         raise ConnectorConfigError(f"Connector 'municipal' needs at least one store: {hint}")
