@@ -40,7 +40,14 @@ from gateway.auth import AuthError, challenge
 from policies import decide_access_log, reasons
 from policies.model import Decision, Principal, PrincipalKind
 from schema.context import Services
-from schema.errors import BadUserInputError, InvalidValueError, RegistryUnavailableError
+from schema.errors import (
+    BadUserInputError,
+    ForbiddenError,
+    InvalidValueError,
+    KildeError,
+    RegistryUnavailableError,
+    error_dict,
+)
 from schema.oversight import oversight_of
 
 log = logging.getLogger("kilde.audit")
@@ -51,8 +58,8 @@ Authenticate = Callable[[Request], Awaitable[Principal]]
 CallerCredentials = Callable[[Request], Credentials]
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+def _error(status: int, error: KildeError) -> Response:
+    return Response(orjson.dumps({"errors": [error_dict(error)]}),
                     status_code=status, media_type="application/json")
 
 
@@ -103,14 +110,15 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
     try:
         principal = await authenticate(request)
     except AuthError as exc:
-        return challenge(_error(exc.status, exc.code, str(exc)), exc)
+        return challenge(_error(exc.status, exc), exc)
     decision = decide_access_log(principal, None, rules=rules)
     officer = principal.kind is PrincipalKind.PRIVACY_OFFICER
     if officer and decision.reason == reasons.NO_MUNICIPALITY:
-        return _error(403, "FORBIDDEN", "Your organisation is not a municipality this Kilde "
-                      "serves, so there is no audit trail of yours to export.")
+        return _error(403, ForbiddenError("Your organisation is not a municipality this "
+                                          "Kilde serves, so there is no audit trail of yours "
+                                          "to export."))
     if not officer or not decision.allowed or principal.municipality is None:
-        return _error(403, "FORBIDDEN", "Only a privacy officer may export the audit trail.")
+        return _error(403, ForbiddenError("Only a privacy officer may export the audit trail."))
     try:
         params = await _params(request)
         start, end = bounds(_text(params, "from"), _text(params, "to"))
@@ -118,14 +126,15 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
         fmt = _text(params, "format") or "fhir"
         municipality = _text(params, "municipality") or principal.municipality
     except BadUserInputError as exc:
-        return _error(400, exc.code, exc.message)
+        return _error(400, exc)
     if municipality != principal.municipality:
-        return _error(403, "FORBIDDEN", "A privacy officer may export only their own "
-                      "municipality's audit trail.")
+        return _error(403, ForbiddenError("A privacy officer may export only their own "
+                                          "municipality's audit trail."))
     if patient is not None and not is_valid_nin(patient):
-        return _error(400, "BAD_USER_INPUT", "'patient' is not a valid national identity number.")
+        return _error(400, BadUserInputError(
+            "'patient' is not a valid national identity number."))
     if fmt not in FORMATS:
-        return _error(400, "BAD_USER_INPUT", f"'format' must be one of {sorted(FORMATS)}.")
+        return _error(400, BadUserInputError(f"'format' must be one of {sorted(FORMATS)}."))
     request_id = uuid.uuid4().hex
     only: str | None = principal.municipality  # the entries that concern it; None: all
     home = None
@@ -139,18 +148,18 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
             if not decision.allowed:  # a refused attempt on a patient's log: audited
                 await audit.write(_export_event(principal, request_id, patient, home=home,
                                                 refused=decision))
-                return _error(403, "FORBIDDEN", decision.detail or "You may not export this "
-                              "patient's audit trail.")
+                return _error(403, ForbiddenError(decision.detail or "You may not export "
+                                                  "this patient's audit trail."))
             if decision.reason == reasons.PRIVACY_OFFICER:
                 only = None  # the patient lives in the officer's municipality: all of it
         # the export is an access to the log: recorded before the first byte leaves
         await audit.write(_export_event(principal, request_id, patient, home=home))
     except RegistryUnavailableError as exc:
-        return _error(503, exc.code, exc.message)
+        return _error(503, exc)
     except AuditUnavailableError:
         log.error("audit write failed; export refused", extra={"request_id": request_id})
-        return _error(503, "AUDIT_UNAVAILABLE", "The export could not be recorded, so nothing "
-                      "is delivered; try again shortly.")
+        return _error(503, AuditUnavailableError("The export could not be recorded, so "
+                                                 "nothing is delivered; try again shortly."))
     media, writer = FORMATS[fmt]
     events = audit.stream(patient_nin=patient, start=start, end=end, municipality=only)
     name = f"kilde-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{'json' if fmt == 'fhir' else fmt}"

@@ -28,7 +28,13 @@ from gateway.auth.principal import Trust
 from gateway.launch.store import LaunchStore, LaunchUnavailableError
 from gateway.settings import Settings
 from policies.model import Principal, PrincipalKind
-from schema.errors import BadUserInputError, InvalidValueError
+from schema.errors import (
+    BadUserInputError,
+    ForbiddenError,
+    InvalidValueError,
+    KildeError,
+    error_dict,
+)
 
 MAX_BODY_BYTES = 4096
 ENCOUNTER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -45,8 +51,8 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
                     headers=HEADERS)
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return _json(status, {"errors": [{"message": message, "extensions": {"code": code}}]})
+def _error(status: int, error: KildeError) -> Response:
+    return _json(status, {"errors": [error_dict(error)]})
 
 
 async def _body(request: Request) -> tuple[str, str | None]:
@@ -78,22 +84,22 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
     try:
         principal: Principal = await principal_of(request)
     except AuthError as exc:
-        return challenge(_error(exc.status, exc.code, str(exc)), exc)
+        return challenge(_error(exc.status, exc), exc)
     try:
         patient, encounter = await _body(request)
     except BadUserInputError as exc:
-        return _error(400, exc.code, exc.message)
+        return _error(400, exc)
     clinician = (principal.kind is PrincipalKind.CLINICIAN
                  and trust.clinical_scope in principal.scopes)
     citizen_self = (principal.kind is PrincipalKind.CITIZEN
                     and principal.person_id == patient)
     if not (clinician or citizen_self):
-        return _error(403, "FORBIDDEN", "Only a clinician (or the patient, for themself) can "
-                      "hand over a patient context.")
+        return _error(403, ForbiddenError("Only a clinician (or the patient, for themself) "
+                                          "can hand over a patient context."))
     try:
         launch, ttl = await launches.create(principal, patient, encounter)
     except LaunchUnavailableError as exc:
-        return _error(503, "UPSTREAM_UNAVAILABLE", exc.message)
+        return _error(503, exc)  # UPSTREAM_UNAVAILABLE, source "launch"
     iss = public_base(request)
     answer: dict[str, Any] = {"launch": launch, "iss": iss, "expiresIn": int(ttl)}
     app_url = settings.launch.app_url or ("" if settings.production else f"{iss}/app/")

@@ -211,3 +211,27 @@ def test_the_handler_scan_finds_a_wide_one(tmp_path: Path) -> None:
         assert _translating_handlers(wide) == ["door.py:5"]
     finally:
         ROOT = saved
+
+
+# Modules that read a code a response or an error carries (never make one): the judge maps
+# UPSTREAM_* codes to statuses, the contract kit names the code each fault must give, the CDS
+# cards word codes in Norwegian.
+READERS = {"schema/pipeline/judge.py", "connectors/testing/checks.py", "gateway/cds/cards.py"}
+TREE = {"connectors/errors.py", "schema/errors.py"}
+
+
+def test_a_code_is_written_only_by_its_class() -> None:
+    """No door writes `extensions.code` as a string of its own: every error body comes from an
+    error of the tree (`error_dict`), so a code cannot drift from the contract."""
+    codes = set(CONTRACT) | {INTERNAL}
+    found = []
+    for package in ("connectors", "policies", "schema", "gateway"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel in READERS | TREE:
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Constant) and (
+                        node.value in codes or node.value in {"CACHE_UNAVAILABLE", "NOT_FOUND"}):
+                    found.append(f"{rel}:{node.lineno} {node.value}")
+    assert found == []
