@@ -27,9 +27,12 @@ here, `CONTRACT[code]`; every other error class descends from the class of the c
      └── ConnectorError                  (a bare one: UPSTREAM_UNAVAILABLE), with `source`
           ├── UpstreamTimeoutError       UPSTREAM_TIMEOUT       made only by connectors.deadline
           ├── UpstreamUnavailableError   UPSTREAM_UNAVAILABLE
-          │    └── LaunchUnavailableError   the launch store did not answer (source "launch")
+          │    ├── LaunchUnavailableError   the launch store did not answer (source "launch")
+          │    └── schema.write.NoWriterError   no enabled source records that category
           ├── UpstreamInvalidError       UPSTREAM_INVALID
           └── UpstreamRejectedError      UPSTREAM_REJECTED
+               └── schema.write.WriteRejectedError   the store refused a write
+    (schema.write.WriteUnknownError carries the UPSTREAM_* code of the failure it wraps)
 
 `format_error` has one way to answer: `classify()` turns a GraphQL error into one of these
 (a KildeError as it is; a parse or validation error, or a variable value that cannot be
