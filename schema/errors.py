@@ -32,7 +32,8 @@ here, `CONTRACT[code]`; every other error class descends from the class of the c
           ├── UpstreamInvalidError       UPSTREAM_INVALID
           └── UpstreamRejectedError      UPSTREAM_REJECTED
                └── schema.write.WriteRejectedError   the store refused a write
-    (schema.write.WriteUnknownError carries the UPSTREAM_* code of the failure it wraps)
+    (schema.write.WriteUnknownError and WriteNotSentError carry the UPSTREAM_* code of the
+    failure they wrap)
 
 `format_error` has one way to answer: `classify()` turns a GraphQL error into one of these
 (a KildeError as it is; a parse or validation error, or a variable value that cannot be

@@ -99,8 +99,8 @@ def test_each_class_gives_the_code_of_the_contract_class_it_descends_from() -> N
 
 
 # errors that carry the code of the source error they wrap, per instance: a write whose
-# outcome is unknown says which UPSTREAM_* failure left it so
-WRAPPERS = {"WriteUnknownError"}
+# outcome is unknown, or that was never sent, says which UPSTREAM_* failure left it so
+WRAPPERS = {"WriteUnknownError", "WriteNotSentError"}
 
 
 def test_a_wrapper_gives_its_source_errors_code() -> None:
@@ -228,9 +228,10 @@ def test_the_handler_scan_finds_a_wide_one(tmp_path: Path) -> None:
 
 
 # Modules that read a code a response or an error carries (never make one): the judge maps
-# UPSTREAM_* codes to statuses, the contract kit names the code each fault must give, the CDS
+# UPSTREAM_* codes to statuses (and home.py the registry's), the contract kit names the code each fault must give, the CDS
 # cards word codes in Norwegian.
-READERS = {"schema/pipeline/judge.py", "connectors/testing/checks.py", "gateway/cds/cards.py"}
+READERS = {"schema/pipeline/judge.py", "schema/pipeline/home.py", "connectors/testing/checks.py",
+           "gateway/cds/cards.py"}
 TREE = {"connectors/errors.py", "schema/errors.py"}
 
 
