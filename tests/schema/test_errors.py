@@ -228,10 +228,11 @@ def test_the_handler_scan_finds_a_wide_one(tmp_path: Path) -> None:
 
 
 # Modules that read a code a response or an error carries (never make one): the judge maps
-# UPSTREAM_* codes to statuses (and home.py the registry's), the contract kit names the code each fault must give, the CDS
+# UPSTREAM_* codes to statuses (home.py and municipal/ too), the contract kit names the code each fault must give, the CDS
 # cards word codes in Norwegian.
 READERS = {"schema/pipeline/judge.py", "schema/pipeline/home.py", "connectors/testing/checks.py",
-           "gateway/cds/cards.py"}
+           "gateway/cds/cards.py", "connectors/municipal/connector.py",
+           "connectors/municipal/reading.py"}
 TREE = {"connectors/errors.py", "schema/errors.py"}
 
 
