@@ -9,16 +9,6 @@ municipality numbers (kommunenummer) to FHIR R4 base URLs:
 
 from __future__ import annotations
 
-from connectors import ConnectorPlugin
-from connectors.municipal.connector import MunicipalConnector, build
+from connectors.municipal.connector import MunicipalConnector, create
 
 __all__ = ["MunicipalConnector", "create"]
-
-# The entry point (`kilde.connectors` group, name `municipal`): the ConnectorPlugin shape every
-# connector package uses.
-create = ConnectorPlugin(
-    build,
-    standard=MunicipalConnector.standard,
-    description="The municipalities' own stores (EPJ / hendelseslager): services, conditions, "
-                "treatment limitations, allergies, documents.",
-)

@@ -12,24 +12,19 @@
 RFC 9449 §7.1); `status` the HTTP status. Messages are one sentence and never carry the token,
 the proof, a national identity number, a name or a URL path; the underlying library error is
 kept as `__cause__` for the operator.
-
-They are branches of Kilde's one error tree (schema/errors.py): an `AuthError` is an
-`UnauthenticatedError`; a `NotAllowedHereError` is an `AuthError` (a door answers it with its
-challenge like any other) that gives FORBIDDEN, as a `ForbiddenError`.
 """
 
 from __future__ import annotations
 
-from schema.errors import ForbiddenError, UnauthenticatedError
 
-
-class AuthError(UnauthenticatedError):
+class AuthError(Exception):
     """The request is not authenticated; `message` is safe to show to the caller.
 
     >>> AuthError("The token has expired.").code
     'UNAUTHENTICATED'
     """
 
+    code = "UNAUTHENTICATED"
     error = "invalid_token"  # "" when no credentials were sent (RFC 6750 §3.1: no error code)
     status = 401
     transient = False
@@ -38,6 +33,7 @@ class AuthError(UnauthenticatedError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+        self.message = message
 
 
 class JwksUnavailableError(AuthError):
@@ -62,9 +58,9 @@ class DpopNonceError(DpopProofError):
         self.nonce = nonce
 
 
-class NotAllowedHereError(ForbiddenError, AuthError):
-    """A valid token for a kind of caller this door does not serve (FORBIDDEN: ForbiddenError
-    comes first)."""
+class NotAllowedHereError(AuthError):
+    """A valid token for a kind of caller this door does not serve."""
 
+    code = "FORBIDDEN"
     error = "insufficient_scope"
     status = 403
