@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -269,6 +270,9 @@ def mint_token(
         "iat": issued,
         "nbf": issued,
         "exp": issued + lifetime,
+        # unique like HelseID's own: two tokens minted in one second are two tokens (Kilde keys
+        # its exchanged upstream tokens by the caller's token)
+        "jti": secrets.token_hex(16),
         "sub": hashlib.sha256(f"kilde-demo:{pid}".encode()).hexdigest()[:32],
         "client_id": DEMO_CLIENT_ID,
         "scope": scope,
