@@ -14,6 +14,9 @@ the contract kit), never from the private modules behind them; the built-ins do 
             return SourceResult.empty(self.name, request.categories)
         async def aclose(self) -> None: ...
 
+A connector that makes several calls shares its budget between them: `Budget.of(request)`
+(`left()` for each call's timeout, `async with ....enforce():` around them all).
+
     def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> Hello:
         return Hello()          # pyproject: [project.entry-points."kilde.connectors"]
 
@@ -33,6 +36,7 @@ from connectors.base import (
     Requester,
     SourceResult,
 )
+from connectors.deadline import Budget, timed_out
 from connectors.errors import (
     ConnectorConfigError,
     ConnectorError,
@@ -95,6 +99,7 @@ __all__ = [
     "ORGNR_SYSTEM",
     "AccessBasis",
     "AnyCategory",
+    "Budget",
     "Category",
     "CategorySpec",
     "ClinicalNoteDraft",
@@ -137,5 +142,6 @@ __all__ = [
     "Written",
     "is_valid_nin",
     "nin_system",
+    "timed_out",
     "writer_of",
 ]

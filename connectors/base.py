@@ -23,6 +23,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 import httpx
 
 from connectors.credentials.upstream import NO_CREDENTIALS, Credentials
+from connectors.deadline import Budget
 from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 from connectors.redact import redacted_repr
 
@@ -59,7 +60,8 @@ class FetchRequest:
 
     `municipalities` lists the municipal stores the caller may see (policy has already applied
     the municipal border); `timeout` is this source's budget in seconds, already cut to the
-    request deadline. `fresh` asks the cache layer to bypass cached entries. `privacy_probe`
+    request deadline, and `budget` the same as a point in time (`connectors.deadline.Budget`:
+    `Budget.of(request)` in a connector that makes several calls). `fresh` asks the cache layer to bypass cached entries. `privacy_probe`
     (with no categories) asks only whether the patient has blocked the requester.
     `credentials` carry the caller's token towards upstreams (`credentials.to(audience)`, see
     `connectors.credentials`); they are no part of the request's identity: not in `repr`,
@@ -80,6 +82,9 @@ class FetchRequest:
     # source answers empty without calling its upstream.
     privacy_probe: bool = False
     credentials: Credentials = field(default=NO_CREDENTIALS, repr=False, compare=False)
+    # this source's share of the request deadline, which every layer asks
+    # (`connectors.deadline`); None: one of `timeout` seconds from when a layer first asks
+    budget: Budget | None = field(default=None, repr=False, compare=False)
 
 
 # What `SourceResult.of` takes: a dict keyed by built-in categories only, by a plugin's specs

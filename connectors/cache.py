@@ -38,7 +38,8 @@ from connectors.base import Connector, FetchRequest, SourceResult
 from connectors.cachestore import CacheStore, CacheUnavailableError
 from connectors.codec import CodecError, decode, encode
 from connectors.crypto import CacheKeys
-from connectors.errors import ConnectorError, UpstreamTimeoutError
+from connectors.deadline import Budget
+from connectors.errors import ConnectorError
 from connectors.model import AnyCategory, Status
 
 log = logging.getLogger("kilde.cache")
@@ -225,8 +226,9 @@ class CachedConnector:
 
     async def _fill(self, key: str, request: FetchRequest, *, shared: bool) -> SourceResult:
         # leave a sliver of the budget to serve a stale entry if the source fails
-        budget = request.timeout - min(0.1, request.timeout * 0.1)
-        deadline = time.monotonic() + budget
+        outer = Budget.of(request, self.name)
+        budget = outer.cut(min(0.1, outer.seconds * 0.1))
+        deadline = budget.deadline
         lock = f"{self.cache.prefix}lock:" + key.rsplit(":", 1)[1]
         locked = False
         if shared and self.cache.store.shared:
@@ -242,13 +244,8 @@ class CachedConnector:
                         await self.cache.store.delete(lock)
                 return mark_cached(entry.result)
         try:
-            inner = dataclasses.replace(request, timeout=max(0.001, deadline - time.monotonic()))
-            try:
-                async with asyncio.timeout(inner.timeout):
-                    result = await self.inner.fetch(inner)
-            except TimeoutError:
-                raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer "
-                                           f"within {request.timeout:.2f} s.") from None
+            async with budget.enforce():
+                result = await self.inner.fetch(budget.request(request))
             if shared:
                 with contextlib.suppress(CacheUnavailableError):
                     await self.cache.save(key, result, self.ttl + self.max_stale)

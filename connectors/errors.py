@@ -1,11 +1,19 @@
-"""Errors a connector raises; the fan-out turns them into a `SourceStatus` and a GraphQL error.
+"""The root of every error a client can see, and the errors a connector raises.
 
-    ConnectorError                    any failure of one source; never hides the others
-     ├── UpstreamTimeoutError         TIMEOUT     transient: retry later, serve stale
-     ├── UpstreamUnavailableError     UNAVAILABLE transient: connection refused, 5xx, breaker open
-     ├── UpstreamInvalidError         INVALID     the upstream answered garbage: alert, don't retry
-     └── UpstreamRejectedError        (REJECTED)  the upstream refused us (4xx): don't retry
-    ConnectorConfigError              bad settings for a connector, raised at start
+`KildeError` is the one root: every error that becomes a GraphQL `extensions.code` descends
+from it (the whole tree, and the map to codes, is drawn in `schema/errors.py`). It lives here,
+in the lowest layer, so that connectors' errors can descend from it too. The fan-out turns a
+connector's error into a `SourceStatus` and a GraphQL error:
+
+    KildeError                        INTERNAL_SERVER_ERROR (masked) unless a subclass says
+     └── ConnectorError               any failure of one source; never hides the others
+          ├── UpstreamTimeoutError    TIMEOUT     transient: retry later, serve stale
+          │                           (made only by `connectors.deadline`)
+          ├── UpstreamUnavailableError UNAVAILABLE transient: connection refused, 5xx, breaker open
+          ├── UpstreamInvalidError    INVALID     the upstream answered garbage: alert, don't retry
+          └── UpstreamRejectedError   (REJECTED)  the upstream refused us (4xx): don't retry
+    ConnectorConfigError              bad settings for a connector, raised at start: an
+                                      operator's error (a ValueError), never a client's
 
 Messages name the source and what failed in one sentence. They never carry a national identity
 number, a name, a token, a URL path or a response body.
@@ -14,10 +22,23 @@ number, a name, a token, a URL path or a response body.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
-class ConnectorError(Exception):
-    """A failure of one source; `source` names it, `code` is the GraphQL `extensions.code`."""
+class KildeError(Exception):
+    """An error a client may see: `code` is its `extensions.code`, `extensions` the rest of
+    its `extensions`, `message` one sentence without personal data."""
+
+    code = "INTERNAL_SERVER_ERROR"
+
+    def __init__(self, message: str, **extensions: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = extensions
+
+
+class ConnectorError(KildeError):
+    """A failure of one source; `source` names it (`extensions.source`)."""
 
     code = "UPSTREAM_UNAVAILABLE"
     transient = True
@@ -26,9 +47,8 @@ class ConnectorError(Exception):
     sent: bool | None = None
 
     def __init__(self, source: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, source=source)
         self.source = source
-        self.message = message
 
 
 class UpstreamTimeoutError(ConnectorError):

@@ -2,8 +2,9 @@
 
 Sits between the schema and the connectors. `start_fetches()` launches one task per source
 immediately, so the slowest source sets the latency, not the sum; each task turns any failure
-into an `Outcome` with a `ConnectorError`, so one source never hides the others. Timeouts are
-enforced here too (`asyncio.timeout`), whatever the connector does.
+into an `Outcome` with a `ConnectorError`, so one source never hides the others. The
+source's budget (`request.budget`, `connectors.deadline`) is enforced here too, whatever the
+connector does.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass
 
 from connectors.activity import SourceActivity
 from connectors.base import Connector, FetchRequest, SourceResult
-from connectors.errors import ConnectorError, UpstreamTimeoutError, UpstreamUnavailableError
+from connectors.deadline import Budget
+from connectors.errors import ConnectorError, UpstreamUnavailableError
 
 log = logging.getLogger("kilde.fanout")
 
@@ -34,21 +36,20 @@ class Outcome:
 async def fetch_one(
     connector: Connector, request: FetchRequest, activity: SourceActivity | None = None
 ) -> Outcome:
-    """Run one connector's fetch under `request.timeout`; never raises (except cancellation).
+    """Run one connector's fetch within its budget; never raises (except cancellation).
 
     `activity`, when given, learns of every live success and failure (for the catalogue)."""
     started = time.perf_counter()
     name = connector.name
     result: SourceResult | None
     error: ConnectorError | None
+    budget = Budget.of(request, name)
     try:
-        async with asyncio.timeout(request.timeout):
+        if request.budget is None:  # asked without the fetch stage (tests, tools)
+            request = budget.request(request)
+        async with budget.outer().enforce():
             result = await connector.fetch(request)
         error = None
-    except TimeoutError:
-        result, error = None, UpstreamTimeoutError(
-            name, f"Source {name!r} did not answer within {request.timeout:.2f} s."
-        )
     except ConnectorError as exc:
         result, error = None, exc
     except Exception as exc:  # a buggy connector fails its own source only

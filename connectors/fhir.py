@@ -21,10 +21,10 @@ import httpx
 import orjson
 
 from connectors.credentials.upstream import UpstreamAuth
+from connectors.deadline import timed_out
 from connectors.errors import (
     UpstreamInvalidError,
     UpstreamRejectedError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
 from connectors.model import Coding
@@ -80,7 +80,7 @@ async def request_json(
 ) -> Any:
     """Send one request and decode its JSON body, translating every failure.
 
-    Timeouts -> `UpstreamTimeoutError`; connection errors and 5xx -> `UpstreamUnavailableError`;
+    Timeouts -> `UpstreamTimeoutError` (`connectors.deadline.timed_out`); connection errors and 5xx -> `UpstreamUnavailableError`;
     4xx -> `UpstreamRejectedError`; a body that is not JSON -> `UpstreamInvalidError`.
     `auth` (from `request.credentials.to(audience)`) adds the upstream's HelseID token and a
     DPoP proof, and answers a DPoP nonce challenge (`connectors.credentials`).
@@ -180,7 +180,7 @@ async def _send_httpx(
             timeout=timeout,
         )
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
+        raise timed_out(source, timeout) from exc
     except httpx.HTTPError as exc:
         raise UpstreamUnavailableError(
             source, f"Source {source!r} could not be reached ({type(exc).__name__})."
@@ -211,7 +211,7 @@ async def _send_aiohttp(
                     source, f"Source {source!r} sent an oversized response.")
             return _Answer(response.status, response.headers, await response.read())
     except TimeoutError as exc:
-        raise UpstreamTimeoutError(source, f"Source {source!r} did not answer in time.") from exc
+        raise timed_out(source, timeout) from exc
     except aiohttp.ClientError as exc:
         raise UpstreamUnavailableError(
             source, f"Source {source!r} could not be reached ({type(exc).__name__})."

@@ -8,6 +8,11 @@ categories need no declaration here: a connector that serves a `CategorySpec` ad
 
     [project.entry-points."kilde.connectors"]
     hub = "kilde_hub:plugin"
+
+The built-in connectors are built the same way: each package's entry point (`create` in
+`connectors/<name>/__init__.py`) is a `ConnectorPlugin` around a plain factory, with the
+standard and description the catalogue shows (tests/connectors/test_factory_shape.py). A
+bare factory still loads, for packages written before `ConnectorPlugin`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ The breaker counts transient failures (timeouts, 5xx, refused connections): afte
 `failure_threshold` in a row it opens and calls fail at once with UPSTREAM_UNAVAILABLE; after
 `reset_seconds` it lets one probe through (half-open) and closes when that succeeds. Retries
 (tenacity) are for reads only - every Connector is read-only unless it says `idempotent =
-False` - on transient errors, with jittered exponential backoff, and never past the request's
-own budget (`request.timeout`).
+False` - on transient errors, with jittered exponential backoff, and never past the source's
+budget (`request.budget`, `connectors.deadline`): every attempt runs within what is left of
+it, so a timed-out attempt is the breaker's failure.
 
 >>> pll = ResilientConnector(inner, ResilienceSettings())  # doctest: +SKIP
 """
@@ -15,7 +16,6 @@ own budget (`request.timeout`).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import enum
 import logging
 import random
@@ -34,6 +34,7 @@ from tenacity import (
 )
 
 from connectors.base import Connector, FetchRequest, SourceResult
+from connectors.deadline import Budget
 from connectors.errors import ConnectorError, UpstreamTimeoutError, UpstreamUnavailableError
 
 log = logging.getLogger("kilde.resilience")
@@ -151,67 +152,58 @@ class ResilientConnector:
         return self.breaker.state.value
 
     async def fetch(self, request: FetchRequest) -> SourceResult:
-        started = time.monotonic()
-        budget = request.timeout
+        budget = Budget.of(request, self.name)
         # The first attempt runs without tenacity: building its retry state on every call
         # showed in the benchmark profile, and most calls succeed the first time.
         try:
-            return await self._attempt(request)
+            return await self._attempt(request, budget)
         except ConnectorError as exc:
             if self.attempts <= 1 or not _retryable(exc):
                 raise
         s = self.settings
         retrying = AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.attempts - 1)
-            | stop_before_delay(max(0.0, budget - (time.monotonic() - started))),
+            stop=stop_after_attempt(self.attempts - 1) | stop_before_delay(budget.left()),
             wait=wait_exponential(multiplier=s.backoff_initial, max=s.backoff_max)
             + wait_random(0, s.jitter),
             reraise=True,
         )
-        await asyncio.sleep(min(s.backoff_initial + random.uniform(0, s.jitter),
-                                max(0.0, budget - (time.monotonic() - started))))
+        await asyncio.sleep(min(s.backoff_initial + random.uniform(0, s.jitter), budget.left()))
         async for attempt in retrying:
             with attempt:
-                left = budget - (time.monotonic() - started)
-                if left <= 0:
-                    raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer "
-                                               f"within {budget:.2f} s.")
-                return await self._attempt(dataclasses.replace(request, timeout=left))
+                budget.check()
+                return await self._attempt(request, budget)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _attempt(self, request: FetchRequest) -> SourceResult:
-        started = time.monotonic()
+    async def _attempt(self, request: FetchRequest, budget: Budget) -> SourceResult:
         try:
             if self.bulkhead.locked():  # wait for a place only when there is a queue
-                async with asyncio.timeout(request.timeout):
+                async with budget.enforce():
                     await self.bulkhead.acquire()
             else:
                 await self.bulkhead.acquire()
-        except TimeoutError:
+        except UpstreamTimeoutError:
             # a full bulkhead is our own queue, not the upstream failing: no breaker verdict
             raise UpstreamUnavailableError(self.name, f"Source {self.name!r} has too many "
                                            "calls in flight; try again shortly.") from None
         try:
-            return await self._guarded(request, request.timeout - (time.monotonic() - started))
+            return await self._guarded(budget.request(request), budget)
         finally:
             self.bulkhead.release()
 
-    async def _guarded(self, request: FetchRequest, left: float) -> SourceResult:
-        left = max(0.001, left)
+    async def _guarded(self, request: FetchRequest, budget: Budget) -> SourceResult:
         probe = self.breaker.before()
         verdict = False
         try:
-            async with asyncio.timeout(left):
-                result = await self.inner.fetch(dataclasses.replace(request, timeout=left))
+            async with budget.enforce():  # a TimeoutError escaping the inner layer counts too
+                result = await self.inner.fetch(request)
             self.breaker.success(probe)
             verdict = True
             return result
-        except TimeoutError:
+        except UpstreamTimeoutError:
             self.breaker.failure(probe)
             verdict = True
-            raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer within "
-                                       f"{request.timeout:.2f} s.") from None
+            raise
         except ConnectorError as exc:
             if exc.transient:
                 self.breaker.failure(probe)

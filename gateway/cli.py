@@ -339,9 +339,11 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
         print("kilde: --patient must be a valid national identity number (11 digits, mod-11).",
               file=sys.stderr)
         return 2
+    from schema.errors import InvalidValueError
+
     try:
         _export_bounds(args)
-    except ValueError as exc:
+    except InvalidValueError as exc:
         print(f"kilde: {exc}", file=sys.stderr)
         return 2
     url = args.url or _settings(serving=False).audit.url

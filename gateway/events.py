@@ -32,12 +32,14 @@ from starlette.responses import Response
 
 from connectors.cache import Cache
 from connectors.cachestore import CacheUnavailableError
+from connectors.errors import UpstreamUnavailableError
 from connectors.identifiers import is_valid_nin
 from connectors.registry import Registry
 from gateway.auth import Authenticator, AuthError
 from gateway.auth.door import authenticate_request, challenge
 from gateway.live import ChangeBus
 from gateway.live.notification import QUIET_TYPES, NotificationError, changes_in, notification_type
+from schema.errors import BadUserInputError, ForbiddenError, KildeError, error_dict
 
 log = logging.getLogger("kilde.events")
 
@@ -51,8 +53,8 @@ def _answer(status: int, payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return _answer(status, {"errors": [{"message": message, "extensions": {"code": code}}]})
+def _error(status: int, error: KildeError) -> Response:
+    return _answer(status, {"errors": [error_dict(error)]})
 
 
 class EventError(ValueError):
@@ -66,9 +68,9 @@ async def authenticate_event_sender(request: Request, authenticator: Authenticat
     try:
         principal = await authenticate_request(request, authenticator, machine_scope=scope)
     except AuthError as exc:
-        return challenge(_error(exc.status, exc.code, str(exc)), exc, authenticator)
+        return challenge(_error(exc.status, exc), exc, authenticator)
     if scope not in principal.scopes:
-        return _error(403, "FORBIDDEN", f"Posting events needs the scope {scope!r}.")
+        return _error(403, ForbiddenError(f"Posting events needs the scope {scope!r}."))
     return None
 
 
@@ -145,15 +147,15 @@ async def handle_event(request: Request, authenticator: Authenticator, registry:
             event.get("municipality"))
         changed_at = _changed_at(event.get("changedAt"))
     except EventError as exc:
-        return _error(400, "BAD_USER_INPUT", str(exc))
+        return _error(400, BadUserInputError(str(exc)))
     try:
         evicted = await apply_change(cache, bus, source=source, nin=nin, categories=categories,
                                      municipality=municipality, origin="events",
                                      changed_at=changed_at)
     except CacheUnavailableError:
         log.warning("event for source %s not applied: cache store unavailable", source)
-        return _error(503, "CACHE_UNAVAILABLE", "The cache could not record the event; "
-                      "send it again shortly.")
+        return _error(503, UpstreamUnavailableError("cache", "The cache could not record the event; "
+                      "send it again shortly."))
     if evicted is None:
         return _answer(202, {"source": source, "evicted": False, "cache": "disabled"})
     return _answer(202, {"source": source, "evicted": True})
@@ -170,8 +172,8 @@ async def handle_fhir_notification(request: Request, authenticator: Authenticato
         return refused
     entry = registry.get(source)
     if entry is None:
-        return _error(404, "BAD_USER_INPUT", f"Unknown source {source[:40]!r}; one of "
-                      f"{list(registry.names)}.")
+        return _error(404, BadUserInputError(f"Unknown source {source[:40]!r}; one of "
+                      f"{list(registry.names)}."))
     body = await request.body()
     try:
         if len(body) > MAX_NOTIFICATION_BYTES:
@@ -186,7 +188,7 @@ async def handle_fhir_notification(request: Request, authenticator: Authenticato
             return _answer(200, {"type": kind, "changes": 0})
         changes = changes_in(bundle, source, entry.settings.stores)
     except NotificationError as exc:
-        return _error(exc.status, "BAD_USER_INPUT", str(exc))
+        return _error(exc.status, BadUserInputError(str(exc)))
     try:
         for change in changes:
             await apply_change(cache, bus, source=source, nin=change.nin,
@@ -194,6 +196,6 @@ async def handle_fhir_notification(request: Request, authenticator: Authenticato
                                origin="fhir-subscription", changed_at=change.changed_at)
     except CacheUnavailableError:
         log.warning("notification for source %s not applied: cache store unavailable", source)
-        return _error(503, "CACHE_UNAVAILABLE", "The cache could not record the change; "
-                      "send it again shortly.")
+        return _error(503, UpstreamUnavailableError("cache", "The cache could not record the change; "
+                      "send it again shortly."))
     return _answer(202, {"type": kind, "changes": len(changes)})

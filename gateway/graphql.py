@@ -43,12 +43,18 @@ from gateway.auth.door import authenticate_request, challenge
 from gateway.graphiql import page as graphiql_page
 from gateway.logs import request_id_of
 from gateway.metrics import Metrics
-from gateway.params import RequestError, read_params
+from gateway.params import BodyTooLargeError, RequestError, read_params
 from gateway.recording import events_for
 from gateway.telemetry import RequestMetrics
 from policies.model import Principal
 from schema.context import Context, Services
-from schema.errors import BadUserInputError, format_error
+from schema.errors import (
+    AuditUnavailableError,
+    BadUserInputError,
+    KildeError,
+    error_dict,
+    format_error,
+)
 from schema.pipeline.ledger import completeness
 from schema.write.record import idempotency_key
 
@@ -119,9 +125,8 @@ def _scrub(value: Any) -> Any:
     return value
 
 
-def _error(code: str, message: str, status: int, request_id: str, **ext: Any) -> Response:
-    return _json({"errors": [{"message": message, "extensions": {"code": code, **ext}}]},
-                 status, request_id)
+def _error(error: KildeError, status: int, request_id: str) -> Response:
+    return _json({"errors": [error_dict(error)]}, status, request_id)
 
 
 def _media(request: Request) -> str | None:
@@ -139,8 +144,7 @@ def _refuse(refused: RefusedError, request_id: str, media: str) -> Response:
     request error (400 with graphql-response+json, 200 with legacy application/json)."""
     error = refused.error
     status = refused.status or (400 if media == GRAPHQL_JSON else 200)
-    payload = {"errors": [{"message": error.message,
-                           "extensions": {"code": error.code, **error.extensions}}]}
+    payload = {"errors": [error_dict(error)]}
     response = _json(payload, status, request_id, media)
     response.headers.update(refused.headers)
     return response
@@ -195,18 +199,18 @@ async def run_operation(endpoint: Endpoint, principal: Principal, query: str,
             query, variable_values=variables, context_value=ctx, operation_name=operation_name,
             allowed_operation_types=ONE_RESULT)
     except InvalidOperationTypeError:
-        return Outcome({"errors": [{"message": SUBSCRIPTION_OVER_HTTP, "extensions": {
-            "code": "BAD_USER_INPUT"}}]}, request_error=True)
+        return Outcome({"errors": [error_dict(BadUserInputError(SUBSCRIPTION_OVER_HTTP))]},
+                       request_error=True)
     finally:
         ledger = ctx.finish()  # the fetches nobody awaited are stopped
     if ctx.audit_unavailable:
-        return Outcome({"errors": [{"message": WITHHELD, "extensions": {
-            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, audit_unavailable=True)
+        return Outcome({"errors": [error_dict(AuditUnavailableError(WITHHELD))], "data": None},
+                       audit_unavailable=True)
     if not ctx.audited and events_for(ledger):  # a schema without the extension: fail closed
         log.error("the schema has no audit extension; withholding patient data",
                   extra={"request_id": request_id})
-        return Outcome({"errors": [{"message": WITHHELD, "extensions": {
-            "code": "AUDIT_UNAVAILABLE"}}], "data": None}, audit_unavailable=True)
+        return Outcome({"errors": [error_dict(AuditUnavailableError(WITHHELD))], "data": None},
+                       audit_unavailable=True)
     payload: dict[str, Any] = {}
     errors = [format_error(e) for e in result.errors or []] + ctx.errors
     if errors:
@@ -223,7 +227,7 @@ async def run_operation(endpoint: Endpoint, principal: Principal, query: str,
 async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
     request_id = request_id_of(request.scope)
     if request.method not in ("GET", "POST"):
-        response = _error("BAD_USER_INPUT", "Send GraphQL requests with GET or POST.", 405,
+        response = _error(BadUserInputError("Send GraphQL requests with GET or POST."), 405,
                           request_id)
         response.headers["allow"] = "GET, POST"
         return response
@@ -233,24 +237,24 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         return graphiql_page()  # served from this package: no CDN
     media = _media(request)
     if media is None:
-        return _error("BAD_USER_INPUT", f"Accept {GRAPHQL_JSON} or {JSON}.", 406, request_id)
+        return _error(BadUserInputError(f"Accept {GRAPHQL_JSON} or {JSON}."), 406, request_id)
     try:
         params = await read_params(request, endpoint.max_body_bytes)
-    except RequestError as exc:
-        return _error(exc.code, exc.message, exc.status, request_id, **exc.extensions)
+    except (RequestError, BodyTooLargeError) as exc:
+        return _error(exc, exc.status, request_id)
     if not (params.query or "").strip() and not params.persisted:
-        return _error("BAD_USER_INPUT", "The request has no GraphQL query.", 400, request_id)
+        return _error(BadUserInputError("The request has no GraphQL query."), 400, request_id)
 
     try:
         principal = await endpoint.authenticate(request)
     except AuthError as exc:
-        return challenge(_error(exc.code, str(exc), exc.status, request_id), exc,
+        return challenge(_error(exc, exc.status, request_id), exc,
                          endpoint.authenticator)
 
     try:
         key = idempotency_key(request.headers.get("idempotency-key"))
     except BadUserInputError as exc:
-        return _error(exc.code, exc.message, 400, request_id, **exc.extensions)
+        return _error(exc, 400, request_id)
     query, document, admitted = params.query or "", None, None
     if endpoint.admission is not None:
         try:
@@ -262,7 +266,7 @@ async def handle_graphql(request: Request, endpoint: Endpoint) -> Response:
         request.state.operation = admitted.operation  # the metrics label (gateway/app.py)
     if request.method == "GET" and _is_mutation(document or query, params.operation_name):
         # GraphQL over HTTP: a GET must not change anything (a link, a prefetch, a proxy)
-        response = _error("BAD_USER_INPUT", "Send mutations with POST.", 405, request_id)
+        response = _error(BadUserInputError("Send mutations with POST."), 405, request_id)
         response.headers["allow"] = "POST"
         return response
 

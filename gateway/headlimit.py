@@ -23,6 +23,7 @@ import orjson
 
 from gateway.logs import new_request_id
 from gateway.security import ALWAYS, API_CSP
+from schema.errors import QueryTooComplexError, error_dict
 
 log = logging.getLogger("kilde.edge")
 MAX_HEADER_BYTES = 64 * 1024  # request line and headers; a DPoP-bound token needs ~4 KiB
@@ -41,10 +42,9 @@ def uvicorn_options(max_header_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
 
 
 def _response_431(limit: int) -> bytes:
-    body = orjson.dumps({"errors": [{
-        "message": f"The request headers are larger than {limit} bytes.",
-        "extensions": {"code": "QUERY_TOO_COMPLEX", "limit": "headerBytes",
-                       "maximum": limit}}]})
+    body = orjson.dumps({"errors": [error_dict(QueryTooComplexError(
+        f"The request headers are larger than {limit} bytes.", limit="headerBytes",
+        maximum=limit))]})
     headers = {**ALWAYS, "content-security-policy": API_CSP, "cache-control": "no-store",
                "content-type": "application/json", "content-length": str(len(body)),
                "x-request-id": new_request_id(), "connection": "close"}

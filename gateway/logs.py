@@ -26,15 +26,15 @@ import orjson
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schema.errors import INTERNAL_MESSAGE, KildeError, error_dict
+
 access = logging.getLogger("kilde.access")
 log = logging.getLogger("kilde.edge")
 _DIGITS = re.compile(r"\d{11}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_ROUTE = "other"  # a path no route matched: logged as this, never as itself
-INTERNAL = {"errors": [{"message": "Internal error; the request id in the response headers "
-                                   "identifies it.",
-                        "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
+INTERNAL = {"errors": [error_dict(KildeError(INTERNAL_MESSAGE))]}  # the masked root
 # A request still running when the server's shutdown grace ends is cancelled (uvicorn): it is
 # answered, not dropped. No data was delivered (data leaves only after its audit write).
 STOPPING = {"errors": [{"message": "Kilde is stopping and did not finish this request; nothing "

@@ -6,7 +6,9 @@ request costs nothing and gets HTTP's word for what is wrong: 413 for a body ove
 object, and 400 for a parameter of the wrong type (`query` and `operationName` are strings,
 `variables` and `extensions` are objects; each may be null or absent). The same rules apply to
 GET query parameters, where `variables` and `extensions` are URL-encoded JSON and a parameter
-given twice is ambiguous. Every refusal is a `RequestError`; nothing here logs a value.
+given twice is ambiguous. Every refusal is a `RequestError` (BAD_USER_INPUT) or, for a body
+over the limit, a `BodyTooLargeError` (QUERY_TOO_COMPLEX); both say their HTTP `status`;
+nothing here logs a value.
 
 >>> params = await read_params(request, max_body=262144)  # doctest: +SKIP
 >>> params.operation_name is None or isinstance(params.operation_name, str)  # doctest: +SKIP
@@ -20,6 +22,8 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+
+from schema.errors import BadUserInputError, QueryTooComplexError
 
 JSON = "application/json"
 GRAPHQL = "application/graphql"
@@ -41,17 +45,19 @@ class GraphQLParams:
         return self.extensions is not None and "persistedQuery" in self.extensions
 
 
-class RequestError(Exception):
+class RequestError(BadUserInputError):
     """A request that is not a well-formed GraphQL-over-HTTP request; `status` is its HTTP
     status and `extensions` go into the error's `extensions` next to `code`."""
 
-    def __init__(self, message: str, status: int = 400, code: str = "BAD_USER_INPUT",
-                 **extensions: Any) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, status: int = 400, **extensions: Any) -> None:
+        super().__init__(message, **extensions)
         self.status = status
-        self.code = code
-        self.extensions = extensions
+
+
+class BodyTooLargeError(QueryTooComplexError):
+    """The body is over the limit (`extensions.limit` "bodyBytes", `maximum`)."""
+
+    status = 413
 
 
 async def read_params(request: Request, max_body: int) -> GraphQLParams:
@@ -126,8 +132,8 @@ def _content_type(header: str) -> tuple[str, str]:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    too_large = RequestError(f"The request body is larger than {limit} bytes.", 413,
-                             "QUERY_TOO_COMPLEX", limit="bodyBytes", maximum=limit)
+    too_large = BodyTooLargeError(f"The request body is larger than {limit} bytes.",
+                                  limit="bodyBytes", maximum=limit)
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     chunks, size = [], 0

@@ -29,15 +29,16 @@ from policies import allowed_municipalities, decide_category, decide_patient
 from policies.model import Principal
 from schema import types
 from schema.context import Context, Denial, Services
-from schema.errors import BadUserInputError, ForbiddenError, KildeError
+from schema.errors import BadUserInputError, ForbiddenError, UpstreamUnavailableError
 from schema.pipeline.ledger import Notice
 from schema.pipeline.plan import in_use
 
 
-class UpdateUnavailableError(KildeError):
-    """This Kilde has no change bus: live updates are not served."""
+class UpdateUnavailableError(UpstreamUnavailableError):
+    """This Kilde has no change bus: live updates are not served (source "live")."""
 
-    code = "UPSTREAM_UNAVAILABLE"
+    def __init__(self, message: str) -> None:
+        super().__init__("live", message)
 
 
 @strawberry.enum(description="Where Kilde heard of a change.")

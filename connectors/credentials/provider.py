@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 from connectors.credentials.helseid import HelseIdClient, IssuedToken, TokenRequestError
 from connectors.credentials.keys import PrivateKey
+from connectors.deadline import Budget, timed_out
 from connectors.errors import (
     ConnectorError,
     UpstreamRejectedError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
 
@@ -98,11 +98,8 @@ class TokenProvider:
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._landed(key, done))
         try:
-            async with asyncio.timeout(timeout):
+            async with Budget(source, timeout).enforce(waiting_for="HelseID token"):
                 return await asyncio.shield(flight), False
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(source, f"Source {source!r} could not be called: no "
-                                               "HelseID token in time.") from exc
         except TokenRequestError as exc:
             raise _connector_error(source, exc) from exc
 
@@ -182,7 +179,7 @@ def _origin(url: str) -> str:
 def _connector_error(source: str, exc: TokenRequestError) -> ConnectorError:
     message = f"Source {source!r} could not be called: {exc}"
     if exc.timeout:
-        return UpstreamTimeoutError(source, message)
+        return timed_out(source, cause=str(exc))
     if exc.transient:
         return UpstreamUnavailableError(source, message)
     return UpstreamRejectedError(source, message)

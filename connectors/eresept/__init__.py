@@ -13,7 +13,14 @@ from typing import Any
 
 import httpx
 
-from connectors import AnyCategory, Category, ConnectorSettings, SourceResult, Status
+from connectors import (
+    AnyCategory,
+    Category,
+    ConnectorPlugin,
+    ConnectorSettings,
+    SourceResult,
+    Status,
+)
 from connectors.medication.connector import SfmConnector, with_unreadable
 from connectors.medication.sfm import MedicationDocument
 
@@ -36,6 +43,15 @@ class EreseptConnector(SfmConnector):
                                document.unreadable_prescriptions)
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> EreseptConnector:
-    """The entry point (`kilde.connectors` group, name `eresept`)."""
+def _create(settings: ConnectorSettings, http: httpx.AsyncClient) -> EreseptConnector:
+    """Build the connector; no base URL fails the start, naming the variable."""
     return EreseptConnector(settings, http)
+
+
+# The entry point (`kilde.connectors` group, name `eresept`): the ConnectorPlugin shape every
+# connector package uses.
+create = ConnectorPlugin(
+    _create,
+    standard=EreseptConnector.standard,
+    description="Reseptformidleren: valid e-prescriptions.",
+)

@@ -23,6 +23,7 @@ import httpx
 import orjson
 
 from connectors import (
+    Budget,
     Category,
     ConnectorConfigError,
     ConnectorError,
@@ -35,7 +36,6 @@ from connectors import (
     Status,
     UpstreamInvalidError,
     UpstreamRejectedError,
-    UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
 from connectors.fhir import (
@@ -121,7 +121,7 @@ class KjernejournalConnector:
         try:
             # A TaskGroup, not gather: one failure cancels the other calls instead of leaving
             # them running after fetch() has returned.
-            async with asyncio.timeout(request.timeout), asyncio.TaskGroup() as group:
+            async with Budget.of(request, self.name).enforce(), asyncio.TaskGroup() as group:
                 # /status asks whether KJ may be read at all: Kilde's own (machine) token
                 status_call = group.create_task(self._call(
                     request, "POST", "status", headers, json={"nin": request.patient_nin},
@@ -129,9 +129,6 @@ class KjernejournalConnector:
                 calls = [group.create_task(self._call(request, "GET", rtype, search_headers,
                                                       accept_status=(403,)))
                          for _, rtype, _ in searches]
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(self.name,
-                                       f"Source {self.name!r} did not answer in time.") from exc
         except ExceptionGroup as group_error:
             raise _first_connector_error(group_error) from None
         status = status_call.result().body
@@ -147,14 +144,10 @@ class KjernejournalConnector:
     async def _privacy_only(self, request: FetchRequest) -> SourceResult:
         """Only /status: is the requester blocked (no clinical search, nothing audited at KJ)."""
         fetched_at = now()
-        try:
-            async with asyncio.timeout(request.timeout):
-                answer = await self._call(request, "POST", "status",
-                                          request_headers(request, self._source_system),
-                                          json={"nin": request.patient_nin}, machine=True)
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(self.name,
-                                       f"Source {self.name!r} did not answer in time.") from exc
+        async with Budget.of(request, self.name).enforce():
+            answer = await self._call(request, "POST", "status",
+                                      request_headers(request, self._source_system),
+                                      json={"nin": request.patient_nin}, machine=True)
         if not isinstance(answer.body, dict):
             raise UpstreamInvalidError(self.name, f"Source {self.name!r} sent a bad /status body.")
         return SourceResult(source=self.name, status=Status.EMPTY, items={},

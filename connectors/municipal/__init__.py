@@ -9,6 +9,16 @@ municipality numbers (kommunenummer) to FHIR R4 base URLs:
 
 from __future__ import annotations
 
-from connectors.municipal.connector import MunicipalConnector, create
+from connectors import ConnectorPlugin
+from connectors.municipal.connector import MunicipalConnector, build
 
 __all__ = ["MunicipalConnector", "create"]
+
+# The entry point (`kilde.connectors` group, name `municipal`): the ConnectorPlugin shape every
+# connector package uses.
+create = ConnectorPlugin(
+    build,
+    standard=MunicipalConnector.standard,
+    description="The municipalities' own stores (EPJ / hendelseslager): services, conditions, "
+                "treatment limitations, allergies, documents.",
+)

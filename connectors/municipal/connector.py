@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from connectors import (
+    Budget,
     Category,
     ConnectorConfigError,
     ConnectorError,
@@ -39,7 +40,6 @@ from connectors import (
     Status,
     UpstreamInvalidError,
     UpstreamRejectedError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
     WriteRequest,
     WriteResult,
@@ -59,7 +59,7 @@ from connectors.municipal.reading import (
     plan_searches,
     read_store,
 )
-from connectors.municipal.searches import Budget, Found, Search, StoreClient, query
+from connectors.municipal.searches import Found, Search, StoreClient, query, store_budget
 from connectors.municipal.writing import (
     if_none_exist,
     read_written,
@@ -135,12 +135,13 @@ class MunicipalConnector:
         request: FetchRequest,
     ) -> StoreAnswer | ConnectorError:
         base = self.stores[number]
+        source_budget = Budget.of(request, self.name)
         try:
-            async with asyncio.timeout(request.timeout):
-                budget = Budget.of(request.timeout)
+            async with source_budget.enforce():
+                budget = store_budget(source_budget)
                 # the CapabilityStatement is kept for every caller: read as Kilde, not for one
                 capabilities = await self._capabilities.get(
-                    base, timeout=request.timeout / 2, headers=headers,
+                    base, timeout=source_budget.left() / 2, headers=headers,
                     auth=request.credentials.to(self._audience, machine=True))
                 if capabilities.unusable:
                     logger.warning("Municipal store %s answered its CapabilityStatement with "
@@ -152,9 +153,7 @@ class MunicipalConnector:
                 plan, refused = plan_searches(categories, capabilities)
                 patient, found = await self._search(client, capabilities, plan,
                                                     request.patient_nin)
-        except TimeoutError:
-            return UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer in time.")
-        except ConnectorError as exc:
+        except ConnectorError as exc:  # a timeout included
             return exc
         if patient is None:
             return StoreAnswer(known=False)
@@ -234,8 +233,9 @@ class MunicipalConnector:
         rtype = resource_type_of(request.draft)
         headers = build_headers(request)
         sent = False  # until the POST goes, a failure means nothing was written
+        budget = Budget(self.name, request.timeout)
         try:
-            async with asyncio.timeout(request.timeout):
+            async with budget.enforce():
                 capabilities = await self._capabilities.get(
                     base, timeout=request.timeout / 2, headers=headers,
                     auth=request.credentials.to(self._audience, machine=True))
@@ -249,7 +249,7 @@ class MunicipalConnector:
                                    f"for {rtype}; Kilde writes only where a repeat cannot make "
                                    "a second record.", issues=("not-supported",))
                 auth = request.credentials.to(self._audience)
-                client = StoreClient(self._http, base, headers, Budget.of(request.timeout),
+                client = StoreClient(self._http, base, headers, store_budget(budget),
                                      auth=auth)
                 found = await client.post_search(
                     "Patient", [("identifier", identifier_query(request.patient_nin))])
@@ -265,11 +265,7 @@ class MunicipalConnector:
                     headers={**headers, "if-none-exist": if_none_exist(request.identifier),
                              "prefer": "return=representation"},
                     accept_status=(400, 404, 409, 412, 422), auth=auth)
-        except TimeoutError:
-            raise _unsent(UpstreamTimeoutError(self.name, f"Source {self.name!r} did not "
-                                                          "answer the write in time."),
-                          sent) from None
-        except ConnectorError as exc:
+        except ConnectorError as exc:  # a timeout (the budget's) included
             raise _unsent(exc, sent) from exc.__cause__
         if answer.status_code >= 400:
             raise rejected(answer.status_code, answer.body, rtype)
@@ -376,8 +372,8 @@ def _restriction_detail(restricted: list[str], opened: list[str]) -> str:
     return f"The patient has restricted records in municipal store {stores}; they were withheld."
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> MunicipalConnector:
-    """The entry point (`kilde.connectors`): validates `settings.stores` and builds the connector."""
+def build(settings: ConnectorSettings, http: httpx.AsyncClient) -> MunicipalConnector:
+    """Validate `settings.stores` and build the connector (the factory `create` wraps)."""
     hint = "set KILDE_CONNECTORS__MUNICIPAL__STORES."
     if not settings.stores:
         raise ConnectorConfigError(f"Connector 'municipal' needs at least one store: {hint}")

@@ -18,7 +18,6 @@ search's `Found` or its `ConnectorError`, so one failed search fails only what i
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,10 +26,10 @@ from urllib.parse import urlencode
 import httpx
 
 from connectors import (
+    Budget,
     ConnectorError,
     UpstreamInvalidError,
     UpstreamRejectedError,
-    UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
 from connectors.credentials import UpstreamAuth
@@ -64,20 +63,10 @@ class Found:
     total: int | None = None  # the store's count of matches, when it says
 
 
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """The time left of this store's share of the request deadline."""
-
-    deadline: float
-
-    @classmethod
-    def of(cls, seconds: float) -> Budget:
-        """A budget that ends before `seconds`: the last tenth is kept so that a page cut off
-        by the budget still leaves time to answer with what arrived (PARTIAL, not TIMEOUT)."""
-        return cls(time.monotonic() + seconds * 0.9)
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
+def store_budget(budget: Budget) -> Budget:
+    """A store's share of the source's budget: the last tenth is kept so that a page cut off
+    by it still leaves time to answer with what arrived (PARTIAL, not TIMEOUT)."""
+    return budget.cut(budget.left() * 0.1)
 
 
 def _invalid(message: str) -> UpstreamInvalidError:
@@ -169,10 +158,8 @@ class StoreClient:
         self.auth = auth  # the store's HelseID token + DPoP proof, on every request
 
     def _timeout(self) -> float:
-        left = self.budget.left()
-        if left <= 0:
-            raise UpstreamTimeoutError(SOURCE, f"Source {SOURCE!r} did not answer in time.")
-        return left
+        self.budget.check()
+        return self.budget.left()
 
     async def post_search(self, resource_type: str, form: Sequence[tuple[str, str]]) -> Found:
         """`POST [base]/{Type}/_search` with a form body (the identity number stays out of URLs)."""
@@ -219,14 +206,14 @@ class StoreClient:
         pages = 1
         while found.next_url is not None:
             url, found.next_url = found.next_url, None
-            if url in seen or pages >= MAX_PAGES or not self._own(url) or self.budget.left() <= 0:
+            if url in seen or pages >= MAX_PAGES or not self._own(url) or self.budget.spent():
                 found.complete = False
                 return
             seen.add(url)
             try:
-                async with asyncio.timeout(self.budget.left()):
+                async with self.budget.enforce():
                     page = await self.get(url)
-            except (TimeoutError, ConnectorError):
+            except ConnectorError:  # a timeout (the budget's) included
                 found.complete = False  # the pages that arrived count; the search is PARTIAL
                 return
             if page.self_url:

@@ -12,12 +12,12 @@ when a clinician selects the demographics, and never acts for the caller.
 
 from __future__ import annotations
 
-import asyncio
 from urllib.parse import urlencode
 
 import httpx
 
 from connectors import (
+    Budget,
     Category,
     ConnectorConfigError,
     ConnectorSettings,
@@ -25,7 +25,6 @@ from connectors import (
     SourceResult,
     Status,
     UpstreamInvalidError,
-    UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
 from connectors.fhir import request_json_response
@@ -70,16 +69,12 @@ class PersontjenestenConnector:
         if request.request_id:
             headers["x-correlation-id"] = request.request_id[:128]
         fetched_at = mapping.now()
-        try:
-            async with asyncio.timeout(request.timeout):
-                answer = await request_json_response(
-                    self._http, self.name, "POST", self._url, timeout=request.timeout,
-                    headers=headers, data={"nin": request.patient_nin}, accept_status=(404,),
-                    auth=request.credentials.to(self._audience, machine=True),
-                )
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(self.name,
-                                       f"Source {self.name!r} did not answer in time.") from exc
+        async with Budget.of(request, self.name).enforce():
+            answer = await request_json_response(
+                self._http, self.name, "POST", self._url, timeout=request.timeout,
+                headers=headers, data={"nin": request.patient_nin}, accept_status=(404,),
+                auth=request.credentials.to(self._audience, machine=True),
+            )
         if answer.status_code == 404:
             return SourceResult(source=self.name, status=Status.EMPTY,
                                 items={Category.DEMOGRAPHICS: ()}, fetched_at=fetched_at,

@@ -12,7 +12,7 @@ from datetime import datetime
 
 import httpx
 
-from connectors import Category, ConnectorSettings, SourceResult
+from connectors import Category, ConnectorPlugin, ConnectorSettings, SourceResult
 from connectors.medication.connector import SfmConnector, with_unreadable
 from connectors.medication.sfm import MedicationDocument
 
@@ -28,6 +28,15 @@ class PllConnector(SfmConnector):
         return with_unreadable(result, document.pll, document.unreadable_pll)
 
 
-def create(settings: ConnectorSettings, http: httpx.AsyncClient) -> PllConnector:
-    """The entry point (`kilde.connectors` group, name `pll`)."""
+def _create(settings: ConnectorSettings, http: httpx.AsyncClient) -> PllConnector:
+    """Build the connector; no base URL fails the start, naming the variable."""
     return PllConnector(settings, http)
+
+
+# The entry point (`kilde.connectors` group, name `pll`): the ConnectorPlugin shape every
+# connector package uses.
+create = ConnectorPlugin(
+    _create,
+    standard=PllConnector.standard,
+    description="Pasientens legemiddelliste: the patient's shared medication list.",
+)

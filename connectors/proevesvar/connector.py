@@ -9,7 +9,6 @@ the collected entries to the pure `mapping`. HTTP failures are translated by
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import httpx
 
 from connectors import (
     AnyCategory,
+    Budget,
     Category,
     ConnectorError,
     FetchRequest,
@@ -29,7 +29,6 @@ from connectors import (
     SourceResult,
     Status,
     UpstreamInvalidError,
-    UpstreamTimeoutError,
 )
 from connectors.credentials import Audience
 from connectors.fhir import bundle_entries, names_another_patient, now, request_json
@@ -115,15 +114,14 @@ class ProevesvarConnector:
                        ) -> tuple[list[dict[str, Any]], str | None, int | None]:
         """The entries of up to `max_pages` pages, why the list is short, if it is, and the
         number of reports the first page's `Bundle.total` says there are."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + request.timeout
+        budget = Budget.of(request, self.name)
         headers = self._headers(request)
         entries: list[dict[str, Any]] = []
         total: int | None = None
         skip = 0
         for page in range(self.max_pages):
             try:
-                bundle = await self._page(request, headers, skip, deadline - loop.time())
+                bundle = await self._page(request, headers, skip, budget)
                 page_entries = list(bundle_entries(bundle, self.name))
                 if bundle.get("type") != "searchset":
                     raise UpstreamInvalidError(self.name, f"Source {self.name!r} answered with "
@@ -177,22 +175,16 @@ class ProevesvarConnector:
         return form
 
     async def _page(
-        self, request: FetchRequest, headers: dict[str, str], skip: int, remaining: float
+        self, request: FetchRequest, headers: dict[str, str], skip: int, budget: Budget
     ) -> Any:
-        if remaining <= 0:
-            raise UpstreamTimeoutError(self.name, f"Source {self.name!r} did not answer in time.")
-        try:
-            # httpx's timeout is per read; the deadline bounds the whole page.
-            async with asyncio.timeout(remaining):
-                return await request_json(
-                    self.http, self.name, "POST", self.search_url, timeout=remaining,
-                    headers=headers, data=self._form(request, skip),
-                    auth=request.credentials.to(self.audience),
-                )
-        except TimeoutError as exc:
-            raise UpstreamTimeoutError(
-                self.name, f"Source {self.name!r} did not answer in time."
-            ) from exc
+        budget.check()
+        # httpx's timeout is per read; the budget bounds the whole page.
+        async with budget.enforce():
+            return await request_json(
+                self.http, self.name, "POST", self.search_url, timeout=budget.left(),
+                headers=headers, data=self._form(request, skip),
+                auth=request.credentials.to(self.audience),
+            )
 
 
 def _next_url(bundle: dict[str, Any]) -> str | None:

@@ -20,6 +20,7 @@ import orjson
 
 from gateway.audit.events import AuditEvent, format_time
 from gateway.audit.fhir import to_fhir_audit_event
+from schema.errors import InvalidValueError
 
 FHIR_JSON = "application/fhir+json"
 FHIR_NDJSON = "application/fhir+ndjson"
@@ -72,16 +73,16 @@ def _instant(value: str, name: str, *, end: bool) -> datetime:
     """A date (UTC midnight; as an end, the day is included) or an ISO 8601 date-time (UTC
     when it has no offset)."""
     text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment + timedelta(days=1) if end else moment
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:  # only the parse: nothing else here can raise into this handler
+        parsed = (date.fromisoformat(text) if len(text) == 10
+                  else datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
-        raise ValueError(f"{name!r} must be a date like 2026-03-01 or a date-time like "
-                         "2026-03-01T12:00:00Z.") from None
-    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=UTC)
+        raise InvalidValueError(f"{name!r} must be a date like 2026-03-01 or a date-time like "
+                                "2026-03-01T12:00:00Z.", argument=name) from None
+    if not isinstance(parsed, datetime):
+        moment = datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+        return moment + timedelta(days=1) if end else moment
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
 
 
 def bounds(start: str | None, end: str | None) -> tuple[datetime | None, datetime | None]:
@@ -89,5 +90,5 @@ def bounds(start: str | None, end: str | None) -> tuple[datetime | None, datetim
     low = _instant(start, "from", end=False) if start else None
     high = _instant(end, "to", end=True) if end else None
     if low is not None and high is not None and high <= low:
-        raise ValueError("'to' must be later than 'from'.")
+        raise InvalidValueError("'to' must be later than 'from'.", argument="to")
     return low, high

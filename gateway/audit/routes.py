@@ -40,7 +40,14 @@ from gateway.auth import AuthError, challenge
 from policies import decide_access_log, reasons
 from policies.model import Decision, Principal, PrincipalKind
 from schema.context import Services
-from schema.errors import RegistryUnavailableError
+from schema.errors import (
+    BadUserInputError,
+    ForbiddenError,
+    InvalidValueError,
+    KildeError,
+    RegistryUnavailableError,
+    error_dict,
+)
 from schema.oversight import oversight_of
 
 log = logging.getLogger("kilde.audit")
@@ -51,22 +58,25 @@ Authenticate = Callable[[Request], Awaitable[Principal]]
 CallerCredentials = Callable[[Request], Credentials]
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return Response(orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+def _error(status: int, error: KildeError) -> Response:
+    return Response(orjson.dumps({"errors": [error_dict(error)]}),
                     status_code=status, media_type="application/json")
 
 
 async def _params(request: Request) -> dict[str, Any]:
     if request.method == "GET":
         if "patient" in request.query_params:
-            raise ValueError("Send the patient in a POST body, never in a URL.")
+            raise InvalidValueError("Send the patient in a POST body, never in a URL.")
         return dict(request.query_params)
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ValueError("The request body is too large.")
-    params = orjson.loads(body) if body.strip() else {}
+        raise InvalidValueError("The request body is too large.")
+    try:
+        params = orjson.loads(body) if body.strip() else {}
+    except orjson.JSONDecodeError:
+        raise InvalidValueError("The request body is not valid JSON.") from None
     if not isinstance(params, dict):
-        raise ValueError("The request body must be a JSON object.")
+        raise InvalidValueError("The request body must be a JSON object.")
     return params
 
 
@@ -74,7 +84,7 @@ def _text(params: dict[str, Any], name: str) -> str | None:
     value = params.get(name)
     if value is None or isinstance(value, str):
         return value or None
-    raise ValueError(f"{name!r} must be a string.")
+    raise InvalidValueError(f"{name!r} must be a string.", argument=name)
 
 
 def _export_event(principal: Principal, request_id: str, patient: str | None, *,
@@ -100,31 +110,31 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
     try:
         principal = await authenticate(request)
     except AuthError as exc:
-        return challenge(_error(exc.status, exc.code, str(exc)), exc)
+        return challenge(_error(exc.status, exc), exc)
     decision = decide_access_log(principal, None, rules=rules)
     officer = principal.kind is PrincipalKind.PRIVACY_OFFICER
     if officer and decision.reason == reasons.NO_MUNICIPALITY:
-        return _error(403, "FORBIDDEN", "Your organisation is not a municipality this Kilde "
-                      "serves, so there is no audit trail of yours to export.")
+        return _error(403, ForbiddenError("Your organisation is not a municipality this "
+                                          "Kilde serves, so there is no audit trail of yours "
+                                          "to export."))
     if not officer or not decision.allowed or principal.municipality is None:
-        return _error(403, "FORBIDDEN", "Only a privacy officer may export the audit trail.")
+        return _error(403, ForbiddenError("Only a privacy officer may export the audit trail."))
     try:
         params = await _params(request)
         start, end = bounds(_text(params, "from"), _text(params, "to"))
         patient = _text(params, "patient")
         fmt = _text(params, "format") or "fhir"
         municipality = _text(params, "municipality") or principal.municipality
-    except (ValueError, orjson.JSONDecodeError) as exc:
-        message = (str(exc) if not isinstance(exc, orjson.JSONDecodeError)
-                   else "The request body is not valid JSON.")
-        return _error(400, "BAD_USER_INPUT", message)
+    except BadUserInputError as exc:
+        return _error(400, exc)
     if municipality != principal.municipality:
-        return _error(403, "FORBIDDEN", "A privacy officer may export only their own "
-                      "municipality's audit trail.")
+        return _error(403, ForbiddenError("A privacy officer may export only their own "
+                                          "municipality's audit trail."))
     if patient is not None and not is_valid_nin(patient):
-        return _error(400, "BAD_USER_INPUT", "'patient' is not a valid national identity number.")
+        return _error(400, BadUserInputError(
+            "'patient' is not a valid national identity number."))
     if fmt not in FORMATS:
-        return _error(400, "BAD_USER_INPUT", f"'format' must be one of {sorted(FORMATS)}.")
+        return _error(400, BadUserInputError(f"'format' must be one of {sorted(FORMATS)}."))
     request_id = uuid.uuid4().hex
     only: str | None = principal.municipality  # the entries that concern it; None: all
     home = None
@@ -138,18 +148,18 @@ async def handle_export(request: Request, authenticate: Authenticate, audit: Aud
             if not decision.allowed:  # a refused attempt on a patient's log: audited
                 await audit.write(_export_event(principal, request_id, patient, home=home,
                                                 refused=decision))
-                return _error(403, "FORBIDDEN", decision.detail or "You may not export this "
-                              "patient's audit trail.")
+                return _error(403, ForbiddenError(decision.detail or "You may not export "
+                                                  "this patient's audit trail."))
             if decision.reason == reasons.PRIVACY_OFFICER:
                 only = None  # the patient lives in the officer's municipality: all of it
         # the export is an access to the log: recorded before the first byte leaves
         await audit.write(_export_event(principal, request_id, patient, home=home))
     except RegistryUnavailableError as exc:
-        return _error(503, exc.code, exc.message)
+        return _error(503, exc)
     except AuditUnavailableError:
         log.error("audit write failed; export refused", extra={"request_id": request_id})
-        return _error(503, "AUDIT_UNAVAILABLE", "The export could not be recorded, so nothing "
-                      "is delivered; try again shortly.")
+        return _error(503, AuditUnavailableError("The export could not be recorded, so "
+                                                 "nothing is delivered; try again shortly."))
     media, writer = FORMATS[fmt]
     events = audit.stream(patient_nin=patient, start=start, end=end, municipality=only)
     name = f"kilde-audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{'json' if fmt == 'fhir' else fmt}"

@@ -36,10 +36,8 @@ class AuditUnavailableError(errors.AuditUnavailableError):
     `accessLog`, `usage`) reaches the client as AUDIT_UNAVAILABLE rather than a masked error.
     """
 
-    code = "AUDIT_UNAVAILABLE"
 
-
-class AuditCursorError(errors.BadUserInputError, ValueError):
+class AuditCursorError(errors.InvalidValueError):
     """An `after` cursor that this audit trail did not issue: BAD_USER_INPUT (a ValueError
     too, for callers outside GraphQL)."""
 

@@ -12,19 +12,24 @@
 RFC 9449 §7.1); `status` the HTTP status. Messages are one sentence and never carry the token,
 the proof, a national identity number, a name or a URL path; the underlying library error is
 kept as `__cause__` for the operator.
+
+They are branches of Kilde's one error tree (schema/errors.py): an `AuthError` is an
+`UnauthenticatedError`; a `NotAllowedHereError` is an `AuthError` (a door answers it with its
+challenge like any other) that gives FORBIDDEN, as a `ForbiddenError`.
 """
 
 from __future__ import annotations
 
+from schema.errors import ForbiddenError, UnauthenticatedError
 
-class AuthError(Exception):
+
+class AuthError(UnauthenticatedError):
     """The request is not authenticated; `message` is safe to show to the caller.
 
     >>> AuthError("The token has expired.").code
     'UNAUTHENTICATED'
     """
 
-    code = "UNAUTHENTICATED"
     error = "invalid_token"  # "" when no credentials were sent (RFC 6750 §3.1: no error code)
     status = 401
     transient = False
@@ -33,7 +38,6 @@ class AuthError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class JwksUnavailableError(AuthError):
@@ -58,9 +62,9 @@ class DpopNonceError(DpopProofError):
         self.nonce = nonce
 
 
-class NotAllowedHereError(AuthError):
-    """A valid token for a kind of caller this door does not serve."""
+class NotAllowedHereError(ForbiddenError, AuthError):
+    """A valid token for a kind of caller this door does not serve (FORBIDDEN: ForbiddenError
+    comes first)."""
 
-    code = "FORBIDDEN"
     error = "insufficient_scope"
     status = 403

@@ -38,6 +38,7 @@ from gateway.graphql import Endpoint, caller_credentials, run_operation
 from gateway.launch.store import LaunchStore
 from gateway.logs import request_id_of
 from policies.model import Principal
+from schema.errors import BadUserInputError, KildeError, RateLimitedError, error_dict
 
 log = logging.getLogger("kilde.cds")
 SERVICE_ID = "kilde-patient-view"
@@ -89,9 +90,8 @@ def _json(status: int, payload: Mapping[str, Any], request_id: str = "") -> Resp
                     headers=headers)
 
 
-def _error(status: int, code: str, message: str, request_id: str = "") -> Response:
-    return _json(status, {"errors": [{"message": message, "extensions": {"code": code}}]},
-                 request_id)
+def _error(status: int, error: KildeError, request_id: str = "") -> Response:
+    return _json(status, {"errors": [error_dict(error)]}, request_id)
 
 
 def discovery() -> Response:
@@ -164,24 +164,26 @@ class PatientViewService:
     async def handle(self, request: Request, service_id: str, base: str) -> Response:
         request_id = request_id_of(request.scope)
         if service_id != SERVICE_ID:
-            return _error(404, "NOT_FOUND", f"There is no CDS service {service_id!r}; see "
-                          "GET /cds-services.", request_id)
+            # the client's mistake, in the contract's words (this door said NOT_FOUND)
+            return _error(404, BadUserInputError(f"There is no CDS service {service_id!r}; "
+                                                 "see GET /cds-services."), request_id)
         if self.clients.required:
             try:
                 await self.clients.verify(request.headers.get(HEADER),
                                           aud=f"{base}/cds-services/{SERVICE_ID}")
             except AuthError as exc:
-                return _error(401, "UNAUTHENTICATED", exc.message, request_id)
+                return _error(401, exc, request_id)
         try:
             principal = await self.endpoint.authenticate(request)
         except AuthError as exc:
-            return challenge(_error(exc.status, exc.code, exc.message, request_id), exc)
+            return challenge(_error(exc.status, exc, request_id), exc)
         admission = self.endpoint.admission
         retry_after = (await admission.rate.hit(principal.client_id or "")
                        if admission is not None else None)
         if retry_after is not None:  # the same per-client budget as /graphql
-            response = _error(429, "RATE_LIMITED", f"Too many requests from this client; retry "
-                              f"after {int(retry_after)} s.", request_id)
+            response = _error(429, RateLimitedError(f"Too many requests from this client; "
+                                                    f"retry after {int(retry_after)} s."),
+                              request_id)
             response.headers["retry-after"] = str(int(retry_after))
             return response
         try:
@@ -191,7 +193,7 @@ class PatientViewService:
             nin = patient_of(orjson.loads(body))
         except (HookError, orjson.JSONDecodeError) as exc:
             message = str(exc) if isinstance(exc, HookError) else "The body is not valid JSON."
-            return _error(400, "BAD_USER_INPUT", message, request_id)
+            return _error(400, BadUserInputError(message), request_id)
         # the EPJ's token is exchanged per source, as for /graphql (never forwarded)
         credentials = caller_credentials(self.endpoint.tokens,
                                          request.headers.get("authorization"))

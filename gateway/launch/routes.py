@@ -28,6 +28,13 @@ from gateway.auth.principal import Trust
 from gateway.launch.store import LaunchStore, LaunchUnavailableError
 from gateway.settings import Settings
 from policies.model import Principal, PrincipalKind
+from schema.errors import (
+    BadUserInputError,
+    ForbiddenError,
+    InvalidValueError,
+    KildeError,
+    error_dict,
+)
 
 MAX_BODY_BYTES = 4096
 ENCOUNTER_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -44,28 +51,28 @@ def _json(status: int, payload: dict[str, Any]) -> Response:
                     headers=HEADERS)
 
 
-def _error(status: int, code: str, message: str) -> Response:
-    return _json(status, {"errors": [{"message": message, "extensions": {"code": code}}]})
+def _error(status: int, error: KildeError) -> Response:
+    return _json(status, {"errors": [error_dict(error)]})
 
 
 async def _body(request: Request) -> tuple[str, str | None]:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
-        raise ValueError("The request body is too large.")
+        raise InvalidValueError("The request body is too large.")
     try:
         params = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise ValueError('The body must be JSON: {"patient": "<identity number>", '
+        raise InvalidValueError('The body must be JSON: {"patient": "<identity number>", '
                          '"encounter": "<optional id>"}.') from None
     if not isinstance(params, dict):
-        raise ValueError("The body must be a JSON object.")
+        raise InvalidValueError("The body must be a JSON object.")
     patient, encounter = params.get("patient"), params.get("encounter")
     if not isinstance(patient, str) or not is_valid_nin(patient):
-        raise ValueError("'patient' must be a valid national identity number.")
+        raise InvalidValueError("'patient' must be a valid national identity number.")
     if encounter is not None and not (isinstance(encounter, str)
                                       and ENCOUNTER_ID.fullmatch(encounter)
                                       and not re.search(r"\d{11}", encounter)):
-        raise ValueError("'encounter' must be an id of up to 64 letters, digits, '.', '_' or "
+        raise InvalidValueError("'encounter' must be an id of up to 64 letters, digits, '.', '_' or "
                          "'-' (and no identity number).")
     return patient, encounter
 
@@ -77,22 +84,22 @@ async def handle_launch(request: Request, principal_of: Any, launches: LaunchSto
     try:
         principal: Principal = await principal_of(request)
     except AuthError as exc:
-        return challenge(_error(exc.status, exc.code, str(exc)), exc)
+        return challenge(_error(exc.status, exc), exc)
     try:
         patient, encounter = await _body(request)
-    except ValueError as exc:
-        return _error(400, "BAD_USER_INPUT", str(exc))
+    except BadUserInputError as exc:
+        return _error(400, exc)
     clinician = (principal.kind is PrincipalKind.CLINICIAN
                  and trust.clinical_scope in principal.scopes)
     citizen_self = (principal.kind is PrincipalKind.CITIZEN
                     and principal.person_id == patient)
     if not (clinician or citizen_self):
-        return _error(403, "FORBIDDEN", "Only a clinician (or the patient, for themself) can "
-                      "hand over a patient context.")
+        return _error(403, ForbiddenError("Only a clinician (or the patient, for themself) "
+                                          "can hand over a patient context."))
     try:
         launch, ttl = await launches.create(principal, patient, encounter)
     except LaunchUnavailableError as exc:
-        return _error(503, "UPSTREAM_UNAVAILABLE", exc.message)
+        return _error(503, exc)  # UPSTREAM_UNAVAILABLE, source "launch"
     iss = public_base(request)
     answer: dict[str, Any] = {"launch": launch, "iss": iss, "expiresIn": int(ttl)}
     app_url = settings.launch.app_url or ("" if settings.production else f"{iss}/app/")

@@ -46,7 +46,7 @@ from gateway.params import RequestError, check_params
 from gateway.settings import LiveSettings
 from policies.model import Principal
 from schema.context import Context
-from schema.errors import format_error
+from schema.errors import BadUserInputError, KildeError, RateLimitedError, error_dict, format_error
 
 log = logging.getLogger("kilde.live")
 
@@ -292,23 +292,21 @@ class Session:
             raise
         except Exception as exc:  # logged by type only: its message may hold input values
             log.error("WebSocket operation failed: %s", type(exc).__name__)
-            await error([{"message": "Internal error.", "extensions": {
-                "code": "INTERNAL_SERVER_ERROR"}}])
+            await error([error_dict(KildeError("Internal error."))])  # the masked root
 
     async def _run(self, op_id: str, params: Any,
                    error: Callable[[list[dict[str, Any]]], Awaitable[None]]) -> None:
 
         if len(self.operations) > self.limits.max_operations:
-            await error([{"message": f"At most {self.limits.max_operations} operations run "
-                          "at once on one connection; complete one first.",
-                          "extensions": {"code": "RATE_LIMITED"}}])
+            await error([error_dict(RateLimitedError(
+                f"At most {self.limits.max_operations} operations run at once on one "
+                "connection; complete one first."))])
             return
         endpoint, principal = self.endpoint, self.principal
         assert principal is not None  # operations start only after connection_ack
         query, document, admitted = params.query or "", None, None
         if not query.strip() and not params.persisted:
-            await error([{"message": "The request has no GraphQL query.",
-                          "extensions": {"code": "BAD_USER_INPUT"}}])
+            await error([error_dict(BadUserInputError("The request has no GraphQL query."))])
             return
         if endpoint.admission is not None:
             try:

@@ -1,9 +1,11 @@
 """Fetch, the second stage: start every planned fetch at once, each within the request deadline.
 
-Sits between the plan (`schema.pipeline.plan`) and the judge stage. `Fetches.start()` cuts
-each source's own timeout to what is left of the request deadline and launches one task per
-source (`connectors.fanout`), so the slowest source sets the latency, not the sum; this is the
-one place the patient request's deadline is applied. Awaiting `outcome(source)` never raises:
+Sits between the plan (`schema.pipeline.plan`) and the judge stage. `Fetches.start()` makes
+each source's `Budget` (`connectors.deadline`): its own timeout cut to what is left of the
+request deadline; the budget travels in the source's `FetchRequest` and every layer below
+(fan-out, cache, resilience, connector) asks it. It launches one task per source
+(`connectors.fanout`), so the slowest source sets the latency, not the sum; this is the one
+place the patient request's deadline is applied. Awaiting `outcome(source)` never raises:
 a failed source is an `Outcome` with its `ConnectorError`. When the request ends, `cancel()`
 stops what nobody awaited and `records()` says how each finished fetch went, for telemetry.
 
@@ -14,18 +16,17 @@ stops what nobody awaited and `records()` says how each finished fetch went, for
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import time
 from dataclasses import dataclass
 
 from connectors.activity import SourceActivity
 from connectors.base import Connector, FetchRequest
 from connectors.credentials import NO_CREDENTIALS, Credentials
+from connectors.deadline import MIN_SECONDS, Budget
 from connectors.fanout import Outcome, fetch_one, start_fetches
 from schema.pipeline.home import home_of
 from schema.pipeline.plan import Plan, stores_after_home
 
-MIN_TIMEOUT = 0.001  # a source planned after the deadline passed still gets a (failing) task
+MIN_TIMEOUT = MIN_SECONDS  # a source planned after the deadline still gets a (failing) task
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +51,20 @@ class Fetches:
               credentials: Credentials = NO_CREDENTIALS) -> Fetches:
         """Start every fetch of `plan` now; `remaining` is what is left of the deadline (s);
         `credentials` (the caller's, for the upstreams' tokens) go with every request."""
-        deadline = time.monotonic() + remaining
-        requests = {
-            name: (planned.connector, dataclasses.replace(
-                planned.request, credentials=credentials,
-                timeout=max(MIN_TIMEOUT, min(planned.request.timeout, remaining))))
-            for name, planned in plan.fetches.items()
-        }
+        requests = {}
+        for name, planned in plan.fetches.items():
+            budget = Budget(name, max(MIN_TIMEOUT, min(planned.request.timeout, remaining)))
+            requests[name] = (planned.connector, budget.request(
+                planned.request, credentials=credentials, timeout=budget.seconds))
         later = {name for name, planned in plan.fetches.items()
                  if planned.after_home and plan.home_source in requests}
         tasks = start_fetches({n: r for n, r in requests.items() if n not in later}, activity)
         for name in later:
             # an emergency-only agreement may add the home store: this source waits for the
-            # registry (only then), and gets what is left of the deadline after it
+            # registry (only then), and gets what is left of its budget after it
             connector, request = requests[name]
             tasks[name] = asyncio.ensure_future(_after_home(
-                plan, name, connector, request, tasks[str(plan.home_source)], deadline,
-                activity))
+                plan, name, connector, request, tasks[str(plan.home_source)], activity))
         return cls(tasks)
 
     async def outcome(self, source: str) -> Outcome:
@@ -95,13 +93,11 @@ class Fetches:
 
 
 async def _after_home(plan: Plan, name: str, connector: Connector, request: FetchRequest,
-                      registry: asyncio.Task[Outcome], deadline: float,
+                      registry: asyncio.Task[Outcome],
                       activity: SourceActivity | None) -> Outcome:
     """`connector`'s fetch once the registry has said where the patient lives (shielded: the
     registry's task is shared with the demographics field)."""
     home = home_of(await asyncio.shield(registry))
-    left = deadline - time.monotonic()
-    request = dataclasses.replace(
-        request, municipalities=stores_after_home(plan, name, home),
-        timeout=max(MIN_TIMEOUT, min(request.timeout, left)))
+    budget = Budget.of(request, name)
+    request = budget.request(request, municipalities=stores_after_home(plan, name, home))
     return await fetch_one(connector, request, activity)

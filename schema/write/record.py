@@ -38,7 +38,8 @@ import orjson
 
 from connectors.base import Requester
 from connectors.cachestore import CacheUnavailableError
-from connectors.errors import ConnectorError, UpstreamRejectedError, UpstreamTimeoutError
+from connectors.deadline import timed_out
+from connectors.errors import ConnectorError, UpstreamRejectedError, UpstreamUnavailableError
 from connectors.writing import Draft, Writer, WriteRequest, WriteResult, Written, writer_of
 from policies import decide_write
 from policies.model import Principal
@@ -91,16 +92,19 @@ class Evict(Protocol):
     async def __call__(self, source: str, nin: str) -> None: ...
 
 
-class WriteRejectedError(KildeError):
+class WriteRejectedError(UpstreamRejectedError):
     """The store refused the record (its OperationOutcome's issue codes in `issues`)."""
 
-    code = "UPSTREAM_REJECTED"
+    def __init__(self, message: str, *, source: str, **extensions: Any) -> None:
+        super().__init__(source, message)
+        self.extensions.update(extensions)
 
 
-class NoWriterError(KildeError):
-    """No enabled connector records this category."""
+class NoWriterError(UpstreamUnavailableError):
+    """No enabled connector records this category (`source` names the category)."""
 
-    code = "UPSTREAM_UNAVAILABLE"
+    def __init__(self, message: str, category: str) -> None:
+        super().__init__(category, message)
 
 
 class WriteNotSentError(KildeError):
@@ -176,7 +180,8 @@ async def record(ctx: Context, *, mutation: str, nin: str, draft: Draft,
                              reason=decision.reason)
     writer = choose_writer(services.writers, category)
     if writer is None:
-        raise NoWriterError(f"No source configured here records {category.value!r}.")
+        raise NoWriterError(f"No source configured here records {category.value!r}.",
+                            category.value)
 
     def entry(stage: str, **fields: Any) -> WriteEntry:
         return WriteEntry(entry_id=str(uuid.uuid4()), principal=principal,
@@ -218,8 +223,7 @@ async def record(ctx: Context, *, mutation: str, nin: str, draft: Draft,
         raise WriteRejectedError(exc.message, source=exc.source, issues=list(exc.issues),
                                     writeOutcome="NOT_WRITTEN") from None
     except (ConnectorError, TimeoutError) as exc:
-        error = exc if isinstance(exc, ConnectorError) else UpstreamTimeoutError(
-            writer.name, f"Source {writer.name!r} did not answer the write in time.")
+        error = exc if isinstance(exc, ConnectorError) else timed_out(writer.name)
         if error.sent is False:  # failed before the record left Kilde: not written
             await _audit(ctx, entry(WriteStage.FAILED, attempt_id=attempt.entry_id,
                                     reason=error.code), unknown=False)

@@ -171,3 +171,28 @@ async def test_with_redis_cut_a_replica_delivers_its_own_and_resyncs_when_it_ret
         await a.publish(nin=LEGEVAKT_PATIENT, source="pll")
         # b never heard the change made while a was cut off; it hears the next one
         assert (await _next(on_b)).source == "pll"
+
+
+async def test_a_relay_cancelled_while_redis_fails_stops_even_if_the_client_hides_the_cancel(
+        ) -> None:
+    # redis-py (or a cleanup in a finally) can turn a cancellation into an error of its own;
+    # the relay must still stop, not sleep and reconnect for ever (the gateway's shutdown
+    # awaits it). Nothing listens on the port: every _listen fails at once.
+    relay = RedisRelay("redis://127.0.0.1:1/0", KEYS, retry_seconds=0.05)
+    listening = asyncio.Event()
+
+    async def listen(deliver: object, resync: object) -> None:
+        listening.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise ConnectionError("connection lost while closing") from None
+
+    relay._listen = listen  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run(lambda key, change: None, lambda: None))
+    await asyncio.wait_for(listening.wait(), 30)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=30)
+    assert task in done
+    assert task.cancelled()
+    await relay.aclose()
