@@ -11,6 +11,12 @@ kept in the process). After that exactly one call probes Redis, while the others
 fast; when it answers, the store recovers by itself. redis and aiocache errors never leave this
 module: they become `CacheUnavailableError`.
 
+A pooled connection that broke while it sat idle (Redis restarted, a proxy or a network cut in
+between) is not a Redis failure: a command that finds its connection closed is sent once more on
+a new connection (redis-py's retry, on connection errors only; a timeout is never retried, so a
+hung Redis still fails within `op_timeout`). Without that, every connection of the pool failed
+once after Redis came back, and each failure degraded the store again.
+
 >>> store = open_store("memory://")
 >>> store.status
 'ok'
@@ -30,6 +36,8 @@ from urllib.parse import unquote, urlsplit
 import redis.asyncio
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import BaseSerializer
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 log = logging.getLogger("kilde.cache")
 T = TypeVar("T")
@@ -268,7 +276,10 @@ def open_store(url: str, *, op_timeout: float = 0.25, retry_seconds: float = 1.0
             # a burst waits briefly for a pooled connection instead of failing at 100 of them
             connection_pool_class=redis.asyncio.BlockingConnectionPool, pool_max_size=64,
             connection_pool_kwargs={"socket_timeout": max(op_timeout, 0.05),
-                                    "timeout": op_timeout},
+                                    "timeout": op_timeout,
+                                    # a connection found closed: once more on a new one
+                                    "retry": Retry(NoBackoff(), 1, (redis.ConnectionError,)),
+                                    "retry_on_error": [redis.ConnectionError]},
         )
         return CacheStore(backend, kind="redis", op_timeout=op_timeout,
                           retry_seconds=retry_seconds, namespace=namespace)

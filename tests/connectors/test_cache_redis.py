@@ -184,3 +184,24 @@ async def test_redis_cut_mid_run_fails_no_request_and_recovery_is_seen(
         await store.aclose()
     finally:
         proxy.close()
+
+
+async def test_connections_broken_while_idle_do_not_degrade_the_store(redis_url: str) -> None:
+    """Redis restarted (or a cut in between) while the pool's connections sat idle: the next
+    commands find them closed and go again on new ones; the store never degrades. Before the
+    store asked redis-py to retry on a connection error, each pooled connection failed once."""
+    proxy = TcpProxy("127.0.0.1", 6379)
+    store = open_store(f"redis://{proxy.url_host}/0", op_timeout=5.0, retry_seconds=0.05)
+    try:
+        key = f"kilde-test-{uuid.uuid4().hex[:10]}:idle"
+        await asyncio.gather(*(store.get(key) for _ in range(8)))  # several pooled connections
+        proxy.cut()  # every open connection is reset; nothing is asked meanwhile
+        proxy.restore()
+        for _ in range(10):
+            assert await store.get(key) is None
+        await asyncio.gather(*(store.get(key) for _ in range(8)))
+        assert store.failures == 0
+        assert store.status == "ok"
+    finally:
+        await store.aclose()
+        proxy.close()
