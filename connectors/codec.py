@@ -28,7 +28,7 @@ from connectors import model
 from connectors.base import Reason, SourceResult
 from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 
-VERSION = 1
+VERSION = 2  # 2: Demographics.address_protection (an older entry may hold a protected home)
 ITEM_TYPES: Mapping[str, type] = {
     cls.__name__: cls
     for cls in (model.TreatmentLimitation, model.CriticalInformation, model.Medication,

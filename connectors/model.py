@@ -267,7 +267,10 @@ class Demographics:
     Persontjenesten): the current name, birth date, administrative gender, the home
     municipality (kommunenummer of the residential address, bostedsadresse) and whether the
     person is dead, with the date. `home_municipality` is None when the registry records none
-    (unknown residence, emigrated); the planner then says the home store is unknown."""
+    (unknown residence, emigrated); the planner then says the home store is unknown.
+    `address_protection` is ADDRESS_PROTECTED when the registry grades the person's address
+    (fortrolig or strengt fortrolig adresse, kode 7/6): the home municipality and its name
+    are then None for every caller, and the planner says the home is protected."""
 
     id: str
     provenance: Provenance
@@ -282,6 +285,7 @@ class Demographics:
     deceased: bool = False
     deceased_date: date | None = None
     security: tuple[Coding, ...] = ()
+    address_protection: str | None = None  # ADDRESS_PROTECTED: the address is withheld
 
 
 Item = (

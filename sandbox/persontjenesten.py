@@ -10,7 +10,11 @@ One route, as the registry's "with legal basis" API has it:
 with `isValid` marking the current one (FREG: erGjeldende): `name`, `birth`, `gender`, `status`
 (Resident or Deceased), `death` (one registration, with `deceasedDate`) and
 `residentialAddress` (bostedsadresse; `streetAddress.municipalityNumber` is the home
-municipality). A historic registration (an earlier address in another municipality) comes
+municipality) and `addressProtection` (adressebeskyttelse: `classification` is Folkeregisteret's
+grade, `fortrolig`, `strengtFortrolig` or `strengtFortroligUtland`; an earlier, ended
+`ugradert` registration comes first). For a protected person the fake still sends the
+residential address, which the real registry withholds, so a reader that trusted the address
+instead of the grade is caught. A historic registration (an earlier address in another municipality) comes
 with every person, so a reader that takes the first registration instead of the current one
 is caught. 404 (problem details) when the registry does not know the number; 400 for a
 missing or invalid number, no information parts, or an API version it does not serve. The
@@ -36,7 +40,7 @@ from sandbox.world import MUNICIPALITIES, Patient
 PATH = "/api/legal-basis/person/get-by-nin"
 API_VERSIONS = ("2", "3")
 PARTS = frozenset({"Name", "Birth", "Gender", "Status", "Death", "ResidentialAddress",
-                   "NorwegianIdentificationNumber"})
+                   "AddressProtection", "NorwegianIdentificationNumber"})
 _NAMES = {m.number: m.name for m in MUNICIPALITIES}
 # An earlier address: every person moved once (the history is part of every answer).
 _EARLIER = "4601"
@@ -103,6 +107,11 @@ def person_document(p: Patient, parts: frozenset[str]) -> dict[str, Any]:
             {**_historic(), "streetAddress": _street(earlier, "Gamleveien", 3)},
             {**_current(), "streetAddress": _street(p.municipality, "Storgata", 12),
              "moveDate": _REGISTERED},
+        ]
+    if "AddressProtection" in parts and p.address_protection:
+        doc["addressProtection"] = [
+            {**_historic(), "classification": "ugradert"},
+            {**_current(), "classification": p.address_protection},
         ]
     return doc
 

@@ -32,6 +32,8 @@ from sandbox.scenario_format import (
 Resource = Mapping[str, Any]
 MUNICIPALITIES = frozenset(m.number for m in world.MUNICIPALITIES)
 PPS_OUTCOMES = ("Specific", "General", "Reservation")
+# Folkeregisteret's adressebeskyttelse grades (privacy tag `address-<grade>`)
+ADDRESS_GRADES = ("fortrolig", "strengtFortrolig", "strengtFortroligUtland")
 
 
 class BadRecordError(ValueError):
@@ -214,8 +216,10 @@ def _home(person: dict[str, Any], got: Collected, where: Place) -> bool:
 def _privacy(resource: Resource) -> dict[str, Any]:
     codes = set(_tags(resource, PRIVACY_TAG))
     outcome = next((o for o in PPS_OUTCOMES if f"pps-{o}" in codes), None)
+    grade = next((g for g in ADDRESS_GRADES if f"address-{g}" in codes), None)
     return {"kj_reserved": "kj-reserved" in codes, "kj_restricted": "kj-restricted" in codes,
-            "pps_outcome": outcome, "in_registry": "not-in-registry" not in codes}
+            "pps_outcome": outcome, "in_registry": "not-in-registry" not in codes,
+            "address_protection": grade}
 
 
 def _source(resource: Resource) -> tuple[str, str | None]:

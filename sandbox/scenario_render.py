@@ -96,6 +96,8 @@ def _privacy_codes(p: world.Patient) -> Iterator[str]:
         yield f"pps-{p.pps_outcome}"
     if not p.in_registry:
         yield "not-in-registry"
+    if p.address_protection:
+        yield f"address-{p.address_protection}"
 
 
 def _limitations(p: world.Patient, ref: Resource) -> Iterator[Resource]:

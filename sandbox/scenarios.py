@@ -13,7 +13,8 @@ The Bundle (`sandbox.scenario_format` holds the per-resource rules):
   municipality (kommunenummer system; without it, the one municipality whose store keeps the
   patient's municipal records), the scenario tags (`SCENARIO_TAG`) and, where wanted, the
   patient's national privacy choices (`PRIVACY_TAG`: `kj-reserved`, `kj-restricted`,
-  `pps-Specific|General|Reservation`, `not-in-registry`: unknown to the population registry).
+  `pps-Specific|General|Reservation`, `not-in-registry`: unknown to the population registry,
+  `address-fortrolig|strengtFortrolig|strengtFortroligUtland`: a graded address).
   Every patient gets an entry in the population registry fake from these facts;
 - the records, each with `meta.tag` `SOURCE_TAG` naming the source that keeps it (`municipal`
   with the store's kommunenummer tag too, `kjernejournal`, `pll`, `eresept`, `proevesvar`):

@@ -28,10 +28,13 @@ fake for that source serves it. Scenario tags (README.md, "Scenario patients"):
     deceased            died 2026-11-20 (the population registry says so, with the date)
     not-in-registry     records in Oslo's store, but the population registry does not know the
                         number: Kilde cannot tell the home municipality and must say so
+    address-protected   lives in Oslo (records in Oslo's store) with a strengt fortrolig adresse
+                        (kode 6): the registry grades the address, and Kilde must show neither
+                        the address nor the home municipality to anyone
 
 Every patient has an entry in the population registry (`sandbox.persontjenesten`) built from
-`name`, `born`, `gender`, `municipality` (the home: bostedsadresse) and `deceased`, unless
-`in_registry` is False.
+`name`, `born`, `gender`, `municipality` (the home: bostedsadresse), `deceased` and
+`address_protection` (Folkeregisteret's grade), unless `in_registry` is False.
 """
 
 from __future__ import annotations
@@ -295,6 +298,9 @@ class Patient:
     # the population registry (Folkeregisteret via Persontjenesten)
     deceased: date | None = None  # the date of death, when the registry records one
     in_registry: bool = True  # False: the registry does not know this number
+    # Folkeregisteret's adressebeskyttelse grade (fortrolig, strengtFortrolig,
+    # strengtFortroligUtland), None for an ungraded address
+    address_protection: str | None = None
 
 
 def _dt(s: str) -> datetime:
@@ -716,6 +722,19 @@ PATIENTS: tuple[Patient, ...] = (
                         "0301", "960000005", _d("2026-01-05"), description="Insulin morgen"),
         ),
         in_registry=False,
+    ),
+    Patient(
+        nin="17048641385",
+        name="Silje Skjermet",
+        born=_d("1986-04-17"),
+        gender="female",
+        municipality="0301",
+        tags=("address-protected",),
+        services=(
+            ServiceFact("svc-skj1", "15", "Helsetjenester i hjemmet", "active", _d("2026-03-02"),
+                        "0301", "960000005", _d("2026-02-20"), description="Sårstell"),
+        ),
+        address_protection="strengtFortrolig",
     ),
 )
 

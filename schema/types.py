@@ -204,13 +204,18 @@ class Demographics:
     gender: str | None = strawberry.field(description="male, female or unknown.")
     home_municipality: str | None = strawberry.field(description=(
         "Kommunenummer of the residential address (bostedsadresse); null when the registry "
-        "records none."))
+        "records none, and for every caller when the address is protected "
+        "(addressProtection)."))
     home_municipality_name: str | None
     registry_status: str | None = strawberry.field(description=(
         "The registry's own status of the person, e.g. Resident, Deceased, Emigrated."))
     deceased: bool
     deceased_date: date | None
     provenance: Provenance
+    address_protection: str | None = strawberry.field(description=(
+        "ADDRESS_PROTECTED when the population registry grades the patient's address "
+        "(fortrolig or strengt fortrolig adresse, formerly kode 7 and 6): Kilde then withholds "
+        "the address and home municipality from every caller; null otherwise."))
 
     @strawberry.field(description="Whole years: today, or at death for a deceased person.")
     def age(self) -> int | None:

@@ -6,6 +6,22 @@ historic ones too; the current one is the one marked `isValid` (FREG: erGjeldend
 that finds none takes nothing (never a historic value as if it were current). Unknown fields
 are ignored; a field of the wrong JSON type raises, and the connector reports INVALID.
 
+Address protection (adressebeskyttelse: fortrolig, formerly kode 7; strengt fortrolig, kode 6;
+strengt fortrolig utland): a person whose current `addressProtection` registration is graded is
+read with no home municipality and no address at all, whatever the document's
+`residentialAddress` says, and `address_protection` is ADDRESS_PROTECTED. Nothing downstream
+(the planner, the cache, the audit, oversight, a log line) ever holds the municipality, so no
+caller can be shown it. A grade this reader does not know, or a current registration without
+one, counts as protected: the reader fails closed.
+
+>>> graded = {"id": "p2", "addressProtection": [{"isValid": True,
+...                                               "classification": "strengtFortrolig"}],
+...           "residentialAddress": [{"isValid": True,
+...                                   "streetAddress": {"municipalityNumber": "0301"}}]}
+>>> item = demographics(graded, now())
+>>> (item.home_municipality, item.home_municipality_name, item.address_protection)
+(None, None, 'ADDRESS_PROTECTED')
+
 >>> person = {"id": "p1", "name": [{"isValid": True, "givenName": "Ola", "familyName": "Nordmann"}],
 ...           "residentialAddress": [{"isValid": True,
 ...                                   "streetAddress": {"municipalityNumber": "0301"}}]}
@@ -27,13 +43,24 @@ from connectors.fhir import now
 SOURCE = "persontjenesten"
 # Every information part Kilde reads, and only those (data minimisation: no address lines,
 # no family, no contact information).
-INFORMATION_PARTS = ("Name", "Birth", "Gender", "Status", "Death", "ResidentialAddress")
+INFORMATION_PARTS = ("Name", "Birth", "Gender", "Status", "Death", "ResidentialAddress",
+                     "AddressProtection")
 MUNICIPALITY = re.compile(r"\d{4}")
 GENDERS = {"male": "male", "female": "female"}
 # The residential address's three forms; one is in use (FREG: Bostedsadresse).
 ADDRESS_FORMS = ("streetAddress", "cadastralAddress", "unknownResidence")
+# The one label Kilde gives a protected address (the grade itself is not passed on: every
+# grade is withheld the same way, and which grade a person has is itself confidential).
+ADDRESS_PROTECTED = "ADDRESS_PROTECTED"
+# Folkeregisteret's code list Adressegradering (graderingsnivaa): ugradert, fortrolig,
+# strengtFortrolig, strengtFortroligUtland, compared without case, spaces, '-' or '_'. Only
+# "ugradert" (or an English rendering of it) is not a protection; any other value, an English
+# "StrictlyConfidential" as much as one this reader has never seen, or none at all, is.
+UNGRADED = frozenset({"ugradert", "unclassified", "ungraded"})
+# Where a registration may name its grade (the first one present is read).
+GRADE_KEYS = ("classification", "graderingsnivaa", "protectionLevel")
 
-__all__ = ["INFORMATION_PARTS", "SOURCE", "demographics", "now"]
+__all__ = ["ADDRESS_PROTECTED", "INFORMATION_PARTS", "SOURCE", "demographics", "now"]
 
 
 def demographics(person: Mapping[str, Any], fetched_at: datetime) -> Demographics:
@@ -48,7 +75,9 @@ def demographics(person: Mapping[str, Any], fetched_at: datetime) -> Demographic
     gender = _current(person, "gender")
     status = _current(person, "status")
     death = _death(person)
-    home, home_name = _home(person)
+    protected = _protected(person)
+    # a protected address is never read: not its municipality, not its name
+    home, home_name = (None, None) if protected else _home(person)
     given = _text(name, "givenName", "middleName")
     family = _text(name, "familyName")
     full = " ".join(p for p in (given, family) if p) or None
@@ -68,6 +97,7 @@ def demographics(person: Mapping[str, Any], fetched_at: datetime) -> Demographic
         registry_status=registry_status,
         deceased=deceased,
         deceased_date=deceased_date,
+        address_protection=ADDRESS_PROTECTED if protected else None,
     )
 
 
@@ -95,6 +125,23 @@ def _death(person: Mapping[str, Any]) -> Mapping[str, Any] | None:
     if not isinstance(death, Mapping):
         raise TypeError("death is an object")
     return death if death.get("isValid", True) is not False else None
+
+
+def _protected(person: Mapping[str, Any]) -> bool:
+    """Is the person's current address graded (fortrolig, strengt fortrolig, ... utland)?
+
+    Only the registration marked current counts (a protection that has ended is history). A
+    current registration whose grade is missing or unknown counts as protected."""
+    registration = _current(person, "addressProtection")
+    if registration is None:
+        return False
+    grade = next((registration[k] for k in GRADE_KEYS if registration.get(k) is not None), None)
+    if grade is None:
+        return True
+    if not isinstance(grade, str):
+        raise TypeError("an address protection grade is a string")
+    plain = re.sub(r"[\s_-]", "", grade).lower()
+    return plain not in UNGRADED
 
 
 def _home(person: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -31,6 +31,7 @@ HOME_UNKNOWN = "HOME_MUNICIPALITY_UNKNOWN"  # the registry failed: we cannot tel
 NOT_IN_REGISTRY = "NOT_IN_REGISTRY"  # the registry does not know the number
 NO_HOME_RECORDED = "NO_HOME_RECORDED"  # known, but no residential address (e.g. emigrated)
 NO_REGISTRY = "NO_REGISTRY"  # no source serves demographics in this deployment
+ADDRESS_PROTECTED = "ADDRESS_PROTECTED"  # fortrolig / strengt fortrolig adresse: withheld
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,12 @@ def home_of(outcome: Outcome | None) -> Home:
                     "The population registry does not know this identity number; the home "
                     "municipality is unknown.")
     person = people[0]
+    if person.address_protection is not None:
+        # the connector never read the municipality; nothing here may name or guess it
+        return Home(None, Status.OK, ADDRESS_PROTECTED, "The population registry marks the "
+                    "patient's address as protected (fortrolig or strengt fortrolig adresse); "
+                    "Kilde withholds the home municipality, so it cannot tell which other "
+                    "municipality's store may hold records.", person)
     if person.home_municipality is None:
         return Home(None, Status.OK, NO_HOME_RECORDED, "The population registry records no "
                     "residential address; the home municipality is unknown.", person)

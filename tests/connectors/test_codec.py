@@ -83,12 +83,12 @@ def _fields(result: SourceResult) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("data", [
-    b"", b"not json", b"[]", b'{"v": 2}', b'{"v": 1}',
-    b'{"v":1,"source":"x","status":"OK","items":{"documents":[{"t":"Evil","d":{}}]},'
+    b"", b"not json", b"[]", b'{"v": 1}', b'{"v": 2}',
+    b'{"v":2,"source":"x","status":"OK","items":{"documents":[{"t":"Evil","d":{}}]},'
     b'"fetched_at":"2026-01-01T00:00:00+00:00","privacy":{},"category_status":{},"detail":null}',
-    b'{"v":1,"source":"x","status":"NOPE","items":{},'
+    b'{"v":2,"source":"x","status":"NOPE","items":{},'
     b'"fetched_at":"2026-01-01T00:00:00+00:00","privacy":{},"category_status":{},"detail":null}',
-    b'{"v":1,"source":"x","status":"OK","items":{"conditions":[{"t":"Condition","d":'
+    b'{"v":2,"source":"x","status":"OK","items":{"conditions":[{"t":"Condition","d":'
     b'{"id":1}}]},"fetched_at":"2026-01-01T00:00:00+00:00","privacy":{},'
     b'"category_status":{},"detail":null}',
 ], ids=["empty", "text", "list", "version", "missing", "type", "status", "shape"])

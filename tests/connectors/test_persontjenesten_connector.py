@@ -51,8 +51,13 @@ async def test_every_registered_patient_comes_back_as_the_world_has_them(
     assert person.name == patient.name  # type: ignore[attr-defined]
     assert person.birth_date == patient.born  # type: ignore[attr-defined]
     assert person.gender == patient.gender  # type: ignore[attr-defined]
-    # the fake sends an earlier address in another municipality first: only the current counts
-    assert person.home_municipality == patient.municipality  # type: ignore[attr-defined]
+    # the fake sends an earlier address in another municipality first: only the current counts;
+    # a graded address is never read (the fake sends it anyway)
+    protected = patient.address_protection is not None  # type: ignore[attr-defined]
+    assert person.home_municipality == (  # type: ignore[attr-defined]
+        None if protected else patient.municipality)  # type: ignore[attr-defined]
+    assert person.address_protection == (  # type: ignore[attr-defined]
+        "ADDRESS_PROTECTED" if protected else None)
     assert person.deceased is (patient.deceased is not None)  # type: ignore[attr-defined]
     assert person.deceased_date == patient.deceased  # type: ignore[attr-defined]
     assert person.provenance.source == "persontjenesten"
@@ -60,7 +65,8 @@ async def test_every_registered_patient_comes_back_as_the_world_has_them(
     assert request.method == "POST"
     assert patient.nin not in str(request.url)  # type: ignore[attr-defined]
     assert request.url.params["api-version"] == "3"
-    assert "ResidentialAddress" in request.url.params.get_list("informationParts")
+    assert {"ResidentialAddress", "AddressProtection"} <= set(
+        request.url.params.get_list("informationParts"))
 
 
 async def test_a_deceased_patient_says_so_with_the_date(
@@ -124,3 +130,68 @@ def test_only_the_current_registration_counts_never_a_historic_one() -> None:
     person = demographics({"id": "p", "residentialAddress": [
         {"isValid": True, "unknownResidence": {"municipalityNumber": "5001"}}]}, now())
     assert person.home_municipality == "5001"
+
+
+def _graded(*registrations: dict[str, object]) -> dict[str, object]:
+    return {"id": "p", "addressProtection": list(registrations), "residentialAddress": [
+        {"isValid": True, "streetAddress": {"municipalityNumber": "0301",
+                                            "municipalityName": "Oslo"}}]}
+
+
+@pytest.mark.parametrize("grade", [
+    "fortrolig", "strengtFortrolig", "strengtFortroligUtland",  # Folkeregisteret's code list
+    "STRENGT_FORTROLIG", "StrictlyConfidential", "Confidential",  # other spellings of it
+    "hemmelig",  # a grade this reader has never seen: protected, not ignored
+])
+def test_a_graded_address_is_never_read(grade: str) -> None:
+    person = demographics(_graded({"isValid": True, "classification": grade}), now())
+    assert (person.home_municipality, person.home_municipality_name,
+            person.address_protection) == (None, None, "ADDRESS_PROTECTED")
+    assert "0301" not in repr(person)
+    assert "Oslo" not in repr(person)
+
+
+def test_a_current_protection_without_a_grade_is_a_protection() -> None:
+    person = demographics(_graded({"isValid": True}), now())
+    assert (person.home_municipality, person.address_protection) == (None, "ADDRESS_PROTECTED")
+
+
+@pytest.mark.parametrize("registrations", [
+    (),  # no addressProtection registration at all
+    ({"isValid": True, "classification": "ugradert"},),
+    ({"isValid": True, "classification": "Unclassified"},),
+    # a protection that has ended is history (the current registration is ugradert)
+    ({"isValid": False, "classification": "strengtFortrolig"},
+     {"isValid": True, "classification": "ugradert"}),
+    ({"isValid": False, "classification": "fortrolig"},),
+])
+def test_an_ungraded_or_ended_protection_leaves_the_home_readable(
+        registrations: tuple[dict[str, object], ...]) -> None:
+    person = demographics(_graded(*registrations), now())
+    assert (person.home_municipality, person.home_municipality_name,
+            person.address_protection) == ("0301", "Oslo", None)
+
+
+@pytest.mark.parametrize("protection", [
+    {"isValid": True},  # an object, not a list of registrations
+    [{"isValid": True, "classification": 6}],  # kode 6 as a number: not the wire format
+    ["strengtFortrolig"],
+])
+async def test_an_address_protection_that_cannot_be_read_is_invalid(protection: object) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "p", "addressProtection": protection})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        connector = PersontjenestenConnector(
+            ConnectorSettings("persontjenesten", base_url=BASE), http)
+        with pytest.raises(UpstreamInvalidError):
+            await ask(connector, by_tag("address-protected").nin)
+
+
+async def test_the_protected_patient_comes_back_without_a_home_over_the_wire(
+        seen: tuple[PersontjenestenConnector, list[httpx.Request]]) -> None:
+    patient = by_tag("address-protected")
+    result = await ask(seen[0], patient.nin)
+    (person,) = result.items[Category.DEMOGRAPHICS]  # type: ignore[attr-defined]
+    assert (person.name, person.home_municipality, person.address_protection) == (
+        patient.name, None, "ADDRESS_PROTECTED")

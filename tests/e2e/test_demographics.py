@@ -16,9 +16,10 @@ pytestmark = pytest.mark.slow
 HOLIDAY = by_tag("holiday")
 DECEASED = by_tag("deceased")
 UNKNOWN = by_tag("not-in-registry")
+PROTECTED = by_tag("address-protected")
 QUERY = """query($nin: String!) { patient(nin: $nin) {
   demographics { name birthDate age gender homeMunicipality homeMunicipalityName deceased
-                 deceasedDate registryStatus provenance { source } }
+                 deceasedDate registryStatus addressProtection provenance { source } }
   sources { source category status reason detail } } }"""
 ACCESS_LOG = """{ myAccessLog(first: 1) { edges { node {
   outcome deliveries { category source status count } } } } }"""
@@ -88,3 +89,20 @@ def test_a_hanging_registry_is_a_timeout_not_an_unknown_person(e2e: Stack) -> No
     rows = [r for r in patient["data"]["patient"]["sources"] if r["category"] == "DEMOGRAPHICS"]
     assert [r["status"] for r in rows] == ["TIMEOUT"]
     assert patient["errors"][0]["extensions"]["code"] == "UPSTREAM_TIMEOUT"
+
+
+@pytest.mark.parametrize("persona", ["legevakt-lege", "lege-annen-kommune", "hjemmesykepleier",
+                                     "innbygger"])
+def test_a_protected_address_is_withheld_from_every_caller_and_labelled(
+        gw: Client, persona: str) -> None:
+    body = ask(gw, persona, PROTECTED.nin)
+    assert "errors" not in body, body.get("errors")
+    person = body["data"]["patient"]["demographics"]
+    assert (person["name"], person["birthDate"]) == (PROTECTED.name, PROTECTED.born.isoformat())
+    assert (person["homeMunicipality"], person["homeMunicipalityName"],
+            person["addressProtection"]) == (None, None, "ADDRESS_PROTECTED")
+
+
+def test_an_ungraded_address_has_no_protection_label(gw: Client) -> None:
+    person = ask(gw, "legevakt-lege", HOLIDAY.nin)["data"]["patient"]["demographics"]
+    assert (person["homeMunicipality"], person["addressProtection"]) == ("0301", None)

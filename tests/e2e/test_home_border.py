@@ -5,12 +5,16 @@ crosses; and when the registry cannot say where the patient lives, the answer sa
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.world import by_tag
+from tests.e2e.auditing import audited_gateway
 from tests.e2e.client import Client
 from tests.e2e.conftest import Stack
 from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
@@ -21,11 +25,13 @@ HOLIDAY = by_tag("holiday")  # lives in Oslo (HLR-minus in Oslo's store), seen i
 BERGEN = by_tag("other-municipality")  # lives in Bergen: neither Trondheim's nor agreed
 DECEASED = by_tag("deceased")
 UNKNOWN = by_tag("not-in-registry")
+PROTECTED = by_tag("address-protected")  # strengt fortrolig adresse; lives in Oslo
 REASON = "Hjertestans ved ankomst, trenger behandlingsavklaring"
 QUERY = """query($nin: String!, $reason: String) { patient(nin: $nin, emergencyReason: $reason) {
   alerts { kind provenance { source municipality } }
   treatmentLimitations { code { code } provenance { source recordId municipality } }
-  demographics { name homeMunicipality deceased deceasedDate }
+  demographics { name homeMunicipality homeMunicipalityName deceased deceasedDate
+                 addressProtection }
   sources { source category status reason municipality detail } } }"""
 ALERTS_ONLY = """query($nin: String!) { patient(nin: $nin) { alerts { kind } } }"""
 ACCESS_LOG = """{ myAccessLog(first: 1) { edges { node {
@@ -177,3 +183,70 @@ def test_an_oslo_physician_sees_the_oslo_patient_without_any_border_row(gw: Clie
     patient = ask(gw, HOLIDAY.nin, persona="legevakt-lege")["data"]["patient"]
     assert [t["provenance"]["municipality"] for t in patient["treatmentLimitations"]] == ["0301"]
     assert not any(r["reason"] == "MUNICIPAL_BORDER" for r in patient["sources"])
+
+
+def _says_nothing_of_the_protected_home(text: str) -> None:
+    for word in ("0301", "Oslo", "Storgata"):  # the municipality, its name, the street
+        assert word not in text, f"{word!r} in {text[:300]}"
+
+
+def test_a_protected_address_is_said_to_be_protected_never_named(gw: Client) -> None:
+    gw.reset_counts()
+    body = ask(gw, PROTECTED.nin)
+    patient = body["data"]["patient"]
+    assert patient["demographics"]["name"] == PROTECTED.name  # who she is is still shown
+    assert (patient["demographics"]["homeMunicipality"],
+            patient["demographics"]["homeMunicipalityName"],
+            patient["demographics"]["addressProtection"]) == (None, None, "ADDRESS_PROTECTED")
+    assert ("DENIED", "ADDRESS_PROTECTED", None) in municipal_rows(patient)
+    assert not any(r["reason"] == "MUNICIPAL_BORDER" for r in patient["sources"])
+    incomplete = body["extensions"]["completeness"]["patients"][0]["incomplete"]
+    assert "ADDRESS_PROTECTED" in {i["reason"] for i in incomplete}
+    assert {i["municipality"] for i in incomplete if i["reason"] == "ADDRESS_PROTECTED"} == {None}
+    _says_nothing_of_the_protected_home(json.dumps(body))
+    assert gw.requests_below("municipal")["0301"] == 0  # her home store was not asked
+
+
+def test_an_emergency_agreement_does_not_route_by_a_protected_home(
+        emergency_agreed: Client) -> None:
+    gw = emergency_agreed
+    gw.reset_counts()
+    body = ask(gw, PROTECTED.nin, purpose="ETREAT", reason=REASON)
+    patient = body["data"]["patient"]
+    assert ("DENIED", "ADDRESS_PROTECTED", None) in municipal_rows(patient)
+    assert gw.requests_below("municipal")["0301"] == 0  # asking it would say where she lives
+    _says_nothing_of_the_protected_home(json.dumps(body))
+
+
+def test_the_callers_own_store_still_answers_for_a_protected_patient(gw: Client) -> None:
+    """Oslo's legevakt asks its own store, as for anyone (its own records, its own
+    municipality); the home is still not named, nor taken for the caller's."""
+    patient = ask(gw, PROTECTED.nin, persona="legevakt-lege")["data"]["patient"]
+    assert patient["demographics"]["homeMunicipality"] is None
+    assert ("DENIED", "ADDRESS_PROTECTED", None) in municipal_rows(patient)
+    assert ("EMPTY", None, None) in municipal_rows(patient)  # Oslo's store: no limitation
+
+
+def test_a_protected_home_is_in_no_log_line_and_no_audit_event(
+        stack: Stack, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with audited_gateway(stack.sandbox.url, f"sqlite:///{tmp_path / 'audit.sqlite3'}") as gw:
+        caplog.set_level(logging.DEBUG)
+        caplog.clear()  # from here on only Trondheim's reads of her record
+        for purpose, reason in ((None, None), ("ETREAT", REASON)):
+            token = gw.token("lege-annen-kommune", PROTECTED.nin,
+                             **({"purpose": purpose} if purpose else {}))
+            r = gw.query(QUERY, token, {"nin": PROTECTED.nin, "reason": reason})
+            assert r.status_code == 200, r.text[:300]
+            _says_nothing_of_the_protected_home(r.text)
+        logs = "\n".join(f"{r.name} {r.getMessage()} {r.__dict__!r}" for r in caplog.records)
+        r = gw.query(QUERY, gw.token("legevakt-lege", PROTECTED.nin), {"nin": PROTECTED.nin})
+        assert r.status_code == 200, r.text[:300]
+        events = [e for e in gw.events() if e.patient_nin == PROTECTED.nin]
+    assert "kilde" in logs  # the requests' own log lines were captured at all
+    _says_nothing_of_the_protected_home(logs)
+    assert len(events) == 3
+    # the rows oversight reads (the own-municipality rule) carry no home for her
+    assert {e.patient_municipality for e in events} == {None}
+    for event in events:
+        if event.actor_municipality == "5001":  # Trondheim's reads: nothing says Oslo
+            _says_nothing_of_the_protected_home(repr(event))

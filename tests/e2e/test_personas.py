@@ -171,6 +171,13 @@ saksbehandler              not-in-registry      SVC                       -
 lege-annen-kommune         not-in-registry      -                         -
 hjemmesykepleier-bergen    not-in-registry      -                         -
 innbygger                  not-in-registry      SVC                       -
+legevakt-lege              address-protected    SVC                       -
+hjemmesykepleier           address-protected    SVC                       -
+helsefagarbeider           address-protected    SVC                       -
+saksbehandler              address-protected    SVC                       -
+lege-annen-kommune         address-protected    -                         -
+hjemmesykepleier-bergen    address-protected    -                         -
+innbygger                  address-protected    SVC                       -
 """
 # The citizen reads their own restricted data through health-personnel APIs: the sources
 # themselves still refuse (no reason code: the policy allowed it, the source did not open).
@@ -181,7 +188,7 @@ SUMMARY = "query($nin: String!) { patient(nin: $nin) { " + " ".join(
 # Rows the patient's home municipality adds (the population registry): the home store not
 # asked, or a home nobody knows (issue #13 item 1)
 BORDER_REASONS = frozenset({"MUNICIPAL_BORDER", "NOT_IN_REGISTRY", "HOME_MUNICIPALITY_UNKNOWN",
-                            "NO_HOME_RECORDED"})
+                            "NO_HOME_RECORDED", "ADDRESS_PROTECTED"})
 
 
 def expected_border(persona: str, tag: str, allowed: set[str]) -> set[tuple[str, ...]]:
@@ -193,6 +200,8 @@ def expected_border(persona: str, tag: str, allowed: set[str]) -> set[tuple[str,
     categories = {SECTIONS[s][1] for s in allowed if "municipal" in SECTIONS[s][2]}
     if not patient.in_registry:
         return {("municipal", c, "DENIED", "NOT_IN_REGISTRY", "") for c in categories}
+    if patient.address_protection:  # the home is withheld: never named, never routed by
+        return {("municipal", c, "DENIED", "ADDRESS_PROTECTED", "") for c in categories}
     if patient.municipality in STORES[persona].split():
         return set()
     return {("municipal", c, "DENIED", "MUNICIPAL_BORDER", patient.municipality)

@@ -27,9 +27,10 @@ STORES = {"0301": "http://oslo", "4601": "http://bergen", "5001": "http://trondh
 TRONDHEIM = clinician(municipality="5001")
 
 
-def person(home: str | None) -> SourceResult:
+def person(home: str | None, protection: str | None = None) -> SourceResult:
     return SourceResult.of("persontjenesten", {DEMO: (Demographics(
-        "p1", Provenance("persontjenesten", "p1", NOW), name="Ola", home_municipality=home),)})
+        "p1", Provenance("persontjenesten", "p1", NOW), name="Ola", home_municipality=home,
+        address_protection=protection),)})
 
 
 def hlr(store: str) -> TreatmentLimitation:
@@ -100,6 +101,7 @@ async def test_a_home_an_agreement_covers_is_asked_and_adds_no_row() -> None:
     (Source("persontjenesten", {DEMO}, delay=5.0), "HOME_MUNICIPALITY_UNKNOWN"),
     (Source("persontjenesten", {DEMO}), "NOT_IN_REGISTRY"),
     (Source("persontjenesten", {DEMO}, person(None)), "NO_HOME_RECORDED"),
+    (Source("persontjenesten", {DEMO}, person(None, "ADDRESS_PROTECTED")), "ADDRESS_PROTECTED"),
 ])
 async def test_an_unknown_home_is_said_never_taken_for_the_callers_store(
         registry: Source, reason: str) -> None:

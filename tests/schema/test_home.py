@@ -3,6 +3,7 @@ failed or empty registry answer is said (a reason), never guessed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from connectors import Category, ConnectorSettings, SourceResult, Status, UpstreamTimeoutError
@@ -11,6 +12,7 @@ from connectors.model import Demographics, Provenance
 from connectors.registry import Registered, Registry
 from schema.context import Services
 from schema.pipeline.home import (
+    ADDRESS_PROTECTED,
     HOME_UNKNOWN,
     NO_HOME_RECORDED,
     NO_REGISTRY,
@@ -59,6 +61,17 @@ def test_every_way_of_not_knowing_has_its_own_reason() -> None:
         "persontjenesten", {Category.DEMOGRAPHICS: (person(None),)}), None, 1.0))
     assert (homeless.municipality, homeless.reason) == (None, NO_HOME_RECORDED)
     assert home_of(None).reason == NO_REGISTRY
+
+
+def test_a_protected_address_is_a_home_kilde_does_not_know_and_says_why() -> None:
+    protected = replace(person(None), address_protection="ADDRESS_PROTECTED")
+    home = home_of(Outcome("persontjenesten", SourceResult.of(
+        "persontjenesten", {Category.DEMOGRAPHICS: (protected,)}), None, 1.0))
+    assert (home.municipality, home.known, home.failed, home.status, home.reason) == (
+        None, False, False, Status.OK, ADDRESS_PROTECTED)
+    assert home.person is protected
+    assert home.detail is not None
+    assert "protected" in home.detail
 
 
 async def test_the_lookup_asks_the_registry_for_demographics_only() -> None:
