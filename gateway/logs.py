@@ -26,7 +26,7 @@ import orjson
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from schema.errors import INTERNAL_MESSAGE, KildeError, error_dict
+from schema.errors import INTERNAL_MESSAGE, KildeError, StoppingError, error_dict
 
 access = logging.getLogger("kilde.access")
 log = logging.getLogger("kilde.edge")
@@ -37,9 +37,8 @@ OTHER_ROUTE = "other"  # a path no route matched: logged as this, never as itsel
 INTERNAL = {"errors": [error_dict(KildeError(INTERNAL_MESSAGE))]}  # the masked root
 # A request still running when the server's shutdown grace ends is cancelled (uvicorn): it is
 # answered, not dropped. No data was delivered (data leaves only after its audit write).
-STOPPING = {"errors": [{"message": "Kilde is stopping and did not finish this request; nothing "
-                                   "was delivered. Try again.",
-                        "extensions": {"code": "SHUTTING_DOWN"}}]}
+# UPSTREAM_UNAVAILABLE, source "kilde", reason SHUTTING_DOWN (schema.errors.StoppingError).
+STOPPING = {"errors": [error_dict(StoppingError())]}
 
 
 def new_request_id() -> str:

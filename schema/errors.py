@@ -28,6 +28,8 @@ here, `CONTRACT[code]`; every other error class descends from the class of the c
           ├── UpstreamTimeoutError       UPSTREAM_TIMEOUT       made only by connectors.deadline
           ├── UpstreamUnavailableError   UPSTREAM_UNAVAILABLE
           │    ├── LaunchUnavailableError   the launch store did not answer (source "launch")
+          │    ├── StoppingError            Kilde itself is stopping (source "kilde", reason
+          │    │                            SHUTTING_DOWN; HTTP 503 with Retry-After)
           │    └── schema.write.NoWriterError   no enabled source records that category
           ├── UpstreamInvalidError       UPSTREAM_INVALID
           └── UpstreamRejectedError      UPSTREAM_REJECTED
@@ -125,6 +127,20 @@ class LaunchUnavailableError(UpstreamUnavailableError):
 
     def __init__(self, message: str, **extensions: Any) -> None:
         super().__init__("launch", message)
+        self.extensions.update(extensions)
+
+
+class StoppingError(UpstreamUnavailableError):
+    """Kilde itself is stopping and cancelled a request still running when the shutdown grace
+    ended (gateway.logs): nothing was delivered, and the same request, sent again, is served by
+    another instance or by this one once it is back. The contract has no code of its own for
+    that; UPSTREAM_UNAVAILABLE is the one a client already treats as "not now, try again",
+    with `source` "kilde" (no upstream is at fault) and `reason` SHUTTING_DOWN."""
+
+    def __init__(self, message: str = "Kilde is stopping and did not finish this request; "
+                 "nothing was delivered. Try again.", **extensions: Any) -> None:
+        extensions.setdefault("reason", "SHUTTING_DOWN")
+        super().__init__("kilde", message)
         self.extensions.update(extensions)
 
 

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
 
+import orjson
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
-from gateway.logs import JsonFormatter, accept_request_id, new_request_id, redact
+from gateway.logs import (
+    JsonFormatter,
+    RequestEdgeMiddleware,
+    accept_request_id,
+    new_request_id,
+    redact,
+)
 from gateway.settings import Settings, SettingsError
+from schema.errors import CONTRACT
 
 
 @pytest.mark.parametrize(("offered", "kept"), [
@@ -59,3 +69,36 @@ def test_redact_masks_anything_shaped_like_an_identity_number() -> None:
 def test_retention_below_one_day_fails_at_start() -> None:
     with pytest.raises(SettingsError, match="KILDE_AUDIT__RETENTION_DAYS"):
         Settings.from_env({"KILDE_AUDIT__RETENTION_DAYS": "0"}, serving=False)
+
+
+async def test_a_request_cancelled_by_the_stop_is_answered_with_a_contract_code() -> None:
+    """The shutdown grace is over and uvicorn cancels the request: the edge answers 503 with
+    Retry-After and UPSTREAM_UNAVAILABLE (source 'kilde', reason SHUTTING_DOWN), a code of
+    DESIGN.md's list, and the task ends normally."""
+    async def hanging(scope: Scope, receive: Receive, send: Send) -> None:
+        await asyncio.sleep(60)
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope: Scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": [],
+                    "query_string": b""}
+    task = asyncio.ensure_future(RequestEdgeMiddleware(hanging)(scope, receive, send))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    await task  # handled: not cancelled
+    assert not task.cancelled()
+    start, body = sent
+    headers = dict(start["headers"])
+    assert (start["status"], headers[b"retry-after"], headers[b"connection"]) == (
+        503, b"1", b"close")
+    (error,) = orjson.loads(body["body"])["errors"]
+    assert error["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "kilde",
+                                   "reason": "SHUTTING_DOWN"}
+    assert error["extensions"]["code"] in CONTRACT
+    assert "nothing was delivered" in error["message"]

@@ -21,6 +21,7 @@ from schema.errors import (
     BadUserInputError,
     InvalidValueError,
     LaunchUnavailableError,
+    StoppingError,
     classify,
     error_dict,
     format_error,
@@ -138,6 +139,13 @@ def test_each_code_comes_from_one_branch_of_the_map(code: str) -> None:
 def test_the_launch_store_is_an_unavailable_source_named_launch() -> None:
     answer = error_dict(LaunchUnavailableError("The launch could not be checked."))
     assert answer["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "launch"}
+
+
+def test_a_stopping_kilde_is_unavailable_named_kilde_with_the_reason() -> None:
+    answer = error_dict(StoppingError())
+    assert answer["extensions"] == {"code": "UPSTREAM_UNAVAILABLE", "source": "kilde",
+                                    "reason": "SHUTTING_DOWN"}
+    assert issubclass(StoppingError, CONTRACT["UPSTREAM_UNAVAILABLE"])
 
 
 @strawberry.type
