@@ -4,6 +4,14 @@ Sits at the bottom of the request flow: connectors produce these items, policies
 the schema serves them as they are (Strawberry reads their attributes). All items are frozen;
 a cache or a merge makes a new item with `dataclasses.replace`.
 
+This module is the one declaration of the model, the GraphQL API's included: `schema.types`
+derives the GraphQL types from these dataclasses, in their field order, with the first
+paragraph of a docstring as the type's description and `field(metadata={"description": ...})`
+as a field's (the rest of a docstring, and comments, are for Python readers only). The schema
+adds or hides only what `schema.types` names (computed fields such as `Provenance.ageSeconds`,
+internals such as `Medication.treatment_id`; `security` is read by the policy, never served).
+Items are built by keyword (`kw_only`), so their fields can follow the API's order.
+
 >>> Coding(system="urn:oid:2.16.578.1.12.4.1.1.7170", code="K86", display="Hypertensjon")
 Coding(system='urn:oid:2.16.578.1.12.4.1.1.7170', code='K86', display='Hypertensjon')
 """
@@ -18,7 +26,9 @@ from typing import Any
 
 
 class Category(enum.Enum):
-    """A section of the patient view; policies decide per category, connectors serve categories."""
+    """A section of the patient view.
+
+    Policies decide per category, connectors serve categories."""
 
     TREATMENT_LIMITATIONS = "treatment_limitations"
     CRITICAL_INFORMATION = "critical_information"
@@ -31,7 +41,9 @@ class Category(enum.Enum):
 
 
 class Status(enum.Enum):
-    """How one source answered for one category in one request (`SourceStatus.status`)."""
+    """How one source answered for one category.
+
+    In one request: `SourceStatus.status`."""
 
     OK = "OK"
     EMPTY = "EMPTY"
@@ -46,9 +58,8 @@ class Status(enum.Enum):
     BLOCKED = "BLOCKED"
 
 
+# Kjernejournal's main categories of critical information (kritisk informasjon).
 class CriticalType(enum.Enum):
-    """Kjernejournal's main categories of critical information (kritisk informasjon)."""
-
     ALLERGY = "ALLERGY"  # overfølsomhetsreaksjon, including CAVE drug reactions
     ANAESTHESIA_COMPLICATION = "ANAESTHESIA_COMPLICATION"
     CRITICAL_CONDITION = "CRITICAL_CONDITION"
@@ -67,8 +78,10 @@ class AlertKind(enum.Enum):
 
 
 class LimitationMeaning(enum.Enum):
-    """What a treatment limitation decides, whatever code or text a source used for it
-    (the shape stage reads it from a terminology file; connectors leave it UNKNOWN)."""
+    """What a treatment limitation decides, compared across sources by meaning, not by code
+    (the terminology file names the codes and words in use).
+
+    The shape stage reads it from that file; connectors leave it UNKNOWN."""
 
     HLR_MINUS = "HLR_MINUS"  # no cardiopulmonary resuscitation
     FULL_TREATMENT = "FULL_TREATMENT"  # full treatment including CPR: no limitation
@@ -78,7 +91,7 @@ class LimitationMeaning(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Coding:
-    """A coded value: `system` is a URI or `urn:oid:`, `code` the code, `display` its text."""
+    """A coded value: system (URI or urn:oid), code and display text."""
 
     system: str
     code: str
@@ -87,60 +100,68 @@ class Coding:
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
-    """Where an item came from: source, the upstream record id, when recorded and fetched.
+    """Where an item came from, and whether it was served from cache.
 
-    `municipality` is the municipality number of the store that holds it (municipal sources).
+    The source, the upstream record id, when recorded and when fetched; `municipality` is the
+    municipality number of the store that holds it (municipal sources). Built as
+    `Provenance(source, record_id, fetched_at, ...)`: the others are keyword-only, so
+    `recorded_at` can stand where the API lists it.
     """
 
     source: str
     record_id: str
+    recorded_at: datetime | None = field(default=None, kw_only=True)
     fetched_at: datetime
-    recorded_at: datetime | None = None
-    from_cache: bool = False
-    municipality: str | None = None
+    from_cache: bool = field(default=False, kw_only=True)
+    municipality: str | None = field(default=None, kw_only=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TreatmentLimitation:
-    """A treatment limitation (behandlingsavklaring), e.g. HLR-minus: no cardiopulmonary
-    resuscitation. The legevakt must see it wherever it is recorded."""
+    """A treatment limitation such as HLR-minus (no CPR), from any source.
+
+    A behandlingsavklaring, e.g. HLR-minus: no cardiopulmonary resuscitation. The legevakt
+    must see it wherever it is recorded."""
 
     id: str
     code: Coding
     description: str
     status: str  # active | inactive | entered-in-error
-    provenance: Provenance
     decided_at: datetime | None = None
     decided_by: str | None = None
     valid_until: date | None = None
     reason: str | None = None
+    provenance: Provenance
     security: tuple[Coding, ...] = ()
     # set by the shape stage: what it decides, and the decisions of other records it contradicts
     meaning: LimitationMeaning = LimitationMeaning.UNKNOWN
-    conflicts_with: tuple[Provenance, ...] = ()
+    conflicts_with: tuple[Provenance, ...] = field(default=(), metadata={"description": (
+        "The active decisions (by their provenance, newest first) this one contradicts, e.g. "
+        "full treatment against an HLR-minus; empty when it contradicts none.")})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CriticalInformation:
-    """Critical information: allergies and CAVE, critical conditions, implants, anaesthesia.
+    """Critical information: allergies/CAVE, critical conditions, implants. The same
+    information from several sources is one item: `provenances` lists them all, `conflicts`
+    names fields on which they disagree.
 
-    The same information from several sources (a CAVE in Kjernejournal and in the municipal
-    EPJ) is merged by the shape stage into one item: `provenances` lists them all,
-    `provenance` is the first; `conflicts` names fields on which the sources disagree."""
+    Anaesthesia complications too. The shape stage merges the same information from several
+    sources (a CAVE in Kjernejournal and in the municipal EPJ); `provenance` is the first."""
 
     id: str
     type: CriticalType
     code: Coding
     description: str
-    provenance: Provenance
     status: str = "active"
     severity: str | None = None
     reaction: str | None = None
     verification: str | None = None
     recorded_at: datetime | None = None
-    security: tuple[Coding, ...] = ()
+    provenance: Provenance
     provenances: tuple[Provenance, ...] = ()
     conflicts: tuple[str, ...] = ()
+    security: tuple[Coding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +172,9 @@ class Dosage:
 
 @dataclass(frozen=True, slots=True)
 class MedicationRecord:
-    """One source's own record of a treatment, as that source has it (next to the linked view)."""
+    """One source's own record of a treatment, with its own values.
+
+    Shown next to the linked view (`Medication.records`)."""
 
     provenance: Provenance
     name: str
@@ -164,34 +187,39 @@ class MedicationRecord:
     pll_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Medication:
-    """One treatment with a drug. PLL, e-resept and municipal administration records of the
-    same treatment are linked into one item: `provenances` lists them all, `provenance` is the
-    first; `conflicts` names fields on which the sources disagree (shown, not resolved)."""
+    """One treatment with a drug, linked across PLL, e-resept and municipal records.
+    `provenances` lists every source; `conflicts` names fields the sources disagree on;
+    `records` gives each source's own values (dose, status, period) next to the linked view.
+
+    PLL, e-resept and municipal administration records of the same treatment are linked into
+    one item; `provenance` is the first; conflicts are shown, not resolved."""
 
     id: str
     code: Coding  # ATC
     name: str
     status: str
-    provenance: Provenance
-    provenances: tuple[Provenance, ...] = ()
     dosage: Dosage | None = None
     reason: Coding | None = None
     started: date | None = None
     ended: date | None = None
     prescription_id: str | None = None
     pll_id: str | None = None
-    treatment_id: str | None = None
+    treatment_id: str | None = None  # the linking key; not served (schema.types.HIDDEN)
     in_pll: bool = False
     conflicts: tuple[str, ...] = ()
+    provenance: Provenance
+    provenances: tuple[Provenance, ...] = ()
     security: tuple[Coding, ...] = ()
     records: tuple[MedicationRecord, ...] = ()  # each source's own values, set by linking
 
 
 @dataclass(frozen=True, slots=True)
 class LabResult:
-    """One observation in a report; `level` > 0 for members of a panel (FHIR `hasMember`)."""
+    """One result in a lab report; level > 0 for members of a panel.
+
+    One observation in a report; members of a panel are FHIR `hasMember`."""
 
     id: str
     code: Coding  # NLK (kodeverk 7280) where available
@@ -204,28 +232,29 @@ class LabResult:
     effective_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LabReport:
     id: str
     category: Coding  # kodeverk 8202: LAB | PAT | BLD
     code: Coding
     status: str
-    provenance: Provenance
     issued_at: datetime | None = None
     effective_at: datetime | None = None
     performer: str | None = None
     results: tuple[LabResult, ...] = ()
+    provenance: Provenance
     security: tuple[Coding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MunicipalService:
-    """A decided or ongoing municipal health and care service (e.g. hjemmesykepleie)."""
+    """A decided or ongoing municipal health and care service.
+
+    E.g. hjemmesykepleie."""
 
     id: str
     code: Coding  # Volven 9151 (IPLOS) or 8663
     status: str  # active | planned | completed
-    provenance: Provenance
     municipality: str
     started: date | None = None
     ended: date | None = None
@@ -233,59 +262,72 @@ class MunicipalService:
     unit: str | None = None
     phone: str | None = None
     description: str | None = None
+    provenance: Provenance
     security: tuple[Coding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Condition:
     id: str
     code: Coding  # ICPC-2 (7170) or ICD-10 (7110)
     clinical_status: str
-    provenance: Provenance
     onset: date | None = None
     recorded_at: datetime | None = None
+    provenance: Provenance
     security: tuple[Coding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DocumentReference:
-    """Metadata of a clinical document; the content itself is not fetched."""
+    """Metadata of a clinical document; the content is not fetched."""
 
     id: str
     type: Coding
     title: str
     status: str
-    provenance: Provenance
     date: datetime | None = None
     author: str | None = None
+    provenance: Provenance
     security: tuple[Coding, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Demographics:
-    """Who the patient is, from the population registry (Folkeregisteret via NHN's
-    Persontjenesten): the current name, birth date, administrative gender, the home
-    municipality (kommunenummer of the residential address, bostedsadresse) and whether the
-    person is dead, with the date. `home_municipality` is None when the registry records none
-    (unknown residence, emigrated); the planner then says the home store is unknown.
-    `address_protection` is ADDRESS_PROTECTED when the registry grades the person's address
-    (fortrolig or strengt fortrolig adresse, kode 7/6): the home municipality and its name
-    are then None for every caller, and the planner says the home is protected."""
+    """Who the patient is, from the population registry (Folkeregisteret via
+    Persontjenesten).
+
+    Folkeregisteret via NHN's Persontjenesten: the current name, birth date, administrative
+    gender, the home municipality (kommunenummer of the residential address, bostedsadresse)
+    and whether the person is dead, with the date. `home_municipality` is None when the
+    registry records none (unknown residence, emigrated); the planner then says the home store
+    is unknown. `address_protection` is ADDRESS_PROTECTED when the registry grades the
+    person's address (fortrolig or strengt fortrolig adresse, kode 7/6): the home
+    municipality and its name are then None for every caller, and the planner says the home
+    is protected. `id` is not served (schema.types.HIDDEN)."""
 
     id: str
-    provenance: Provenance
-    name: str | None = None
+    name: str | None = field(default=None, metadata={
+        "description": "The current name, given names first."})
     given_name: str | None = None
     family_name: str | None = None
     birth_date: date | None = None
-    gender: str | None = None  # male | female | unknown (FHIR administrative gender)
-    home_municipality: str | None = None
+    gender: str | None = field(default=None, metadata={  # FHIR administrative gender
+        "description": "male, female or unknown."})
+    home_municipality: str | None = field(default=None, metadata={"description": (
+        "Kommunenummer of the residential address (bostedsadresse); null when the registry "
+        "records none, and for every caller when the address is protected "
+        "(addressProtection).")})
     home_municipality_name: str | None = None
-    registry_status: str | None = None  # the registry's own status, e.g. Resident, Deceased
+    registry_status: str | None = field(default=None, metadata={"description": (
+        "The registry's own status of the person, e.g. Resident, Deceased, Emigrated.")})
     deceased: bool = False
     deceased_date: date | None = None
+    provenance: Provenance
+    address_protection: str | None = field(default=None, metadata={"description": (
+        "ADDRESS_PROTECTED when the population registry grades the patient's address "
+        "(fortrolig or strengt fortrolig adresse, formerly kode 7 and 6): Kilde then withholds "
+        "the address and home municipality from every caller; null otherwise.")})
     security: tuple[Coding, ...] = ()
-    address_protection: str | None = None  # ADDRESS_PROTECTED: the address is withheld
 
 
 Item = (
@@ -300,21 +342,28 @@ Item = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
-    """A cross-source warning for the first screen, clinically ordered by `priority` (1 first)."""
+    """A first-screen warning, ordered clinically (priority 1 first).
+
+    A cross-source warning, built by the shape stage from limitations and critical
+    information."""
 
     kind: AlertKind
     priority: int
     title: str
-    code: Coding
-    provenance: Provenance
     detail: str | None = None
+    code: Coding
     item_id: str = ""
-    provenances: tuple[Provenance, ...] = ()  # every record behind it (a conflict: newest first)
-    item_ids: tuple[str, ...] = ()
+    provenance: Provenance
+    provenances: tuple[Provenance, ...] = field(default=(), metadata={"description": (
+        "Every record behind the alert; for a CONFLICT, each disagreeing decision, newest "
+        "first.")})
+    item_ids: tuple[str, ...] = field(default=(), metadata={
+        "description": "The ids of those records, same order."})
     meaning: LimitationMeaning | None = None  # for treatment limitations and conflicts
-    conflicts_with: tuple[Provenance, ...] = ()
+    conflicts_with: tuple[Provenance, ...] = field(default=(), metadata={"description": (
+        "For a treatment limitation, the decisions it contradicts (newest first).")})
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,7 @@ class Mutation:
                             municipality=municipality_of(input_.municipality),
                             client_identifier=client_identifier_of(input_.client_identifier))
         assert isinstance(item, LimitationItem)
-        return annotate([item], ctx.services.terminology)[0]  # type: ignore[return-value]
+        return annotate([item], ctx.services.terminology)[0]
 
     @strawberry.mutation(description="Record a clinical note (a DocumentReference), e.g. a "
                          "legevakt visit note for the home municipality's care services. "
@@ -79,7 +79,7 @@ class Mutation:
                             municipality=municipality_of(input_.municipality),
                             client_identifier=client_identifier_of(input_.client_identifier))
         assert isinstance(item, DocumentItem)
-        return item  # type: ignore[return-value]
+        return item
 
     @strawberry.mutation(description="Record one administration of a medicine in municipal "
                          "care. " + _WRITES)
@@ -94,4 +94,4 @@ class Mutation:
                             draft=draft, municipality=municipality_of(input_.municipality),
                             client_identifier=client_identifier_of(input_.client_identifier))
         assert isinstance(item, MedicationItem)
-        return link_medications([item])[0]  # type: ignore[return-value]
+        return link_medications([item])[0]

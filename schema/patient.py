@@ -42,7 +42,7 @@ class Patient:
                       "between treatment-limitation decisions first, then HLR-minus.")
     async def alerts(self) -> list[Alert]:
         limitations, critical = await asyncio.gather(self._limitations(), self._critical())
-        return build_alerts(limitations, critical)  # type: ignore[return-value]
+        return build_alerts(limitations, critical)
 
     @strawberry.field(description="HLR-minus and other treatment limitations from ANY source, "
                       "each with its meaning and the decisions it contradicts.")
@@ -63,7 +63,7 @@ class Patient:
 
     @strawberry.field(description="PLL, e-resept and municipal records linked per treatment.")
     async def medications(self) -> list[Medication]:
-        return link_medications(await self.pipeline.items(Category.MEDICATIONS))  # type: ignore[return-value]
+        return link_medications(await self.pipeline.items(Category.MEDICATIONS))
 
     @strawberry.field
     async def lab_results(
@@ -104,7 +104,7 @@ class Patient:
                       "registry does not know the number or did not answer (see `sources`).")
     async def demographics(self) -> Demographics | None:
         found = await self.pipeline.items(Category.DEMOGRAPHICS)
-        return found[0] if found else None  # type: ignore[no-any-return]
+        return found[0] if found else None
 
     @strawberry.field(description="Every source consulted for this patient in this request.")
     async def sources(self) -> list[SourceStatus]:

@@ -21,6 +21,7 @@ from graphql import GraphQLEnumType, GraphQLEnumValue
 from connectors.model import CategorySpec
 from schema.derived import derive_type
 from schema.patient import Patient
+from schema.types import DERIVED
 
 
 def plugin_query(query: type, categories: Sequence[CategorySpec]) -> type:
@@ -54,7 +55,7 @@ def _patient_type(categories: Sequence[CategorySpec]) -> type:
     definition = Patient.__strawberry_definition__  # type: ignore[attr-defined]
     taken = {f.graphql_name or _camel(f.python_name) for f in definition.fields}
     namespace: dict[str, Any] = {"__module__": __name__}
-    made: dict[type, Any] = {}
+    made: dict[type, Any] = dict(DERIVED)  # the model's own types, shared
     for spec in categories:
         if spec.field_name in taken:
             raise ValueError(f"Category {spec.value!r} wants the Patient field "

@@ -54,7 +54,7 @@ class UpdateOrigin(enum.Enum):
 class PatientUpdate:
     source: str | None = strawberry.field(description="The source that changed (a connector "
                                           "name); null on RESYNC, which means every source.")
-    categories: list[types.Category] = strawberry.field(  # type: ignore[valid-type]
+    categories: list[types.Category] = strawberry.field(
         description="The categories that changed, of those you may see (never empty).")
     changed_at: datetime = strawberry.field(description="When the source says it changed.")
     origin: UpdateOrigin

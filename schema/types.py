@@ -1,36 +1,35 @@
-"""GraphQL types: the unified patient model as Strawberry sees it.
+"""GraphQL types: the unified patient model as the API serves it, and the API's own types.
 
-Sits between the gateway and the resolvers. The connectors' frozen dataclasses are served as
-they are (Strawberry reads attributes), so these classes only declare the GraphQL shape; the
-enums are the connectors' own enums, registered with Strawberry.
+Sits between the gateway and the resolvers. The model's types are not declared here:
+`connectors.model` is their one declaration (fields, order, descriptions) and they are
+derived from its dataclasses (`schema.derived`), so a field added there is served. What the
+API adds to or hides from the model is named below, and nothing else: `HIDDEN` (internals
+the API does not show) and `COMPUTED` (fields the API adds, computed when asked). The
+connectors' frozen dataclasses are served as they are (Strawberry reads their attributes).
+The rest of this module (`SourceStatus`, `Source`, the access log, ...) are the API's own
+types, declared here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from typing import Any
 
 import strawberry
 
 from connectors import model
 from policies.model import PrincipalKind as _PrincipalKind
 from policies.model import PurposeOfUse as _PurposeOfUse
+from schema.derived import derive_enum, derive_type
 
-Category = strawberry.enum(model.Category, description="A section of the patient view.")
-Status = strawberry.enum(model.Status, description="How one source answered for one category.")
-CriticalType = strawberry.enum(model.CriticalType)
-AlertKind = strawberry.enum(model.AlertKind)
-LimitationMeaning = strawberry.enum(
-    model.LimitationMeaning, description="What a treatment limitation decides, compared across "
-    "sources by meaning, not by code (the terminology file names the codes and words in use).")
+Category = derive_enum(model.Category)
+Status = derive_enum(model.Status)
+CriticalType = derive_enum(model.CriticalType)
+AlertKind = derive_enum(model.AlertKind)
+LimitationMeaning = derive_enum(model.LimitationMeaning)
 PrincipalKind = strawberry.enum(_PrincipalKind)
 PurposeOfUse = strawberry.enum(_PurposeOfUse)
-
-
-@strawberry.type(description="A coded value: system (URI or urn:oid), code and display text.")
-class Coding:
-    system: str
-    code: str
-    display: str | None
 
 
 def _age(fetched_at: datetime | None) -> float | None:
@@ -41,207 +40,59 @@ def _age(fetched_at: datetime | None) -> float | None:
     return round(max(0.0, (datetime.now(UTC) - fetched_at).total_seconds()), 1)
 
 
-@strawberry.type(description="Where an item came from, and whether it was served from cache.")
-class Provenance:
-    source: str
-    record_id: str
-    recorded_at: datetime | None
-    fetched_at: datetime
-    from_cache: bool
-    municipality: str | None
-
-    @strawberry.field(description="Seconds since the source gave this item (grows in cache).")
-    def age_seconds(self) -> float:
-        return _age(self.fetched_at) or 0.0
+def _age_seconds(self: model.Provenance) -> float:
+    return _age(self.fetched_at) or 0.0
 
 
-@strawberry.type(description="A treatment limitation such as HLR-minus (no CPR), from any source.")
-class TreatmentLimitation:
-    id: str
-    code: Coding
-    description: str
-    status: str
-    decided_at: datetime | None
-    decided_by: str | None
-    valid_until: date | None
-    reason: str | None
-    provenance: Provenance
-    meaning: LimitationMeaning  # type: ignore[valid-type]
-    conflicts_with: list[Provenance] = strawberry.field(description=(
-        "The active decisions (by their provenance, newest first) this one contradicts, e.g. "
-        "full treatment against an HLR-minus; empty when it contradicts none."))
+def _age_in_years(self: model.Demographics) -> int | None:
+    born = self.birth_date
+    if born is None:
+        return None
+    until = self.deceased_date or datetime.now(UTC).date()
+    return until.year - born.year - ((until.month, until.day) < (born.month, born.day))
 
 
-@strawberry.type(description="Critical information: allergies/CAVE, critical conditions, implants. "
-                 "The same information from several sources is one item: `provenances` lists "
-                 "them all, `conflicts` names fields on which they disagree.")
-class CriticalInformation:
-    id: str
-    type: CriticalType  # type: ignore[valid-type]
-    code: Coding
-    description: str
-    status: str
-    severity: str | None
-    reaction: str | None
-    verification: str | None
-    recorded_at: datetime | None
-    provenance: Provenance
-    provenances: list[Provenance]
-    conflicts: list[str]
-
-
-@strawberry.type
-class Dosage:
-    text: str
-    route: Coding | None
-
-
-@strawberry.type(description="One source's own record of a treatment, with its own values.")
-class MedicationRecord:
-    provenance: Provenance
-    name: str
-    code: Coding
-    status: str
-    dosage: Dosage | None
-    started: date | None
-    ended: date | None
-    prescription_id: str | None
-    pll_id: str | None
-
-
-@strawberry.type(
-    description="One treatment with a drug, linked across PLL, e-resept and municipal records. "
-    "`provenances` lists every source; `conflicts` names fields the sources disagree on; "
-    "`records` gives each source's own values (dose, status, period) next to the linked view."
+# What the API does not show of the model (besides `security` on every item, which the policy
+# reads): the key medication linking matches on, and the registry's person id (the item is
+# the patient's own; `provenance.recordId` names the record).
+HIDDEN: Mapping[type, frozenset[str]] = {
+    model.Medication: frozenset({"treatment_id"}),
+    model.Demographics: frozenset({"id"}),
+}
+# What the API adds to the model: fields computed when asked, after the model's own.
+COMPUTED: Mapping[type, Mapping[str, Any]] = {
+    model.Provenance: {"age_seconds": strawberry.field(
+        resolver=_age_seconds,
+        description="Seconds since the source gave this item (grows in cache).")},
+    model.Demographics: {"age": strawberry.field(
+        resolver=_age_in_years,
+        description="Whole years: today, or at death for a deceased person.")},
+}
+# Every dataclass of the model the API serves, each derived once; `DERIVED` maps it to its type.
+MODEL: tuple[type, ...] = (
+    model.Coding, model.Provenance, model.Dosage, model.MedicationRecord, model.LabResult,
+    model.TreatmentLimitation, model.CriticalInformation, model.Medication, model.LabReport,
+    model.MunicipalService, model.Condition, model.DocumentReference, model.Demographics,
+    model.Alert,
 )
-class Medication:
-    id: str
-    code: Coding
-    name: str
-    status: str
-    dosage: Dosage | None
-    reason: Coding | None
-    started: date | None
-    ended: date | None
-    prescription_id: str | None
-    pll_id: str | None
-    in_pll: bool
-    conflicts: list[str]
-    provenance: Provenance
-    provenances: list[Provenance]
-    records: list[MedicationRecord]
+DERIVED: dict[type, Any] = {}
+for _cls in MODEL:
+    derive_type(_cls, DERIVED, hidden=HIDDEN, computed=COMPUTED)
 
-
-@strawberry.type(description="One result in a lab report; level > 0 for members of a panel.")
-class LabResult:
-    id: str
-    code: Coding
-    value: str | None
-    unit: str | None
-    reference_range: str | None
-    interpretation: Coding | None
-    abnormal: bool
-    level: int
-    effective_at: datetime | None
-
-
-@strawberry.type
-class LabReport:
-    id: str
-    category: Coding
-    code: Coding
-    status: str
-    issued_at: datetime | None
-    effective_at: datetime | None
-    performer: str | None
-    results: list[LabResult]
-    provenance: Provenance
-
-
-@strawberry.type(description="A decided or ongoing municipal health and care service.")
-class MunicipalService:
-    id: str
-    code: Coding
-    status: str
-    municipality: str
-    started: date | None
-    ended: date | None
-    decided_at: date | None
-    unit: str | None
-    phone: str | None
-    description: str | None
-    provenance: Provenance
-
-
-@strawberry.type
-class Condition:
-    id: str
-    code: Coding
-    clinical_status: str
-    onset: date | None
-    recorded_at: datetime | None
-    provenance: Provenance
-
-
-@strawberry.type(description="Metadata of a clinical document; the content is not fetched.")
-class DocumentReference:
-    id: str
-    type: Coding
-    title: str
-    status: str
-    date: datetime | None
-    author: str | None
-    provenance: Provenance
-
-
-@strawberry.type(description="Who the patient is, from the population registry "
-                 "(Folkeregisteret via Persontjenesten).")
-class Demographics:
-    name: str | None = strawberry.field(description="The current name, given names first.")
-    given_name: str | None
-    family_name: str | None
-    birth_date: date | None
-    gender: str | None = strawberry.field(description="male, female or unknown.")
-    home_municipality: str | None = strawberry.field(description=(
-        "Kommunenummer of the residential address (bostedsadresse); null when the registry "
-        "records none, and for every caller when the address is protected "
-        "(addressProtection)."))
-    home_municipality_name: str | None
-    registry_status: str | None = strawberry.field(description=(
-        "The registry's own status of the person, e.g. Resident, Deceased, Emigrated."))
-    deceased: bool
-    deceased_date: date | None
-    provenance: Provenance
-    address_protection: str | None = strawberry.field(description=(
-        "ADDRESS_PROTECTED when the population registry grades the patient's address "
-        "(fortrolig or strengt fortrolig adresse, formerly kode 7 and 6): Kilde then withholds "
-        "the address and home municipality from every caller; null otherwise."))
-
-    @strawberry.field(description="Whole years: today, or at death for a deceased person.")
-    def age(self) -> int | None:
-        born = self.birth_date
-        if born is None:
-            return None
-        until = self.deceased_date or datetime.now(UTC).date()
-        return until.year - born.year - ((until.month, until.day) < (born.month, born.day))
-
-
-@strawberry.type(description="A first-screen warning, ordered clinically (priority 1 first).")
-class Alert:
-    kind: AlertKind  # type: ignore[valid-type]
-    priority: int
-    title: str
-    detail: str | None
-    code: Coding
-    item_id: str
-    provenance: Provenance
-    provenances: list[Provenance] = strawberry.field(description=(
-        "Every record behind the alert; for a CONFLICT, each disagreeing decision, newest "
-        "first."))
-    item_ids: list[str] = strawberry.field(description="The ids of those records, same order.")
-    meaning: LimitationMeaning | None  # type: ignore[valid-type]
-    conflicts_with: list[Provenance] = strawberry.field(description=(
-        "For a treatment limitation, the decisions it contradicts (newest first)."))
+Coding = DERIVED[model.Coding]
+Provenance = DERIVED[model.Provenance]
+Dosage = DERIVED[model.Dosage]
+MedicationRecord = DERIVED[model.MedicationRecord]
+LabResult = DERIVED[model.LabResult]
+TreatmentLimitation = DERIVED[model.TreatmentLimitation]
+CriticalInformation = DERIVED[model.CriticalInformation]
+Medication = DERIVED[model.Medication]
+LabReport = DERIVED[model.LabReport]
+MunicipalService = DERIVED[model.MunicipalService]
+Condition = DERIVED[model.Condition]
+DocumentReference = DERIVED[model.DocumentReference]
+Demographics = DERIVED[model.Demographics]
+Alert = DERIVED[model.Alert]
 
 
 @strawberry.type(description="How one source answered for one category in this request.")

@@ -28,8 +28,9 @@ class Clock:
 
 def cave(source: str = "kjernejournal") -> CriticalInformation:
     return CriticalInformation(
-        "cave-1", CriticalType.ALLERGY, Coding("urn:atc", "J01CE", "Penicilliner"),
-        "CAVE Penicilliner", Provenance(source, "cave-1", datetime.now(UTC)))
+        id="cave-1", type=CriticalType.ALLERGY, code=Coding("urn:atc", "J01CE", "Penicilliner"),
+        description="CAVE Penicilliner",
+        provenance=Provenance(source, "cave-1", datetime.now(UTC)))
 
 
 @dataclass

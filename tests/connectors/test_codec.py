@@ -20,30 +20,38 @@ PROV2 = Provenance("pll", "pll-1", datetime(2026, 11, 2, tzinfo=UTC))
 
 ITEMS: list[tuple[Category, object]] = [
     (Category.TREATMENT_LIMITATIONS, model.TreatmentLimitation(
-        "hlr-1", CODE, "Ikke-gjenoppliving", "active", PROV, decided_at=T,
+        id="hlr-1", code=CODE, description="Ikke-gjenoppliving", status="active",
+        provenance=PROV, decided_at=T,
         decided_by="Sykehjemslege", valid_until=date(2027, 1, 1), reason="Pasientens ønske",
         security=LABEL)),
     (Category.CRITICAL_INFORMATION, model.CriticalInformation(
-        "cave-1", model.CriticalType.ALLERGY, CODE, "CAVE Penicilliner", PROV2,
+        id="cave-1", type=model.CriticalType.ALLERGY, code=CODE,
+        description="CAVE Penicilliner", provenance=PROV2,
         severity="severe", reaction="Urtikaria", recorded_at=T)),
     (Category.MEDICATIONS, model.Medication(
-        "med-1", CODE, "Ramipril 5 mg", "active", PROV2, provenances=(PROV2, PROV),
+        id="med-1", code=CODE, name="Ramipril 5 mg", status="active", provenance=PROV2,
+        provenances=(PROV2, PROV),
         dosage=model.Dosage("1 tablett morgen", route=CODE), reason=CODE,
         started=date(2010, 1, 15), in_pll=True, conflicts=("dosage",), security=LABEL)),
-    (Category.MEDICATIONS, model.Medication("med-2", CODE, "Paracet", "active", PROV2)),
+    (Category.MEDICATIONS, model.Medication(id="med-2", code=CODE, name="Paracet",
+                                               status="active", provenance=PROV2)),
     (Category.LAB_RESULTS, model.LabReport(
-        "lab-1", CODE, CODE, "final", PROV2, issued_at=T, performer="Fürst",
+        id="lab-1", category=CODE, code=CODE, status="final", provenance=PROV2, issued_at=T,
+        performer="Fürst",
         results=(model.LabResult("hb", CODE, "13.1", unit="g/dL", abnormal=True, level=1,
                                  interpretation=CODE, effective_at=T),
                  model.LabResult("crea", CODE, None)))),
     (Category.MUNICIPAL_SERVICES, model.MunicipalService(
-        "svc-1", CODE, "active", PROV, "0301", started=date(2025, 1, 1), unit="Hjemmesykepleien",
-        phone="+47 00000000")),
-    (Category.CONDITIONS, model.Condition("cond-1", CODE, "active", PROV, onset=date(2010, 1, 1))),
-    (Category.DOCUMENTS, model.DocumentReference("doc-1", CODE, "Epikrise", "current", PROV,
-                                                 date=T, author="Lege")),
+        id="svc-1", code=CODE, status="active", provenance=PROV, municipality="0301",
+        started=date(2025, 1, 1), unit="Hjemmesykepleien", phone="+47 00000000")),
+    (Category.CONDITIONS, model.Condition(id="cond-1", code=CODE, clinical_status="active",
+                                                provenance=PROV, onset=date(2010, 1, 1))),
+    (Category.DOCUMENTS, model.DocumentReference(
+        id="doc-1", type=CODE, title="Epikrise", status="current", provenance=PROV, date=T,
+        author="Lege")),
     (Category.DEMOGRAPHICS, model.Demographics(
-        "person-1", Provenance("persontjenesten", "person-1", T), name="Ola Nordmann",
+        id="person-1", provenance=Provenance("persontjenesten", "person-1", T),
+        name="Ola Nordmann",
         given_name="Ola", family_name="Nordmann", birth_date=date(1941, 5, 12), gender="male",
         home_municipality="0301", home_municipality_name="Oslo", registry_status="Deceased",
         deceased=True, deceased_date=date(2026, 11, 20))),
@@ -99,7 +107,7 @@ def test_anything_the_codec_did_not_write_is_a_codec_error(data: bytes) -> None:
 
 def test_a_plugin_category_and_its_item_type_round_trip_when_the_connector_names_them() -> None:
     spec = model.CategorySpec("safety_alarms", item_type=model.Condition)
-    item = model.Condition("alarm-1", CODE, "active", PROV)
+    item = model.Condition(id="alarm-1", code=CODE, clinical_status="active", provenance=PROV)
     result = SourceResult.of("velferd", {spec: (item,)}, fetched_at=T,
                              category_status={spec: Status.OK})
     assert decode(encode(result), [spec]) == result

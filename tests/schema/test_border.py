@@ -29,13 +29,14 @@ TRONDHEIM = clinician(municipality="5001")
 
 def person(home: str | None, protection: str | None = None) -> SourceResult:
     return SourceResult.of("persontjenesten", {DEMO: (Demographics(
-        "p1", Provenance("persontjenesten", "p1", NOW), name="Ola", home_municipality=home,
-        address_protection=protection),)})
+        id="p1", provenance=Provenance("persontjenesten", "p1", NOW), name="Ola",
+        home_municipality=home, address_protection=protection),)})
 
 
 def hlr(store: str) -> TreatmentLimitation:
-    return TreatmentLimitation("hlr", Coding("http://snomed.info/sct", "304253006"), "HLR-minus",
-                               "active", Provenance("municipal", "hlr", NOW, municipality=store))
+    return TreatmentLimitation(
+        id="hlr", code=Coding("http://snomed.info/sct", "304253006"), description="HLR-minus",
+        status="active", provenance=Provenance("municipal", "hlr", NOW, municipality=store))
 
 
 class Stores(Source):

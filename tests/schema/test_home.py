@@ -28,8 +28,8 @@ NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def person(home: str | None) -> Demographics:
-    return Demographics("p1", Provenance("persontjenesten", "p1", NOW), name="Ola Ferietur",
-                        home_municipality=home)
+    return Demographics(id="p1", provenance=Provenance("persontjenesten", "p1", NOW),
+                        name="Ola Ferietur", home_municipality=home)
 
 
 def registry(result: SourceResult | None = None) -> Source:
