@@ -2,8 +2,9 @@
 
 Sits beside the request flow, outside the production app: `kilde demo` serves `demo_jwks()`
 as the issuer's key set and `kilde token --persona NAME [--patient NIN]` prints
-`mint_token(...)`; tests use it too. The personas are drawn from `sandbox.world` (names, HPR
-numbers, workplaces), so a token's attest fits the synthetic patients the sandbox serves.
+`mint_token(...)`; tests use it too. The personas are the HelseID simulator's
+(`sandbox.helseid.personas`, drawn from `sandbox.world`: names, HPR numbers, workplaces), so a
+token's attest fits the synthetic patients the sandbox serves and the simulator's own tokens.
 Everything here is synthetic.
 
 >>> token = mint_token("hjemmesykepleier", "09014412759", issuer="http://x/_demo", audience="kilde")
@@ -52,6 +53,7 @@ from gateway.auth.principal import (
 )
 from policies.model import PurposeOfUse
 from sandbox import world
+from sandbox.helseid import personas as helseid_personas
 
 DEMO_KID = "kilde-demo-1"
 _THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -126,60 +128,33 @@ def _legal_entity(municipality_number: str) -> Ident:
     return _org(m.orgnr, f"{m.name} kommune")
 
 
-def _clinician(
-    key: str,
-    description: str,
-    purpose: PurposeOfUse,
-    decision: DecisionRef,
-    service: Code | None = None,
-) -> Persona:
-    pro = world.professional(key)
-    workplace = world.organisation(pro.workplace)
+def _typed(p: helseid_personas.Persona) -> Persona:
+    """The HelseID simulator's persona as the gateway's attest types (a person without a
+    workplace of their own, the privacy officer, acts at their legal entity)."""
+    legal_entity = _legal_entity(p.municipality) if p.municipality else None
     return Persona(
-        key=key,
-        kind="clinician",
-        description=description,
-        name=pro.name,
-        pid=pro.pid,
-        hpr=pro.hpr,
-        profession=Code(pro.profession, pro.profession_text, world.PROFESSION)
-        if pro.profession else None,
-        legal_entity=_legal_entity(workplace.municipality),
-        point_of_care=_org(workplace.orgnr, workplace.name),
-        purpose=purpose,
-        healthcare_service=service,
-        decision=decision,
+        key=p.key,
+        kind=p.kind,
+        description=p.description,
+        name=p.name,
+        pid=p.pid,
+        hpr=p.hpr,
+        profession=Code(*p.profession, world.PROFESSION) if p.profession else None,
+        legal_entity=legal_entity,
+        point_of_care=_org(*p.point_of_care) if p.point_of_care else legal_entity,
+        purpose=PurposeOfUse(p.purpose) if p.purpose else None,
+        healthcare_service=Code(*p.service, SERVICE_SYSTEM) if p.service else None,
+        decision=DecisionRef(*p.decision) if p.decision else None,
     )
 
 
-_HOME_CARE = Code("15", "Helsetjenester i hjemmet", SERVICE_SYSTEM)
-_LONG_TERM_STAY = Code("25", "Langtidsopphold i institusjon", SERVICE_SYSTEM)
-_EMERGENCY = DecisionRef("legevakt-konsultasjon", "Pasient til konsultasjon på legevakt", True)
-_HOME_CARE_DECISION = DecisionRef("vedtak-hjemmesykepleie", "Vedtak om helsetjenester i hjemmet")
-# make_nin(date(1971, 9, 23), 300): synthetic, not in sandbox.world's patients.
-PRIVACY_OFFICER_PID = "23097130086"
-
-PERSONAS: Mapping[str, Persona] = MappingProxyType({p.key: p for p in (
-    _clinician("legevakt-lege", "Physician at Oslo kommune legevakt (ETREAT).",
-               PurposeOfUse.ETREAT, _EMERGENCY),
-    _clinician("hjemmesykepleier", "Home-care nurse in Oslo (TREAT).",
-               PurposeOfUse.TREAT, _HOME_CARE_DECISION, _HOME_CARE),
-    _clinician("helsefagarbeider", "Health worker at Lindeberg sykehjem, Oslo (TREAT).",
-               PurposeOfUse.TREAT,
-               DecisionRef("vedtak-langtidsopphold", "Vedtak om langtidsopphold"),
-               _LONG_TERM_STAY),
-    _clinician("saksbehandler", "Case handler at Tildelingskontoret Oslo, no HPR (COC).",
-               PurposeOfUse.COC,
-               DecisionRef("soknad-tjenester", "Behandling av søknad om tjenester")),
-    _clinician("lege-annen-kommune", "Physician at Trondheim legevakt (ETREAT).",
-               PurposeOfUse.ETREAT, _EMERGENCY),
-    _clinician("hjemmesykepleier-bergen", "Home-care nurse in Bergen (TREAT).",
-               PurposeOfUse.TREAT, _HOME_CARE_DECISION, _HOME_CARE),
-    Persona("innbygger", "citizen", "The citizen; the patient is themself."),
-    Persona("personvernombud", "privacy_officer", "Privacy officer of Oslo kommune.",
-            name="Vigdis Vernvik", pid=PRIVACY_OFFICER_PID,
-            legal_entity=_legal_entity("0301"), point_of_care=_legal_entity("0301")),
-)})
+# The one persona table is the HelseID simulator's (sandbox/helseid/personas.py: the people,
+# their workplaces, purposes and decisions); the demo derives its typed view from it, so a
+# persona added or changed there is the same persona here. (The sandbox may not import the
+# gateway, so the table cannot live on this side.)
+PERSONAS: Mapping[str, Persona] = MappingProxyType(
+    {key: _typed(p) for key, p in helseid_personas.PERSONAS.items()})
+PRIVACY_OFFICER_PID = helseid_personas.PRIVACY_OFFICER_PID
 
 
 @functools.lru_cache(maxsize=1)

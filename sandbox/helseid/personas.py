@@ -1,5 +1,9 @@
 """The demo callers (personas) and the claims HelseID would put in their access tokens.
 
+The one persona table: `gateway.demo.tokens` derives its typed personas (and so `kilde token`
+and the demo's own tokens) from `PERSONAS` here (tests/gateway/test_demo_personas.py holds the
+two to the same claims). Add or change a persona here only.
+
 Sits inside the HelseID simulator: `POST /_sandbox/helseid/token` and `kilde token` mint a
 persona's token for Kilde from these claims; token exchange copies the user's claims and
 attest into the token for an upstream. The people, HPR numbers and workplaces come from
