@@ -12,7 +12,12 @@ is configured. `serve()` hands that socket to uvicorn, which then never binds on
 from __future__ import annotations
 
 import errno
+import logging
+import os
 import socket
+import threading
+import time
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -26,6 +31,14 @@ STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan failed to s
 # 503 UPSTREAM_UNAVAILABLE, source "kilde", reason SHUTTING_DOWN (gateway/logs.py), and the app's shutdown (audit commit, pools) takes at
 # most ~1 s more (gateway/audit), so the process is gone within 5 s of the signal.
 SHUTDOWN_GRACE_SECONDS = 2.5
+# The bound itself, whatever hangs: a process still running this long after the first signal
+# (its shutdown waited on something that ignored its timeouts, or the machine is starved) is
+# ended then, as gunicorn's graceful timeout ends a worker. Nothing acknowledged is lost by that:
+# an audit record is committed before the data it records is sent.
+EXIT_DEADLINE_SECONDS = 4.5
+FORCED_EXIT_BASE = 128  # a process ended at the bound exits 128 + the signal (143 for SIGTERM)
+
+log = logging.getLogger("kilde")
 
 
 class ListenError(ValueError):
@@ -88,8 +101,45 @@ def serve(app: Any, sock: socket.socket, *, workers: int = 1,
                           timeout_graceful_shutdown=timeout_graceful_shutdown,
                           **uvicorn_options(max_header_bytes), **config)
     if workers > 1:
-        Multiprocess(conf, sockets=[sock]).run()
+        _BoundedSupervisor(conf, sockets=[sock]).run()
         return 0
-    server = uvicorn.Server(conf)
+    server = _BoundedServer(conf)
     server.run(sockets=[sock])
     return 0 if server.started else STARTUP_FAILURE
+
+
+class _BoundedServer(uvicorn.Server):
+    """uvicorn's server, ended `EXIT_DEADLINE_SECONDS` after the first stop signal if its own
+    shutdown has not ended it by then (a watchdog thread: the event loop may be the one stuck)."""
+
+    _watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(EXIT_DEADLINE_SECONDS, _end_now, args=(sig,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super().handle_exit(sig, frame)
+
+
+def _end_now(sig: int) -> None:
+    log.error("still stopping %.1f s after the signal; exiting now", EXIT_DEADLINE_SECONDS)
+    for handler in logging.getLogger().handlers + log.handlers:
+        handler.flush()
+    # no cleanup can be trusted now; the status says "ended after signal `sig`", as a shell would
+    os._exit(FORCED_EXIT_BASE + sig)
+
+
+class _BoundedSupervisor(Multiprocess):
+    """uvicorn's supervisor of several workers: a worker still running when the bound is up
+    (the supervisor sees the signal within its 0.5 s poll) is killed."""
+
+    def join_all(self) -> None:
+        deadline = time.monotonic() + EXIT_DEADLINE_SECONDS - 0.5
+        for worker in self.processes:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        for worker in self.processes:
+            if worker.process.is_alive():
+                log.error("worker %s still stopping at the bound; killed", worker.process.pid)
+                worker.kill()
+                worker.process.join()
