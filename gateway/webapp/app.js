@@ -30,7 +30,7 @@ const PATIENT_QUERY = `query Legevakt($nin: String!, $reason: String, $fresh: Bo
     conditions { code { system code display } clinicalStatus onset
                  provenance { source municipality } }
     demographics { name birthDate age homeMunicipality homeMunicipalityName deceased
-                   deceasedDate }
+                   deceasedDate addressProtection }
     sources { source municipality category status reason latencyMs fromCache ageSeconds detail }
   }
 }`;
@@ -123,9 +123,11 @@ function demographicsLine(person, rows) {
       row && row.status === "EMPTY" ? "Ukjent i Folkeregisteret: hjemkommunen er ukjent."
         : "Folkeregisteret svarte ikke: hjemkommunen er ukjent.");
   }
-  const home = person.homeMunicipality
-    ? `${person.homeMunicipalityName || state.municipalities[person.homeMunicipality] || "Kommune"}`
-      + ` (${person.homeMunicipality})` : "ingen registrert bostedsadresse";
+  // a protected address (fortrolig / strengt fortrolig) is said to be protected, never guessed
+  const home = person.addressProtection ? "beskyttet adresse (fortrolig)"
+    : person.homeMunicipality
+      ? `${person.homeMunicipalityName || state.municipalities[person.homeMunicipality] || "Kommune"}`
+        + ` (${person.homeMunicipality})` : "ingen registrert bostedsadresse";
   return h("p", { class: "patient-demo", "data-testid": "demographics",
     "data-home": person.homeMunicipality || "" },
   person.age != null ? `${person.age} år` : "Alder ukjent",

@@ -128,7 +128,8 @@ export function storeName(source, municipality, municipalities) {
 
 const notAsked = (r) => r.status === "DENIED" && r.reason === "MUNICIPAL_BORDER";
 // the registry could not say where the patient lives: other stores may hold records
-const HOME_UNKNOWN = ["HOME_MUNICIPALITY_UNKNOWN", "NOT_IN_REGISTRY", "NO_HOME_RECORDED"];
+const HOME_UNKNOWN = ["HOME_MUNICIPALITY_UNKNOWN", "NOT_IN_REGISTRY", "NO_HOME_RECORDED",
+  "ADDRESS_PROTECTED"];
 const homeUnknown = (r) => HOME_UNKNOWN.includes(r.reason);
 
 function sourceLabel(prov, municipalities) {
@@ -175,7 +176,10 @@ function gapNote(rows, categories, municipalities = {}) {
       "data-municipality": r.municipality || "" },
     `${storeName(r.source, r.municipality, municipalities)} ble ikke spurt (ingen avtale).`)),
     mine.some(homeUnknown) ? h("p", { class: "gap home-unknown", "data-testid": "home-unknown" },
-      "Hjemkommunen er ukjent: andre kommuners journaler kan ha opplysninger.") : null,
+      mine.some((r) => r.reason === "ADDRESS_PROTECTED")
+        ? "Adressen er beskyttet: hjemkommunen vises ikke, og andre kommuners journaler kan ha "
+          + "opplysninger."
+        : "Hjemkommunen er ukjent: andre kommuners journaler kan ha opplysninger.") : null,
     withheld.length ? h("p", { class: "withheld", "data-testid": "withheld",
       "data-sources": withheld.join(" ") }, "Skjult: nødtilgang kan vise mer",
     ` (${withheld.map((s) => SOURCE_NAMES[s] || s).join(", ")}).`) : null,
@@ -391,6 +395,7 @@ export function summaryLine(ms, completeness, municipalities) {
       municipalities);
     const what = gap.reason === "MUNICIPAL_BORDER" ? (gap.status === "RESTRICTED"
       ? "ikke spurt, nødtilgang kan spørre" : "ikke spurt (ingen avtale)")
+      : gap.reason === "ADDRESS_PROTECTED" ? "adressen er beskyttet"
       : HOME_UNKNOWN.includes(gap.reason) ? "hjemkommunen er ukjent"
       : gap.status === "RESTRICTED" ? "skjult, nødtilgang kan vise mer"
         : gap.reason === "FRESH_REFUSED" ? "fra hurtiglager (ferske data avvist)"

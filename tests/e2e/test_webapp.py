@@ -37,6 +37,7 @@ RESTRICTED = by_tag("restricted-lab")
 HOLIDAY = by_tag("holiday")
 DECEASED = by_tag("deceased")
 UNREGISTERED = by_tag("not-in-registry")
+PROTECTED = by_tag("address-protected")
 
 
 def _missing_browser() -> str | None:
@@ -365,6 +366,20 @@ def test_the_patient_header_shows_name_age_and_home_from_the_registry(page: Any)
     _open(page, "legevakt-lege", DECEASED.nin)
     assert "Død 20.11.2026" in page.inner_text("[data-testid=demographics]")
     assert "92 år" in page.inner_text("[data-testid=demographics]")
+
+
+def test_a_protected_address_is_said_to_be_protected_and_never_shown(page: Any) -> None:
+    _open(page, "lege-annen-kommune", PROTECTED.nin)
+    line = page.locator("[data-testid=demographics]")
+    assert line.get_attribute("data-home") == ""
+    assert "Bor i beskyttet adresse" in line.inner_text()
+    assert page.locator("#alerts [data-testid=home-unknown]").inner_text().startswith(
+        "Adressen er beskyttet")
+    assert "adressen er beskyttet" in page.inner_text("#status")
+    for region in ("[data-testid=demographics]", "#alerts", "#status"):
+        text = page.inner_text(region)
+        assert "Oslo" not in text, (region, text)
+        assert "0301" not in text, (region, text)
 
 
 def test_a_patient_unknown_to_the_registry_says_the_home_is_unknown(page: Any) -> None:
