@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,20 +39,28 @@ if TYPE_CHECKING:
 
 __all__ = ["TokenProvider"]
 
+log = logging.getLogger("kilde.credentials")
 _MAX_NONCES = 1024
+# a token this close to its expiry is not handed out: the call it is for (its timeout, the
+# upstream's clock) must end before the token does
+USABLE_MARGIN = 10.0
 _TokenKey = tuple[str, str, str, str]  # (caller token hash or "", grant, resource, scope)
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     token: IssuedToken
-    fresh_until: float
+    fresh_until: float  # from then on a renewal runs in the background
+    usable_until: float  # until then the token is still handed out meanwhile
 
 
 class TokenProvider:
     """Tokens for upstream audiences, cached per caller token (by hash) and audience.
 
-    `renew_before` seconds before a token expires it is renewed (at most half its lifetime);
+    `renew_before` seconds before a token expires it is renewed (at most half its lifetime)
+    in the background: requests keep the token they have until the new one lands, and wait for
+    HelseID only when no token is left that outlives `USABLE_MARGIN` (a renewal is never paid
+    by one unlucky request, and a slow HelseID shows only once the old token is nearly gone);
     `max_entries` bounds the cache (expired entries go first, then the oldest).
     `issued` counts tokens obtained from HelseID, per (grant, resource).
     """
@@ -87,21 +96,32 @@ class TokenProvider:
         `caller_key(subject_token)`, when the caller has it already."""
         key = self._key(audience, subject_token, caller)
         entry = self._tokens.get(key)
-        if entry is not None and self._clock() < entry.fresh_until:
-            return entry.token, True
+        if entry is not None:
+            now = self._clock()
+            if now < entry.fresh_until:
+                return entry.token, True
+            if now < entry.usable_until:
+                self._flight(key, audience, subject_token)  # renewal ahead of expiry
+                return entry.token, True
         if audience.grant == "token_exchange" and subject_token is None:
             raise UpstreamRejectedError(source, f"Source {source!r} needs a caller's token to "
                                                 "exchange, and this request has none.")
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(self._obtain(key, audience, subject_token))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._landed(key, done))
+        flight = self._flight(key, audience, subject_token)
         try:
             async with Budget(source, timeout).enforce(waiting_for="HelseID token"):
                 return await asyncio.shield(flight), False
         except TokenRequestError as exc:
             raise _connector_error(source, exc) from exc
+
+    def _flight(self, key: _TokenKey, audience: Audience,
+                subject_token: str | None) -> asyncio.Future[IssuedToken]:
+        """The one token request in flight for `key` (started if none is)."""
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._obtain(key, audience, subject_token))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return flight
 
     def forget(self, audience: Audience, subject_token: str | None, token: IssuedToken) -> None:
         """Drop `token` from the cache (an upstream said it is no longer valid)."""
@@ -145,7 +165,8 @@ class TokenProvider:
         self.issued[counted] = self.issued.get(counted, 0) + 1
         now = self._clock()
         lifetime = max(0.0, token.expires_at - now)
-        self._store(key, _Entry(token, token.expires_at - min(self._renew_before, lifetime / 2)))
+        self._store(key, _Entry(token, token.expires_at - min(self._renew_before, lifetime / 2),
+                                token.expires_at - min(USABLE_MARGIN, lifetime / 4)))
         return token
 
     def _store(self, key: _TokenKey, entry: _Entry) -> None:
@@ -162,8 +183,12 @@ class TokenProvider:
     def _landed(self, key: _TokenKey, done: asyncio.Future[IssuedToken]) -> None:
         if self._flights.get(key) is done:
             del self._flights[key]
-        if not done.cancelled():
-            done.exception()  # retrieved: every waiter may have given up already
+        if not done.cancelled() and done.exception() is not None:  # retrieved: waiters may be gone
+            entry = self._tokens.get(key)
+            if entry is not None and self._clock() < entry.usable_until:  # a renewal ahead
+                log.warning("renewing the %s token for %s failed (%s); the current one is used "
+                            "until it nearly expires", key[1], key[2],
+                            type(done.exception()).__name__)
 
 
 def caller_key(subject_token: str) -> str:

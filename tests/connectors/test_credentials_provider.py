@@ -196,7 +196,7 @@ async def test_a_burst_of_one_callers_requests_makes_one_exchange() -> None:
     assert len(endpoint.forms) == 1
 
 
-async def test_a_token_is_renewed_shortly_before_it_expires() -> None:
+async def test_a_token_is_renewed_shortly_before_it_expires_in_the_background() -> None:
     clock = Clock()
     endpoint = TokenEndpoint(lifetime=300)
     provider = TokenProvider(_client(endpoint, clock), renew_before=30, clock=clock)
@@ -204,10 +204,56 @@ async def test_a_token_is_renewed_shortly_before_it_expires() -> None:
     clock.now += 269
     assert (await provider.token(KJ, "t", source="s", timeout=2))[0] is first
     clock.now += 2  # 29 s left: inside the renewal margin
+    # the request keeps the token it has; the renewal runs beside it
+    kept, cached = await provider.token(KJ, "t", source="s", timeout=2)
+    assert kept is first
+    assert cached
+    await asyncio.sleep(0.05)  # the renewal lands
+    assert len(endpoint.forms) == 2
     renewed, cached = await provider.token(KJ, "t", source="s", timeout=2)
+    assert cached
+    assert renewed.access_token != first.access_token
+
+
+async def test_a_token_nearly_gone_is_not_handed_out_the_request_waits_for_the_new_one(
+) -> None:
+    clock = Clock()
+    endpoint = TokenEndpoint(lifetime=300)
+    provider = TokenProvider(_client(endpoint, clock), renew_before=30, clock=clock)
+    first, _ = await provider.token(MACHINE, None, source="s", timeout=2)
+    clock.now += 291  # 9 s left: inside USABLE_MARGIN
+    renewed, cached = await provider.token(MACHINE, None, source="s", timeout=2)
     assert not cached
     assert renewed.access_token != first.access_token
-    assert len(endpoint.forms) == 2
+
+
+async def test_a_failed_renewal_ahead_keeps_the_current_token_and_tries_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Clock()
+    fail = {"on": False}
+    endpoint = TokenEndpoint(lifetime=300)
+    issue = endpoint.issue
+
+    def respond(form: dict[str, str], request: httpx.Request) -> httpx.Response:
+        if fail["on"]:
+            return httpx.Response(503, json={"error": "temporarily_unavailable"})
+        return issue(form, request)
+
+    endpoint.respond = respond
+    provider = TokenProvider(_client(endpoint, clock), renew_before=30, clock=clock)
+    first, _ = await provider.token(MACHINE, None, source="s", timeout=2)
+    clock.now += 275
+    fail["on"] = True
+    assert (await provider.token(MACHINE, None, source="s", timeout=2))[0] is first
+    await asyncio.sleep(0.05)
+    assert "renewing the client_credentials token for nhn:persontjenesten failed" in caplog.text
+    assert "at-" not in caplog.text  # never the token
+    fail["on"] = False
+    assert (await provider.token(MACHINE, None, source="s", timeout=2))[0] is first
+    await asyncio.sleep(0.05)
+    renewed, _ = await provider.token(MACHINE, None, source="s", timeout=2)
+    assert renewed.access_token != first.access_token
 
 
 async def test_a_short_lived_token_is_kept_for_half_its_life() -> None:
@@ -220,6 +266,7 @@ async def test_a_short_lived_token_is_kept_for_half_its_life() -> None:
     assert len(endpoint.forms) == 1
     clock.now += 2
     await provider.token(KJ, "t", source="s", timeout=2)
+    await asyncio.sleep(0.05)  # renewed beside the request (background, ahead of expiry)
     assert len(endpoint.forms) == 2
 
 
