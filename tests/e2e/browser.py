@@ -46,6 +46,26 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
+@contextmanager
+def app_page(browser: Any, url: str, *, timeout_ms: int = 20_000) -> Iterator[Any]:
+    """A fresh page (Norwegian locale, Oslo time) on the web app at `url`, once it says it is
+    ready; on leaving, the page must have logged no error and thrown nothing."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
+                                  timezone_id="Europe/Oslo")
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    try:
+        yield page
+    finally:
+        context.close()
+    assert problems == []
+
+
 def npm_installed(directory: Path, package: str) -> Path:
     """`directory`'s node_modules/`package`, installed with `npm ci` from its committed
     lockfile when missing."""

@@ -21,14 +21,11 @@ import pytest
 from sandbox.app import SOURCES
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
+from tests.e2e.browser import app_page, chromium
 from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium stalls on a machine with no internet.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "docs" / "artifacts"
 README_SCREENSHOT = ROOT / "docs" / "screenshots" / "legevakt.png"
@@ -40,30 +37,10 @@ UNREGISTERED = by_tag("not-in-registry")
 PROTECTED = by_tag("address-protected")
 
 
-def _missing_browser() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"{CHROMIUM} is missing: apt-get install -y chromium chromium-driver"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "playwright is not installed: pip install -e '.[test]'"
-    return None
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    missing = _missing_browser()
-    if missing:
-        if os.environ.get("KILDE_TEST__REQUIRE_BROWSER") == "1":
-            pytest.fail(f"The browser test is required here (KILDE_TEST__REQUIRE_BROWSER=1): "
-                        f"{missing}.")
-        pytest.skip(missing)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")
@@ -78,22 +55,12 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Any, demo: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
-                                  timezone_id="Europe/Oslo")
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.goto(f"{demo}/app/")
-    page.wait_for_selector("body[data-ready=true]")
     try:
-        yield page
+        with app_page(browser, f"{demo}/app/", timeout_ms=15_000) as page:
+            yield page
     finally:
-        context.close()
         for source in SOURCES:
             httpx.put(f"{demo}/_sandbox/faults/{source}", json={"mode": "none"})
-    assert problems == []
 
 
 def _open(page: Any, persona: str, nin: str, view: str = "patient") -> None:

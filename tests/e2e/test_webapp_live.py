@@ -26,6 +26,7 @@ from connectors.credentials import dpop_proof, generate_key
 from gateway.demo import mint_event_token
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
+from tests.e2e.browser import app_page
 from tests.e2e.test_webapp import browser  # noqa: F401 - the shared fixture
 from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
@@ -79,20 +80,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 @pytest.fixture
 def page(browser: Any, demo: Demo) -> Iterator[Any]:  # noqa: F811 - browser is the fixture
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
-                                  timezone_id="Europe/Oslo")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.goto(f"{demo.url}/app/")
-    page.wait_for_selector("body[data-ready=true]")
-    try:
+    with app_page(browser, f"{demo.url}/app/") as page:
         yield page
-    finally:
-        context.close()
-    assert problems == []
 
 
 def _open_live(page: Any, persona: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from sandbox.app import create_app as create_sandbox
 from sandbox.world import by_tag
-from tests.e2e.browser import chromium
+from tests.e2e.browser import app_page, chromium
 from tests.servers import demo_app, e2e_settings, listening_socket, port_of, running
 
 pytestmark = pytest.mark.slow
@@ -39,20 +39,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Any, demo: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="nb-NO",
-                                  timezone_id="Europe/Oslo")
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
-    page.goto(f"{demo}/app/")
-    page.wait_for_selector("body[data-ready=true]")
-    try:
+    with app_page(browser, f"{demo}/app/") as page:
         yield page
-    finally:
-        context.close()
-    assert problems == []
 
 
 def _open(page: Any, persona: str, nin: str) -> None:
