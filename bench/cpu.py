@@ -132,20 +132,22 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
               f"({gc.get_freeze_count()} frozen)", flush=True)
         best = (float("inf"), float("inf"))
         for round_ in range(rounds):
-            todo = requests
+            todo, failed = requests, 0
             profiler = cProfile.Profile() if profile and round_ == rounds - 1 else None
 
             async def client() -> None:
-                nonlocal todo
+                nonlocal todo, failed
                 while todo > 0:
                     todo -= 1
                     status, answer = await gateway.post(ctx.body, headers)
                     if status != 200:
                         raise RuntimeError(f"HTTP {status}: {answer[:300]!r}")
+                    failed += b'"errors"' in answer  # a source failed (a timeout under valgrind)
 
             if profiler is not None:
                 profiler.enable()
             GC.reset()
+            asked = ctx.upstream_requests()
             _callgrind("on")
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.gather(*(client() for _ in range(concurrency)))
@@ -155,13 +157,16 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
                 profiler.disable()
                 profiler.dump_stats(profile or "")
             best = min(best, (cpu * 1000 / requests, wall * 1000 / requests))
+            asked = ctx.upstream_requests() - asked
             print(f"  round {round_ + 1}: {cpu * 1000 / requests:.2f} ms CPU per request; "
-                  f"{GC.describe(requests)}", flush=True)
+                  f"{asked / requests:.2f} upstream calls per request (retries, DPoP nonce "
+                  f"challenges); {failed} answers with errors; {GC.describe(requests)}",
+                  flush=True)
         return best
 
 
 def _callgrind(state: str) -> None:
-    """Under `valgrind --tool=callgrind --collect-atstart=no`, count instructions only while
+    """Under `valgrind --tool=callgrind --instr-atstart=no`, count instructions only while
     requests run (KILDE_BENCH_CALLGRIND=1): instruction counts do not move with the load."""
     if os.environ.get("KILDE_BENCH_CALLGRIND"):
         import subprocess
