@@ -71,6 +71,16 @@ class Fetches:
         """The outcome of `source`'s fetch, once it has one (never raises but cancellation)."""
         return await self._tasks[source]
 
+    async def outcomes(self, sources: list[str]) -> list[Outcome]:
+        """The outcomes of `sources`' fetches, in that order, once all have one. Waits on the
+        fetch tasks without wrapping each in a task of its own; a cancelled caller leaves the
+        fetches running (other fields share them; `cancel()` ends them with the request)."""
+        tasks = [self._tasks[source] for source in sources]
+        pending = [task for task in tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+        return [task.result() for task in tasks]
+
     def cancel(self) -> None:
         """Stop every fetch still running (the request is over)."""
         for task in self._tasks.values():

@@ -13,11 +13,11 @@ only keeps the order and remembers each source's judgement for the other fields.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+from connectors.fanout import Outcome
 from connectors.model import AnyCategory, Category, Status
 from schema.errors import ForbiddenError, error_dict
 from schema.pipeline.fetch import Fetches
@@ -75,7 +75,9 @@ class PatientRequest:
 
     async def judgement(self, source: str) -> Judgement:
         """`source`'s outcome judged (once; later calls reuse it)."""
-        outcome = await self._fetches.outcome(source)
+        return self._judge(source, await self._fetches.outcome(source))
+
+    def _judge(self, source: str, outcome: Outcome) -> Judgement:
         if source not in self._judged:
             self._judged[source] = judge(outcome, self.plan, rules=self._ctx.services.rules)
             asked_for_data = bool(self.plan.fetches[source].categories)  # not a block probe
@@ -136,7 +138,11 @@ class PatientRequest:
         """The judgements of `sources`, after the patient's blocks: a block of the caller
         reported by any block source (`Plan.block_sources`) withholds every source's data."""
         probes = [s for s in sorted(self.plan.block_sources) if s not in sources]
-        judged = list(await asyncio.gather(*(self.judgement(s) for s in [*sources, *probes])))
+        wanted = [*sources, *probes]
+        # wait on the running fetches themselves: a gather of `judgement` coroutines made a
+        # task per source per field (~35 per legevakt request) only to await tasks that exist
+        outcomes = await self._fetches.outcomes(wanted)
+        judged = [self._judge(s, outcome) for s, outcome in zip(wanted, outcomes, strict=True)]
         blocker = next((j.source for j in judged if j.blocks_requester), None)
         mine = judged[:len(sources)]
         if blocker is None or not self._ctx.services.rules.block_everywhere:
