@@ -189,14 +189,18 @@ def _fault(hint: Any) -> Fault:
         return tuple_
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         cls = hint
-        fields = [(f.name, _fault(h)) for f in dataclasses.fields(cls)
-                  for h in (typing.get_type_hints(cls)[f.name],)]
+        hints = typing.get_type_hints(cls)
+        fields = [(f.name, _exact(hints[f.name]), _fault(hints[f.name]))
+                  for f in dataclasses.fields(cls)]
 
         def dataclass_(v: Any) -> Callable[[str], str] | None:
             if not isinstance(v, cls):
                 return lambda path: f"{path} is a {type(v).__name__}, not a {cls.__name__}"
-            for name, fault in fields:
-                problem = fault(getattr(v, name))
+            for name, exact, fault in fields:
+                value = getattr(v, name)
+                if type(value) in exact:  # a plain value of a plain type: nothing to look into
+                    continue
+                problem = fault(value)
                 if problem is not None:
                     return _at(problem, f".{name}")
             return None
@@ -219,6 +223,25 @@ def _fault(hint: Any) -> Fault:
     if hint is Any or hint is object:
         return lambda v: None
     raise TypeError(f"The boundary cannot check the type {hint!r}.")
+
+
+@functools.cache
+def _exact(hint: Any) -> frozenset[type]:
+    """The types whose values `_fault(hint)` accepts by their type alone (str, int, an enum,
+    None where allowed; not bool for int, not a datetime, which must carry a zone): the
+    boundary's fast path for the many plain fields of a large answer."""
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        return frozenset().union(*(_exact(a) for a in typing.get_args(hint)))
+    if origin is not None:  # a tuple, Literal, ...: the full check
+        return frozenset()
+    if hint is type(None):
+        return frozenset({type(None)})
+    if hint is float:
+        return frozenset({int, float})
+    if hint in (int, str, bool, date) or (isinstance(hint, type) and issubclass(hint, enum.Enum)):
+        return frozenset({hint})
+    return frozenset()
 
 
 def _at(problem: Callable[[str], str], step: str) -> Callable[[str], str]:
