@@ -14,10 +14,16 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import (
+    FieldNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from strawberry.extensions import ParserCache
 from strawberry.types import Info
-from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+from strawberry.types.nodes import convert_arguments
 
 from connectors.errors import ConnectorError
 from connectors.identifiers import is_valid_nin
@@ -46,21 +52,27 @@ MAX_EMERGENCY_REASON = ARGUMENT_LIMITS["emergencyReason"]  # characters: a sente
 
 
 def _field_selections(info: Info[Context, None]) -> tuple[list[str], dict[str, Any]]:
-    """Names of the Patient fields selected (through fragments), and labResults' arguments."""
+    """Names of the Patient fields selected (through fragments), and labResults' arguments.
+
+    Walks the operation's own nodes: `info.selected_fields` would convert the whole selection
+    tree below `patient` (~60 nodes, their arguments and directives) to read one level."""
+    raw = info._raw_info
     names: list[str] = []
     lab_args: dict[str, Any] = {}
 
-    def walk(selections: list[Any]) -> None:
-        for sel in selections:
-            if isinstance(sel, SelectedField):
-                names.append(sel.name)
-                if sel.name == "labResults":
-                    lab_args.update(sel.arguments)
-            elif isinstance(sel, FragmentSpread | InlineFragment):
-                walk(sel.selections)
+    def walk(selection_set: SelectionSetNode | None) -> None:
+        for sel in selection_set.selections if selection_set is not None else ():
+            if isinstance(sel, FieldNode):
+                names.append(sel.name.value)
+                if sel.name.value == "labResults":
+                    lab_args.update(convert_arguments(raw, sel.arguments))
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode):
+                walk(raw.fragments[sel.name.value].selection_set)
 
-    for field in info.selected_fields:
-        walk(field.selections)
+    for field in raw.field_nodes:
+        walk(field.selection_set)
     return names, lab_args
 
 
