@@ -13,6 +13,7 @@ is shown. Records from one source are never merged with each other. Pure.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TypeVar
@@ -46,14 +47,58 @@ def _same(a: CriticalInformation, b: CriticalInformation) -> bool:
 def merge_critical(items: Sequence[CriticalInformation]) -> list[CriticalInformation]:
     """One item per piece of critical information, however many sources hold it."""
     groups: list[list[CriticalInformation]] = []
+    sources: list[set[str]] = []
+    # per key (what `_same` compares), the groups holding it, and per key and source a heap
+    # of those still open to that source (a group only gains sources, so one that holds the
+    # source is dropped for good): a look-up per item instead of a walk over every member of
+    # every group, which was quadratic at 1,000 records per source (bench/RESULTS.md)
+    holding: dict[tuple[object, ...], list[int]] = {}
+    open_to: dict[tuple[object, ...], dict[str, list[int]]] = {}
     for item in sorted(items, key=_rank):
-        group = next((g for g in groups if any(_same(item, m) for m in g)
-                      and item.provenance.source not in {m.provenance.source for m in g}), None)
-        if group is None:
-            groups.append([item])
-        else:
-            group.append(item)
+        source = item.provenance.source
+        keys = _keys(item)
+        index = min((i for key in keys
+                     if (i := _first_open(key, source, holding, open_to, sources)) is not None),
+                    default=None)
+        if index is None:
+            index = len(groups)
+            groups.append([])
+            sources.append(set())
+        groups[index].append(item)
+        sources[index].add(source)
+        for key in keys:
+            held = holding.setdefault(key, [])
+            if index not in held:
+                held.append(index)
+                for other, heap in open_to.get(key, {}).items():
+                    if other not in sources[index]:
+                        heapq.heappush(heap, index)
     return [_merge(g) for g in groups]
+
+
+def _first_open(key: tuple[object, ...], source: str, holding: dict[tuple[object, ...], list[int]],
+                open_to: dict[tuple[object, ...], dict[str, list[int]]],
+                sources: list[set[str]]) -> int | None:
+    """The first group holding `key` that has no item from `source` yet."""
+    by_source = open_to.setdefault(key, {})
+    heap = by_source.get(source)
+    if heap is None:
+        heap = by_source[source] = [i for i in holding.get(key, ()) if source not in sources[i]]
+        heapq.heapify(heap)
+    while heap and source in sources[heap[0]]:
+        heapq.heappop(heap)
+    return heap[0] if heap else None
+
+
+def _keys(item: CriticalInformation) -> list[tuple[object, ...]]:
+    """What `_same` compares, as keys: two items are the same when they share one."""
+    keys: list[tuple[object, ...]] = []
+    if item.code.code:
+        keys.append(("code", item.type, item.code.system, item.code.code))
+    words = _words(item.description)
+    if words:
+        keys.append(("words", item.type, words))
+    return keys
 
 
 def _merge(group: list[CriticalInformation]) -> CriticalInformation:

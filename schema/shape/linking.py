@@ -34,14 +34,10 @@ T = TypeVar("T", Provenance, Coding, MedicationRecord)
 
 def link_medications(items: Sequence[Medication]) -> list[Medication]:
     """Merge the records of each treatment into one item; active first, then by name."""
-    groups: list[list[Medication]] = []
+    groups = _Groups()
     for item in sorted(items, key=lambda m: _rank(m.provenance)):
-        group = _matching_group(item, groups)
-        if group is None:
-            groups.append([item])
-        else:
-            group.append(item)
-    merged = [_merge(group) for group in groups]
+        groups.add(item, groups.matching(item))
+    merged = [_merge(group) for group in groups.groups]
     return sorted(merged, key=lambda m: (m.status != "active", m.name.casefold(), m.id))
 
 
@@ -54,24 +50,48 @@ def _is_administration(item: Medication) -> bool:
     return item.provenance.source in ADMINISTRATION_SOURCES
 
 
-def _matching_group(item: Medication, groups: list[list[Medication]]) -> list[Medication] | None:
-    if item.treatment_id:
-        for group in groups:
-            if any(m.treatment_id == item.treatment_id for m in group):
-                return group
-    for group in groups:
-        if any((item.pll_id and m.pll_id == item.pll_id)
-               or (item.prescription_id and m.prescription_id == item.prescription_id)
-               for m in group):
-            return group
-    if not _is_administration(item) or not item.code.code:
-        return None
-    same_drug = [g for g in groups if _compatible(item, g)
-                 and any(m.code.code == item.code.code for m in g)]
-    same_day = [g for g in same_drug if item.started and any(m.started == item.started for m in g)]
-    if same_day:
-        return same_day[0] if len(same_day) == 1 else None
-    return same_drug[0] if len(same_drug) == 1 else None
+class _Groups:
+    """The groups made so far, indexed by the values they are matched on: the first group
+    holding an id, the groups holding an ATC code. Matching an item is then a look-up, not a
+    walk over every group's members (quadratic: at 1,000 records per source it was most of a
+    request's CPU, bench/RESULTS.md)."""
+
+    def __init__(self) -> None:
+        self.groups: list[list[Medication]] = []
+        self._first: dict[str, dict[str, int]] = {name: {} for name in ID_FIELDS}
+        self._by_code: dict[str, set[int]] = {}
+
+    def add(self, item: Medication, index: int | None) -> None:
+        if index is None:
+            index = len(self.groups)
+            self.groups.append([item])
+        else:
+            self.groups[index].append(item)
+        for name in ID_FIELDS:
+            value = getattr(item, name)
+            if value:
+                first = self._first[name]
+                first[value] = min(first.get(value, index), index)
+        if item.code.code:
+            self._by_code.setdefault(item.code.code, set()).add(index)
+
+    def matching(self, item: Medication) -> int | None:
+        """The index of the group `item` belongs to (the rule in the module docstring)."""
+        if item.treatment_id and item.treatment_id in self._first["treatment_id"]:
+            return self._first["treatment_id"][item.treatment_id]
+        by_id = [first[value] for name, first in self._first.items() if name != "treatment_id"
+                 for value in (getattr(item, name),) if value and value in first]
+        if by_id:
+            return min(by_id)
+        if not _is_administration(item) or not item.code.code:
+            return None
+        same_drug = [i for i in sorted(self._by_code.get(item.code.code, ()))
+                     if _compatible(item, self.groups[i])]
+        same_day = [i for i in same_drug
+                    if item.started and any(m.started == item.started for m in self.groups[i])]
+        if same_day:
+            return same_day[0] if len(same_day) == 1 else None
+        return same_drug[0] if len(same_drug) == 1 else None
 
 
 def _compatible(item: Medication, group: list[Medication]) -> bool:
