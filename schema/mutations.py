@@ -10,7 +10,7 @@ input's `clientIdentifier`) makes a repeat return the first result.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -42,11 +42,22 @@ _WRITES = ("Forwarded to the patient's municipal store (the owner of the record)
            "the first result and records nothing new.")
 
 
-def _check_nin(nin: str) -> None:
+Item = TypeVar("Item")
+
+
+async def _record(info: Info[Context, None], mutation: str, nin: str, input_: Any, draft: Any,
+                  kind: type[Item]) -> Item:
+    """What every mutation does: check the number, then `record` (decide, audit, send once,
+    evict) into the municipality the input names; the store's record comes back as `kind`."""
     if not is_valid_nin(nin):
         raise BadUserInputError(
             "The national identity number is not valid: it must be 11 digits with valid "
             "mod-11 control digits.", argument="nin")
+    item = await record(info.context, mutation=mutation, nin=nin, draft=draft(),
+                        municipality=municipality_of(input_.municipality),
+                        client_identifier=client_identifier_of(input_.client_identifier))
+    assert isinstance(item, kind)
+    return item
 
 
 @strawberry.type
@@ -56,14 +67,10 @@ class Mutation:
         self, info: Info[Context, None], nin: str,
         input_: Annotated[TreatmentLimitationInput, strawberry.argument(name="input")],
     ) -> TreatmentLimitation:
-        ctx = info.context
-        _check_nin(nin)
-        draft = limitation_draft(input_, ctx.services.terminology, now=datetime.now(UTC))
-        item = await record(ctx, mutation="recordTreatmentLimitation", nin=nin, draft=draft,
-                            municipality=municipality_of(input_.municipality),
-                            client_identifier=client_identifier_of(input_.client_identifier))
-        assert isinstance(item, LimitationItem)
-        return annotate([item], ctx.services.terminology)[0]
+        terminology = info.context.services.terminology
+        item = await _record(info, "recordTreatmentLimitation", nin, input_, lambda: (
+            limitation_draft(input_, terminology, now=datetime.now(UTC))), LimitationItem)
+        return annotate([item], terminology)[0]
 
     @strawberry.mutation(description="Record a clinical note (a DocumentReference), e.g. a "
                          "legevakt visit note for the home municipality's care services. "
@@ -72,14 +79,8 @@ class Mutation:
         self, info: Info[Context, None], nin: str,
         input_: Annotated[ClinicalNoteInput, strawberry.argument(name="input")],
     ) -> DocumentReference:
-        ctx = info.context
-        _check_nin(nin)
-        draft = note_draft(input_, now=datetime.now(UTC))
-        item = await record(ctx, mutation="recordClinicalNote", nin=nin, draft=draft,
-                            municipality=municipality_of(input_.municipality),
-                            client_identifier=client_identifier_of(input_.client_identifier))
-        assert isinstance(item, DocumentItem)
-        return item
+        return await _record(info, "recordClinicalNote", nin, input_,
+                             lambda: note_draft(input_, now=datetime.now(UTC)), DocumentItem)
 
     @strawberry.mutation(description="Record one administration of a medicine in municipal "
                          "care. " + _WRITES)
@@ -87,11 +88,7 @@ class Mutation:
         self, info: Info[Context, None], nin: str,
         input_: Annotated[MedicationAdministrationInput, strawberry.argument(name="input")],
     ) -> Medication:
-        ctx = info.context
-        _check_nin(nin)
-        draft = administration_draft(input_, now=datetime.now(UTC))
-        item = await record(ctx, mutation="recordMedicationAdministration", nin=nin,
-                            draft=draft, municipality=municipality_of(input_.municipality),
-                            client_identifier=client_identifier_of(input_.client_identifier))
-        assert isinstance(item, MedicationItem)
+        item = await _record(info, "recordMedicationAdministration", nin, input_,
+                             lambda: administration_draft(input_, now=datetime.now(UTC)),
+                             MedicationItem)
         return link_medications([item])[0]
