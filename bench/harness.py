@@ -31,6 +31,13 @@ OUT = ROOT / "bench" / "out"
 SOURCES = ("MUNICIPAL", "KJERNEJOURNAL", "PLL", "ERESEPT", "PROEVESVAR")
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q` quantile (0..1) of `values` by nearest rank, as every table here reports it
+    (NaN for none)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
 def listening_socket() -> socket.socket:
     """A TCP socket bound to a loopback port the OS chose. The server process is handed this
     socket itself (`process(..., sock=...)`, `--fd N`), never only its number, so nothing else
@@ -285,10 +292,9 @@ async def drive(url: str, body: bytes, headers: Mapping[str, str], concurrency: 
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    ordered = sorted(latencies) or [float("nan")]
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    median = statistics.median(latencies) if latencies else float("nan")
     return Run(concurrency, len(latencies), errors, elapsed,
-               statistics.median(ordered), p99, driver="aiohttp")
+               median, percentile(latencies, 0.99), driver="aiohttp")
 
 
 def load(url: str, body: bytes, headers: Mapping[str, str], concurrency: int, seconds: float,

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from bench.compare import commit, loadavg, machine
-from bench.harness import ROOT, Usage, load
+from bench.harness import ROOT, Usage, load, percentile
 from bench.systems import DEFAULT_POSTGRES, audit_store, bench_context, check_answer, start_kilde
 
 
@@ -38,8 +38,7 @@ class Minute:
     rss: list[float] = field(default_factory=list)
 
     def pct(self, q: float) -> float:
-        data = sorted(self.latencies)
-        return data[min(len(data) - 1, int(q * len(data)))] if data else float("nan")
+        return percentile(self.latencies, q)
 
 
 async def open_loop(url: str, body: bytes, headers: dict[str, str], rate: float,
