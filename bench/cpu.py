@@ -200,9 +200,14 @@ def main() -> None:
                 ctx.set_items(source, args.items)
         modes = ("cold", "warm") if args.mode == "both" else (args.mode,)
         for mode in modes:
-            slow = {"KILDE_DEADLINE_SECONDS": str(args.patient), **{
-                f"KILDE_CONNECTORS__{s.upper()}__TIMEOUT": str(args.patient) for s in (
-                    "municipal", "kjernejournal", "pll", "eresept", "proevesvar")}
+            # under valgrind a run lasts minutes: the cache entries must outlive it and a Redis
+            # call may take longer than 0.25 s, or warm requests go upstream mid-run
+            slow = {"KILDE_DEADLINE_SECONDS": str(args.patient),
+                    "KILDE_CACHE__OP_TIMEOUT_SECONDS": str(args.patient),
+                    "KILDE_CACHE__DEFAULT_TTL_SECONDS": "3600",
+                    "KILDE_CACHE__MAX_TTL_SECONDS": "3600", **{
+                        f"KILDE_CONNECTORS__{s.upper()}__TIMEOUT": str(args.patient) for s in (
+                            "municipal", "kjernejournal", "pll", "eresept", "proevesvar")}
                     } if args.patient else {}
             env = kilde_env(ctx, 0, audit_url, extra_env=slow,
                             cache_url=args.redis_url if mode == "warm" else "")
