@@ -20,6 +20,13 @@ are taken this way, so completing an object again on a fall-back does no harm. W
 schema extension or middleware that wraps resolvers (`resolve` hook), nothing takes the fast
 path: every field then goes through it as before.
 
+Plans are shared between requests: the same operation text is the same parsed document (the
+parser cache), so a plan is kept by its type and the identity of its field nodes (held, so an
+id cannot be reused while its plan is kept), bounded. Compiling them per request, and the
+closures' cycles it left for the collector, were a third of a warm request's instructions
+(bench/RESULTS.md, issue 16 item 3). An operation with any directive keeps its plans to itself:
+`@skip`/`@include` may read variables, so its selection can differ from one request to the next.
+
 >>> schema = strawberry.Schema(query=Query, execution_context_class=PlainDataExecutor)  # doctest: +SKIP
 """
 
@@ -29,10 +36,13 @@ from collections.abc import Callable
 from typing import Any
 
 from graphql import (
+    DirectiveNode,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    Node,
+    OperationDefinitionNode,
     Undefined,
     is_leaf_type,
 )
@@ -46,6 +56,11 @@ class _NotPlainError(Exception):
 
 
 _NOT_PLAIN = object()  # memo marker: this (type, selection) cannot be planned
+SHARED_PLANS = 4096  # (type, field nodes) plans kept between requests, oldest out first
+# (type, ids of the field nodes) -> (the nodes, kept alive; plan or _NOT_PLAIN)
+_shared: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+# id(operation) -> (the operation, kept alive; True when it and its fragments have no directive)
+_directive_free: dict[int, tuple[OperationDefinitionNode, bool]] = {}
 
 
 class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -57,7 +72,8 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
         self._plain = not (manager is not None and getattr(
             manager, "_middleware_resolvers", None))
         # (type, id(field details)) -> (field details kept alive, plan or _NOT_PLAIN)
-        self._plans: dict[tuple[GraphQLObjectType, int], tuple[Any, Any]] = {}
+        self._plans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        self._share = self._plain and _shareable(self.operation, self.fragments)
 
     def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any,
                               info: Any, path: Any, result: Any, position_context: Any) -> Any:
@@ -75,13 +91,25 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def _object_plan(self, return_type: GraphQLObjectType,
                      field_details_list: Any) -> Completer | None:
-        key = (return_type, id(field_details_list))
-        known = self._plans.get(key)
+        plans: dict[tuple[Any, ...], tuple[Any, Any]]
+        if self._share and not any(d.fragment_variable_values for d in field_details_list):
+            plans, held = _shared, tuple(d.node for d in field_details_list)
+            key: tuple[Any, ...] = (return_type, *map(id, held))
+        else:
+            plans, held = self._plans, field_details_list
+            key = (return_type, id(field_details_list))
+        known = plans.get(key)
         if known is not None:
             return None if known[1] is _NOT_PLAIN else known[1]
-        self._plans[key] = (field_details_list, _NOT_PLAIN)  # a cycle is not plain
-        plan = self._compile_object(return_type, field_details_list)
-        self._plans[key] = (field_details_list, _NOT_PLAIN if plan is None else plan)
+        plans[key] = (held, _NOT_PLAIN)  # a cycle is not plain
+        try:
+            plan = self._compile_object(return_type, field_details_list)
+        except BaseException:
+            plans.pop(key, None)
+            raise
+        plans[key] = (held, _NOT_PLAIN if plan is None else plan)
+        if plans is _shared and len(_shared) > SHARED_PLANS:
+            del _shared[next(iter(_shared))]
         return plan
 
     def _compile_object(self, return_type: GraphQLObjectType,
@@ -192,3 +220,29 @@ def _reader(field_def: Any) -> Callable[[Any], Any] | None:
     if resolver.self_parameter is None:
         return lambda source: resolver()
     return lambda source: resolver(source)
+
+
+def _shareable(operation: OperationDefinitionNode, fragments: Any) -> bool:
+    """True when `operation` and its document's fragments carry no directive, so its plans
+    are the same for every request (remembered per operation node)."""
+    known = _directive_free.get(id(operation))
+    if known is not None and known[0] is operation:
+        return known[1]
+    free = not _has_directive(operation) and not any(
+        _has_directive(getattr(f, "definition", f)) for f in (fragments or {}).values())
+    _directive_free[id(operation)] = (operation, free)
+    if len(_directive_free) > SHARED_PLANS:
+        del _directive_free[next(iter(_directive_free))]
+    return free
+
+
+def _has_directive(node: Any) -> bool:
+    """True when `node` or anything below it is a directive (or carries one)."""
+    if isinstance(node, DirectiveNode):
+        return True
+    if isinstance(node, Node):
+        return any(_has_directive(getattr(node, key, None)) for key in node.keys
+                   if key != "loc")
+    if isinstance(node, tuple | list):
+        return any(_has_directive(item) for item in node)
+    return False

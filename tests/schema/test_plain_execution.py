@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import strawberry
-from strawberry.extensions import SchemaExtension
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.execution import PlainDataExecutor
@@ -130,3 +130,55 @@ def test_an_extension_that_wraps_every_resolver_still_sees_every_field(case: str
     assert (data, errors) == _run(StrawberryGraphQLCoreExecutionContext, [_Upper], case)
     if case == "clean":
         assert data["nodes"][0]["leaves"][0]["name"] == "X"  # the extension ran on the leaf
+
+
+PLAIN_QUERY = """{
+  nodes { __typename title tags leaves { name colour at count shout ...L } best { n: name } }
+  syncNodes { title alias: leaves { name count } }
+}
+fragment L on LeafType { again: name __typename }"""
+
+
+def _schemas() -> tuple[strawberry.Schema, strawberry.Schema]:
+    """A PlainDataExecutor schema and Strawberry's, each parsing a text once (as Kilde's)."""
+    return tuple(strawberry.Schema(query=Query, execution_context_class=executor,  # type: ignore[return-value]
+                                   extensions=[lambda: ParserCache(maxsize=8)])
+                 for executor in (PlainDataExecutor, StrawberryGraphQLCoreExecutionContext))
+
+
+def _answer(schema: strawberry.Schema, query: str, case: str,
+            variables: dict[str, Any] | None = None) -> tuple[Any, list[Any]]:
+    CURRENT[:] = CASES[case]
+    result = asyncio.run(schema.execute(query, variable_values=variables))
+    return result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+
+
+def test_plans_are_compiled_once_per_document_and_serve_every_later_request(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    plain, core = _schemas()
+    compiled: list[str] = []
+    compile_object = PlainDataExecutor._compile_object
+
+    def counting(self: PlainDataExecutor, return_type: Any, details: Any) -> Any:
+        compiled.append(return_type.name)
+        return compile_object(self, return_type, details)
+
+    monkeypatch.setattr(PlainDataExecutor, "_compile_object", counting)
+    order = ["clean", "null in a non-null leaf", "a coercion that fails", "several nodes, one bad",
+             "clean", "not a list", "clean"]
+    for i, case in enumerate(order):
+        assert _answer(plain, PLAIN_QUERY, case) == _answer(core, PLAIN_QUERY, case), case
+        if i == 0:
+            first = len(compiled)
+            assert first > 0
+    assert len(compiled) == first  # every later request reused the first one's plans
+
+
+def test_a_directive_on_a_variable_keeps_its_plans_to_each_request() -> None:
+    plain, core = _schemas()
+    for yes in (True, False, True, False):
+        variables = {"yes": yes}
+        got = _answer(plain, QUERY, "clean", variables)
+        assert got == _answer(core, QUERY, "clean", variables)
+        leaf = got[0]["syncNodes"][0]["alias"][0]
+        assert ("count" in leaf, "name" in leaf) == (yes, not yes)
