@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from connectors.crypto import CacheKeys
@@ -20,6 +23,17 @@ def test_parts_are_joined_unambiguously() -> None:
     keys = CacheKeys.from_secret(SECRET)
     assert keys.key_for("ab", "c") != keys.key_for("a", "bc")
     assert keys.key_for("a", "") != keys.key_for("a")
+
+
+def test_a_key_is_hmac_sha256_of_the_length_prefixed_parts() -> None:
+    # the construction keys have always had: entries written by an older Kilde stay reachable
+    keys = CacheKeys.from_secret(SECRET)
+    parts = ("entry", "pll", "3", "", "MEDICATIONS", "14033841389", "Ø-ålesund")
+    mac = hmac.new(keys.mac_key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(len(part.encode()).to_bytes(4, "big"))
+        mac.update(part.encode())
+    assert keys.key_for(*parts) == mac.hexdigest()
 
 
 def test_a_key_never_contains_its_inputs() -> None:
