@@ -64,6 +64,22 @@ def municipality_label(number: str | None) -> str:
     return number if _MUNICIPALITY.fullmatch(number) else OTHER
 
 
+class Children:
+    """A labelled metric's children, each looked up once: prometheus_client's `labels()`
+    converts and locks on every call, some 30 times per request (bench/RESULTS.md, issue 16
+    item 3). Label values are bounded by design (this module's labels), so this is too."""
+
+    def __init__(self, metric: Any) -> None:
+        self.metric = metric
+        self._known: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._known.get(values)
+        if child is None:
+            child = self._known[values] = self.metric.labels(*values)
+        return child
+
+
 class Metrics:
     """The gateway's metrics registry and the usage counters (docs/audit.md: usage statistics).
 
@@ -94,10 +110,12 @@ class Metrics:
             "included (an unhandled error answered at the edge counts as 500).",
             ("route", "status"), registry=self.registry,
         )
+        self._delivered, self._items = Children(self.deliveries), Children(self.items)
+        self._responses = Children(self.responses)
 
     def response(self, route: str, status: int) -> None:
         """Count one HTTP answer (`route`: the route template, never the path)."""
-        self.responses.labels(route, status_label(status)).inc()
+        self._responses(route, status_label(status)).inc()
 
     def record(self, events: Iterable[AuditEvent]) -> None:
         """Count what committed audit events delivered; call only after the write succeeded."""
@@ -108,8 +126,8 @@ class Metrics:
             for d in event.deliveries:
                 if d.count <= 0:
                     continue
-                self.deliveries.labels(d.source, d.category, municipality).inc()
-                self.items.labels(d.source, d.category, municipality).inc(d.count)
+                self._delivered(d.source, d.category, municipality).inc()
+                self._items(d.source, d.category, municipality).inc(d.count)
 
     def gauge(self, name: str, documentation: str, value: Callable[[], float]) -> None:
         """A gauge read from `value()` at each scrape (no labels)."""

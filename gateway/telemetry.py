@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.metrics import Children
 from schema.pipeline.ledger import Ledger
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
@@ -66,16 +67,19 @@ class RequestMetrics:
             "(miss); hit ratio = hit / (hit + miss).", ("source", "result"), registry=registry)
         if breakers is not None:
             registry.register(_BreakerCollector(breakers))
+        self._requests, self._latency = Children(self.requests), Children(self.latency)
+        self._source_latency = Children(self.source_latency)
+        self._source_outcomes, self._cache = Children(self.source_outcomes), Children(self.cache)
 
     def request(self, operation: str, status: int, seconds: float) -> None:
-        self.requests.labels(operation, str(status)).inc()
-        self.latency.labels(operation).observe(seconds)
+        self._requests(operation, str(status)).inc()
+        self._latency(operation).observe(seconds)
 
     def sources(self, ledger: Ledger) -> None:
         """Record the finished fetches in a request's ledger."""
         for patient in ledger.patients:
             for fetch in patient.fetches:
-                self.source_latency.labels(fetch.source).observe(fetch.latency_ms / 1000)
-                self.source_outcomes.labels(fetch.source, fetch.code).inc()
+                self._source_latency(fetch.source).observe(fetch.latency_ms / 1000)
+                self._source_outcomes(fetch.source, fetch.code).inc()
                 if fetch.from_cache is not None:
-                    self.cache.labels(fetch.source, "hit" if fetch.from_cache else "miss").inc()
+                    self._cache(fetch.source, "hit" if fetch.from_cache else "miss").inc()
