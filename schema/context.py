@@ -135,16 +135,22 @@ class Context:
     # the audit store failed and the data was withheld
     audited: bool = False
     audit_unavailable: bool = False
+    _finished: Ledger | None = field(default=None, init=False, repr=False)
 
     def remaining(self) -> float:
         """Seconds left before the request deadline (never negative)."""
         return max(0.0, self.services.deadline_seconds - (time.monotonic() - self.started))
 
     def finish(self) -> Ledger:
-        """End the request: cancel fetches nobody awaited and return what was delivered."""
+        """End the request: cancel fetches nobody awaited and return what was delivered.
+
+        Once ended, the same ledger again: the audit extension ends the execution and
+        `run_operation` asks after it, and what it summarises is what was audited."""
+        if self._finished is not None:
+            return self._finished
         for patient in self.patients:
             patient.cancel()
-        return Ledger(
+        self._finished = Ledger(
             principal=self.principal,
             request_id=self.request_id,
             patients=tuple(patient.ledger() for patient in self.patients),
@@ -152,6 +158,7 @@ class Context:
             log_reads=tuple(self.log_reads),
             notices=tuple(self.notices),
         )
+        return self._finished
 
     def drain(self) -> Ledger:
         """A subscription's account since the last drain: the updates it sent and the lookups

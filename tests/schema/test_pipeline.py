@@ -137,6 +137,8 @@ async def test_the_ledger_holds_what_the_fields_handed_over_and_how_each_fetch_w
     assert (ledger.principal, ledger.request_id, one.reason) == (
         ctx.principal, "r1", "CARE_RELATIONSHIP")
     assert [e["extensions"]["code"] for e in ctx.errors] == ["FORBIDDEN"]
+    # ended once: run_operation's summary is the ledger the audit extension wrote
+    assert ctx.finish() is ledger
 
 
 async def test_finishing_the_request_stops_the_fetches_nobody_awaited() -> None:
