@@ -28,8 +28,9 @@ from gateway.headlimit import MAX_HEADER_BYTES, uvicorn_options
 STARTUP_FAILURE = 3  # uvicorn's exit status when the app's lifespan failed to start
 # After SIGTERM or one Ctrl+C: in-flight requests get this long to finish (a patient request is
 # bounded by its deadline, 3 s by default); one still running is then cancelled and answered
-# 503 UPSTREAM_UNAVAILABLE, source "kilde", reason SHUTTING_DOWN (gateway/logs.py), and the app's shutdown (audit commit, pools) takes at
-# most ~1 s more (gateway/audit), so the process is gone within 5 s of the signal.
+# 503 UPSTREAM_UNAVAILABLE, source "kilde", reason SHUTTING_DOWN (gateway/logs.py), and the
+# app's shutdown (audit commit, pools) takes at most ~1 s more (gateway/audit), so the process
+# is gone within 5 s of the signal.
 SHUTDOWN_GRACE_SECONDS = 2.5
 # The bound itself, whatever hangs: a process still running this long after the first signal
 # (its shutdown waited on something that ignored its timeouts, or the machine is starved) is
