@@ -76,6 +76,22 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
+SPEED_LOOP = 10_000_000  # iterations of the machine-speed loop
+
+
+def machine_speed(repeats: int = 3) -> float:
+    """CPU seconds of a fixed pure-Python loop (best of `repeats`), measured before anything
+    starts: the same code on two machines differs by this factor, so figures recorded on
+    different machines can be compared (absolute ms scale with it; ratios less so)."""
+    best = math.inf
+    for _ in range(repeats):
+        started, total = time.process_time(), 0
+        for i in range(SPEED_LOOP):
+            total += i
+        best = min(best, time.process_time() - started)
+    return best
+
+
 def commit() -> str:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
@@ -333,6 +349,7 @@ def report(results: list[Result], facts: dict[str, str], args: argparse.Namespac
     notes = [
         f"`{command}`",
         f"commit {commit()}; {machine()}",
+        f"machine speed: {facts.get('speed', 'not measured')}",
         f"load: {driver}, {args.seconds:g} s per level after a {args.warmup:g} s warm-up; "
         f"{facts.get('cores', '')}",
         f"upstream: sandbox at {args.latency_ms:g} ms per call, no faults; "
@@ -375,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     command = "python -m bench.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     load_before = loadavg()
+    speed = machine_speed()
     results, facts = run_all(args)
+    facts["speed"] = (f"a pure-Python loop of {SPEED_LOOP:,} additions took {speed:.2f} s CPU "
+                      "(best of 3, before the systems started; bench.compare.machine_speed)")
     text = report(results, facts, args, command.strip(), load_before)
     print(text)
     if not args.no_record:
