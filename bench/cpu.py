@@ -26,7 +26,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from bench.harness import Cores
+from bench.harness import Cores, percentile
 from bench.systems import (
     DEFAULT_POSTGRES,
     DEFAULT_REDIS,
@@ -66,6 +66,69 @@ class _GcWatch:
 
 
 GC = _GcWatch()
+
+
+class _Stalls:
+    """The event loop's longest synchronous stretches: every callback (a task step, a timer, a
+    transport read) timed around `asyncio.Handle._run`, as asyncio's slow-callback log
+    would time it, without debug mode's own cost. One callback that runs for 7 ms makes
+    every other request in flight wait 7 ms: these are the tail's cause on one core."""
+
+    THRESHOLD = 0.002  # seconds; stretches longer than this are kept by name
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.slow: dict[str, list[float]] = {}
+        self._original: Any = None
+
+    def install(self) -> None:
+        import asyncio.events as events
+
+        original = self._original = events.Handle._run
+        durations, slow, threshold = self.durations, self.slow, self.THRESHOLD
+        clock = time.perf_counter
+
+        def _run(handle: Any) -> None:
+            started = clock()
+            original(handle)
+            took = clock() - started
+            durations.append(took)
+            if took > threshold:
+                slow.setdefault(_describe(handle), []).append(took)
+
+        events.Handle._run = _run  # type: ignore[method-assign,assignment]
+
+    def reset(self) -> None:
+        self.durations.clear()
+        self.slow.clear()
+
+    def describe(self) -> str:
+        from bench.harness import percentile
+
+        if not self.durations:
+            return "stalls: not measured"
+        ms = sorted(d * 1000 for d in self.durations)
+        top = sorted(((max(v), len(v), k) for k, v in self.slow.items()), reverse=True)[:6]
+        named = "; ".join(f"{k} x{n} (max {m * 1000:.1f} ms)" for m, n, k in top)
+        return (f"callbacks {len(ms)}: p50 {percentile(ms, 0.5):.3f} ms, p99 "
+                f"{percentile(ms, 0.99):.2f} ms, max {ms[-1]:.1f} ms, "
+                f"{sum(1 for d in ms if d > self.THRESHOLD * 1000)} over "
+                f"{self.THRESHOLD * 1000:g} ms: {named}")
+
+
+def _describe(handle: Any) -> str:
+    callback = getattr(handle, "_callback", None)
+    owner = getattr(callback, "__self__", None)
+    coro = getattr(owner, "get_coro", None)
+    if coro is not None:  # a task step: name the coroutine and where it is suspended
+        c = coro()
+        frame = getattr(c, "cr_frame", None)
+        where = f"@{frame.f_code.co_name}" if frame is not None else ""
+        return f"task {getattr(c, '__qualname__', c)}{where}"
+    return getattr(callback, "__qualname__", repr(callback))
+
+
+STALLS = _Stalls()
 
 
 class Gateway:
@@ -133,13 +196,16 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
         best = (float("inf"), float("inf"))
         for round_ in range(rounds):
             todo, failed = requests, 0
+            latencies: list[float] = []
             profiler = cProfile.Profile() if profile and round_ == rounds - 1 else None
 
-            async def client() -> None:
+            async def client(latencies: list[float] = latencies) -> None:
                 nonlocal todo, failed
                 while todo > 0:
                     todo -= 1
+                    started = time.perf_counter()
                     status, answer = await gateway.post(ctx.body, headers)
+                    latencies.append((time.perf_counter() - started) * 1000)
                     if status != 200:
                         raise RuntimeError(f"HTTP {status}: {answer[:300]!r}")
                     failed += b'"errors"' in answer  # a source failed (a timeout under valgrind)
@@ -147,6 +213,7 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
             if profiler is not None:
                 profiler.enable()
             GC.reset()
+            STALLS.reset()
             asked = ctx.upstream_requests()
             _callgrind("on")
             cpu, wall = time.process_time(), time.perf_counter()
@@ -162,6 +229,9 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
                   f"{asked / requests:.2f} upstream calls per request (retries, DPoP nonce "
                   f"challenges); {failed} answers with errors; {GC.describe(requests)}",
                   flush=True)
+            print(f"    latency per request: p50 {percentile(latencies, 0.5):.1f} ms, p99 "
+                  f"{percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms"
+                  + (f"; {STALLS.describe()}" if STALLS.durations else ""), flush=True)
         return best
 
 
@@ -186,9 +256,13 @@ def main() -> None:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS)
     parser.add_argument("--profile", default=None, help="cProfile output of the last round")
+    parser.add_argument("--stalls", action="store_true",
+                        help="time every event-loop callback; name those over 2 ms")
     parser.add_argument("--patient", type=float, default=0.0,
                         help="source timeout and request deadline in s (e.g. 60 under valgrind)")
     args = parser.parse_args()
+    if args.stalls:
+        STALLS.install()
     cores = Cores.detect()
     if cores.sut:
         os.sched_setaffinity(0, {int(c) for c in cores.sut.split(",")})
