@@ -59,21 +59,24 @@ def _field_selections(info: Info[Context, None]) -> tuple[list[str], dict[str, A
     raw = info._raw_info
     names: list[str] = []
     lab_args: dict[str, Any] = {}
-
-    def walk(selection_set: SelectionSetNode | None) -> None:
-        for sel in selection_set.selections if selection_set is not None else ():
-            if isinstance(sel, FieldNode):
-                names.append(sel.name.value)
-                if sel.name.value == "labResults":
-                    lab_args.update(convert_arguments(raw, sel.arguments))
-            elif isinstance(sel, InlineFragmentNode):
-                walk(sel.selection_set)
-            elif isinstance(sel, FragmentSpreadNode):
-                walk(raw.fragments[sel.name.value].selection_set)
-
     for field in raw.field_nodes:
-        walk(field.selection_set)
+        _walk(raw, field.selection_set, names, lab_args)
     return names, lab_args
+
+
+def _walk(raw: Any, selection_set: SelectionSetNode | None, names: list[str],
+          lab_args: dict[str, Any]) -> None:
+    # a module function, not a closure that calls itself: that closure's cell is a cycle that
+    # held `raw` (and through it the request's Context and answer) for the cyclic collector
+    for sel in selection_set.selections if selection_set is not None else ():
+        if isinstance(sel, FieldNode):
+            names.append(sel.name.value)
+            if sel.name.value == "labResults":
+                lab_args.update(convert_arguments(raw, sel.arguments))
+        elif isinstance(sel, InlineFragmentNode):
+            _walk(raw, sel.selection_set, names, lab_args)
+        elif isinstance(sel, FragmentSpreadNode):
+            _walk(raw, raw.fragments[sel.name.value].selection_set, names, lab_args)
 
 
 def _since(value: Any) -> date | None:

@@ -37,7 +37,12 @@ class PatientRequest:
     def __init__(self, ctx: Context, plan: Plan, fetches: Fetches, *,
                  path: tuple[str | int, ...] = ("patient",), fresh_refused: bool = False) -> None:
         self.plan = plan
-        self._ctx = ctx
+        # what the stages need from the request, not the Context itself: the Context holds
+        # this object (`ctx.patients`), so a reference back would make a cycle, and with it
+        # the request's whole answer (items, judgements, rows) garbage that only the cyclic
+        # collector frees, in pauses of tens of ms (bench.cpu, gc.callbacks, 2026-12-02)
+        self._services = ctx.services
+        self._errors = ctx.errors
         self._fetches = fetches
         self._path = path
         self._fresh_refused = fresh_refused
@@ -79,11 +84,11 @@ class PatientRequest:
 
     def _judge(self, source: str, outcome: Outcome) -> Judgement:
         if source not in self._judged:
-            self._judged[source] = judge(outcome, self.plan, rules=self._ctx.services.rules)
+            self._judged[source] = judge(outcome, self.plan, rules=self._services.rules)
             asked_for_data = bool(self.plan.fetches[source].categories)  # not a block probe
             if outcome.error is not None and asked_for_data and source not in self._reported:
                 self._reported.add(source)
-                self._ctx.errors.append(error_dict(outcome.error))
+                self._errors.append(error_dict(outcome.error))
         return self._judged[source]
 
     async def home(self) -> Home:
@@ -145,7 +150,7 @@ class PatientRequest:
         judged = [self._judge(s, outcome) for s, outcome in zip(wanted, outcomes, strict=True)]
         blocker = next((j.source for j in judged if j.blocks_requester), None)
         mine = judged[:len(sources)]
-        if blocker is None or not self._ctx.services.rules.block_everywhere:
+        if blocker is None or not self._services.rules.block_everywhere:
             return mine
         self._blocked_by = blocker
         return [blocked_everywhere(j, blocker) for j in mine]
@@ -158,7 +163,7 @@ class PatientRequest:
     @property
     def terminology(self) -> Terminology:
         """What treatment-limitation codes mean, for the shape stage."""
-        return self._ctx.services.terminology
+        return self._services.terminology
 
     def cancel(self) -> None:
         self._fetches.cancel()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import gc
+import weakref
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -192,3 +194,21 @@ def test_the_gateway_reads_no_stage_but_the_ledger(module: str) -> None:
     # the ledger is what the gateway reads; the terminology is data it loads once at start
     assert stages <= {"schema.pipeline.ledger", "schema.shape.terminology"}, (
         f"{module} imports {sorted(stages)}")
+
+
+async def test_a_finished_request_is_freed_without_the_cyclic_collector() -> None:
+    """The Context holds its patients; a patient holding the Context back was a cycle that
+    left every request's answer (items, judgements, rows) to the cyclic collector."""
+    ctx = Context(services=services(Source("kj", {TL, CI})), principal=clinician(),
+                  request_id="r3")
+    ctx.patients.append(PatientRequest.start(ctx, HLR_PATIENT, frozenset({TL})))
+    assert await ctx.patients[0].items(TL) == []
+    ctx.finish()
+    ref = weakref.ref(ctx)
+    gc.collect()
+    gc.disable()
+    try:
+        del ctx
+        assert ref() is None
+    finally:
+        gc.enable()

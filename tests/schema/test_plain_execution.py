@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import gc
+import weakref
 from datetime import UTC, datetime
 from typing import Any
 
@@ -182,3 +184,31 @@ def test_a_directive_on_a_variable_keeps_its_plans_to_each_request() -> None:
         assert got == _answer(core, QUERY, "clean", variables)
         leaf = got[0]["syncNodes"][0]["alias"][0]
         assert ("count" in leaf, "name" in leaf) == (yes, not yes)
+
+
+class _Watched:
+    """A context value whose end the test can see (a weak reference to it)."""
+
+
+def test_an_execution_leaves_no_cycle_that_holds_its_context() -> None:
+    """The request's context (and through it the whole answer) is freed by reference count
+    when the execution ends, not left for the cyclic collector: graphql-core's resolver
+    helpers were bound methods of the executor, a cycle that held it (bench.cpu: ~12,000
+    objects and a 30-50 ms pause per young collection on the cold path)."""
+    CURRENT[:] = CASES["clean"]
+    plain, _ = _schemas()
+
+    async def run() -> weakref.ref[_Watched]:
+        watched = _Watched()
+        result = await plain.execute(PLAIN_QUERY, context_value=watched)
+        assert not result.errors
+        return weakref.ref(watched)
+
+    asyncio.run(run())  # the parser cache and the shared plans filled once
+    gc.collect()
+    gc.disable()
+    try:
+        ref = asyncio.run(run())
+        assert ref() is None
+    finally:
+        gc.enable()
