@@ -172,22 +172,23 @@ def root_fields(document: DocumentNode, operation_name: str | None) -> tuple[str
     op = selected_operation(document, operation_name)
     if op is None:
         return ()
-    frags = _fragments(document)
     names: set[str] = set()
-
-    def collect(selection_set: SelectionSetNode, seen: frozenset[str]) -> None:
-        for sel in selection_set.selections:
-            if isinstance(sel, FieldNode):
-                names.add(sel.name.value)
-            elif isinstance(sel, InlineFragmentNode):
-                collect(sel.selection_set, seen)
-            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
-                frag = frags.get(sel.name.value)
-                if frag is not None:
-                    collect(frag.selection_set, seen | {sel.name.value})
-
-    collect(op.selection_set, frozenset())
+    _collect(op.selection_set, frozenset(), _fragments(document), names)
     return tuple(sorted(names))
+
+
+def _collect(selection_set: SelectionSetNode, seen: frozenset[str], frags: Any,
+             names: set[str]) -> None:
+    # a module function, not a closure calling itself (a reference cycle left for the GC)
+    for sel in selection_set.selections:
+        if isinstance(sel, FieldNode):
+            names.add(sel.name.value)
+        elif isinstance(sel, InlineFragmentNode):
+            _collect(sel.selection_set, seen, frags, names)
+        elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+            frag = frags.get(sel.name.value)
+            if frag is not None:
+                _collect(frag.selection_set, seen | {sel.name.value}, frags, names)
 
 
 def _operations(document: DocumentNode,

@@ -168,24 +168,30 @@ def results_of(
 ) -> tuple[tuple[LabResult, ...], int]:
     """The report's observations depth first (panel, then its members one level deeper)."""
     results: list[LabResult] = []
-    missing = 0
-
-    def walk(refs: Any, level: int, path: frozenset[str]) -> None:
-        nonlocal missing
-        for ref in refs if isinstance(refs, list) else []:
-            target = ref.get("reference") if isinstance(ref, Mapping) else None
-            resource = _resolve(target, observations)
-            if resource is None:
-                missing += 1
-                continue
-            key = str(resource.get("id") or target)
-            if key in path or level > MAX_DEPTH:  # a cycle or absurd depth: stop descending
-                continue
-            results.append(map_observation(resource, level, key))
-            walk(resource.get("hasMember"), level + 1, path | {key})
-
-    walk(report.get("result"), 0, frozenset())
+    missing = _walk(report.get("result"), 0, frozenset(), observations, results)
     return tuple(results), missing
+
+
+def _walk(refs: Any, level: int, path: frozenset[str],
+          observations: Mapping[str, Mapping[str, Any]], results: list[LabResult]) -> int:
+    """Append the observations `refs` name, depth first; return how many were not found.
+
+    A module function, not a closure that calls itself: such a closure is a reference cycle,
+    and it held the decoded observations and the results for the cyclic collector."""
+    missing = 0
+    for ref in refs if isinstance(refs, list) else []:
+        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        resource = _resolve(target, observations)
+        if resource is None:
+            missing += 1
+            continue
+        key = str(resource.get("id") or target)
+        if key in path or level > MAX_DEPTH:  # a cycle or absurd depth: stop descending
+            continue
+        results.append(map_observation(resource, level, key))
+        missing += _walk(resource.get("hasMember"), level + 1, path | {key}, observations,
+                         results)
+    return missing
 
 
 def map_observation(resource: Mapping[str, Any], level: int = 0, fallback_id: str = "") -> LabResult:

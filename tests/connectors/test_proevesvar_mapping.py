@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,6 +169,20 @@ def test_results_walk_panels_depth_first_with_levels(
     mapped, missed = results_of(report("r", *results), index)
     assert [(r.id, r.level) for r in mapped] == expected
     assert missed == missing
+
+
+def test_walking_the_results_leaves_nothing_for_the_cyclic_collector() -> None:
+    # a closure that called itself was a reference cycle holding the decoded observations
+    index = {f"Observation/{k}": v for k, v in ELECTROLYTES.items()}
+    gc.collect()
+    gc.disable()
+    try:
+        mapped, _ = results_of(report("r", *sorted(ELECTROLYTES)), index)
+        assert mapped
+        del mapped
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 def test_results_stop_at_a_hasmember_cycle() -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from dataclasses import replace
 
 import pytest
-from graphql import get_introspection_query
+from graphql import get_introspection_query, parse
 
 from gateway.cli import EXAMPLE_QUERY
-from gateway.limits import Limiter
+from gateway.limits import Limiter, root_fields
 from gateway.settings import LimitsSettings
 from schema.errors import BadUserInputError, QueryTooComplexError
 from schema.query import build_schema
@@ -155,3 +156,16 @@ async def test_production_hides_field_suggestions_and_refuses_introspection(tmp_
     async with gateway() as kilde:  # the demo keeps suggestions: they help developers
         r = await kilde.post({"query": "{ me { nam } }"})
         assert "Did you mean" in r.json()["errors"][0]["message"]
+
+
+def test_naming_the_root_fields_leaves_nothing_for_the_cyclic_collector() -> None:
+    # once a closure that called itself: a reference cycle on every request
+    document = parse("query Q { ...F me { name } } fragment F on Query { __typename ...G }"
+                     " fragment G on Query { patient { name } }")
+    gc.collect()
+    gc.disable()
+    try:
+        assert root_fields(document, None) == ("__typename", "me", "patient")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
