@@ -1,9 +1,13 @@
 """The `Patient` type: one field per category, each a thin resolver: items from the pipeline
-(`schema.pipeline.request.PatientRequest`), shaped by `schema.shape`."""
+(`schema.pipeline.request.PatientRequest`), shaped by `schema.shape`.
+
+The fields are synchronous: the `patient` resolver has awaited every fetch of the plan
+(`PatientRequest.fetched()`) before it returns a `Patient`, so the items are there to read.
+An async field costs graphql-core a coroutine, a task, a gather and a completion callback
+each (~10 per legevakt answer) only to wait for what the one document waits for anyway."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -40,52 +44,51 @@ class Patient:
 
     @strawberry.field(description="Cross-source warnings, clinically ordered: a conflict "
                       "between treatment-limitation decisions first, then HLR-minus.")
-    async def alerts(self) -> list[Alert]:
-        limitations, critical = await asyncio.gather(self._limitations(), self._critical())
-        return build_alerts(limitations, critical)
+    def alerts(self) -> list[Alert]:
+        return build_alerts(self._limitations(), self._critical())
 
     @strawberry.field(description="HLR-minus and other treatment limitations from ANY source, "
                       "each with its meaning and the decisions it contradicts.")
-    async def treatment_limitations(self) -> list[TreatmentLimitation]:
-        return ordering.order_limitations(await self._limitations())
+    def treatment_limitations(self) -> list[TreatmentLimitation]:
+        return ordering.order_limitations(self._limitations())
 
     @strawberry.field(description="Allergies/CAVE and other critical information from every "
                       "source; the same information from two sources is one item.")
-    async def critical_information(self) -> list[CriticalInformation]:
-        return ordering.order_critical(await self._critical())
+    def critical_information(self) -> list[CriticalInformation]:
+        return ordering.order_critical(self._critical())
 
-    async def _limitations(self) -> list[Any]:
-        items = await self.pipeline.items(Category.TREATMENT_LIMITATIONS)
+    def _limitations(self) -> list[Any]:
+        items = self.pipeline.items_now(Category.TREATMENT_LIMITATIONS)
         return annotate(items, self.pipeline.terminology)
 
-    async def _critical(self) -> list[Any]:
-        return merge_critical(await self.pipeline.items(Category.CRITICAL_INFORMATION))
+    def _critical(self) -> list[Any]:
+        return merge_critical(self.pipeline.items_now(Category.CRITICAL_INFORMATION))
 
     @strawberry.field(description="PLL, e-resept and municipal records linked per treatment.")
-    async def medications(self) -> list[Medication]:
-        return link_medications(await self.pipeline.items(Category.MEDICATIONS))
+    def medications(self) -> list[Medication]:
+        return link_medications(self.pipeline.items_now(Category.MEDICATIONS))
 
     @strawberry.field
-    async def lab_results(
+    def lab_results(
         self, since: date | None = None, first: int | None = None
     ) -> list[LabReport]:
-        reports = ordering.order_labs(await self.pipeline.items(Category.LAB_RESULTS))
+        reports = ordering.order_labs(self.pipeline.items_now(Category.LAB_RESULTS))
         if since is not None:
             reports = [r for r in reports if (r.issued_at or r.effective_at)
                        and (r.issued_at or r.effective_at).date() >= since]
         return reports[:first] if first is not None and first >= 0 else reports
 
     @strawberry.field
-    async def municipal_services(self) -> list[MunicipalService]:
-        return ordering.order_services(await self.pipeline.items(Category.MUNICIPAL_SERVICES))
+    def municipal_services(self) -> list[MunicipalService]:
+        return ordering.order_services(self.pipeline.items_now(Category.MUNICIPAL_SERVICES))
 
     @strawberry.field
-    async def conditions(self) -> list[Condition]:
-        return ordering.order_conditions(await self.pipeline.items(Category.CONDITIONS))
+    def conditions(self) -> list[Condition]:
+        return ordering.order_conditions(self.pipeline.items_now(Category.CONDITIONS))
 
     @strawberry.field
-    async def documents(self) -> list[DocumentReference]:
-        return ordering.order_documents(await self.pipeline.items(Category.DOCUMENTS))
+    def documents(self) -> list[DocumentReference]:
+        return ordering.order_documents(self.pipeline.items_now(Category.DOCUMENTS))
 
     @strawberry.field(description="What the caller may record for this patient in their own "
                       "municipality's store (the write policy; e.g. offer 'Registrer HLR-minus' "
@@ -102,10 +105,10 @@ class Patient:
     @strawberry.field(description="Who the patient is (name, birth date and age, home "
                       "municipality, deceased), from the population registry; null when the "
                       "registry does not know the number or did not answer (see `sources`).")
-    async def demographics(self) -> Demographics | None:
-        found = await self.pipeline.items(Category.DEMOGRAPHICS)
+    def demographics(self) -> Demographics | None:
+        found = self.pipeline.items_now(Category.DEMOGRAPHICS)
         return found[0] if found else None
 
     @strawberry.field(description="Every source consulted for this patient in this request.")
-    async def sources(self) -> list[SourceStatus]:
-        return await self.pipeline.statuses()  # type: ignore[return-value]
+    def sources(self) -> list[SourceStatus]:
+        return self.pipeline.statuses_now()  # type: ignore[return-value]

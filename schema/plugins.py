@@ -12,7 +12,7 @@ can name them; the Python enum stays closed and the new values are the `Category
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import strawberry
@@ -80,9 +80,9 @@ def _patient_type(categories: Sequence[CategorySpec]) -> type:
     return strawberry.type(extended, name="Patient", description=definition.description)
 
 
-def _items_of(spec: CategorySpec) -> Callable[[Any], Coroutine[Any, Any, list[Any]]]:
-    async def items(self: Any) -> list[Any]:
-        return await self.pipeline.items(spec)  # type: ignore[no-any-return]
+def _items_of(spec: CategorySpec) -> Callable[[Any], list[Any]]:
+    def items(self: Any) -> list[Any]:  # synchronous, as the built-in fields (schema/patient.py)
+        return self.pipeline.items_now(spec)  # type: ignore[no-any-return]
 
     return items
 

@@ -217,6 +217,9 @@ class Query:
                                        path=tuple(info.path.as_list()),
                                        fresh_refused=fresh_refused)
         ctx.patients.append(request)
+        # every fetch's outcome, once (each within its own budget, so within the deadline):
+        # the fields below then read their items synchronously (schema/patient.py)
+        await request.fetched()
         return Patient(nin=nin, pipeline=request)
 
     @strawberry.field(description="The patient context behind a `launch` id from POST /launch "

@@ -81,6 +81,17 @@ class Fetches:
             await asyncio.wait(pending)
         return [task.result() for task in tasks]
 
+    async def settled(self) -> None:
+        """Once every fetch has its outcome (each is bounded by its own budget, so this is
+        bounded by the request deadline; never raises but cancellation)."""
+        pending = [task for task in self._tasks.values() if not task.done()]
+        if pending:
+            await asyncio.wait(pending)
+
+    def outcome_now(self, source: str) -> Outcome:
+        """The outcome of `source`'s finished fetch (`InvalidStateError` while it runs)."""
+        return self._tasks[source].result()
+
     def cancel(self) -> None:
         """Stop every fetch still running (the request is over)."""
         for task in self._tasks.values():

@@ -1,14 +1,17 @@
 """One patient in one request: the stages wired together, lazily, for the field resolvers.
 
 Sits under the `patient` resolver and behind the `Patient` fields. `PatientRequest.start()`
-makes the `Plan` and starts the `Fetches`; a field resolver asks `items(category)`, which
-awaits only the sources serving that category, judges each outcome once (`judge`), and notes
-what it handed over; `statuses()` gives the `sources` rows; `ledger()` returns what was
-delivered as a `PatientLedger`. The logic of each stage lives in its own module; this one
+makes the `Plan` and starts the `Fetches`; the `patient` resolver awaits `fetched()` (every
+source's outcome, within the deadline: the answer is one document and waits for them anyway),
+then each field reads `items_now(category)`, which judges each outcome once (`judge`) and
+notes what it handed over (`items(category)` awaits only that category's sources first);
+`statuses_now()` gives the `sources` rows; `ledger()` returns what was delivered as a
+`PatientLedger`. The logic of each stage lives in its own module; this one
 only keeps the order and remembers each source's judgement for the other fields.
 
 >>> patient = PatientRequest.start(ctx, nin, requested, reason="CARE_RELATIONSHIP")  # doctest: +SKIP
->>> await patient.items(Category.TREATMENT_LIMITATIONS)                               # doctest: +SKIP
+>>> await patient.fetched()                                                            # doctest: +SKIP
+>>> patient.items_now(Category.TREATMENT_LIMITATIONS)                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ class PatientRequest:
         """`source`'s outcome judged (once; later calls reuse it)."""
         return self._judge(source, await self._fetches.outcome(source))
 
+    async def fetched(self) -> None:
+        """Once every planned fetch has its outcome: the answer is one JSON document, so it
+        waits for every selected source anyway; after this the fields read their items
+        synchronously (`items_now`, `statuses_now`). Bounded by the request deadline: each
+        fetch is bounded by its own budget (`schema.pipeline.fetch`)."""
+        await self._fetches.settled()
+
     def _judge(self, source: str, outcome: Outcome) -> Judgement:
         if source not in self._judged:
             self._judged[source] = judge(outcome, self.plan, rules=self._services.rules)
@@ -93,22 +103,45 @@ class PatientRequest:
 
     async def home(self) -> Home:
         """Where the registry says the patient lives (asked in the plan for routing)."""
+        await self._fetches.outcomes(self._home_sources())
+        return self._home_now()
+
+    def _home_sources(self) -> list[str]:
+        return [] if self.plan.home_source is None else [self.plan.home_source]
+
+    def _home_now(self) -> Home:
         if self.plan.home_source is None:
             return home_of(None)
-        return home_of(await self._fetches.outcome(self.plan.home_source))
+        return home_of(self._fetches.outcome_now(self.plan.home_source))
 
     async def border(self) -> tuple[StatusRow, ...]:
         """The rows the home municipality adds (the home store not asked, or unknown)."""
+        await self._fetches.outcomes(self._home_sources())
+        return self._border_now()
+
+    def _border_now(self) -> tuple[StatusRow, ...]:
         if self._border is None:
-            self._home = await self.home()
+            self._home = self._home_now()
             self._border = border_rows(self.plan, self._home)
         return self._border
 
-    async def items(self, category: AnyCategory) -> list[Any]:
-        """The permitted items of one category from every source that serves it."""
-        bordered = category is Category.DEMOGRAPHICS or any(
+    def _bordered(self, category: AnyCategory) -> bool:
+        return category is Category.DEMOGRAPHICS or any(
             category in store.categories for store in self.plan.store_sources)
-        border = [row for row in await self.border() if row.category == category] if bordered else []
+
+    async def items(self, category: AnyCategory) -> list[Any]:
+        """The permitted items of one category from every source that serves it, once those
+        sources (and the registry, for the border; the block probes) have answered."""
+        if self._bordered(category):
+            await self._fetches.outcomes(self._home_sources())
+        if category not in self.plan.denied:
+            await self._fetches.outcomes(self._with_probes(self.plan.sources_of(category)))
+        return self.items_now(category)
+
+    def items_now(self, category: AnyCategory) -> list[Any]:
+        """`items(category)` once the sources it needs have answered (after `fetched()`)."""
+        border = ([row for row in self._border_now() if row.category == category]
+                  if self._bordered(category) else [])
         not_asked = [row for row in (*self.plan.not_asked, *border) if row.category == category]
         for row in not_asked:
             self._note(row)
@@ -117,7 +150,7 @@ class PatientRequest:
                 self._delivered.setdefault((category, row.source, ""), (row.status, 0))
             return []
         sources = self.plan.sources_of(category)
-        judged = await self._judged_with_blocks(sources)
+        judged = self._judged_with_blocks(sources)
         collected: list[Any] = []
         for source, judgement in zip(sources, judged, strict=True):
             found = judgement.items.get(category, ())
@@ -131,23 +164,33 @@ class PatientRequest:
 
     async def statuses(self) -> list[StatusRow]:
         """Every source consulted (or deliberately not consulted) for this patient."""
-        rows = [*self.plan.not_asked, *await self.border()]
-        sources = [s for s, planned in self.plan.fetches.items() if planned.categories]
-        for judgement in await self._judged_with_blocks(sources):
+        await self._fetches.outcomes([*self._home_sources(), *self._with_probes(self._asked())])
+        return self.statuses_now()
+
+    def statuses_now(self) -> list[StatusRow]:
+        """`statuses()` once every source has answered (after `fetched()`)."""
+        rows = [*self.plan.not_asked, *self._border_now()]
+        for judgement in self._judged_with_blocks(self._asked()):
             planned = self.plan.fetches[judgement.source]
             rows.extend(_row(judgement, category)
                         for category in sorted(planned.categories, key=lambda c: c.value))
         return rows
 
-    async def _judged_with_blocks(self, sources: list[str]) -> list[Judgement]:
+    def _asked(self) -> list[str]:
+        """The sources asked for data (not only for blocks or routing)."""
+        return [s for s, planned in self.plan.fetches.items() if planned.categories]
+
+    def _with_probes(self, sources: list[str]) -> list[str]:
+        """`sources` and then the block probes not among them."""
+        return [*sources, *(s for s in sorted(self.plan.block_sources) if s not in sources)]
+
+    def _judged_with_blocks(self, sources: list[str]) -> list[Judgement]:
         """The judgements of `sources`, after the patient's blocks: a block of the caller
-        reported by any block source (`Plan.block_sources`) withholds every source's data."""
-        probes = [s for s in sorted(self.plan.block_sources) if s not in sources]
-        wanted = [*sources, *probes]
-        # wait on the running fetches themselves: a gather of `judgement` coroutines made a
-        # task per source per field (~35 per legevakt request) only to await tasks that exist
-        outcomes = await self._fetches.outcomes(wanted)
-        judged = [self._judge(s, outcome) for s, outcome in zip(wanted, outcomes, strict=True)]
+        reported by any block source (`Plan.block_sources`) withholds every source's data.
+        Every one of them (and of the probes) has answered."""
+        wanted = self._with_probes(sources)
+        outcome = self._fetches.outcome_now
+        judged = [self._judge(s, outcome(s)) for s in wanted]
         blocker = next((j.source for j in judged if j.blocks_requester), None)
         mine = judged[:len(sources)]
         if blocker is None or not self._services.rules.block_everywhere:

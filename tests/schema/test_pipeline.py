@@ -12,6 +12,7 @@ import gc
 import weakref
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -212,3 +213,35 @@ async def test_a_finished_request_is_freed_without_the_cyclic_collector() -> Non
         assert ref() is None
     finally:
         gc.enable()
+
+
+async def test_the_patient_fields_read_settled_fetches_without_a_task_each() -> None:
+    """The answer is one document: the `patient` resolver awaits every fetch once, and the
+    `Patient` fields read their items synchronously; graphql-core then makes no task, gather
+    or completion callback per field. The only tasks of the request are the fetches."""
+    from schema.query import build_schema
+
+    kj, pps = Source("kj", {TL, CI}, delay=0.01), Source("pps", {LAB})
+    attested = clinician(attested_at=datetime.now(UTC) - timedelta(minutes=5))
+    ctx = Context(services=services(kj, pps), principal=attested, request_id="r4")
+    loop = asyncio.get_running_loop()
+    made: list[str] = []
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        made.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    query = """query($nin: String!) { patient(nin: $nin) { nin
+        alerts { kind } treatmentLimitations { id } criticalInformation { id }
+        labResults { id } sources { source status } } }"""
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+    try:
+        result = await build_schema().execute(query, variable_values={"nin": HLR_PATIENT},
+                                              context_value=ctx)
+    finally:
+        loop.set_task_factory(None)
+    ctx.finish()
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    assert {row["source"] for row in result.data["patient"]["sources"]} == {"kj", "pps"}
+    assert len(made) == 2, made  # kj's fetch and pps's
