@@ -131,17 +131,22 @@ class AuditEvent:
             raise ValueError(f"AuditEvent.toa must be Unix seconds, got {self.toa!r}.")
 
 
+# (name, added since the first version) per field, in declaration order: read once, not per
+# event (`dataclasses.fields` builds its tuple on every call)
+_FIELDS = tuple((f.name, f.name in ADDED_FIELDS) for f in fields(AuditEvent))
+
+
 def _to_dict(event: AuditEvent) -> dict[str, Any]:
     data: dict[str, Any] = {}
-    for f in fields(event):
-        value = getattr(event, f.name)
-        if f.name in ADDED_FIELDS and value is None:
+    for name, added in _FIELDS:
+        value = getattr(event, name)
+        if added and value is None:
             continue  # absent in rows written before the field existed: keep their bytes
-        if f.name == "recorded_at":
+        if name == "recorded_at":
             value = format_time(value)
-        elif f.name == "deliveries":
+        elif name == "deliveries":
             value = [_delivery_dict(d) for d in value]
-        data[f.name] = value
+        data[name] = value
     return data
 
 
@@ -201,10 +206,10 @@ def storable(event: AuditEvent) -> AuditEvent:
     one such value would break every report, forever, in an append-only table); input
     validation refuses them at the edge, and this keeps the store safe from any other path."""
     changes: dict[str, Any] = {}
-    for f in fields(event):
-        value = getattr(event, f.name)
+    for name, _ in _FIELDS:
+        value = getattr(event, name)
         if isinstance(value, str) and _storable_text(value) != value:
-            changes[f.name] = _storable_text(value)
+            changes[name] = _storable_text(value)
     deliveries = tuple(Delivery(_storable_text(d.category), _storable_text(d.source),
                                 _storable_text(d.status), d.count,
                                 None if d.municipality is None
