@@ -216,16 +216,19 @@ async def measure(ctx: Context, env: Mapping[str, str], *, cold: bool, requests:
             STALLS.reset()
             asked = ctx.upstream_requests()
             _callgrind("on")
-            cpu, wall = time.process_time(), time.perf_counter()
+            cpu, wall, times = time.process_time(), time.perf_counter(), os.times()
             await asyncio.gather(*(client() for _ in range(concurrency)))
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            after = os.times()
+            user, system = after.user - times.user, after.system - times.system
             _callgrind("off")
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(profile or "")
             best = min(best, (cpu * 1000 / requests, wall * 1000 / requests))
             asked = ctx.upstream_requests() - asked
-            print(f"  round {round_ + 1}: {cpu * 1000 / requests:.2f} ms CPU per request; "
+            print(f"  round {round_ + 1}: {cpu * 1000 / requests:.2f} ms CPU per request (user "
+                  f"{user * 1000 / requests:.2f}, system {system * 1000 / requests:.2f}); "
                   f"{asked / requests:.2f} upstream calls per request (retries, DPoP nonce "
                   f"challenges); {failed} answers with errors; {GC.describe(requests)}",
                   flush=True)
