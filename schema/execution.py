@@ -22,7 +22,8 @@ path: every field then goes through it as before.
 
 Plans are shared between requests: the same operation text is the same parsed document (the
 parser cache), so a plan is kept by its type and the identity of its field nodes (held, so an
-id cannot be reused while its plan is kept), bounded. Compiling them per request, and the
+id cannot be reused while its plan is kept), bounded, in a `SharedPlans` that belongs to the
+schema (made with it on first use, held by graphql-core's schema object): no module state. Compiling them per request, and the
 closures' cycles it left for the collector, were a third of a warm request's instructions
 (bench/RESULTS.md, issue 16 item 3). An operation with any directive keeps its plans to itself:
 `@skip`/`@include` may read variables, so its selection can differ from one request to the next.
@@ -60,10 +61,40 @@ class _NotPlainError(Exception):
 
 _NOT_PLAIN = object()  # memo marker: this (type, selection) cannot be planned
 SHARED_PLANS = 4096  # (type, field nodes) plans kept between requests, oldest out first
-# (type, ids of the field nodes) -> (the nodes, kept alive; plan or _NOT_PLAIN)
-_shared: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-# id(operation) -> (the operation, kept alive; True when it and its fragments have no directive)
-_directive_free: dict[int, tuple[OperationDefinitionNode, bool]] = {}
+
+
+class SharedPlans:
+    """One schema's plans kept between requests, and which operations may share them."""
+
+    __slots__ = ("plans", "directive_free", "__weakref__")
+
+    def __init__(self) -> None:
+        # (type, ids of the field nodes) -> (the nodes, kept alive; plan or _NOT_PLAIN)
+        self.plans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        # id(operation) -> (the operation, kept alive; True when it and its fragments carry
+        # no directive)
+        self.directive_free: dict[int, tuple[OperationDefinitionNode, bool]] = {}
+
+    @staticmethod
+    def of(schema: Any) -> SharedPlans:
+        """The plans of `schema` (graphql-core's schema object), made on first use."""
+        shared: SharedPlans | None = schema.__dict__.get("kilde_shared_plans")
+        if shared is None:
+            shared = schema.__dict__.setdefault("kilde_shared_plans", SharedPlans())
+        return shared
+
+    def shareable(self, operation: OperationDefinitionNode, fragments: Any) -> bool:
+        """True when `operation` and its document's fragments carry no directive, so its
+        plans are the same for every request (remembered per operation node)."""
+        known = self.directive_free.get(id(operation))
+        if known is not None and known[0] is operation:
+            return known[1]
+        free = not _has_directive(operation) and not any(
+            _has_directive(getattr(f, "definition", f)) for f in (fragments or {}).values())
+        self.directive_free[id(operation)] = (operation, free)
+        if len(self.directive_free) > SHARED_PLANS:
+            del self.directive_free[next(iter(self.directive_free))]
+        return free
 
 
 class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -77,7 +108,9 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
             manager, "_middleware_resolvers", None))
         # (type, id(field details)) -> (field details kept alive, plan or _NOT_PLAIN)
         self._plans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
-        self._share = self._plain and _shareable(self.operation, self.fragments)
+        shared = SharedPlans.of(self.schema)
+        self._shared = shared.plans
+        self._share = self._plain and shared.shareable(self.operation, self.fragments)
 
     def complete_object_value(self, return_type: GraphQLObjectType, field_details_list: Any,
                               info: Any, path: Any, result: Any, position_context: Any) -> Any:
@@ -97,7 +130,7 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
                      field_details_list: Any) -> Completer | None:
         plans: dict[tuple[Any, ...], tuple[Any, Any]]
         if self._share and not any(d.fragment_variable_values for d in field_details_list):
-            plans, held = _shared, tuple(d.node for d in field_details_list)
+            plans, held = self._shared, tuple(d.node for d in field_details_list)
             key: tuple[Any, ...] = (return_type, *map(id, held))
         else:
             plans, held = self._plans, field_details_list
@@ -112,8 +145,8 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
             plans.pop(key, None)
             raise
         plans[key] = (held, _NOT_PLAIN if plan is None else plan)
-        if plans is _shared and len(_shared) > SHARED_PLANS:
-            del _shared[next(iter(_shared))]
+        if plans is self._shared and len(plans) > SHARED_PLANS:
+            del plans[next(iter(plans))]
         return plan
 
     def _compile_object(self, return_type: GraphQLObjectType,
@@ -246,20 +279,6 @@ def _reader(field_def: Any) -> Callable[[Any], Any] | None:
     if resolver.self_parameter is None:
         return lambda source: resolver()
     return lambda source: resolver(source)
-
-
-def _shareable(operation: OperationDefinitionNode, fragments: Any) -> bool:
-    """True when `operation` and its document's fragments carry no directive, so its plans
-    are the same for every request (remembered per operation node)."""
-    known = _directive_free.get(id(operation))
-    if known is not None and known[0] is operation:
-        return known[1]
-    free = not _has_directive(operation) and not any(
-        _has_directive(getattr(f, "definition", f)) for f in (fragments or {}).values())
-    _directive_free[id(operation)] = (operation, free)
-    if len(_directive_free) > SHARED_PLANS:
-        del _directive_free[next(iter(_directive_free))]
-    return free
 
 
 def _has_directive(node: Any) -> bool:

@@ -212,3 +212,22 @@ def test_an_execution_leaves_no_cycle_that_holds_its_context() -> None:
         assert ref() is None
     finally:
         gc.enable()
+
+
+def test_the_shared_plans_belong_to_their_schema_not_to_the_module() -> None:
+    """Two schemas keep their own plans (STYLE: no module globals where the schema can hold
+    the state); dropping a schema drops its plans."""
+    from schema.execution import SharedPlans
+
+    first, _ = _schemas()
+    second, _ = _schemas()
+    _answer(first, PLAIN_QUERY, "clean")
+    kept = SharedPlans.of(first._schema)
+    assert kept.plans and kept.directive_free
+    assert not SharedPlans.of(second._schema).plans
+    _answer(second, PLAIN_QUERY, "clean")
+    assert SharedPlans.of(second._schema) is not kept and SharedPlans.of(second._schema).plans
+    ref = weakref.ref(kept)
+    del first, kept
+    gc.collect()
+    assert ref() is None
