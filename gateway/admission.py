@@ -34,6 +34,7 @@ from gateway.settings import Settings
 from schema.errors import BadUserInputError, KildeError, RateLimitedError
 
 MAX_LABEL_FIELDS = 3
+MAX_LABELS = 1024  # remembered document labels (Admission.label); then all are forgotten
 META_FIELDS = frozenset({"__typename", "__schema", "__type"})
 UNKNOWN = "unknown"  # no operation to label (refused before parsing, or ambiguous)
 OTHER = "other"  # a root field the schema does not have: never its name
@@ -88,6 +89,22 @@ class Admission:
         self.persisted = persisted
         self.rate = rate
         self.schema = schema
+        # the label of a parsed document (the parser cache hands out one object per query
+        # text), so a repeated operation does not walk its root fields and copy the root
+        # type's field names again on every request
+        self._labels: dict[tuple[int, str | None], tuple[DocumentNode, str]] = {}
+
+    def label(self, document: DocumentNode, operation_name: str | None) -> str:
+        """`operation_label` for this admission's schema, remembered per document."""
+        key = (id(document), operation_name)
+        known = self._labels.get(key)
+        if known is not None and known[0] is document:
+            return known[1]
+        label = operation_label(document, operation_name, self.schema)
+        if len(self._labels) >= MAX_LABELS:
+            self._labels.clear()
+        self._labels[key] = (document, label)
+        return label
 
     async def admit(self, method: str, client: str, params: GraphQLParams) -> Admitted:
         """Decide whether this request may execute; raises `RefusedError` when it may not."""
@@ -118,8 +135,7 @@ class Admission:
             register = self.persisted.wants(params.query, params.extensions)
         except KildeError as exc:
             raise RefusedError(exc) from None
-        return Admitted(query, document, operation_label(document, name, self.schema), shape,
-                        register)
+        return Admitted(query, document, self.label(document, name), shape, register)
 
     async def register(self, admitted: Admitted) -> None:
         """Register an APQ query after it ran without request errors (it parsed, passed the

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import sys
 import time
 import traceback
-import uuid
 from typing import Any
 
 import orjson
@@ -42,9 +42,17 @@ STOPPING = {"errors": [error_dict(StoppingError())]}
 
 
 def new_request_id() -> str:
-    """A random UUID (version 4) in which no 11 digits stand together."""
+    """A random UUID (version 4) in which no 11 digits stand together.
+
+    Formatted from 16 random bytes here rather than through `uuid.UUID` (whose checks and
+    int conversions were a visible part of the edge's own time per request, py-spy of
+    `bench.profile --warm`); the same RFC 4122 version-4 layout as `str(uuid.uuid4())`."""
     while True:
-        rid = str(uuid.uuid4())
+        raw = bytearray(os.urandom(16))
+        raw[6] = raw[6] & 0x0F | 0x40  # version 4
+        raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+        h = raw.hex()
+        rid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         if not _DIGITS.search(rid):
             return rid
 
@@ -169,10 +177,11 @@ class RequestEdgeMiddleware:
                 (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
         finally:
-            access.info("request", extra={
-                "method": scope["method"] if scope["method"] in _METHODS else "OTHER",
-                "path": route_template(scope),
-                "status": status,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "request_id": request_id,
-            })
+            if access.isEnabledFor(logging.INFO):  # at WARNING (production) nothing is built
+                access.info("request", extra={
+                    "method": scope["method"] if scope["method"] in _METHODS else "OTHER",
+                    "path": route_template(scope),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "request_id": request_id,
+                })

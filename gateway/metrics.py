@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.audit import AuditEvent
+from gateway.logs import route_template
 
 DELIVERY_LABELS = ("source", "category", "municipality")
 NO_MUNICIPALITY = "none"  # callers without a municipality (citizens, external clients)
@@ -178,8 +179,6 @@ class ResponseMetrics:
         finally:
             metrics = _metrics_of(scope)
             if metrics is not None:
-                from gateway.logs import route_template
-
                 metrics.response(route_template(scope), status)
 
 

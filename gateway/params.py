@@ -132,14 +132,18 @@ def _content_type(header: str) -> tuple[str, str]:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    too_large = BodyTooLargeError(f"The request body is larger than {limit} bytes.",
-                                  limit="bodyBytes", maximum=limit)
     if declared.isdigit() and int(declared) > limit:
-        raise too_large
+        raise _too_large(limit)
     chunks, size = [], 0
     async for chunk in request.stream():  # never buffer more than the limit
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _too_large(limit: int) -> BodyTooLargeError:
+    # built only when it is raised: an error's construction was most of a body read's time
+    return BodyTooLargeError(f"The request body is larger than {limit} bytes.",
+                             limit="bodyBytes", maximum=limit)

@@ -9,8 +9,9 @@ and HSTS when `KILDE_CORS__HSTS_SECONDS` is set (behind TLS).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ ALWAYS = {
     "cross-origin-opener-policy": "same-origin",
 }
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+_API_CSP = API_CSP.encode("latin-1")
 
 
 class SecurityHeadersMiddleware:
@@ -31,6 +33,27 @@ class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
         self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds > 0 else ""
+        # the raw (name, value) pairs, encoded once: MutableHeaders.setdefault scanned and
+        # lower-cased the whole header list once per header, per response
+        self._always = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in ALWAYS.items()]
+        self._hsts = [(b"strict-transport-security", self.hsts.encode("latin-1"))] if (
+            self.hsts) else []
+
+    def secured(self, raw: Iterable[tuple[bytes, bytes]], graphql: bool,
+                ) -> list[tuple[bytes, bytes]]:
+        """`raw` response headers with each security header the response does not set itself
+        appended, in a fixed order (the same as one `setdefault` per header)."""
+        headers = list(raw)
+        present = {name for name, _ in headers}
+        content_type = next((v for n, v in headers if n == b"content-type"), b"")
+        wanted = [*self._always]
+        if not content_type.startswith(b"text/html"):
+            wanted.append((b"content-security-policy", _API_CSP))
+        if graphql:
+            wanted.append((b"cache-control", b"no-store"))
+        wanted += self._hsts
+        headers.extend(pair for pair in wanted if pair[0] not in present)
+        return headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,15 +63,7 @@ class SecurityHeadersMiddleware:
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in ALWAYS.items():
-                    headers.setdefault(name, value)
-                if not headers.get("content-type", "").startswith("text/html"):
-                    headers.setdefault("content-security-policy", API_CSP)
-                if graphql:
-                    headers.setdefault("cache-control", "no-store")
-                if self.hsts:
-                    headers.setdefault("strict-transport-security", self.hsts)
+                message["headers"] = self.secured(message.get("headers", ()), graphql)
             await send(message)
 
         await self.app(scope, receive, sending)

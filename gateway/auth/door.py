@@ -44,11 +44,13 @@ async def authenticate_request(request: Request, authenticator: Authenticator, *
         authorizations = request.headers.getlist("authorization")
         if len(authorizations) > 1:
             raise AuthError("The request has more than one Authorization header; send one.")
+        proofs = request.headers.getlist("dpop")
         return await authenticator.authenticate(
             authorizations[0] if authorizations else None,
-            proofs=request.headers.getlist("dpop"),
+            proofs=proofs,
             method=request.method,
-            url=request_url(request, authenticator.public_url),
+            # only a DPoP proof names the URL (htu): a Bearer request never builds it
+            url=request_url(request, authenticator.public_url) if proofs else "",
             machine_scope=machine_scope,
         )
     except AuthError as exc:
