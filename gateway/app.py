@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from connectors.activity import SourceActivity
@@ -78,6 +78,22 @@ class State:
     cds: PatientViewService | None = None  # CDS Hooks (gateway/cds)
     live: ChangeBus | None = None  # change events for patientUpdates (gateway/live)
     connections: Connections | None = None  # open WebSocket connections per client
+
+
+class GraphqlRoute:
+    """/graphql as an ASGI endpoint: Starlette would wrap a `request -> response` function in
+    an exception-handler layer per request (two closures and a send wrapper), and this app
+    registers no exception handlers. Errors reach `RequestEdgeMiddleware` as before."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request = Request(scope, receive, send)
+        endpoint: Endpoint = request.state.kilde.endpoint
+        response = await handle_graphql(request, endpoint)
+        if endpoint.telemetry is not None:
+            endpoint.telemetry.request(getattr(request.state, "operation", "unknown"),
+                                       response.status_code, time.perf_counter() - started)
+        await response(scope, receive, send)
 
 
 def create_app(
@@ -200,15 +216,6 @@ def create_app(
             yield {"kilde": State(settings, http, registry, audit, endpoint, metrics, sources,
                                   launches, cds, live, connections)}
 
-    async def graphql(request: Request) -> Response:
-        started = time.perf_counter()
-        endpoint = request.state.kilde.endpoint
-        response = await handle_graphql(request, endpoint)
-        if endpoint.telemetry is not None:
-            endpoint.telemetry.request(getattr(request.state, "operation", "unknown"),
-                                       response.status_code, time.perf_counter() - started)
-        return response
-
     async def graphql_socket(websocket: WebSocket) -> None:
         state: State = websocket.state.kilde
         assert state.connections is not None  # built in the lifespan above
@@ -277,7 +284,8 @@ def create_app(
 
     routes: list[BaseRoute] = [
         # every method reaches the endpoint: a 405 there is a JSON GraphQL error like the rest
-        Route("/graphql", graphql, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
+        Route("/graphql", GraphqlRoute(),
+              methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]),
         WebSocketRoute("/graphql", graphql_socket),  # graphql-transport-ws (gateway/live)
         Route("/healthz", healthz),
         Route("/readyz", readyz),
