@@ -9,7 +9,8 @@ path, a resolver call through Strawberry's wrapper and a recursive `complete_val
 (bench/RESULTS.md: a third of a warm request's CPU). Here an object whose selected fields are
 all plain — no arguments, a Strawberry attribute or a synchronous resolver that takes only
 `self`, no field extensions, no directives that defer — is completed by a plan compiled once
-per operation, type and selection: read the attribute, coerce the leaf with the type's own
+per operation, type and selection (a field with arguments is plain when the query gives
+none and each defaults to null): read the attribute, coerce the leaf with the type's own
 `coerce_output_value`, recurse into lists and objects.
 
 The answer is the same, field for field, and errors are too: anything the plan does not
@@ -167,8 +168,7 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
             field_def = self.schema.get_field(return_type, name)
             if field_def is None:
                 continue  # graphql-core leaves it out of the answer too
-            if node.arguments or field_def.args or getattr(
-                    first, "fragment_variable_values", None):
+            if node.arguments or getattr(first, "fragment_variable_values", None):
                 return None
             read = _reader(field_def)
             if read is None:
@@ -270,8 +270,10 @@ def _reader(field_def: Any) -> Callable[[Any], Any] | None:
     if getattr(resolve, "_is_default", False):  # Strawberry's attribute fast path
         default, attribute = field.default_resolver, field.python_name
         return lambda source: default(source, attribute)
+    if any(arg.default_value is not None for arg in field_def.args.values()):
+        return None  # only arguments left out, each null by default (see _defaults_none)
     resolver = field.base_resolver
-    if (resolver is None or field.is_async or resolver.arguments
+    if (resolver is None or field.is_async or not _defaults_none(resolver)
             or resolver.info_parameter is not None or resolver.root_parameter is not None
             or resolver.parent_parameter is not None
             or getattr(field, "permission_classes", None)):
@@ -279,6 +281,14 @@ def _reader(field_def: Any) -> Callable[[Any], Any] | None:
     if resolver.self_parameter is None:
         return lambda source: resolver()
     return lambda source: resolver(source)
+
+
+def _defaults_none(resolver: Any) -> bool:
+    """True when every argument of `resolver` defaults to None (in Python, and so in the
+    schema Strawberry derives): a field selected without arguments then gets exactly what
+    graphql-core would pass (each argument's default, None) when called with `self` alone.
+    `Patient.labResults(since:, first:)` in the legevakt query is one."""
+    return all(arg.default is None for arg in resolver.arguments)
 
 
 def _has_directive(node: Any) -> bool:

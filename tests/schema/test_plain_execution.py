@@ -231,3 +231,49 @@ def test_the_shared_plans_belong_to_their_schema_not_to_the_module() -> None:
     del first, kept
     gc.collect()
     assert ref() is None
+
+
+@strawberry.type
+class Shelf:
+    @strawberry.field
+    def books(self, first: int | None = None) -> list[str]:
+        return ["a", "b", "c"][:first]
+
+    @strawberry.field
+    def titled(self, word: str = "x") -> str:
+        return word
+
+
+@strawberry.type
+class ShelfQuery:
+    @strawberry.field
+    def shelf(self) -> Shelf:
+        return Shelf()
+
+
+@pytest.mark.parametrize(("query", "planned"), [
+    ("{ shelf { books } }", True),  # left out, null by default: what graphql-core passes
+    ("{ shelf { books(first: 1) } }", False),
+    ("{ shelf { titled } }", False),  # a default other than null: graphql-core's way
+])
+def test_a_field_whose_arguments_are_left_out_and_null_by_default_is_plain(
+        monkeypatch: pytest.MonkeyPatch, query: str, planned: bool) -> None:
+    fields: list[str] = []
+    execute_field = StrawberryGraphQLCoreExecutionContext.execute_field
+
+    def counting(self: Any, parent_type: Any, source: Any, details: Any, path: Any,
+                 *args: Any) -> Any:
+        fields.append(details[0].node.name.value)
+        return execute_field(self, parent_type, source, details, path, *args)
+
+    answers = []
+    for executor in (PlainDataExecutor, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query=ShelfQuery, execution_context_class=executor)
+        result = asyncio.run(schema.execute(query))
+        assert result.errors is None
+        answers.append(result.data)
+    assert answers[0] == answers[1]
+    monkeypatch.setattr(PlainDataExecutor, "execute_field", counting)
+    schema = strawberry.Schema(query=ShelfQuery, execution_context_class=PlainDataExecutor)
+    asyncio.run(schema.execute(query))
+    assert fields == (["shelf"] if planned else ["shelf", fields[-1]])
