@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -30,6 +31,10 @@ __all__ = ["DPOP_TYPE", "access_token_hash", "dpop_proof", "htu_of", "jwk_thumbp
 
 DPOP_TYPE = "dpop+jwt"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# a host name or IPv4 address with an optional port of up to 5 digits (checked <= 65535 by
+# `urlsplit`'s `port` otherwise): no user info, no IPv6 literal
+_SIMPLE_NETLOC = re.compile(r"([A-Za-z0-9.-]+)(?::([0-9]{1,4}|[0-5][0-9]{4}|6[0-4][0-9]{3}"
+                            r"|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?")
 
 
 def access_token_hash(access_token: str) -> str:
@@ -52,6 +57,12 @@ def htu_of(url: str) -> str:
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    simple = _SIMPLE_NETLOC.fullmatch(parts.netloc)
+    if simple is not None and scheme in _DEFAULT_PORTS:  # the usual URL, without the slow parts
+        host, port_text = simple.group(1).lower(), simple.group(2)
+        if port_text is not None and int(port_text) != _DEFAULT_PORTS[scheme]:
+            host = f"{host}:{int(port_text)}"
+        return f"{scheme}://{host}{parts.path or '/'}"
     host = (parts.hostname or "").lower()
     if ":" in host:  # an IPv6 literal keeps its brackets
         host = f"[{host}]"
@@ -66,13 +77,15 @@ def dpop_proof(
     url: str,
     *,
     access_token: str | None = None,
+    ath: str | None = None,
     nonce: str | None = None,
     now: float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
 ) -> str:
     """A DPoP proof JWT for one request: header `typ` dpop+jwt, `alg`, the public `jwk`;
     claims `jti` (random, unique), `htm`, `htu`, `iat`, and `ath` when an access token goes
-    with the request, `nonce` when the server asked for one.
+    with the request, `nonce` when the server asked for one. `ath` is `access_token`'s hash
+    when the caller has it already (`IssuedToken.ath`: one SHA-256 per token, not per call).
 
     >>> import jwt
     >>> from connectors.credentials.keys import generate_key
@@ -87,7 +100,7 @@ def dpop_proof(
         "iat": int(time.time() if now is None else now),
     }
     if access_token is not None:
-        claims["ath"] = access_token_hash(access_token)
+        claims["ath"] = ath or access_token_hash(access_token)
     if nonce is not None:
         claims["nonce"] = nonce
     if extra_claims:

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from connectors.credentials.dpop import dpop_proof
+from connectors.credentials.dpop import access_token_hash, dpop_proof
 from connectors.credentials.keys import PrivateKey
 
 __all__ = ["ASSERTION_TYPE", "CLIENT_ASSERTION_TYPE", "TOKEN_EXCHANGE", "HelseIdClient",
@@ -62,6 +62,12 @@ class IssuedToken:
     token_type: str
     expires_at: float
     scope: str = ""
+    # the DPoP `ath` of a DPoP-bound token, hashed once when issued, not in every proof
+    ath: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.dpop:
+            object.__setattr__(self, "ath", access_token_hash(self.access_token))
 
     @property
     def dpop(self) -> bool:

@@ -135,7 +135,8 @@ class UpstreamAuth:
         if not token.dpop:
             return {"authorization": f"Bearer {token.access_token}"}, token, cached
         proof = dpop_proof(self._provider.dpop_key, method, url,
-                           access_token=token.access_token, nonce=self._provider.nonce_for(url))
+                           access_token=token.access_token, ath=token.ath or None,
+                           nonce=self._provider.nonce_for(url))
         return {"authorization": f"DPoP {token.access_token}", "dpop": proof}, token, cached
 
     async def send(self, source: str, method: str, url: str,

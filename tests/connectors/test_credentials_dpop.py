@@ -78,6 +78,36 @@ def test_htu_is_the_normalised_url_without_query_or_fragment(url: str, htu: str)
     assert htu_of(url) == htu
 
 
+@pytest.mark.parametrize(("url", "htu"), [
+    ("https://a.example:0443/p", "https://a.example/p"),       # a default port, zero-padded
+    ("http://a.example:08080/p?q", "http://a.example:8080/p"),  # a port as a number
+    ("https://a.example:/x", "https://a.example/x"),            # an empty port
+    ("https://a.example:65535/", "https://a.example:65535/"),
+    ("http://A.B/%2F/x;y?z", "http://a.b/%2F/x;y"),              # path kept as sent, params too
+    ("https://user@H.example:8443/x", "https://h.example:8443/x"),  # user info dropped
+])
+def test_htu_of_an_unusual_url_is_what_urlsplit_normalises_it_to(url: str, htu: str) -> None:
+    assert htu_of(url) == htu
+
+
+def test_htu_of_a_port_out_of_range_is_refused_as_urlsplit_refuses_it() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        htu_of("https://a.example:65536/x")
+
+
+def test_a_dpop_token_carries_its_ath_computed_once_and_a_proof_uses_it() -> None:
+    from connectors.credentials.helseid import IssuedToken
+
+    token = IssuedToken("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU", "DPoP", 0.0)
+    assert token.ath == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+    assert IssuedToken("t", "Bearer", 0.0).ath == ""
+    assert "ath" not in repr(token)
+    assert token == IssuedToken(token.access_token, "DPoP", 0.0)
+    proof = dpop_proof(generate_key(), "GET", "https://h.example/x",
+                       access_token=token.access_token, ath=token.ath)
+    assert _verify(proof)[1]["ath"] == token.ath
+
+
 def _verify(proof: str) -> tuple[dict[str, object], dict[str, object]]:
     """What a server does: the key from the header, the signature with it."""
     header = jwt.get_unverified_header(proof)
