@@ -252,13 +252,18 @@ def coding_of(concept: Any, prefer_system: str | None = None) -> Coding | None:
     """The first (or the `prefer_system`) coding of a CodeableConcept, or None."""
     if not isinstance(concept, dict):
         return None
-    codings = [c for c in concept.get("coding", []) if isinstance(c, dict) and c.get("code")]
-    if prefer_system:
-        codings.sort(key=lambda c: c.get("system") != prefer_system)
-    if not codings:
+    # one pass, no list or sort: this runs for every coded field of every record
+    c = None
+    for candidate in concept.get("coding", []):
+        if isinstance(candidate, dict) and candidate.get("code"):
+            if not prefer_system or candidate.get("system") == prefer_system:
+                c = candidate
+                break
+            if c is None:
+                c = candidate  # the first, unless one of `prefer_system` follows
+    if c is None:
         text = concept.get("text")
         return Coding(system="", code="", display=text) if isinstance(text, str) else None
-    c = codings[0]
     display = c.get("display") or concept.get("text")
     return Coding(system=str(c.get("system", "")), code=str(c["code"]),
                   display=str(display) if display else None)

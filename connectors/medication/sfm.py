@@ -33,7 +33,6 @@ from connectors.fhir import (
     bundle_entries,
     coding_of,
     expect_resource,
-    identifier_by_type,
     names_another_patient,
     parse_date,
     parse_datetime,
@@ -165,18 +164,34 @@ def read_bundle(
         if statement.get("id"):
             keys.add(f"MedicationStatement/{statement['id']}")
         in_pll = not pll_refs.isdisjoint(keys)
-        if not in_pll and identifier_by_type(statement, PLL_ID):
+        ids = identifiers_by_type(statement)
+        if not in_pll and ids.get(PLL_ID):
             lost_pll += 1  # a PLL entry the PLL's own section does not list
-        if not in_pll and not identifier_by_type(statement, PRESCRIPTION_ID):
-            if not identifier_by_type(statement, PLL_ID):
+        if not in_pll and not ids.get(PRESCRIPTION_ID):
+            if not ids.get(PLL_ID):
                 lost_pll += 1
                 lost_prescriptions += 1
             continue
         fallback_id = str(entry.get("fullUrl") or statement.get("id") or "")
         item = read_statement(statement, resources, source, fetched_at, in_pll=in_pll,
-                              fallback_id=fallback_id)
+                              fallback_id=fallback_id, ids=ids)
         (pll if in_pll else prescriptions).append(item)
     return tuple(pll), tuple(prescriptions), lost_pll, lost_prescriptions
+
+
+def identifiers_by_type(statement: Mapping[str, Any]) -> dict[str, str]:
+    """Each identifier of `statement` by its `type.text`, the first of each type: what
+    `identifier_by_type` answers for every type at once, in one walk (a medication list of
+    thousands of statements asks for three types of each, twice)."""
+    found: dict[str, str] = {}
+    for ident in statement.get("identifier", []) or []:
+        if not isinstance(ident, dict) or not ident.get("value"):
+            continue
+        itype = ident.get("type")
+        text = itype.get("text") if isinstance(itype, dict) else None
+        if isinstance(text, str) and text not in found:
+            found[text] = str(ident["value"])
+    return found
 
 
 def _section_refs(composition: Mapping[str, Any], title: str) -> set[str]:
@@ -206,10 +221,14 @@ def read_statement(
     *,
     in_pll: bool,
     fallback_id: str = "",
+    ids: Mapping[str, str] | None = None,
 ) -> Medication:
-    """One `sfm-MedicationStatement` as a `Medication`, its drug resolved within the Bundle."""
-    pll_id = identifier_by_type(statement, PLL_ID)
-    prescription_id = identifier_by_type(statement, PRESCRIPTION_ID)
+    """One `sfm-MedicationStatement` as a `Medication`, its drug resolved within the Bundle.
+    `ids` is `identifiers_by_type(statement)` when the caller has read it already."""
+    if ids is None:
+        ids = identifiers_by_type(statement)
+    pll_id = ids.get(PLL_ID)
+    prescription_id = ids.get(PRESCRIPTION_ID)
     record_id = (pll_id if in_pll else prescription_id) or fallback_id
     code, name = _drug(statement, resources, source)
     period = statement.get("effectivePeriod")
@@ -235,7 +254,7 @@ def read_statement(
         ended=parse_date(period.get("end")),
         prescription_id=prescription_id,
         pll_id=pll_id,
-        treatment_id=identifier_by_type(statement, TREATMENT_ID),
+        treatment_id=ids.get(TREATMENT_ID),
         in_pll=in_pll,
         security=security_of(statement),
     )

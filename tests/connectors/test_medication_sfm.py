@@ -272,3 +272,19 @@ def test_read_response_without_rf_time_reports_no_lookup() -> None:
 def test_read_response_rejects_answers_without_a_medication_bundle(body: Any) -> None:
     with pytest.raises(UpstreamInvalidError):
         read_response(body, "eresept", AT)
+
+
+def test_identifiers_by_type_answers_what_identifier_by_type_answers_for_each_type() -> None:
+    from connectors.fhir import identifier_by_type
+    from connectors.medication.sfm import identifiers_by_type
+
+    statement = {"identifier": [
+        "not an identifier", {"type": {"text": "PLL"}, "value": ""},    # skipped: no value
+        {"type": {"text": "PLL"}, "value": "pll-1"}, {"type": {"text": "PLL"}, "value": "pll-2"},
+        {"type": "prescriptionID", "value": "x"}, {"type": {"text": ["a"]}, "value": "y"},
+        {"type": {"text": "prescriptionID"}, "value": 42}, {"value": "untyped"}]}
+    found = identifiers_by_type(statement)
+    assert found == {"PLL": "pll-1", "prescriptionID": "42"}
+    for type_text in ("PLL", "prescriptionID", "treatmentID"):
+        assert found.get(type_text) == identifier_by_type(statement, type_text)
+    assert identifiers_by_type({"identifier": None}) == {}
