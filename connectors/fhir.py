@@ -27,6 +27,7 @@ from connectors.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
+from connectors.http import is_timeout
 from connectors.model import Coding
 
 __all__ = [
@@ -179,11 +180,12 @@ async def _send_httpx(
             method, url, headers=headers, params=params, data=data, content=content,
             timeout=timeout,
         )
-    except httpx.TimeoutException as exc:
-        raise timed_out(source, timeout) from exc
     except httpx.HTTPError as exc:
+        if isinstance(exc, httpx.TimeoutException) and is_timeout(exc):
+            raise timed_out(source, timeout) from exc
+        name = type(exc.__cause__ if isinstance(exc, httpx.TimeoutException) else exc).__name__
         raise UpstreamUnavailableError(
-            source, f"Source {source!r} could not be reached ({type(exc).__name__})."
+            source, f"Source {source!r} could not be reached ({name})."
         ) from exc
     return _Answer(response.status_code, response.headers, response.content)
 
