@@ -27,7 +27,7 @@ from connectors.errors import (
     UpstreamRejectedError,
     UpstreamUnavailableError,
 )
-from connectors.http import is_timeout
+from connectors.http import error_name, is_timeout
 from connectors.model import Coding
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "extension_value",
     "identifier_by_type",
     "identifier_value",
+    "identifiers_by_type",
     "names_another_patient",
     "now",
     "parse_date",
@@ -181,11 +182,10 @@ async def _send_httpx(
             timeout=timeout,
         )
     except httpx.HTTPError as exc:
-        if isinstance(exc, httpx.TimeoutException) and is_timeout(exc):
+        if is_timeout(exc):
             raise timed_out(source, timeout) from exc
-        name = type(exc.__cause__ if isinstance(exc, httpx.TimeoutException) else exc).__name__
         raise UpstreamUnavailableError(
-            source, f"Source {source!r} could not be reached ({name})."
+            source, f"Source {source!r} could not be reached ({error_name(exc)})."
         ) from exc
     return _Answer(response.status_code, response.headers, response.content)
 
@@ -341,13 +341,21 @@ def identifier_value(resource: Mapping[str, Any], system: str) -> str | None:
 
 def identifier_by_type(resource: Mapping[str, Any], type_text: str) -> str | None:
     """An identifier whose `type.text` is `type_text` (e.g. the PLL-id slice)."""
+    return identifiers_by_type(resource).get(type_text)
+
+
+def identifiers_by_type(resource: Mapping[str, Any]) -> dict[str, str]:
+    """Each identifier of `resource` by its `type.text`, the first of each type with a value,
+    in one walk (a medication list of thousands of statements asks for three types of each)."""
+    found: dict[str, str] = {}
     for ident in resource.get("identifier", []) or []:
         if not isinstance(ident, dict) or not ident.get("value"):
             continue
         itype = ident.get("type")
-        if isinstance(itype, dict) and itype.get("text") == type_text:
-            return str(ident["value"])
-    return None
+        text = itype.get("text") if isinstance(itype, dict) else None
+        if isinstance(text, str) and text not in found:
+            found[text] = str(ident["value"])
+    return found
 
 
 def extension_value(resource: Mapping[str, Any], url: str) -> Any:

@@ -82,12 +82,21 @@ class _Pool(aiohttp.TCPConnector):
         return conn
 
 
-def is_timeout(exc: httpx.TimeoutException) -> bool:
-    """Whether an httpx timeout is one: httpx-aiohttp reports every aiohttp connection error
-    (a server closing the connection, a reset) as `httpx.ConnectTimeout`, which would read
-    as "did not answer in time" for an upstream that answered nothing at once."""
+def is_timeout(exc: httpx.HTTPError) -> bool:
+    """Whether an httpx error is a timeout: httpx-aiohttp reports every aiohttp connection
+    error (a server closing the connection, a reset) as `httpx.ConnectTimeout`, which would
+    read as "did not answer in time" for an upstream that answered nothing at once."""
+    if not isinstance(exc, httpx.TimeoutException):
+        return False
     cause = exc.__cause__
     return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, TimeoutError)
+
+
+def error_name(exc: httpx.HTTPError) -> str:
+    """The error's name for a message; for a connection error httpx-aiohttp reported as a
+    timeout (`is_timeout` says no), aiohttp's."""
+    cause = exc.__cause__ if isinstance(exc, httpx.TimeoutException) else None
+    return type(cause or exc).__name__
 
 
 class AiohttpClient(httpx.AsyncClient):

@@ -29,7 +29,7 @@ import httpx
 
 from connectors.credentials.dpop import access_token_hash, dpop_proof
 from connectors.credentials.keys import PrivateKey
-from connectors.http import is_timeout
+from connectors.http import error_name, is_timeout
 
 __all__ = ["ASSERTION_TYPE", "CLIENT_ASSERTION_TYPE", "TOKEN_EXCHANGE", "HelseIdClient",
            "IssuedToken", "TokenRequestError"]
@@ -213,21 +213,21 @@ class HelseIdClient:
             return await self._http.post(url, data=form, headers={
                 "dpop": proof, "accept": "application/json"}, timeout=timeout or self._timeout)
         except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.TimeoutException) and is_timeout(exc):
+            if is_timeout(exc):
                 raise TokenRequestError("HelseID's token endpoint did not answer in time.",
                                         transient=True, timeout=True) from exc
             raise TokenRequestError(f"HelseID's token endpoint could not be reached "
-                                    f"({_cause_name(exc)}).", transient=True) from exc
+                                    f"({error_name(exc)}).", transient=True) from exc
 
     async def _get_json(self, url: str, timeout: float | None) -> Any:
         try:
             response = await self._http.get(url, timeout=timeout or self._timeout)
         except httpx.HTTPError as exc:
-            if isinstance(exc, httpx.TimeoutException) and is_timeout(exc):
+            if is_timeout(exc):
                 raise TokenRequestError("HelseID's discovery document did not arrive in time.",
                                         transient=True, timeout=True) from exc
             raise TokenRequestError(f"HelseID's discovery document could not be fetched "
-                                    f"({_cause_name(exc)}).", transient=True) from exc
+                                    f"({error_name(exc)}).", transient=True) from exc
         if response.status_code != 200:
             raise TokenRequestError(f"HelseID answered HTTP {response.status_code} for its "
                                     "discovery document.", transient=True)
@@ -236,12 +236,6 @@ class HelseIdClient:
         except ValueError as exc:
             raise TokenRequestError("HelseID's discovery document is not JSON.",
                                     transient=True) from exc
-
-
-def _cause_name(exc: httpx.HTTPError) -> str:
-    """The error's name; for a connection error httpx-aiohttp reported as a timeout, aiohttp's."""
-    cause = exc.__cause__ if isinstance(exc, httpx.TimeoutException) else None
-    return type(cause or exc).__name__
 
 
 def _error_code(response: httpx.Response) -> str | None:
