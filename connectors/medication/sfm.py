@@ -33,6 +33,7 @@ from connectors.fhir import (
     bundle_entries,
     coding_of,
     expect_resource,
+    identifiers_by_type,
     names_another_patient,
     parse_date,
     parse_datetime,
@@ -177,21 +178,6 @@ def read_bundle(
                               fallback_id=fallback_id, ids=ids)
         (pll if in_pll else prescriptions).append(item)
     return tuple(pll), tuple(prescriptions), lost_pll, lost_prescriptions
-
-
-def identifiers_by_type(statement: Mapping[str, Any]) -> dict[str, str]:
-    """Each identifier of `statement` by its `type.text`, the first of each type: what
-    `identifier_by_type` answers for every type at once, in one walk (a medication list of
-    thousands of statements asks for three types of each, twice)."""
-    found: dict[str, str] = {}
-    for ident in statement.get("identifier", []) or []:
-        if not isinstance(ident, dict) or not ident.get("value"):
-            continue
-        itype = ident.get("type")
-        text = itype.get("text") if isinstance(itype, dict) else None
-        if isinstance(text, str) and text not in found:
-            found[text] = str(ident["value"])
-    return found
 
 
 def _section_refs(composition: Mapping[str, Any], title: str) -> set[str]:
