@@ -84,9 +84,7 @@ class Fetches:
     async def settled(self) -> None:
         """Once every fetch has its outcome (each is bounded by its own budget, so this is
         bounded by the request deadline; never raises but cancellation)."""
-        pending = [task for task in self._tasks.values() if not task.done()]
-        if pending:
-            await asyncio.wait(pending)
+        await self.outcomes(list(self._tasks))
 
     def outcome_now(self, source: str) -> Outcome:
         """The outcome of `source`'s finished fetch (`InvalidStateError` while it runs)."""
