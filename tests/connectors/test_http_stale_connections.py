@@ -11,6 +11,7 @@ the first request on each connection and closes the connection when a second one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -61,20 +62,24 @@ class StaleServer:
             writer.close()
 
 
-@pytest.fixture
-async def stale() -> AsyncIterator[StaleServer]:
-    server = StaleServer(answers_per_connection=1)
+@contextlib.asynccontextmanager
+async def serving(answers_per_connection: int) -> AsyncIterator[StaleServer]:
+    server = StaleServer(answers_per_connection=answers_per_connection)
     server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0)
     async with server.server:
         yield server
 
 
 @pytest.fixture
+async def stale() -> AsyncIterator[StaleServer]:
+    async with serving(answers_per_connection=1) as server:
+        yield server
+
+
+@pytest.fixture
 async def closing() -> AsyncIterator[StaleServer]:
     """A server that closes every connection at its first request."""
-    server = StaleServer(answers_per_connection=0)
-    server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0)
-    async with server.server:
+    async with serving(answers_per_connection=0) as server:
         yield server
 
 
