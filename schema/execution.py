@@ -67,7 +67,7 @@ SHARED_PLANS = 4096  # (type, field nodes) plans kept between requests, oldest o
 class SharedPlans:
     """One schema's plans kept between requests, and which operations may share them."""
 
-    __slots__ = ("plans", "directive_free", "__weakref__")
+    __slots__ = ("__weakref__", "directive_free", "plans")
 
     def __init__(self) -> None:
         # (type, ids of the field nodes) -> (the nodes, kept alive; plan or _NOT_PLAIN)
