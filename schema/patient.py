@@ -8,6 +8,7 @@ each (~10 per legevakt answer) only to wait for what the one document waits for 
 
 from __future__ import annotations
 
+from dataclasses import field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -41,6 +42,10 @@ from schema.types import (
 class Patient:
     nin: str
     pipeline: strawberry.Private[PatientRequest]
+    # the shaped limitations and critical information, made once: `alerts` and their own
+    # fields read the same lists (shaping is pure, and reading the items again notes the
+    # same deliveries), so the second field does not judge, annotate and merge them again
+    _shaped: strawberry.Private[dict[str, list[Any]]] = field(default_factory=dict)
 
     @strawberry.field(description="Cross-source warnings, clinically ordered: a conflict "
                       "between treatment-limitation decisions first, then HLR-minus.")
@@ -58,11 +63,18 @@ class Patient:
         return ordering.order_critical(self._critical())
 
     def _limitations(self) -> list[Any]:
-        items = self.pipeline.items_now(Category.TREATMENT_LIMITATIONS)
-        return annotate(items, self.pipeline.terminology)
+        shaped = self._shaped.get("limitations")
+        if shaped is None:
+            items = self.pipeline.items_now(Category.TREATMENT_LIMITATIONS)
+            shaped = self._shaped["limitations"] = annotate(items, self.pipeline.terminology)
+        return shaped
 
     def _critical(self) -> list[Any]:
-        return merge_critical(self.pipeline.items_now(Category.CRITICAL_INFORMATION))
+        shaped = self._shaped.get("critical")
+        if shaped is None:
+            shaped = self._shaped["critical"] = merge_critical(
+                self.pipeline.items_now(Category.CRITICAL_INFORMATION))
+        return shaped
 
     @strawberry.field(description="PLL, e-resept and municipal records linked per treatment.")
     def medications(self) -> list[Medication]:

@@ -31,12 +31,17 @@ class Colour(enum.Enum):
     BLUE = "blue"
 
 
+class _Text(str):
+    """A str subclass: not the exact type the generated plans keep as is."""
+
+
 @dataclasses.dataclass
 class Leaf:
     name: Any
     colour: Any = Colour.RED
     at: Any = None
     count: Any = 1
+    flag: Any = True
 
 
 @dataclasses.dataclass
@@ -53,6 +58,7 @@ class LeafType:
     colour: Colour
     at: datetime | None
     count: int
+    flag: bool
 
     @strawberry.field
     def shout(self) -> str:
@@ -83,6 +89,14 @@ CASES: dict[str, list[Any]] = {
     "a tuple is a list": [Node("a", (Leaf("x"), Leaf("y")))],
     "null in a nullable item list": [Node("a", [Leaf("x")], None, (None, "u"))],
     "several nodes, one bad": [Node("a", [Leaf("x")]), Node("b", [Leaf(None)]), Node("c", [])],
+    # the generated plans keep an exact str (String) or bool (Boolean) as is; anything else
+    # goes through the coercion, as graphql-core's completion does
+    "a String given an int, a bool, a str subclass": [
+        Node(_Text("t"), [Leaf(7), Leaf(True), Leaf(_Text("s"))], Leaf(2.5), (3, _Text("u")))],
+    "a Boolean given an int": [Node("a", [Leaf("x", flag=0), Leaf("y", flag=1)])],
+    "null in a non-null Boolean": [Node("a", [Leaf("x", flag=None)])],
+    "a Boolean given a str": [Node("a", [Leaf("x", flag="yes")])],
+    "an exception as a nested object": [Node("a", [], ValueError("as value"))],
 }
 CURRENT: list[Any] = []
 
@@ -99,7 +113,7 @@ class Query:
 
 
 QUERY = """query($yes: Boolean!) {
-  nodes { __typename title tags leaves { name colour at count shout ...L } best { n: name } }
+  nodes { __typename title tags leaves { name colour at count flag shout ...L } best { n: name } }
   syncNodes { title alias: leaves { name @skip(if: $yes) count @include(if: $yes) } }
 }
 fragment L on LeafType { again: name __typename }"""
@@ -135,7 +149,7 @@ def test_an_extension_that_wraps_every_resolver_still_sees_every_field(case: str
 
 
 PLAIN_QUERY = """{
-  nodes { __typename title tags leaves { name colour at count shout ...L } best { n: name } }
+  nodes { __typename title tags leaves { name colour at count flag shout ...L } best { n: name } }
   syncNodes { title alias: leaves { name count } }
 }
 fragment L on LeafType { again: name __typename }"""

@@ -162,3 +162,40 @@ def test_a_bad_terminology_file_fails_with_a_message_naming_the_entry(
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match=re.escape(message)):
         load_terminology(str(bad))
+
+
+class _Items:
+    """A pipeline stand-in that counts how often each category's items are read."""
+
+    def __init__(self, items: dict[object, list[object]]) -> None:
+        self.items = items
+        self.terminology = TERMS
+        self.reads: list[object] = []
+
+    def items_now(self, category: object) -> list[object]:
+        self.reads.append(category)
+        return list(self.items.get(category, []))
+
+
+def test_alerts_and_their_own_fields_shape_the_items_once_and_answer_as_before() -> None:
+    from connectors.model import Category
+    from schema.patient import Patient
+    from schema.shape import ordering
+
+    hlr = tl("hlr", SNOMED, "304253006", "HLR-minus", day="2025-01-10")
+    full = tl("full", KJ, "FULL-BEHANDLING", "Full behandling", source="kjernejournal",
+              day="2026-10-01")
+    kj = allergy("k", "kjernejournal", "J01CE", "Penicilliner", "severe", "Urtikaria")
+    mun = allergy("m", "municipal", "J01CE", "Penicilliner", "moderate", "Utslett")
+    items: dict[object, list[object]] = {Category.TREATMENT_LIMITATIONS: [hlr, full],
+                                         Category.CRITICAL_INFORMATION: [mun, kj]}
+    pipeline = _Items(items)
+    patient = Patient(nin="x", pipeline=pipeline)  # type: ignore[arg-type]
+    got = (patient.alerts(), patient.treatment_limitations(), patient.critical_information(),
+           patient.alerts())
+    limitations = annotate([hlr, full], TERMS)
+    critical = merge_critical([mun, kj])
+    assert got == (build_alerts(limitations, critical), ordering.order_limitations(limitations),
+                   ordering.order_critical(critical), build_alerts(limitations, critical))
+    assert sorted(pipeline.reads, key=str) == [Category.CRITICAL_INFORMATION,
+                                               Category.TREATMENT_LIMITATIONS]
