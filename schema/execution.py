@@ -59,6 +59,7 @@ from graphql import (
 )
 from graphql.pyutils import gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
 Completer = Callable[[Any], Any]
 
@@ -183,16 +184,30 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
             complete = self._completer(field_def.type, details)
             if complete is None:
                 return None
-            inner = field_def.type
-            nullable = not isinstance(inner, GraphQLNonNull)
-            if not nullable:
-                inner = inner.of_type
-            # a nested object's own plan, called straight from this one
-            nested = (self._object_plan(inner, details)
-                      if isinstance(inner, GraphQLObjectType) else None)
-            steps.append(_Step(response_name, read, complete, None, attribute=_attribute(
-                field_def), fast=_FAST_LEAF.get(inner), nullable=nullable, nested=nested))
+            steps.append(_Step(response_name, read, complete, None,
+                               attribute=_attribute(field_def),
+                               **self._shortcut(field_def.type, details)))
         return _generate(return_type.name, steps)
+
+    def _shortcut(self, type_: GraphQLOutputType, details: Any) -> dict[str, Any]:
+        """What lets the generated plan complete a field of `type_` in line (`_Step`)."""
+        nullable = not isinstance(type_, GraphQLNonNull)
+        inner = type_ if nullable else type_.of_type  # type: ignore[union-attr]
+        if isinstance(inner, GraphQLObjectType):  # its own plan, called from this one
+            return {"nullable": nullable, "nested": self._object_plan(inner, details)}
+        if isinstance(inner, GraphQLList):
+            item = inner.of_type
+            item_nullable = not isinstance(item, GraphQLNonNull)
+            item = item if item_nullable else item.of_type
+            if isinstance(item, GraphQLObjectType):
+                return {"nullable": nullable, "items": (
+                    self._object_plan(item, details), item_nullable)}
+            shortcut = _leaf_shortcut(item)
+            each = self._completer(inner.of_type, details)
+            if shortcut is None or each is None:
+                return {"nullable": nullable}
+            return {"nullable": nullable, "list_leaf": (*shortcut, each)}
+        return {"nullable": nullable, "leaf": _leaf_shortcut(inner)}
 
     def _completer(self, type_: GraphQLOutputType, details: Any) -> Completer | None:
         if isinstance(type_, GraphQLNonNull):
@@ -248,23 +263,29 @@ class PlainDataExecutor(StrawberryGraphQLCoreExecutionContext):
 
 class _Step:
     """One field of a compiled object: its response name, how to read it from the parent,
-    how to complete it, and what lets the generated code skip the completer's calls."""
+    how to complete it (`complete`, the closure), and what lets the generated code complete
+    it in line instead (see `PlainDataExecutor._shortcut`)."""
 
-    __slots__ = ("attribute", "complete", "constant", "fast", "nested", "nullable", "read",
-                 "response_name")
+    __slots__ = ("attribute", "complete", "constant", "items", "leaf", "list_leaf", "nested",
+                 "nullable", "read", "response_name")
 
     def __init__(self, response_name: str, read: Callable[[Any], Any] | None,
                  complete: Completer | None, constant: str | None, *,
-                 attribute: str | None = None, fast: type | None = None,
-                 nullable: bool = True, nested: Completer | None = None) -> None:
+                 attribute: str | None = None, nullable: bool = True,
+                 leaf: tuple[type, dict[str, Any] | None] | None = None,
+                 list_leaf: tuple[type, dict[str, Any] | None, Completer] | None = None,
+                 nested: Completer | None = None,
+                 items: tuple[Completer | None, bool] | None = None) -> None:
         self.response_name = response_name
         self.read = read
         self.complete = complete
         self.constant = constant
         self.attribute = attribute  # read as `source.<attribute>` (Strawberry's getattr)
-        self.fast = fast  # a leaf whose coercion returns a value of exactly this type as is
         self.nullable = nullable
+        self.leaf = leaf  # (exact type, None: kept as is | {member name: enum value name})
+        self.list_leaf = list_leaf  # the same and the item's completer, for a list of leaves
         self.nested = nested  # an object field's own plan
+        self.items = items  # a list of objects: their plan, and whether an item may be null
 
 
 # Leaf types whose coercion returns a value of exactly this Python type unchanged (String and
@@ -272,6 +293,26 @@ class _Step:
 # calling the coercion; any other value (an int for a String, a str subclass, an Exception)
 # goes through the completer as before. Int is not here: its coercion checks the range.
 _FAST_LEAF: dict[Any, type] = {GraphQLString: str, GraphQLID: str, GraphQLBoolean: bool}
+
+
+def _leaf_shortcut(type_: Any) -> tuple[type, dict[str, Any] | None] | None:
+    """(exact Python type, table) for a leaf the generated plan completes in line: a
+    String/ID/Boolean keeps a value of exactly that type; a Strawberry enum maps a member of
+    its class by the member's name to what `coerce_output_value` gives for that member
+    (asked once per member here, so the answer is the same). None: call the completer."""
+    fast = _FAST_LEAF.get(type_)
+    if fast is not None:
+        return fast, None
+    if (isinstance(type_, CustomGraphQLEnumType) and type(type_).coerce_output_value
+            is CustomGraphQLEnumType.coerce_output_value):
+        table: dict[str, Any] = {}
+        for member in type_.wrapped_cls:
+            try:
+                table[member._name_] = type_.coerce_output_value(member)
+            except Exception:  # left out: the completer reports it, as graphql-core does
+                continue
+        return type_.wrapped_cls, table
+    return None
 
 
 def _attribute(field_def: Any) -> str | None:
@@ -291,12 +332,27 @@ def _attribute(field_def: Any) -> str | None:
 def _generate(type_name: str, steps: list[_Step]) -> Completer:
     """The plan for one object as one generated function (as `dataclasses` generates
     `__init__`): each field read, checked and completed in line, the answer's dict built in
-    one expression. Per leaf it saves the four calls of reader, non-null check, leaf check
-    and coercion the closures made (~190 leaves per legevakt answer); it does exactly what
-    they did, and hands anything else to the same completer closures."""
-    names: dict[str, Any] = {"_NotPlainError": _NotPlainError, "Exception": Exception}
+    one expression. Per leaf it saves the calls of reader, non-null check, leaf check and
+    coercion the closures made (~190 leaves per legevakt answer); it does exactly what they
+    did, and hands any other value to the same completer closures."""
+    names: dict[str, Any] = {"_NotPlainError": _NotPlainError, "Exception": Exception,
+                             "_LISTS": (list, tuple)}
     lines = ["def plan(source):"]
     values: list[str] = []
+
+    def leaf(v: str, i: int, shortcut: tuple[type, dict[str, Any] | None], complete: str,
+             indent: str) -> None:
+        names[f"f{i}"], table = shortcut
+        if table is None:
+            lines.append(f"{indent}if {v}.__class__ is not f{i}:")
+            lines.append(f"{indent}    {v} = {complete}({v})")
+        else:
+            names[f"n{i}"] = table
+            lines.append(f"{indent}if {v}.__class__ is f{i}:")
+            lines.append(f"{indent}    {v} = n{i}[{v}._name_]")
+            lines.append(f"{indent}else:")
+            lines.append(f"{indent}    {v} = {complete}({v})")
+
     for i, step in enumerate(steps):
         v = f"v{i}"
         values.append(f"{step.response_name!r}: {v}")
@@ -310,22 +366,43 @@ def _generate(type_name: str, steps: list[_Step]) -> Completer:
             names[f"r{i}"] = step.read
             lines.append(f"    {v} = r{i}(source)")
         names[f"c{i}"] = step.complete
-        if step.fast is not None:
-            names[f"f{i}"] = step.fast
-            guard = f"{v} is not None and " if step.nullable else ""
-            lines.append(f"    if {guard}{v}.__class__ is not f{i}:")
-            lines.append(f"        {v} = c{i}({v})")
-        elif step.nested is not None:
-            names[f"p{i}"] = step.nested
+        if step.leaf is not None:  # the completer handles a null (None, or not plain)
+            leaf(v, i, step.leaf, f"c{i}", "    ")
+        elif (step.nested is not None or step.list_leaf is not None
+              or (step.items is not None and step.items[0] is not None)):
             if step.nullable:
                 lines.append(f"    if {v} is not None:")
+            else:
+                lines.append(f"    if {v} is None:")
+                lines.append("        raise _NotPlainError")
+                lines.append("    else:")
+            if step.nested is not None:
+                names[f"p{i}"] = step.nested
                 lines.append(f"        if isinstance({v}, Exception):")
                 lines.append("            raise _NotPlainError")
                 lines.append(f"        {v} = p{i}({v})")
+            elif step.list_leaf is not None:
+                names[f"f{i}"], table, names[f"e{i}"] = step.list_leaf
+                lines.append(f"        if not isinstance({v}, _LISTS):")
+                lines.append("            raise _NotPlainError")
+                if table is None:
+                    lines.append(f"        {v} = [x if x.__class__ is f{i} else e{i}(x) for x in {v}]")
+                else:
+                    names[f"n{i}"] = table
+                    lines.append(f"        {v} = [n{i}[x._name_] if x.__class__ is f{i} else e{i}(x)"
+                                 f" for x in {v}]")
             else:
-                lines.append(f"    if {v} is None or isinstance({v}, Exception):")
-                lines.append("        raise _NotPlainError")
-                lines.append(f"    {v} = p{i}({v})")
+                assert step.items is not None
+                names[f"p{i}"], item_nullable = step.items
+                lines.append(f"        if not isinstance({v}, _LISTS):")
+                lines.append("            raise _NotPlainError")
+                lines.append(f"        for x in {v}:")
+                check = ("x is not None and isinstance(x, Exception)" if item_nullable
+                         else "x is None or isinstance(x, Exception)")
+                lines.append(f"            if {check}:")
+                lines.append("                raise _NotPlainError")
+                each = f"None if x is None else p{i}(x)" if item_nullable else f"p{i}(x)"
+                lines.append(f"        {v} = [{each} for x in {v}]")
         else:
             lines.append(f"    {v} = c{i}({v})")
     lines.append("    return {" + ", ".join(values) + "}")

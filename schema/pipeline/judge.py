@@ -29,7 +29,7 @@ from connectors.base import Reason
 from connectors.fanout import Outcome
 from connectors.model import AnyCategory, Status
 from policies import decide_item, decide_privacy, reasons
-from policies.model import ItemFacts, PrivacyFacts, Rules
+from policies.model import Decision, ItemFacts, PrivacyFacts, Rules
 from schema.pipeline.plan import Plan
 
 ERROR_STATUS = {
@@ -50,6 +50,7 @@ STATUS_REASON = {
     Status.BLOCKED: reasons.SOURCE_SHARES_NOTHING_WHEN_BLOCKED,
 }
 # A source-level answer that already says nothing was handed over; labels cannot change it.
+_NO_LABELS: frozenset[str] = frozenset()
 _NO_ANSWER = frozenset({Status.TIMEOUT, Status.UNAVAILABLE, Status.INVALID, Status.DENIED,
                         Status.RESERVED, Status.BLOCKED})
 
@@ -126,15 +127,22 @@ def judge(outcome: Outcome, plan: Plan, *, rules: Rules) -> Judgement:
         kept: list[Any] = []
         openable: list[str] = []  # reasons of items an emergency could open
         closed: list[str] = []  # reasons of items withheld for good
+        # decide_item is pure: items with the same facts (store, labels) get the same verdict,
+        # so it is asked once per distinct facts, not once per item
+        verdicts: dict[tuple[str | None, frozenset[str]], Decision] = {}
         for item in result.items.get(category, ()):
-            verdict = decide_item(
-                plan.principal,
-                ItemFacts(source, category.value, item.provenance.municipality,
-                          frozenset(label.code for label in item.security)),
-                rules=rules, municipalities=plan.municipalities,
-                emergency_reason=plan.emergency_reason,
-                emergency_municipalities=plan.emergency_municipalities,
-            )
+            security = item.security
+            labels = frozenset(label.code for label in security) if security else _NO_LABELS
+            municipality = item.provenance.municipality
+            verdict = verdicts.get((municipality, labels))
+            if verdict is None:
+                verdict = verdicts[(municipality, labels)] = decide_item(
+                    plan.principal,
+                    ItemFacts(source, category.value, municipality, labels),
+                    rules=rules, municipalities=plan.municipalities,
+                    emergency_reason=plan.emergency_reason,
+                    emergency_municipalities=plan.emergency_municipalities,
+                )
             if verdict.allowed:
                 kept.append(item)
                 emergency = emergency or verdict.emergency

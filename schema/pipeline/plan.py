@@ -111,9 +111,18 @@ class Plan:
     # stores an emergency with a reason could ask (emergency-only agreements), for the rows
     openable_by_emergency: frozenset[str] = frozenset()
 
+    # sources_of's answers, made once per category (the plan is read by every field)
+    _sources: dict[AnyCategory, list[str]] = field(default_factory=dict, init=False,
+                                                   repr=False, compare=False)
+
     def sources_of(self, category: AnyCategory) -> list[str]:
         """The sources asked for `category`, in plan order."""
-        return [name for name, planned in self.fetches.items() if category in planned.categories]
+        known = self._sources.get(category)
+        if known is None:
+            known = self._sources[category] = [
+                name for name, planned in self.fetches.items()
+                if category in planned.categories]
+        return list(known)
 
 
 def plan_patient(

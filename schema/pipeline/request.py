@@ -50,6 +50,7 @@ class PatientRequest:
         self._path = path
         self._fresh_refused = fresh_refused
         self._judged: dict[str, Judgement] = {}
+        self._probes = sorted(plan.block_sources)
         # (category, source, store municipality or "") -> (status, items)
         self._delivered: dict[tuple[AnyCategory, str, str], tuple[Status, int]] = {}
         self._answers: dict[tuple[str, str, str, str, str], StatusRow] = {}
@@ -154,7 +155,7 @@ class PatientRequest:
         collected: list[Any] = []
         for source, judgement in zip(sources, judged, strict=True):
             found = judgement.items.get(category, ())
-            status = judgement.status[category]
+            status = judgement.answers[category].status
             for store, count in _per_store(found).items():
                 self._delivered[(category, source, store)] = (status, count)
             self._note(_row(judgement, category))
@@ -182,7 +183,7 @@ class PatientRequest:
 
     def _with_probes(self, sources: list[str]) -> list[str]:
         """`sources` and then the block probes not among them."""
-        return [*sources, *(s for s in sorted(self.plan.block_sources) if s not in sources)]
+        return [*sources, *(s for s in self._probes if s not in sources)]
 
     def _judged_with_blocks(self, sources: list[str]) -> list[Judgement]:
         """The judgements of `sources`, after the patient's blocks: a block of the caller

@@ -50,6 +50,7 @@ class Node:
     leaves: Any
     best: Any = None
     tags: Any = ()
+    colours: Any = ()
 
 
 @strawberry.type
@@ -73,6 +74,7 @@ class NodeType:
     leaves: list[LeafType]
     best: LeafType | None
     tags: list[str | None]
+    colours: list[Colour]
 
 
 AT = datetime(2026, 1, 31, 8, 0, tzinfo=UTC)
@@ -97,6 +99,11 @@ CASES: dict[str, list[Any]] = {
     "null in a non-null Boolean": [Node("a", [Leaf("x", flag=None)])],
     "a Boolean given a str": [Node("a", [Leaf("x", flag="yes")])],
     "an exception as a nested object": [Node("a", [], ValueError("as value"))],
+    "a list of enums": [Node("a", [], colours=[Colour.BLUE, Colour.RED])],
+    "a bad value in a list of enums": [Node("a", [], colours=[Colour.BLUE, "red"])],
+    "null in a list of non-null enums": [Node("a", [], colours=[None])],
+    "a str where a list of leaves is due": [Node("a", [], tags="abc")],
+    "null in a non-null list of objects": [Node("a", [Leaf("x"), None])],
 }
 CURRENT: list[Any] = []
 
@@ -113,7 +120,7 @@ class Query:
 
 
 QUERY = """query($yes: Boolean!) {
-  nodes { __typename title tags leaves { name colour at count flag shout ...L } best { n: name } }
+  nodes { __typename title tags colours leaves { name colour at count flag shout ...L } best { n: name } }
   syncNodes { title alias: leaves { name @skip(if: $yes) count @include(if: $yes) } }
 }
 fragment L on LeafType { again: name __typename }"""
@@ -149,7 +156,7 @@ def test_an_extension_that_wraps_every_resolver_still_sees_every_field(case: str
 
 
 PLAIN_QUERY = """{
-  nodes { __typename title tags leaves { name colour at count flag shout ...L } best { n: name } }
+  nodes { __typename title tags colours leaves { name colour at count flag shout ...L } best { n: name } }
   syncNodes { title alias: leaves { name count } }
 }
 fragment L on LeafType { again: name __typename }"""
