@@ -32,10 +32,10 @@ audit; the request log keeps their request id.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 
 from gateway.audit import AuditEvent, Delivery
+from gateway.audit.events import new_event_id
 from policies.model import Decision, Principal
 from schema.pipeline.ledger import Ledger, Notice, PatientLedger
 from schema.write.record import WriteEntry
@@ -46,7 +46,7 @@ CHANGED_STATUS = "CHANGED"  # a live update said this category changed (no items
 
 def _base(principal: Principal, request_id: str, nin: str) -> dict[str, object]:
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": new_event_id(),
         "recorded_at": datetime.now(UTC),
         "request_id": request_id,
         "principal_kind": principal.kind.value,

@@ -16,8 +16,9 @@ True
 from __future__ import annotations
 
 import json
+import os
 import re
-import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ ADDED_FIELDS = frozenset({"toa", "action", "record_category", "record_store", "r
                           "attempt_id", "replayed", "patient_municipality"})
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _new_id() -> str:
-    return str(uuid.uuid4())
+def new_event_id() -> str:
+    """A random UUID (version 4) as text: the layout of `str(uuid.uuid4())`, formatted from
+    16 random bytes without `uuid.UUID`'s checks and int conversions (one per event)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,7 +90,7 @@ class AuditEvent:
     privacy officer oversees the access (`concerned_municipalities`, docs/policies.md).
     """
 
-    event_id: str = field(default_factory=_new_id)
+    event_id: str = field(default_factory=new_event_id)
     recorded_at: datetime = field(default_factory=_now)
     request_id: str
     outcome: str
@@ -200,11 +208,28 @@ def _storable_text(value: str) -> str:
     return _SURROGATE.sub("\ufffd", value.replace("\x00", "\ufffd"))
 
 
+def _texts(event: AuditEvent) -> Iterator[str]:
+    for name, _ in _FIELDS:
+        value = getattr(event, name)
+        if isinstance(value, str):
+            yield value
+    for d in event.deliveries:
+        yield d.category
+        yield d.source
+        yield d.status
+        if d.municipality is not None:
+            yield d.municipality
+
+
 def storable(event: AuditEvent) -> AuditEvent:
     """`event` as the stores write it: a NUL or a lone UTF-16 surrogate in any text becomes
     U+FFFD. Neither can live in PostgreSQL text (its JSON functions refuse the whole row, so
     one such value would break every report, forever, in an append-only table); input
     validation refuses them at the edge, and this keeps the store safe from any other path."""
+    # one search over every text at once (the separator is neither a NUL nor a surrogate):
+    # nearly every event has nothing to replace and is returned as it is
+    if not _UNSTORABLE.search("\n".join(_texts(event))):
+        return event
     changes: dict[str, Any] = {}
     for name, _ in _FIELDS:
         value = getattr(event, name)
@@ -220,11 +245,14 @@ def storable(event: AuditEvent) -> AuditEvent:
     return replace(event, **changes) if changes else event
 
 
+# what `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)` builds per
+# call, built once (an encoder keeps no state between calls)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical_bytes(event: AuditEvent) -> bytes:
     """The stable serialisation of `event` that is stored and hashed (sorted-key ASCII JSON)."""
-    return json.dumps(
-        _to_dict(event), sort_keys=True, separators=(",", ":"), ensure_ascii=True
-    ).encode("ascii")
+    return _CANONICAL.encode(_to_dict(event)).encode("ascii")
 
 
 def event_from_json(body: bytes | str) -> AuditEvent:

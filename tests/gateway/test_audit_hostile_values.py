@@ -107,3 +107,37 @@ def _row(sink: AuditSink, e: object) -> tuple:
     recorded = e.recorded_at  # type: ignore[attr-defined]
     when = to_micros(recorded) if type(sink).__name__ == "SqliteAuditSink" else recorded
     return (e.event_id, when, e.patient_nin, canonical_bytes(e))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("text", [*HOSTILE, "plain", "", "æøå ÆØÅ"])
+@pytest.mark.parametrize("where", ["field", "delivery"])
+def test_storable_replaces_exactly_what_the_per_field_rule_replaces(text: str,
+                                                                     where: str) -> None:
+    """`storable` searches every text at once; the answer is the one replacing each field's
+    NULs and lone surrogates on its own would give, and a clean event comes back as itself."""
+    from gateway.audit.events import _storable_text
+
+    changes: dict[str, object] = ({"actor_name": text} if where == "field" else {
+        "deliveries": (Delivery(text[:40], "pll", "OK", 1, text[:4] or None),)})
+    e = full_event(**changes)
+    got = storable(e)
+    if where == "field":
+        assert got.actor_name == _storable_text(text)
+    else:
+        d = got.deliveries[0]
+        assert (d.category, d.municipality) == (_storable_text(text[:40]),
+                                                _storable_text(text[:4]) if text[:4] else None)
+    clean = _storable_text(text) == text
+    assert (got is e) == clean
+
+
+def test_event_ids_are_version_4_uuids_as_uuid_writes_them() -> None:
+    import uuid
+
+    from gateway.audit.events import new_event_id
+
+    ids = {new_event_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
