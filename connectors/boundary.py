@@ -10,7 +10,9 @@ retried, not a breaker failure) and never UNAVAILABLE. A result that comes back 
 too: every item is of the category's type and every field of its declared type, all the way
 down (a dict where a `display` string belongs would otherwise fail later, at GraphQL
 serialisation, as an internal error); datetimes must carry a time zone. Messages name the
-source and the field path, never a value.
+source and the field path, never a value. Each type's check is compiled once into straight-line
+code (`_valid`), which passes a good answer without building anything; whatever it is not sure
+of goes to the full check (`_fault`), which words the problem.
 
 >>> checked = CheckedConnector(connector)               # doctest: +SKIP
 >>> await checked.fetch(request)  # SourceResult or UpstreamInvalidError  # doctest: +SKIP
@@ -26,7 +28,7 @@ import traceback
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from connectors import model
@@ -105,15 +107,20 @@ def result_problem(result: Any, categories: frozenset[AnyCategory]) -> str | Non
         return f"a {type(result).__name__} instead of a SourceResult"
     if result.status not in RESULT_STATUSES:
         return f"the status {result.status!r} (failures are raised, not returned)"
-    if not isinstance(result.items, Mapping):
+    # a dict (and a tuple or list of items) is told by its type: an ABC's isinstance costs more
+    if type(result.items) is not dict and not isinstance(result.items, Mapping):
         return "items that are not a mapping"
     for category, items in result.items.items():
         if category not in categories:
             return f"items for a category it does not serve ({_name(category)})"
-        if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        if type(items) is not tuple and type(items) is not list and (
+                not isinstance(items, Sequence) or isinstance(items, str | bytes)):
             return f"{_name(category)} that is not a sequence of items"
-        fault = _fault(_item_type(category))
+        hint = _item_type(category)
+        fault, valid = _fault(hint), _valid(hint)
         for i, item in enumerate(items):
+            if valid(item):
+                continue
             problem = fault(item)
             if problem is not None:
                 return problem(f"{_name(category)}[{i}]")
@@ -125,7 +132,10 @@ def result_problem(result: Any, categories: frozenset[AnyCategory]) -> str | Non
             return wrong
     return (_check(PrivacyState)(result.privacy, "privacy")
             or _check(datetime)(result.fetched_at, "fetched_at")
-            or _check(str | None)(result.detail, "detail"))
+            or _check(_DETAIL)(result.detail, "detail"))
+
+
+_DETAIL = str | None  # one object: `_check` is cached by its hint, and a union hashes its args
 
 
 def _name(category: Any) -> str:
@@ -143,9 +153,11 @@ def _item_type(category: AnyCategory) -> Any:
 @functools.cache
 def _check(hint: Any) -> Check:
     """A checking function for one type hint, built once per type (the codec's approach)."""
-    fault = _fault(hint)
+    fault, valid = _fault(hint), _valid(hint)
 
     def check(v: Any, path: str) -> str | None:
+        if valid(v):
+            return None
         problem = fault(v)
         return None if problem is None else problem(path)
     return check
@@ -257,3 +269,113 @@ def _kind(kinds: tuple[type, ...], word: str) -> Fault:
             return None
         return lambda path: f"{path} is a {type(v).__name__}, not a {word}"
     return plain
+
+
+# -- the fast path: one compiled test per type ---------------------------------------------------
+# `_fault` walks a value through a closure per field, and a dataclass item through a closure per
+# nested value; for the good answers nearly every fetch brings, that walk is the boundary's
+# whole cost. `_valid(hint)` is the same judgement compiled once per type into one function of
+# straight-line tests on exact types (`type(x) is str`, a nested dataclass's fields inline, a
+# loop per tuple), without building anything. It only ever says True for a value `_fault`
+# finds nothing wrong with; anything it is not sure of (a subclass, a bool where an int may
+# stand, a datetime where a date may, a type it has no test for) is False, and `_fault` then
+# judges it and words the problem, so every message and path is `_fault`'s own.
+Valid = Callable[[Any], bool]
+
+
+@functools.cache
+def _valid(hint: Any) -> Valid:
+    namespace: dict[str, Any] = {"_datetime": datetime, "_utc": UTC}
+    lines: list[str] = []
+    _emit(hint, "v", lines, namespace, 2, [0])
+    # an exception (a slot never set, say) is a value for the full check to judge, and raise on
+    source = ("def valid(v):\n    try:\n" + "\n".join(lines or ["        pass"])
+              + "\n    except Exception:\n        return False\n    return True\n")
+    exec(source, namespace)  # built from type hints only, never from data
+    valid: Valid = namespace["valid"]
+    return valid
+
+
+_PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), bool: (bool,), int: (int,),
+                                       float: (int, float), date: (date,),
+                                       type(None): (type(None),)}
+
+
+def _plain(hint: Any) -> tuple[type, ...] | None:
+    """The exact types that are certainly good for `hint` alone, or None when `hint` is not a
+    plain type (a datetime, a dataclass, a tuple, a union, ...)."""
+    if hint in _PLAIN:
+        return _PLAIN[hint]
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return (hint,)
+    return None
+
+
+def _emit(hint: Any, value: str, lines: list[str], ns: dict[str, Any], depth: int,
+          counter: list[int]) -> None:
+    """Append to `lines` the statements (at `depth`) that return False unless the value of the
+    expression `value` is certainly good for `hint`."""
+    pad = "    " * depth
+
+    def name(prefix: str, obj: Any = None) -> str:
+        counter[0] += 1
+        key = f"_{prefix}{counter[0]}"
+        if obj is not None:
+            ns[key] = obj
+        return key
+
+    if hint is Any or hint is object:
+        return
+    plain = _plain(hint)
+    if plain is not None:
+        if len(plain) == 1:
+            lines.append(f"{pad}if type({value}) is not {name('t', plain[0])}: return False")
+        else:
+            lines.append(f"{pad}if type({value}) not in {name('ts', frozenset(plain))}: "
+                         "return False")
+        return
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType or origin is typing.Union:
+        args = typing.get_args(hint)
+        options = [a for a in args if a is not type(None)]
+        kinds = [_plain(a) for a in options]
+        if all(k is not None for k in kinds):
+            allowed = frozenset(t for k in kinds if k is not None for t in k)
+            if type(None) in args:
+                allowed |= {type(None)}
+            lines.append(f"{pad}if type({value}) not in {name('ts', allowed)}: return False")
+            return
+        if len(options) == 1 and type(None) in args:
+            var = name("x")
+            lines.append(f"{pad}{var} = {value}")
+            lines.append(f"{pad}if {var} is not None:")
+            _emit(options[0], var, lines, ns, depth + 1, counter)
+            lines.append(f"{pad}    pass")
+            return
+    elif origin is tuple:
+        var, each = name("x"), name("e")
+        lines.append(f"{pad}{var} = {value}")
+        lines.append(f"{pad}if type({var}) is not tuple: return False")
+        lines.append(f"{pad}for {each} in {var}:")
+        _emit(typing.get_args(hint)[0], each, lines, ns, depth + 1, counter)
+        lines.append(f"{pad}    pass")
+        return
+    elif hint is datetime:
+        var = value if value.isidentifier() else name("x")
+        if var != value:
+            lines.append(f"{pad}{var} = {value}")
+        lines.append(f"{pad}if type({var}) is not _datetime or ({var}.tzinfo is not _utc "
+                     f"and {var}.utcoffset() is None): return False")
+        return
+    elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        var = value if value.isidentifier() else name("x")
+        if var != value:
+            lines.append(f"{pad}{var} = {value}")
+        lines.append(f"{pad}if type({var}) is not {name('c', hint)}: return False")
+        hints = typing.get_type_hints(hint)
+        for f in dataclasses.fields(hint):
+            _emit(hints[f.name], f"{var}.{f.name}", lines, ns, depth, counter)
+        return
+    # anything else: the full check decides
+    judge = name("j", _fault(hint))
+    lines.append(f"{pad}if {judge}({value}) is not None: return False")
