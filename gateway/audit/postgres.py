@@ -2,7 +2,8 @@
 
 Sits behind `AuditSink` when `KILDE_AUDIT__URL=postgresql://...`. Each write batch takes
 `pg_advisory_xact_lock` (keyed on the schema) before reading the chain head, so replicas append
-one after another and the chain stays linear. A trigger refuses UPDATE, TRUNCATE and DELETE on
+one after another and the chain stays linear; the batch is one call of the `audit_append`
+function (lock, head, linking, rows, new head: one round trip, one transaction). A trigger refuses UPDATE, TRUNCATE and DELETE on
 the events table unless the transaction set `kilde.audit_purge` — which only the `audit_purge`
 function does; a deployment can further revoke DELETE from the application role. Commits use
 `synchronous_commit = on` whatever the server default, so a returned write is durable.
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from gateway.audit.batching import GroupCommitter
-from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult, link_batch
+from gateway.audit.chain import Anchor, ChainRow, ChainVerifier, VerifyResult
 from gateway.audit.events import (
     AuditEvent,
     canonical_bytes,
@@ -46,7 +47,6 @@ from gateway.audit.sink import (
 log = logging.getLogger("kilde.audit")
 POOL_CLOSE_SECONDS = 1.0  # at shutdown; then the pool's connections are cut
 DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError)
-LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()))"
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('kilde_audit_schema:' || current_schema()))"
 
 SCHEMA = """
@@ -97,6 +97,31 @@ BEGIN
     PERFORM set_config('kilde.audit_purge', 'off', true);
     UPDATE audit_chain SET anchor_seq = last_seq, anchor_hash = last_hash WHERE id = 1;
     RETURN deleted;
+END
+$fn$;
+-- One group-commit batch in one statement (see APPEND below): the chain's lock, then its head
+-- (a new snapshot per statement in a volatile function: the head as the last writer committed
+-- it), each row's hash = sha256(prev_hash || body) as gateway/audit/chain.py links it, the rows
+-- and the new head; the durable-commit setting for the statement's own transaction.
+CREATE OR REPLACE FUNCTION audit_append(event_ids text[], recorded timestamptz[], nins text[],
+                                        bodies text[]) RETURNS bigint LANGUAGE plpgsql AS $fn$
+DECLARE
+    head bigint; prev bytea; n int := coalesce(cardinality(bodies), 0);
+    seqs bigint[] := '{}'; prevs bytea[] := '{}'; hashes bytea[] := '{}';
+BEGIN
+    PERFORM set_config('synchronous_commit', 'on', true);
+    PERFORM pg_advisory_xact_lock(hashtext('kilde_audit:' || current_schema()));
+    SELECT head_seq, head_hash INTO head, prev FROM audit_chain WHERE id = 1;
+    FOR i IN 1..n LOOP
+        seqs[i] := head + i;
+        prevs[i] := prev;
+        prev := sha256(prev || convert_to(bodies[i], 'UTF8'));
+        hashes[i] := prev;
+    END LOOP;
+    INSERT INTO audit_events (seq, event_id, recorded_at, patient_nin, prev_hash, hash, body)
+        SELECT * FROM unnest(seqs, event_ids, recorded, nins, prevs, hashes, bodies);
+    UPDATE audit_chain SET head_seq = head + n, head_hash = prev WHERE id = 1;
+    RETURN head + n;
 END
 $fn$;
 DO $do$
@@ -160,16 +185,12 @@ def _holds_data(n: int) -> str:
         f" OR jsonb_path_exists(j.b, '$.deliveries[*] ? ({_ITEMS} && @.municipality == $m)',"
         f" jsonb_build_object('m', ${n}::text)))")
 
-# A batch's rows and the chain's new head in one statement (one round trip, one bind): the
-# head's UPDATE is a data-modifying WITH, which PostgreSQL always runs to completion. It was an
-# executemany of the INSERT and a separate UPDATE (bench.cpu cProfile, cold: the group
-# commit's five statements ~4% of a request's CPU, ~1.8 events per batch).
-APPEND = (
-    "WITH head AS (UPDATE audit_chain SET head_seq = $8, head_hash = $9 WHERE id = 1)"
-    " INSERT INTO audit_events (seq, event_id, recorded_at, patient_nin, prev_hash, hash, body)"
-    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::text[],"
-    " $5::bytea[], $6::bytea[], $7::text[])"
-)
+# A batch in one round trip: `audit_append` (in SCHEMA) takes the chain's lock, reads the head,
+# links and inserts the rows and moves the head, in the statement's own transaction, committed
+# durably before the call returns. It was BEGIN (with SET LOCAL synchronous_commit and the lock),
+# a read of the head, the rows with the head's UPDATE, and COMMIT: four round trips, each an
+# asyncpg call and a turn of the event loop (issue 16; bench.audit_cpu).
+APPEND = "SELECT audit_append($1::text[], $2::timestamptz[], $3::text[], $4::text[])"
 
 Row = tuple[str, datetime, str | None, bytes]  # event_id, recorded_at, patient_nin, body
 
@@ -268,29 +289,13 @@ class PostgresAuditSink:
         await self._committer.submit(row)
 
     async def _commit(self, rows: list[Row]) -> None:
-        """One transaction: BEGIN with the durable-commit setting and the chain's lock (one
-        round trip: a transaction block's own BEGIN was one more), the head, the rows with the
-        new head (one statement), COMMIT. Anything failing rolls it back, as a transaction
-        block would."""
+        """One statement, one transaction: `audit_append` links the rows after the chain's
+        head under the chain's advisory lock (the one `audit_purge` takes) and commits them
+        with the new head, durably; anything failing rolls the whole batch back."""
         await self._ensure_schema()
         async with self._connection() as conn:
-            try:
-                await conn.execute(f"BEGIN; SET LOCAL synchronous_commit = on; {LOCK}")
-                head = await conn.fetchrow(
-                    "SELECT head_seq, head_hash FROM audit_chain WHERE id = 1")
-                links = link_batch(Anchor(head[0], head[1]), (body for *_, body in rows))
-                last_seq, _, last_hash = links[-1]
-                await conn.execute(
-                    APPEND,
-                    [s for s, _, _ in links], [r[0] for r in rows], [r[1] for r in rows],
-                    [r[2] for r in rows], [prev for _, prev, _ in links],
-                    [h for _, _, h in links], [r[3].decode("ascii") for r in rows],
-                    last_seq, last_hash,
-                )
-                await conn.execute("COMMIT")
-            except BaseException:
-                await _rollback(conn)
-                raise
+            await conn.fetchval(APPEND, [r[0] for r in rows], [r[1] for r in rows],
+                                [r[2] for r in rows], [r[3].decode("ascii") for r in rows])
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -415,17 +420,6 @@ class PostgresAuditSink:
             await asyncio.wait_for(self._pool.close(), timeout=POOL_CLOSE_SECONDS)
         except TimeoutError:
             self._pool.terminate()
-
-
-async def _rollback(conn: asyncpg.Connection) -> None:
-    """End a failed batch's transaction; a connection that cannot is left to the pool, whose
-    release rolls back or discards it."""
-    if conn.is_closed() or not conn.is_in_transaction():
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except DB_ERRORS:
-        pass
 
 
 def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,

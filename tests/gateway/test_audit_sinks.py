@@ -307,3 +307,46 @@ async def test_closed_sink_refuses_writes_and_fails_ping(url: str) -> None:
     assert await opened.ping() is False
     with pytest.raises(AuditUnavailableError):
         await opened.write(event(1))
+
+
+@pytest.mark.postgres
+async def test_postgres_links_each_batch_in_sql_as_the_chain_does_and_commits_it_durably(
+        postgres_url: str) -> None:
+    """`audit_append` (one statement per batch) stores what `chain.link` would: each row's
+    hash is sha256(prev_hash + body), the head is the last row; and it commits with
+    synchronous_commit on whatever the session says."""
+    import asyncpg
+
+    from gateway.audit.chain import GENESIS, link
+    from gateway.audit.events import canonical_bytes
+    from gateway.audit.postgres import APPEND
+
+    sink = await open_audit_sink(postgres_url, retention_days=3650)
+    try:
+        await sink.write(event(0))
+        await asyncio.gather(*(sink.write(event(i)) for i in range(1, 6)))
+    finally:
+        await sink.aclose()
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        rows = await conn.fetch("SELECT seq, prev_hash, hash, body FROM audit_events ORDER BY seq")
+        prev = GENESIS
+        for n, row in enumerate(rows, start=1):
+            assert (row["seq"], bytes(row["prev_hash"])) == (n, prev)
+            assert bytes(row["hash"]) == link(prev, row["body"].encode("ascii"))
+            prev = bytes(row["hash"])
+        head = await conn.fetchrow("SELECT head_seq, head_hash FROM audit_chain WHERE id = 1")
+        assert (head["head_seq"], bytes(head["head_hash"])) == (6, prev)
+        late = event(9)
+        tr = conn.transaction()
+        await tr.start()
+        try:
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            assert await conn.fetchval(APPEND, [late.event_id], [late.recorded_at],
+                                       [late.patient_nin],
+                                       [canonical_bytes(late).decode("ascii")]) == 7
+            assert await conn.fetchval("SELECT current_setting('synchronous_commit')") == "on"
+        finally:
+            await tr.rollback()
+    finally:
+        await conn.close()
