@@ -221,7 +221,7 @@ class PostgresAuditSink:
             raise ValueError("KILDE_AUDIT__URL is not a valid postgresql:// URL.") from exc
         # min_size=0: nothing connects here, so an unreachable server is retried on first use.
         pool = await asyncpg.create_pool(
-            url, min_size=0, max_size=10, timeout=5.0, command_timeout=30.0
+            url, min_size=0, max_size=10, timeout=5.0, command_timeout=30.0, reset=_keep_session
         )
         sink = cls(pool, retention_days=retention_days)
         if not create:
@@ -420,6 +420,16 @@ class PostgresAuditSink:
             await asyncio.wait_for(self._pool.close(), timeout=POOL_CLOSE_SECONDS)
         except TimeoutError:
             self._pool.terminate()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection, after asyncpg's own rollback of a
+    transaction left open: nothing more. asyncpg's default also sends `SELECT
+    pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` (one more round trip per
+    batch, as many as the batch itself), which undoes session state this store never makes:
+    its locks are transaction locks, its cursors live in transactions, it listens to nothing
+    and sets nothing but `set_config(..., true)` (transaction-local); the URL's settings
+    (`search_path`) are the connection's own, which RESET ALL keeps anyway."""
 
 
 def _where(patient_nin: str | None, start: datetime | None, end: datetime | None,

@@ -350,3 +350,26 @@ async def test_postgres_links_each_batch_in_sql_as_the_chain_does_and_commits_it
             await tr.rollback()
     finally:
         await conn.close()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_connection_left_in_a_transaction_is_rolled_back_before_reuse(
+        postgres_url: str) -> None:
+    """The pool's reset sends nothing beyond asyncpg's own rollback of an open transaction
+    (this store keeps no session state); that rollback still happens."""
+    from gateway.audit.postgres import PostgresAuditSink
+
+    sink = await PostgresAuditSink.open(postgres_url, retention_days=3650)
+    try:
+        setting = "SELECT current_setting('statement_timeout')"
+        async with sink._connection() as conn:
+            default = await conn.fetchval(setting)
+            await conn.execute("BEGIN; SET LOCAL statement_timeout = 12345")
+            assert conn.is_in_transaction()
+        async with sink._connection() as conn:
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval(setting) == default
+        await sink.write(event(0))
+        assert (await sink.verify()).ok
+    finally:
+        await sink.aclose()
