@@ -69,3 +69,26 @@ async def test_closing_gives_up_on_a_hanging_store_and_loses_nothing_acknowledge
     assert committed == ["acknowledged"]
     with pytest.raises(AuditUnavailableError):
         await committer.submit("after close")
+
+
+async def test_a_cancelled_writer_leaves_its_row_to_be_committed_and_its_batch_unharmed() -> None:
+    release = asyncio.Event()
+    committed: list[str] = []
+
+    async def commit(rows: list[str]) -> None:
+        await release.wait()
+        committed.extend(rows)
+
+    committer: GroupCommitter[str] = GroupCommitter(commit, write_timeout=5.0)
+    first = asyncio.create_task(committer.submit("first"))  # its batch is in flight
+    await asyncio.sleep(0)
+    cancelled = asyncio.create_task(committer.submit("cancelled"))
+    kept = asyncio.create_task(committer.submit("kept"))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    release.set()
+    await asyncio.gather(first, kept)  # the rest of the batch is acknowledged as usual
+    await committer.aclose()
+    assert committed == ["first", "cancelled", "kept"]  # audited, though not delivered
