@@ -265,10 +265,14 @@ def coding_of(concept: Any, prefer_system: str | None = None) -> Coding | None:
                 c = candidate  # the first, unless one of `prefer_system` follows
     if c is None:
         text = concept.get("text")
-        return Coding(system="", code="", display=text) if isinstance(text, str) else None
+        return Coding("", "", text) if isinstance(text, str) else None
     display = c.get("display") or concept.get("text")
-    return Coding(system=str(c.get("system", "")), code=str(c["code"]),
-                  display=str(display) if display else None)
+    system = c.get("system", "")
+    code = c["code"]
+    # str() of a str is the str itself, only dearer: called for the others alone
+    return Coding(system if type(system) is str else str(system),
+                  code if type(code) is str else str(code),
+                  (display if type(display) is str else str(display)) if display else None)
 
 
 def text_of(concept: Any) -> str | None:
@@ -323,6 +327,8 @@ def parse_date(value: Any) -> date | None:
     if not isinstance(value, str) or len(value) < 4:
         return None
     try:
+        if len(value) == 10:  # the usual YYYY-MM-DD: no slice
+            return date.fromisoformat(value)
         if len(value) == 4:
             return date(int(value), 1, 1)
         if len(value) == 7:
@@ -373,14 +379,18 @@ def names_another_patient(element: Any, nin: str) -> bool:
     about one patient that answers with such a record has answered about someone else. An
     element without an identifier (a reference only) says nothing here."""
     if isinstance(element, list):
-        found = [i for i in element if isinstance(i, Mapping)]
+        found = [i for i in element if isinstance(i, _OBJECT)]
         return bool(element) and not any(
             isinstance(i.get("value"), str) and i["value"].strip() == nin for i in found)
-    if not isinstance(element, Mapping) or element.get("identifier") is None:
+    if not isinstance(element, _OBJECT) or element.get("identifier") is None:
         return False
     identifier = element["identifier"]
-    value = identifier.get("value") if isinstance(identifier, Mapping) else None
+    value = identifier.get("value") if isinstance(identifier, _OBJECT) else None
     return not isinstance(value, str) or value.strip() != nin
+
+
+# A JSON object: a dict is told by its type before the Mapping ABC (whose check runs Python)
+_OBJECT = (dict, Mapping)
 
 
 def patient_identifier(nin: str, system: str) -> str:

@@ -33,6 +33,9 @@ ICD10 = "urn:oid:2.16.578.1.12.4.1.1.7110"
 LIMITATION_REASON = "http://nhn.no/kj/fhir/StructureDefinition/KjReasonForLimitation"
 HLR_MINUS_CATEGORY = "11"  # "HLR-minus og behandlingsavklaringer"
 DURATION = "urn:oid:2.16.578.1.12.4.1.1.7655"  # kodeverk 7655: how long a decision holds
+# A JSON object: a dict is told by its type before the Mapping ABC, whose isinstance check
+# runs Python code
+_OBJECT = (dict, Mapping)
 
 # Kjernejournal names the access bases as we do; the table keeps the mapping explicit.
 ACCESS_BASIS = {
@@ -63,7 +66,7 @@ def access_basis_value(basis: AccessBasis) -> str:
 def privacy_state(status: Mapping[str, Any], *, restriction_opened: bool = False) -> PrivacyState:
     """The /status answer's privacy settings as a `PrivacyState`."""
     settings = status.get("privacySettings")
-    settings = settings if isinstance(settings, Mapping) else {}
+    settings = settings if isinstance(settings, _OBJECT) else {}
     return PrivacyState(
         reserved=settings.get("reserved") is True,
         restricted=settings.get("restricted") is True,
@@ -75,15 +78,15 @@ def privacy_state(status: Mapping[str, Any], *, restriction_opened: bool = False
 
 def outcome_codes(outcome: Any) -> frozenset[str]:
     """The issue detail codes of an OperationOutcome (e.g. 'blocked', 'Reservation')."""
-    if not isinstance(outcome, Mapping) or outcome.get("resourceType") != "OperationOutcome":
+    if not isinstance(outcome, _OBJECT) or outcome.get("resourceType") != "OperationOutcome":
         return frozenset()
     codes: set[str] = set()
     for issue in outcome.get("issue") or []:
-        details = issue.get("details") if isinstance(issue, Mapping) else None
-        if not isinstance(details, Mapping):
+        details = issue.get("details") if isinstance(issue, _OBJECT) else None
+        if not isinstance(details, _OBJECT):
             continue
         for coding in details.get("coding") or []:
-            if isinstance(coding, Mapping) and isinstance(coding.get("code"), str):
+            if isinstance(coding, _OBJECT) and isinstance(coding.get("code"), str):
                 codes.add(coding["code"])
     return frozenset(codes)
 
@@ -93,7 +96,7 @@ def provenance(resource: Mapping[str, Any], fetched_at: datetime,
     """Kj* identity is id + meta.versionId."""
     rid = _id(resource)
     meta = resource.get("meta")
-    version = meta.get("versionId") if isinstance(meta, Mapping) else None
+    version = meta.get("versionId") if isinstance(meta, _OBJECT) else None
     return Provenance(source=SOURCE, record_id=f"{rid}/{version}" if version else rid,
                       fetched_at=fetched_at, recorded_at=recorded_at)
 
@@ -105,7 +108,7 @@ def allergy(resource: Mapping[str, Any], fetched_at: datetime) -> CriticalInform
         return None
     clinical = _code(resource.get("clinicalStatus"))
     code = _required_code(resource)
-    reactions = [r for r in resource.get("reaction") or [] if isinstance(r, Mapping)]
+    reactions = [r for r in resource.get("reaction") or [] if isinstance(r, _OBJECT)]
     manifestations = [_text(m) for r in reactions for m in r.get("manifestation") or []]
     severities = [r.get("severity") for r in reactions if isinstance(r.get("severity"), str)]
     recorded = parse_datetime(resource.get("recordedDate"))
@@ -154,7 +157,7 @@ def flag(resource: Mapping[str, Any], fetched_at: datetime) -> CriticalInformati
         return None
     code = _required_code(resource)
     period = resource.get("period")
-    end = parse_date(period.get("end")) if isinstance(period, Mapping) else None
+    end = parse_date(period.get("end")) if isinstance(period, _OBJECT) else None
     expired = end is not None and end <= fetched_at.date()
     recorded = _updated(resource)
     return CriticalInformation(
@@ -189,7 +192,7 @@ def treatment_limitation(resource: Mapping[str, Any],
     None for other Consent categories, drafts and entries in error."""
     categories = resource.get("category")
     if not (isinstance(categories, list) and categories
-            and all(isinstance(c, Mapping) for c in categories)):
+            and all(isinstance(c, _OBJECT) for c in categories)):
         raise UnreadableRecordError("A Consent without a category Kilde can read.")
     if not _has_category(categories, HLR_MINUS_CATEGORY):
         return None
@@ -200,17 +203,17 @@ def treatment_limitation(resource: Mapping[str, Any],
             return None
         raise UnreadableRecordError("A Consent without a status Kilde knows.")
     provision = resource.get("provision")
-    provision = provision if isinstance(provision, Mapping) else {}
+    provision = provision if isinstance(provision, _OBJECT) else {}
     # provision.code may also hold a duration code (kodeverk 7655), which is no decision: the
     # SNOMED concept wins, else the first concept in any other system (Kjernejournal's own).
     coded = [(c, coding) for c in provision.get("code") or []
-             if isinstance(c, Mapping) and (coding := coding_of(c, SNOMED)) is not None
+             if isinstance(c, _OBJECT) and (coding := coding_of(c, SNOMED)) is not None
              and coding.system != DURATION]
     if not coded:
         raise UnreadableRecordError("A treatment limitation without a code.")
     concept, code = next(((c, x) for c, x in coded if x.system == SNOMED), coded[0])
     period = provision.get("period")
-    performers = [p for p in resource.get("performer") or [] if isinstance(p, Mapping)]
+    performers = [p for p in resource.get("performer") or [] if isinstance(p, _OBJECT)]
     reason = extension_value(resource, LIMITATION_REASON)
     decided_at = parse_datetime(resource.get("dateTime"))
     return TreatmentLimitation(
@@ -262,15 +265,15 @@ def _worst(severities: list[Any]) -> str | None:
 
 def _has_category(categories: Any, code: str) -> bool:
     concepts = categories if isinstance(categories, list) else []
-    return any(isinstance(c, Mapping) and any(
-        isinstance(x, Mapping) and x.get("code") == code for x in c.get("coding") or [])
+    return any(isinstance(c, _OBJECT) and any(
+        isinstance(x, _OBJECT) and x.get("code") == code for x in c.get("coding") or [])
         for c in concepts)
 
 
 def _updated(resource: Mapping[str, Any]) -> datetime | None:
     meta = resource.get("meta")
-    return parse_datetime(meta.get("lastUpdated")) if isinstance(meta, Mapping) else None
+    return parse_datetime(meta.get("lastUpdated")) if isinstance(meta, _OBJECT) else None
 
 
 def _end_date(period: Any) -> date | None:
-    return parse_date(period.get("end")) if isinstance(period, Mapping) else None
+    return parse_date(period.get("end")) if isinstance(period, _OBJECT) else None

@@ -161,10 +161,9 @@ def read_bundle(
             continue
         if statement.get("status") == "entered-in-error":
             continue
-        keys = {entry.get("fullUrl")}
-        if statement.get("id"):
-            keys.add(f"MedicationStatement/{statement['id']}")
-        in_pll = not pll_refs.isdisjoint(keys)
+        statement_id = statement.get("id")
+        in_pll = entry.get("fullUrl") in pll_refs or (
+            bool(statement_id) and f"MedicationStatement/{statement_id}" in pll_refs)
         ids = identifiers_by_type(statement)
         if not in_pll and ids.get(PLL_ID):
             lost_pll += 1  # a PLL entry the PLL's own section does not list
@@ -219,12 +218,8 @@ def read_statement(
     code, name = _drug(statement, resources, source)
     period = statement.get("effectivePeriod")
     period = period if isinstance(period, dict) else {}
-    provenance = Provenance(
-        source=source,
-        record_id=record_id,
-        fetched_at=fetched_at,
-        recorded_at=parse_datetime(statement.get("dateAsserted")),
-    )
+    provenance = Provenance(source, record_id, fetched_at,
+                            recorded_at=parse_datetime(statement.get("dateAsserted")))
     reasons = statement.get("reasonCode")
     reason = coding_of(reasons[0], ICPC2_SYSTEM) if isinstance(reasons, list) and reasons else None
     return Medication(

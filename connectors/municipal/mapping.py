@@ -95,13 +95,10 @@ def scope_of(resource: Resource) -> str | None:
 
 def provenance_of(resource: Resource, *, municipality: str, fetched_at: datetime) -> Provenance:
     """Where an item came from: this store's number, the record id, `meta.lastUpdated`."""
-    return Provenance(
-        source=SOURCE,
-        record_id=record_id(resource),
-        fetched_at=fetched_at,
-        recorded_at=parse_datetime(_dict(resource.get("meta")).get("lastUpdated")),
-        municipality=municipality,
-    )
+    rid = record_id(resource)
+    meta = resource.get("meta")
+    recorded = parse_datetime(meta.get("lastUpdated")) if isinstance(meta, dict) else None
+    return Provenance(SOURCE, rid, fetched_at, recorded_at=recorded, municipality=municipality)
 
 
 def _contained(resource: Resource, reference: Any) -> Mapping[str, Any]:
@@ -126,9 +123,11 @@ _SERVICE_STATUS = {"finished": "completed", "waitlist": "planned", "onhold": "on
 def map_service(resource: Resource, provenance: Provenance) -> MunicipalService:
     """EpisodeOfCare (type: Volven 9151) -> MunicipalService; the unit's phone comes from the
     contained Organization that `managingOrganization` points at."""
-    manager = _dict(resource.get("managingOrganization"))
+    manager = resource.get("managingOrganization")
+    manager = manager if isinstance(manager, dict) else {}
     unit = _contained(resource, manager.get("reference"))
-    period = _dict(resource.get("period"))
+    period = resource.get("period")
+    period = period if isinstance(period, dict) else {}
     status = str(resource.get("status") or "unknown")
     return MunicipalService(
         id=record_id(resource),

@@ -127,12 +127,6 @@ class StoreAnswer:
     known: bool = True
 
 
-def _is_match(entry: Mapping[str, Any]) -> bool:
-    search = entry.get("search")
-    mode = search.get("mode") if isinstance(search, dict) else None
-    return mode not in ("include", "outcome")
-
-
 def _matches(found: Found, search: Search) -> tuple[list[dict[str, Any]], int]:
     """The matched resources of `search` in `found` (includes and outcomes are not records), and
     how many matches were of another resource type (records that cannot be read)."""
@@ -141,7 +135,10 @@ def _matches(found: Found, search: Search) -> tuple[list[dict[str, Any]], int]:
     ids: set[Any] = set()
     for entry in found.entries:
         resource = entry.get("resource")
-        if not isinstance(resource, dict) or not _is_match(entry):
+        if not isinstance(resource, dict):
+            continue
+        search_mode = entry.get("search")  # includes and outcomes are not records
+        if isinstance(search_mode, dict) and search_mode.get("mode") in ("include", "outcome"):
             continue
         kind = resource.get("resourceType")
         if kind == "OperationOutcome":

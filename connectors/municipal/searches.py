@@ -18,10 +18,11 @@ search's `Found` or its `ConnectorError`, so one failed search fails only what i
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 
@@ -90,13 +91,15 @@ def searchset(body: Any) -> Found:
     if body.get("type") != "searchset":
         raise _invalid("answered a search with a Bundle that is not a searchset")
     entries = list(bundle_entries(body, SOURCE))  # every entry an object with a resource
-    if any(_is_error(entry["resource"]) for entry in entries):
-        raise _invalid("answered a search with an error OperationOutcome")
+    for entry in entries:
+        resource = entry["resource"]
+        if resource.get("resourceType") == "OperationOutcome" and _is_error(resource):
+            raise _invalid("answered a search with an error OperationOutcome")
     links = body.get("link") or []
     urls = {link.get("relation"): link.get("url") for link in links
             if isinstance(link, dict) and isinstance(link.get("url"), str)}
     total = body.get("total")
-    return Found(entries=list(entries), next_url=urls.get("next"), self_url=urls.get("self"),
+    return Found(entries=entries, next_url=urls.get("next"), self_url=urls.get("self"),
                  total=total if isinstance(total, int) and not isinstance(total, bool) else None)
 
 
@@ -138,7 +141,19 @@ def batch_sets(body: Any, count: int) -> list[Found | ConnectorError]:
 
 
 def query(search: Search, patient: tuple[str, str]) -> str:
-    return urlencode([patient, *search.params, ("_count", str(PAGE_SIZE))], safe=":|/,")
+    """`urlencode([patient, *search.params, ("_count", PAGE_SIZE)])`, the search's own part
+    encoded once per search (a fixed set; the patient's part, which names the person, is never
+    kept)."""
+    name, value = patient
+    return f"{quote_plus(str(name), _SAFE)}={quote_plus(str(value), _SAFE)}&{_rest(search)}"
+
+
+_SAFE = ":|/,"
+
+
+@functools.lru_cache(maxsize=64)
+def _rest(search: Search) -> str:
+    return urlencode([*search.params, ("_count", str(PAGE_SIZE))], safe=_SAFE)
 
 
 def batch_bundle(requests: Sequence[str]) -> dict[str, Any]:

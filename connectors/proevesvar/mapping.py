@@ -43,6 +43,9 @@ ABNORMAL_8244 = frozenset({"1", "2", "3"})  # over upper, under lower, outside t
 RESTRICTIONS = frozenset({"Specific", "General"})
 DASH = "\u2013"  # en dash, as laboratories print a range: 13.4\u201317.0 g/dL
 MAX_DEPTH = 8  # hasMember nesting we follow; real panels are two or three levels deep
+# A JSON object: a dict is told by its type before the Mapping ABC, whose isinstance check
+# runs Python code (and these checks run for every element of every record)
+_OBJECT = (dict, Mapping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +70,7 @@ def map_search(entries: Sequence[Mapping[str, Any]], fetched_at: datetime) -> Ma
     other = 0  # entries of a type the search cannot have sent: records not read
     for entry in entries:
         resource = entry.get("resource")
-        if not isinstance(resource, Mapping):
+        if not isinstance(resource, _OBJECT):
             other += 1
             continue
         kind = resource.get("resourceType")
@@ -99,7 +102,7 @@ def map_search(entries: Sequence[Mapping[str, Any]], fetched_at: datetime) -> Ma
 
 def _mode(entry: Mapping[str, Any]) -> str:
     search = entry.get("search")
-    mode = search.get("mode") if isinstance(search, Mapping) else None
+    mode = search.get("mode") if isinstance(search, _OBJECT) else None
     return mode if isinstance(mode, str) else "match"
 
 
@@ -108,13 +111,13 @@ def pvk_codes(entries: Sequence[Mapping[str, Any]]) -> frozenset[str]:
     codes: set[str] = set()
     for entry in entries:
         resource = entry.get("resource")
-        if not isinstance(resource, Mapping) or resource.get("resourceType") != "OperationOutcome":
+        if not isinstance(resource, _OBJECT) or resource.get("resourceType") != "OperationOutcome":
             continue
         for issue in resource.get("issue") or []:
-            details = issue.get("details") if isinstance(issue, Mapping) else None
-            codings = details.get("coding") if isinstance(details, Mapping) else None
+            details = issue.get("details") if isinstance(issue, _OBJECT) else None
+            codings = details.get("coding") if isinstance(details, _OBJECT) else None
             for coding in codings or []:
-                if isinstance(coding, Mapping) and coding.get("system") in PVK_OUTCOME_SYSTEMS:
+                if isinstance(coding, _OBJECT) and coding.get("system") in PVK_OUTCOME_SYSTEMS:
                     codes.add(str(coding.get("code", "")))
     return frozenset(codes)
 
@@ -180,7 +183,7 @@ def _walk(refs: Any, level: int, path: frozenset[str],
     and it held the decoded observations and the results for the cyclic collector."""
     missing = 0
     for ref in refs if isinstance(refs, list) else []:
-        target = ref.get("reference") if isinstance(ref, Mapping) else None
+        target = ref.get("reference") if isinstance(ref, _OBJECT) else None
         resource = _resolve(target, observations)
         if resource is None:
             missing += 1
@@ -212,7 +215,7 @@ def map_observation(resource: Mapping[str, Any], level: int = 0, fallback_id: st
 
 def value_of(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The observation's value as text and its unit; (None, None) when there is none."""
-    if isinstance(q := resource.get("valueQuantity"), Mapping):
+    if isinstance(q := resource.get("valueQuantity"), _OBJECT):
         number = format_number(q.get("value"))
         if number is None:
             return None, None
@@ -220,7 +223,7 @@ def value_of(resource: Mapping[str, Any]) -> tuple[str | None, str | None]:
         return f"{comparator}{number}", _unit(q)
     if "valueCodeableConcept" in resource:
         return text_of(resource["valueCodeableConcept"]), None
-    if isinstance(r := resource.get("valueRange"), Mapping):
+    if isinstance(r := resource.get("valueRange"), _OBJECT):
         low, high = _bound(r.get("low")), _bound(r.get("high"))
         if low is None and high is None:
             return None, None
@@ -235,7 +238,7 @@ def reference_range_of(resource: Mapping[str, Any], unit: str | None = None) -> 
     """'low{DASH}high unit', '≥ low unit' or '≤ high unit' (bounds are inclusive), else its text."""
     ranges = resource.get("referenceRange")
     first = ranges[0] if isinstance(ranges, list) and ranges else None
-    if not isinstance(first, Mapping):
+    if not isinstance(first, _OBJECT):
         return None
     low, high = _bound(first.get("low")), _bound(first.get("high"))
     unit = _unit(first.get("low")) or _unit(first.get("high")) or unit
@@ -270,6 +273,13 @@ def format_number(value: Any) -> str | None:
     """A FHIR decimal as written, without exponent notation (1e-05 -> '0.00001')."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    # the common cases without a Decimal: an int is written as it is, and so is a float whose
+    # shortest repr has no exponent (and is no inf or nan)
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float and "e" not in (text := repr(value)) and "n" not in text:
+        return text
     try:
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
     except InvalidOperation:
@@ -278,11 +288,11 @@ def format_number(value: Any) -> str | None:
 
 
 def _bound(quantity: Any) -> str | None:
-    return format_number(quantity.get("value")) if isinstance(quantity, Mapping) else None
+    return format_number(quantity.get("value")) if isinstance(quantity, _OBJECT) else None
 
 
 def _unit(quantity: Any) -> str | None:
-    if not isinstance(quantity, Mapping):
+    if not isinstance(quantity, _OBJECT):
         return None
     unit = quantity.get("unit") or quantity.get("code")
     return str(unit) if unit else None
@@ -311,12 +321,12 @@ def _effective(resource: Mapping[str, Any]) -> datetime | None:
     if effective := parse_datetime(resource.get("effectiveDateTime")):
         return effective
     period = resource.get("effectivePeriod")
-    return parse_datetime(period.get("start")) if isinstance(period, Mapping) else None
+    return parse_datetime(period.get("start")) if isinstance(period, _OBJECT) else None
 
 
 def _performer(resource: Mapping[str, Any]) -> str | None:
     for performer in resource.get("performer") or []:
-        if isinstance(performer, Mapping) and isinstance(performer.get("display"), str):
+        if isinstance(performer, _OBJECT) and isinstance(performer.get("display"), str):
             return str(performer["display"])
     return None
 
