@@ -21,7 +21,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
+
+import orjson
 
 OUTCOMES = ("DELIVERED", "DENIED",
             # a write (`action` "create"): the attempt, before the store is called, then one of
@@ -245,14 +248,57 @@ def storable(event: AuditEvent) -> AuditEvent:
     return replace(event, **changes) if changes else event
 
 
-# what `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)` builds per
-# call, built once (an encoder keeps no state between calls)
+# The canonical form is `json.dumps(..., sort_keys=True, separators=(",", ":"),
+# ensure_ascii=True)`: this encoder (built once; it keeps no state between calls) writes it
+# whenever the faster path below cannot be sure to write the same bytes.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+# Values orjson writes exactly as that encoder does (apart from the escapes `_ascii` adds):
+# text, ints within 64 bits (orjson refuses larger ones), booleans, null. Not floats (their
+# shortest forms differ: 1e16 against 1e+16), not str subclasses, not the types orjson would
+# serialise where json refuses (datetime, UUID, dataclasses, enums).
+_SCALARS = frozenset({str, int, bool, type(None)})
+_NOT_ASCII = re.compile("[^\x00-\x7e]")  # what ensure_ascii escapes that orjson writes raw
+
+
+def _escape(match: re.Match[str]) -> str:
+    """json's `ensure_ascii` escape of one character: \\uXXXX, a UTF-16 pair above U+FFFF."""
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 | (code >> 10):04x}\\u{0xDC00 | (code & 0x3FF):04x}"
+
+
+def _plain(data: dict[str, Any]) -> bool:
+    """True when every value of `data` (and of its deliveries' dicts) is in `_SCALARS`."""
+    values = list(data.values())
+    deliveries = data.get("deliveries")
+    if type(deliveries) is list:
+        values.remove(deliveries)
+        values.extend(chain.from_iterable(map(dict.values, deliveries)))
+    return _SCALARS.issuperset(map(type, values))
 
 
 def canonical_bytes(event: AuditEvent) -> bytes:
-    """The stable serialisation of `event` that is stored and hashed (sorted-key ASCII JSON)."""
-    return _CANONICAL.encode(_to_dict(event)).encode("ascii")
+    """The stable serialisation of `event` that is stored and hashed (sorted-key ASCII JSON).
+
+    Written by orjson when every value is one it writes as json does (sorted keys, no
+    whitespace, the same escapes of quotes, backslashes and control characters), with
+    every character outside U+0000-U+007E then escaped as `ensure_ascii` escapes it (it
+    can only stand inside a string); by json itself otherwise (a lone surrogate, an int
+    beyond 64 bits, any other type). The same bytes either way (tests/gateway/
+    test_audit_hostile_values.py compares them over every code point)."""
+    data = _to_dict(event)
+    if _plain(data):
+        try:
+            out = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if out.isascii() and b"\x7f" not in out:
+                return out
+            return _NOT_ASCII.sub(_escape, out.decode()).encode("ascii")
+    return _CANONICAL.encode(data).encode("ascii")
 
 
 def event_from_json(body: bytes | str) -> AuditEvent:

@@ -141,3 +141,53 @@ def test_event_ids_are_version_4_uuids_as_uuid_writes_them() -> None:
     for value in ids:
         parsed = uuid.UUID(value)
         assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)
+
+
+def _reference_bytes(e: object) -> bytes:
+    """The canonical form as first defined: json.dumps, sorted keys, compact, ASCII."""
+    import json
+
+    from gateway.audit.events import _to_dict
+
+    return json.dumps(_to_dict(e), sort_keys=True, separators=(",", ":"),  # type: ignore[arg-type]
+                      ensure_ascii=True).encode("ascii")
+
+
+def test_canonical_bytes_are_json_dumps_bytes_for_every_code_point() -> None:
+    """canonical_bytes writes with orjson where it can; the stored and hashed bytes must stay
+    json.dumps' exactly: every code point (astral ones sampled), in a field and a delivery."""
+    points = [*range(0xD800), *range(0xE000, 0x10000), *range(0x10000, 0x110000, 61),
+              0x10FFFF]
+    for start in range(0, len(points), 512):
+        text = "".join(chr(c) for c in points[start:start + 512])
+        e = full_event(actor_name=text, deliveries=(Delivery(text[:40], "pll", "OK", 2),))
+        assert canonical_bytes(e) == _reference_bytes(e)
+    for text in HOSTILE:  # lone surrogates included: those take json's own path
+        e = full_event(actor_name=text, decision_description=text,
+                       deliveries=(Delivery(text[:40], text[:40], "OK", 1, text[:4]),))
+        assert canonical_bytes(e) == _reference_bytes(e)
+
+
+class _Text(str):
+    pass
+
+
+@pytest.mark.parametrize("changes", [
+    {"toa": 2**70},  # beyond orjson's 64 bits
+    {"deliveries": (Delivery("medications", "pll", "OK", 2**80),)},
+    {"actor_name": _Text("æ subclass")},
+    {"replayed": True, "user_selected": False, "toa": 0},
+    {"legal_entity": 1.0e16},  # a float (not a declared type): json's own form
+])
+def test_canonical_bytes_fall_back_to_json_where_orjson_would_differ(
+        changes: dict[str, object]) -> None:
+    e = full_event(**changes)
+    assert canonical_bytes(e) == _reference_bytes(e)
+
+
+def test_canonical_bytes_refuse_what_json_refuses() -> None:
+    import uuid
+
+    e = full_event(legal_entity=uuid.uuid4())  # orjson would write it; json does not
+    with pytest.raises(TypeError):
+        canonical_bytes(e)
