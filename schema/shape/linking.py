@@ -116,10 +116,13 @@ def record_of(item: Medication) -> tuple[MedicationRecord, ...]:
 
 def _merge(group: list[Medication]) -> Medication:
     base = group[0]
+    if len(group) == 1:
+        own = record_of(base)  # one record (the usual unlinked item) needs no dedupe or sort
+        records = own if len(own) == 1 else tuple(sorted(_unique(own),
+                                                         key=lambda r: _rank(r.provenance)))
+        return replace(base, provenances=base.provenances or (base.provenance,), records=records)
     records = tuple(sorted(_unique(r for m in group for r in record_of(m)),
                            key=lambda r: _rank(r.provenance)))
-    if len(group) == 1:
-        return replace(base, provenances=base.provenances or (base.provenance,), records=records)
     provenances = sorted(_unique(p for m in group for p in (m.provenances or (m.provenance,))),
                          key=_rank)
 
@@ -162,8 +165,9 @@ COMPARED: tuple[tuple[str, Callable[[Medication], object], bool], ...] = (
 
 def _conflicts(group: list[Medication]) -> tuple[str, ...]:
     found = {c for m in group for c in m.conflicts}
+    treatments = [m for m in group if not _is_administration(m)]
     for name, value_of, with_administrations in COMPARED:
-        members = [m for m in group if with_administrations or not _is_administration(m)]
+        members = group if with_administrations else treatments
         if len({value_of(m) for m in members} - {None}) > 1:
             found.add(name)
     order = [name for name, _, _ in COMPARED]
