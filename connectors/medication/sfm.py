@@ -253,7 +253,7 @@ def _drug(
             raise UpstreamInvalidError(source, f"Source {source!r} sent a MedicationStatement "
                                                "whose Medication is missing.")
         concept = medication.get("code")
-    code = coding_of(concept, ATC_SYSTEM) or Coding(system="", code="")
+    code = coding_of(concept, ATC_SYSTEM) or Coding("", "")
     text = concept.get("text") if isinstance(concept, dict) else None
     name = text if isinstance(text, str) and text else (code.display or code.code)
     return code, name
@@ -263,7 +263,6 @@ def _dosage(dosages: Any) -> Dosage | None:
     if not isinstance(dosages, list) or not dosages or not isinstance(dosages[0], dict):
         return None
     text = dosages[0].get("text")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not (text := text.strip()):
         return None
-    route = coding_of(dosages[0].get("route"))
-    return Dosage(text=text.strip(), route=route)
+    return Dosage(text, coding_of(dosages[0].get("route")))

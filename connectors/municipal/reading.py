@@ -93,7 +93,9 @@ def plan_searches(categories: frozenset[Category], capabilities: StoreCapabiliti
             continue
         params = tuple((k, v) for k, v in search.params
                        if capabilities.supports(search.resource_type, k))
-        plan.setdefault(Search(search.resource_type, params), set()).add(category)
+        if params != search.params:  # else the search as declared (a frozen value)
+            search = Search(search.resource_type, params)
+        plan.setdefault(search, set()).add(category)
     return ([(s, frozenset(c)) for s, c in plan.items()],
             [(s, frozenset(c), UpstreamRejectedError(
                 SOURCE, f"Source {SOURCE!r} does not offer the {s.resource_type} search by "
