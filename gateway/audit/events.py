@@ -314,7 +314,10 @@ def event_from_json(body: bytes | str) -> AuditEvent:
 
 def format_time(value: datetime) -> str:
     """UTC, microsecond precision, `Z` suffix: the timestamp form used in stored events."""
-    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+    utc = value.astimezone(UTC)
+    if utc.year >= 1000:  # isoformat (C, no format string to parse) writes the same digits
+        return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # less its "+00:00"
+    return utc.strftime(_TIME_FORMAT)  # strftime's %Y of a year below 1000 is the platform's
 
 
 def parse_time(value: str) -> datetime:

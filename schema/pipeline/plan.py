@@ -117,12 +117,11 @@ class Plan:
 
     def sources_of(self, category: AnyCategory) -> list[str]:
         """The sources asked for `category`, in plan order."""
-        known = self._sources.get(category)
-        if known is None:
-            known = self._sources[category] = [
-                name for name, planned in self.fetches.items()
-                if category in planned.categories]
-        return list(known)
+        if not self._sources:  # every category's sources, in one walk of the fetches
+            for name, planned in self.fetches.items():
+                for asked in planned.categories:
+                    self._sources.setdefault(asked, []).append(name)
+        return list(self._sources.get(category, ()))
 
 
 def plan_patient(

@@ -191,3 +191,23 @@ def test_canonical_bytes_refuse_what_json_refuses() -> None:
     e = full_event(legal_entity=uuid.uuid4())  # orjson would write it; json does not
     with pytest.raises(TypeError):
         canonical_bytes(e)
+
+
+def test_stored_times_are_strftimes_form() -> None:
+    """format_time writes `%Y-%m-%dT%H:%M:%S.%fZ` in UTC, as stored events always had it."""
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from gateway.audit.events import _TIME_FORMAT, format_time
+
+    rng = random.Random(16)
+    zones = [UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-9, minutes=-30))]
+    moments = [datetime(2026, 12, 3, 15, 0, tzinfo=UTC), datetime(1000, 1, 1, 0, 0, tzinfo=UTC),
+               datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, 12, tzinfo=UTC)]
+    moments += [datetime(rng.randrange(1001, 9999), rng.randrange(1, 13), rng.randrange(1, 29),
+                         rng.randrange(24), rng.randrange(60), rng.randrange(60),
+                         rng.choice([0, rng.randrange(1_000_000)]), tzinfo=rng.choice(zones))
+                for _ in range(2000)]
+    for moment in moments:
+        assert format_time(moment) == moment.astimezone(UTC).strftime(_TIME_FORMAT), moment
