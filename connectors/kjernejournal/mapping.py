@@ -249,8 +249,15 @@ def _required_code(resource: Mapping[str, Any], prefer: str | None = None) -> Co
 
 
 def _code(concept: Any) -> str | None:
-    coding = coding_of(concept)
-    return coding.code or None if coding else None
+    """`coding_of(concept).code or None`, without building the Coding: the first coding with
+    a code (the text alone has none)."""
+    if not isinstance(concept, dict):
+        return None
+    for candidate in concept.get("coding", []):
+        if isinstance(candidate, dict) and candidate.get("code"):
+            code = candidate["code"]
+            return (code if type(code) is str else str(code)) or None
+    return None
 
 
 def _text(concept: Any) -> str | None:

@@ -258,7 +258,9 @@ def read_store(
     for search, categories, found in results:
         for category in (c for c in categories if c is not None):
             kept = answer.items.setdefault(category, [])
-            tally = tallies.setdefault(category, _Tally())
+            tally = tallies.get(category)
+            if tally is None:  # (setdefault would build a _Tally for every search)
+                tally = tallies[category] = _Tally()
             if isinstance(found, ConnectorError):
                 tally.failed.append((search.resource_type, found))
                 continue

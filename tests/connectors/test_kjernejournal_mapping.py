@@ -340,3 +340,21 @@ def test_consent_of_another_category_is_not_a_treatment_limitation() -> None:
 def test_a_record_without_id_or_code_is_unreadable(mapper: Any, resource: dict[str, Any]) -> None:
     with pytest.raises(mapping.UnreadableRecordError):
         mapper(resource, FETCHED)
+
+
+@pytest.mark.parametrize("concept", [
+    None, "active", {}, {"text": "Aktiv"}, {"coding": []}, {"coding": [{"system": "s"}]},
+    {"coding": [{"code": ""}, {"code": "active"}]}, {"coding": [{"code": 7}]},
+    {"coding": ["x", {"code": "refuted", "display": "Avkreftet"}], "text": "t"},
+    {"coding": [{"code": "confirmed", "system": "http://terminology.hl7.org/x"}]},
+])
+def test_a_status_code_is_read_as_coding_of_reads_it(concept: Any) -> None:
+    coding = mapping.coding_of(concept)
+    assert mapping._code(concept) == ((coding.code or None) if coding else None)
+
+
+def test_a_status_coding_that_is_not_a_list_fails_as_coding_of_fails() -> None:
+    with pytest.raises(TypeError):
+        mapping.coding_of({"coding": 5})
+    with pytest.raises(TypeError):
+        mapping._code({"coding": 5})
