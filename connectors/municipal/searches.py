@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,10 +146,15 @@ def query(search: Search, patient: tuple[str, str]) -> str:
     encoded once per search (a fixed set; the patient's part, which names the person, is never
     kept)."""
     name, value = patient
-    return f"{quote_plus(str(name), _SAFE)}={quote_plus(str(value), _SAFE)}&{_rest(search)}"
+    return f"{_quote(str(name))}={_quote(str(value))}&{_rest(search)}"
 
 
 _SAFE = ":|/,"
+_AS_IS = re.compile(r"[A-Za-z0-9_.~:|/,-]*")  # what quote_plus leaves alone (with _SAFE)
+
+
+def _quote(text: str) -> str:
+    return text if _AS_IS.fullmatch(text) else quote_plus(text, _SAFE)
 
 
 @functools.lru_cache(maxsize=64)

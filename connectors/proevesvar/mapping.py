@@ -192,24 +192,25 @@ def _walk(refs: Any, level: int, path: frozenset[str],
         if key in path or level > MAX_DEPTH:  # a cycle or absurd depth: stop descending
             continue
         results.append(map_observation(resource, level, key))
-        missing += _walk(resource.get("hasMember"), level + 1, path | {key}, observations,
-                         results)
+        members = resource.get("hasMember")
+        if isinstance(members, list) and members:  # (the walk of anything else finds none)
+            missing += _walk(members, level + 1, path | {key}, observations, results)
     return missing
 
 
 def map_observation(resource: Mapping[str, Any], level: int = 0, fallback_id: str = "") -> LabResult:
     value, unit = value_of(resource)
     interpretation = interpretation_of(resource)
-    return LabResult(
-        id=str(resource.get("id") or fallback_id),
-        code=coding_of(resource.get("code"), NLK) or Coding("", ""),
-        value=value,
-        unit=unit,
-        reference_range=reference_range_of(resource, unit),
-        interpretation=interpretation,
-        abnormal=is_abnormal(interpretation),
-        level=level,
-        effective_at=parse_datetime(resource.get("effectiveDateTime")),
+    return LabResult(  # positionally, in the fields' order: id, code, value, unit, range, ...
+        str(resource.get("id") or fallback_id),
+        coding_of(resource.get("code"), NLK) or Coding("", ""),
+        value,
+        unit,
+        reference_range_of(resource, unit),
+        interpretation,
+        is_abnormal(interpretation),
+        level,
+        parse_datetime(resource.get("effectiveDateTime")),
     )
 
 
