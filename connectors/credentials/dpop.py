@@ -16,20 +16,21 @@ verifier share the same thumbprint, hash and `htu` rules.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import os
 import re
-import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-# jwk_thumbprint is re-exported: a DPoP user needs it (`cnf.jkt`); its owner is `keys`.
-from connectors.credentials.keys import PrivateKey, jwk_thumbprint
+# DPOP_TYPE and jwk_thumbprint are re-exported: a DPoP user needs them (`typ`, `cnf.jkt`);
+# their owner is `keys`, which encodes each key's proof header once.
+from connectors.credentials.keys import DPOP_TYPE, PrivateKey, jwk_thumbprint
 
 __all__ = ["DPOP_TYPE", "access_token_hash", "dpop_proof", "htu_of", "jwk_thumbprint"]
 
-DPOP_TYPE = "dpop+jwt"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # a host name or IPv4 address with an optional port of up to 5 digits (checked <= 65535 by
 # `urlsplit`'s `port` otherwise): no user info, no IPv6 literal
@@ -55,6 +56,18 @@ def htu_of(url: str) -> str:
     >>> htu_of("HTTPS://Kj.Example:443/api/Status?nin=1#x")
     'https://kj.example/api/Status'
     """
+    # the query and fragment never count, so the normalisation is remembered per URL without
+    # them (a connector's few endpoints; an identifier in a query is never kept)
+    end = len(url)
+    for mark in ("?", "#"):
+        at = url.find(mark, 0, end)
+        if at >= 0:
+            end = at
+    return _htu_of_base(url[:end])
+
+
+@functools.lru_cache(maxsize=256)
+def _htu_of_base(url: str) -> str:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     simple = _SIMPLE_NETLOC.fullmatch(parts.netloc)
@@ -94,7 +107,7 @@ def dpop_proof(
     ('dpop+jwt', 'EC', False)
     """
     claims: dict[str, Any] = {
-        "jti": secrets.token_urlsafe(16),
+        "jti": os.urandom(16).hex(),  # 128 random bits, as `secrets.token_hex(16)`
         "htm": method.upper(),
         "htu": htu_of(url),
         "iat": int(time.time() if now is None else now),
@@ -105,6 +118,4 @@ def dpop_proof(
         claims["nonce"] = nonce
     if extra_claims:
         claims.update(extra_claims)
-    jwk = {k: v for k, v in key.public_jwk.items() if k not in ("kid", "use", "alg")}
-    return key.compact_jws({"typ": DPOP_TYPE, "jwk": jwk}, claims)
-
+    return key.signed(key.proof_header, claims)

@@ -15,6 +15,7 @@ never the key material.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -31,8 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-__all__ = ["SIGNING_ALGORITHMS", "KeyFileError", "PrivateKey", "generate_key", "jwk_thumbprint",
-           "load_private_key"]
+__all__ = ["DPOP_TYPE", "SIGNING_ALGORITHMS", "KeyFileError", "PrivateKey", "generate_key",
+           "jwk_thumbprint", "load_private_key"]
+
+DPOP_TYPE = "dpop+jwt"  # a DPoP proof's `typ` (RFC 9449 §4.2); `dpop` re-exports it
 
 # What HelseID accepts for client assertions and DPoP proofs; never `none`, never HMAC.
 SIGNING_ALGORITHMS = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512",
@@ -76,7 +79,10 @@ class PrivateKey:
     """A private signing key with its algorithm and key id; `repr` never shows the key.
 
     `public_jwk` is what HelseID registers (and what goes into a DPoP proof's header);
-    `thumbprint` is its RFC 7638 thumbprint (a DPoP-bound token's `cnf.jkt`).
+    `thumbprint` is its RFC 7638 thumbprint (a DPoP-bound token's `cnf.jkt`);
+    `proof_header` is the encoded protected header of this key's DPoP proofs (`typ`
+    dpop+jwt, `alg`, the public `jwk` without `kid`, `use` and `alg`), made once per key
+    rather than once per upstream call.
     """
 
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = field(repr=False)
@@ -84,6 +90,15 @@ class PrivateKey:
     kid: str
     public_jwk: Mapping[str, str] = field(repr=False)
     thumbprint: str
+    proof_header: bytes = field(init=False, repr=False, compare=False)
+    # sign(data) -> the JWS signature, with the algorithm's objects built once
+    _signer: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        jwk = {k: v for k, v in self.public_jwk.items() if k not in ("kid", "use", "alg")}
+        object.__setattr__(self, "proof_header", _b64_bytes(orjson.dumps(
+            {"typ": DPOP_TYPE, "jwk": jwk, "alg": self.alg})))
+        object.__setattr__(self, "_signer", _signer(self.key, self.alg))
 
     @classmethod
     def of(cls, key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, *, alg: str | None = None,
@@ -107,30 +122,71 @@ class PrivateKey:
 
     def sign(self, data: bytes) -> bytes:
         """The JWS signature of `data` under `alg` (RFC 7518: ECDSA as raw r || s)."""
-        digest = _HASHES[self.alg[2:]]()
-        key = self.key
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
-            size = (key.curve.key_size + 7) // 8
-            return r.to_bytes(size, "big") + s.to_bytes(size, "big")
-        if self.alg.startswith("PS"):
-            return key.sign(data, padding.PSS(padding.MGF1(digest), digest.digest_size), digest)
-        return key.sign(data, padding.PKCS1v15(), digest)
+        return self._signer(data)
 
     def compact_jws(self, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
         """A compact JWS (a JWT) of `claims` with `header` plus this key's `alg`, signed here
         without PyJWT's generic machinery (DPoP signs one per upstream call)."""
-        signing_input = (f"{_b64(orjson.dumps({**header, 'alg': self.alg}))}."
-                         f"{_b64(orjson.dumps(claims))}")
-        return f"{signing_input}.{_b64(self.sign(signing_input.encode('ascii')))}"
+        return self.signed(_b64_bytes(orjson.dumps({**header, "alg": self.alg})), claims)
+
+    def signed(self, encoded_header: bytes, claims: Mapping[str, Any]) -> str:
+        """A compact JWS of `claims` under a header already encoded (base64url JSON, naming
+        this key's `alg`), such as `proof_header`."""
+        signing_input = encoded_header + b"." + _b64_bytes(orjson.dumps(claims))
+        return (signing_input + b"." + _b64_bytes(self._signer(signing_input))).decode("ascii")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64_bytes(data: bytes) -> bytes:
+    """base64url without padding (RFC 7515 §2), as bytes."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 _HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+
+
+def _signer(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
+            alg: str) -> Callable[[bytes], bytes]:
+    """`sign(data)` for `key` under `alg`, its hash and padding objects made once."""
+    digest = _HASHES[alg[2:]]()
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        ecdsa = ec.ECDSA(digest)
+        size = (key.curve.key_size + 7) // 8
+        sign_ec = key.sign
+
+        def sign_ecdsa(data: bytes) -> bytes:
+            return raw_ecdsa_signature(sign_ec(data, ecdsa), size)
+
+        return sign_ecdsa
+    sign_rsa = key.sign
+    pad: padding.AsymmetricPadding = (
+        padding.PSS(padding.MGF1(digest), digest.digest_size) if alg.startswith("PS")
+        else padding.PKCS1v15())
+
+    def sign_pkcs(data: bytes) -> bytes:
+        return sign_rsa(data, pad, digest)
+
+    return sign_pkcs
+
+
+def raw_ecdsa_signature(der: bytes, size: int) -> bytes:
+    """A DER ECDSA signature (what cryptography gives) as JWS wants it: r || s, each `size`
+    bytes big-endian (RFC 7518 §3.4). cryptography has no raw output; reading the two
+    INTEGERs here costs half of `decode_dss_signature` and two `int.to_bytes`."""
+    # SEQUENCE { INTEGER r, INTEGER s } with short-form lengths (P-256, P-384); a long-form
+    # SEQUENCE length (P-521) goes through the library's decoder
+    s_at = 4 + der[3]
+    if (der[0] != 0x30 or der[1] >= 0x80 or der[2] != 0x02 or der[s_at] != 0x02
+            or len(der) != 2 + der[1] or len(der) != s_at + 2 + der[s_at + 1]):
+        r_int, s_int = decode_dss_signature(der)
+        return r_int.to_bytes(size, "big") + s_int.to_bytes(size, "big")
+    r = der[4:s_at]
+    s = der[s_at + 2:]
+    # a DER INTEGER carries a leading zero when its top bit is set, and drops leading zeros
+    return r[-size:].rjust(size, b"\0") + s[-size:].rjust(size, b"\0")
 
 
 def _default_alg(key: object) -> str:

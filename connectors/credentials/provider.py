@@ -94,15 +94,10 @@ class TokenProvider:
         """A usable token for `audience` and whether it came from the cache; `ConnectorError`
         (naming `source`) when HelseID gives none within `timeout` seconds. `caller` is
         `caller_key(subject_token)`, when the caller has it already."""
+        held = self.cached(audience, subject_token, caller)
+        if held is not None:
+            return held, True
         key = self._key(audience, subject_token, caller)
-        entry = self._tokens.get(key)
-        if entry is not None:
-            now = self._clock()
-            if now < entry.fresh_until:
-                return entry.token, True
-            if now < entry.usable_until:
-                self._flight(key, audience, subject_token)  # renewal ahead of expiry
-                return entry.token, True
         if audience.grant == "token_exchange" and subject_token is None:
             raise UpstreamRejectedError(source, f"Source {source!r} needs a caller's token to "
                                                 "exchange, and this request has none.")
@@ -112,6 +107,22 @@ class TokenProvider:
                 return await asyncio.shield(flight), False
         except TokenRequestError as exc:
             raise _connector_error(source, exc) from exc
+
+    def cached(self, audience: Audience, subject_token: str | None,
+               caller: str | None = None) -> IssuedToken | None:
+        """The cached token `token` would answer with at once, without a wait (starting its
+        renewal when it is due), or None: then `token` must ask HelseID."""
+        key = self._key(audience, subject_token, caller)
+        entry = self._tokens.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now < entry.fresh_until:
+            return entry.token
+        if now < entry.usable_until:
+            self._flight(key, audience, subject_token)  # renewal ahead of expiry
+            return entry.token
+        return None
 
     def _flight(self, key: _TokenKey, audience: Audience,
                 subject_token: str | None) -> asyncio.Future[IssuedToken]:
@@ -132,6 +143,8 @@ class TokenProvider:
 
     def nonce_for(self, url: str) -> str | None:
         """The last DPoP nonce the server at `url`'s origin gave us, if any."""
+        if not self._nonces:  # the usual case: no upstream has asked for one
+            return None
         return self._nonces.get(_origin(url))
 
     def remember_nonce(self, url: str, nonce: str) -> None:

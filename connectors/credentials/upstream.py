@@ -79,7 +79,7 @@ class Credentials:
     Credentials(provider=no, caller=no)
     """
 
-    __slots__ = ("_caller", "_provider", "_subject")
+    __slots__ = ("_auths", "_caller", "_provider", "_subject")
 
     def __init__(self, provider: TokenProvider | None = None,
                  subject_token: str | None = None) -> None:
@@ -87,6 +87,8 @@ class Credentials:
         self._subject = subject_token or None
         # hashed once per request, not once per upstream call
         self._caller = caller_key(self._subject) if provider and self._subject else None
+        # one UpstreamAuth per (audience, machine) for the request's calls to share
+        self._auths: dict[tuple[Audience, bool], UpstreamAuth] = {}
 
     def to(self, audience: Audience | None, *, machine: bool = False) -> UpstreamAuth | None:
         """These credentials for one upstream; None (send none) without a provider or an
@@ -94,9 +96,14 @@ class Credentials:
         grant (a call that acts for no user, such as a status probe)."""
         if self._provider is None or audience is None:
             return None
-        if machine and audience.grant != "client_credentials":
-            audience = Audience(audience.resource, audience.scope, "client_credentials")
-        return UpstreamAuth(self._provider, audience, self._subject, self._caller)
+        auth = self._auths.get((audience, machine))
+        if auth is None:
+            narrowed = audience
+            if machine and audience.grant != "client_credentials":
+                narrowed = Audience(audience.resource, audience.scope, "client_credentials")
+            auth = self._auths[audience, machine] = UpstreamAuth(
+                self._provider, narrowed, self._subject, self._caller)
+        return auth
 
     def __repr__(self) -> str:
         provider = "yes" if self._provider is not None else "no"
@@ -129,22 +136,34 @@ class UpstreamAuth:
                       timeout: float) -> tuple[dict[str, str], IssuedToken, bool]:
         """The `Authorization` (and `DPoP`) headers for one request, the token they carry, and
         whether it came from the cache. Raises `ConnectorError` naming `source`."""
-        token, cached = await self._provider.token(self._audience, self._subject,
-                                                   source=source, timeout=timeout,
-                                                   caller=self._caller)
+        token = self._provider.cached(self._audience, self._subject, self._caller)
+        cached = token is not None
+        if token is None:
+            token, cached = await self._provider.token(self._audience, self._subject,
+                                                       source=source, timeout=timeout,
+                                                       caller=self._caller)
+        return self._headers(token, method, url), token, cached
+
+    def _headers(self, token: IssuedToken, method: str, url: str) -> dict[str, str]:
         if not token.dpop:
-            return {"authorization": f"Bearer {token.access_token}"}, token, cached
+            return {"authorization": f"Bearer {token.access_token}"}
         proof = dpop_proof(self._provider.dpop_key, method, url,
                            access_token=token.access_token, ath=token.ath or None,
                            nonce=self._provider.nonce_for(url))
-        return {"authorization": f"DPoP {token.access_token}", "dpop": proof}, token, cached
+        return {"authorization": f"DPoP {token.access_token}", "dpop": proof}
 
     async def send(self, source: str, method: str, url: str,
                    send: Callable[[Mapping[str, str]], Awaitable[A]], *, timeout: float) -> A:
         """`send(auth_headers)` once, and once more when the upstream asks for a DPoP nonce
         or rejects a cached token as invalid (then a new token is obtained first)."""
-        headers, token, cached = await self.headers(source, method, url, timeout=timeout)
-        answer = await send(headers)
+        # a cached token (nearly every call) needs no await before the request itself
+        token = self._provider.cached(self._audience, self._subject, self._caller)
+        if token is not None:
+            answer = await send(self._headers(token, method, url))
+            cached = True
+        else:
+            headers, token, cached = await self.headers(source, method, url, timeout=timeout)
+            answer = await send(headers)
         if self._retry(url, answer, token, cached):
             headers, token, cached = await self.headers(source, method, url, timeout=timeout)
             answer = await send(headers)

@@ -124,3 +124,43 @@ def test_a_compact_jws_verifies_with_pyjwt_for_every_algorithm(alg: str) -> None
     assert jwt.get_unverified_header(token) == {"typ": "JWT", "kid": key.kid, "alg": alg}
     assert jwt.decode(token, jwt.PyJWK(dict(key.public_jwk), alg).key,
                       algorithms=[alg]) == {"sub": "x", "n": 1}
+
+
+@pytest.mark.parametrize(("curve", "size"), [(ec.SECP256R1, 32), (ec.SECP384R1, 48),
+                                             (ec.SECP521R1, 66)])
+def test_an_ecdsa_signature_reads_as_r_and_s_exactly_as_the_librarys_decoder_reads_it(
+        curve: type[ec.EllipticCurve], size: int) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    from connectors.credentials.keys import raw_ecdsa_signature
+
+    raw = ec.generate_private_key(curve())
+    top = 2 ** (size * 8) - 1
+    # the edges of DER: a leading zero for a set top bit, short and one-byte integers
+    signatures = [encode_dss_signature(r, s) for r, s in [
+        (1, 1), (1, top), (top, 1), (2 ** (size * 8 - 1), 127), (128, 2 ** 8 - 1),
+        (2 ** (size * 8 - 9), 2 ** (size * 8 - 8))]]
+    signatures += [raw.sign(i.to_bytes(2, "big") * 20, ec.ECDSA(hashes.SHA256()))
+                   for i in range(300)]
+    for der in signatures:
+        r, s = decode_dss_signature(der)
+        assert raw_ecdsa_signature(der, size) == r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+def test_the_proof_header_is_encoded_once_and_names_only_the_public_key() -> None:
+    import base64
+
+    from connectors.credentials import DPOP_TYPE, generate_key
+
+    for alg in ("ES256", "RS256"):
+        key = generate_key(alg=alg)
+        padded = key.proof_header + b"=" * (-len(key.proof_header) % 4)
+        header = json.loads(base64.urlsafe_b64decode(padded))
+        public = {k: v for k, v in key.public_jwk.items() if k not in ("kid", "use", "alg")}
+        assert header == {"typ": DPOP_TYPE, "alg": alg, "jwk": public}
+        assert key == PrivateKey.of(key.key, alg=alg, kid=key.kid)  # not part of equality
+        assert key.proof_header.decode() not in repr(key)
