@@ -215,6 +215,26 @@ async def test_a_token_is_renewed_shortly_before_it_expires_in_the_background() 
     assert renewed.access_token != first.access_token
 
 
+async def test_cached_answers_without_a_wait_what_token_would_answer_from_the_cache() -> None:
+    clock = Clock()
+    endpoint = TokenEndpoint(lifetime=300)
+    provider = TokenProvider(_client(endpoint, clock), renew_before=30, clock=clock)
+    assert provider.cached(KJ, "t") is None  # nothing yet: `token` must ask HelseID
+    first, _ = await provider.token(KJ, "t", source="s", timeout=2)
+    assert provider.cached(KJ, "t") is first
+    assert provider.cached(KJ, "other caller") is None
+    assert provider.cached(PLL, "t") is None
+    clock.now += 271  # inside the renewal margin: still handed out, the renewal starts
+    assert provider.cached(KJ, "t") is first
+    await asyncio.sleep(0.05)
+    assert len(endpoint.forms) == 2
+    renewed = provider.cached(KJ, "t")
+    assert renewed is not None
+    assert renewed.access_token != first.access_token
+    clock.now += 295  # nearly gone: not handed out
+    assert provider.cached(KJ, "t") is None
+
+
 async def test_a_token_nearly_gone_is_not_handed_out_the_request_waits_for_the_new_one(
 ) -> None:
     clock = Clock()

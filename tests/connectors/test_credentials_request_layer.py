@@ -147,6 +147,21 @@ async def test_a_call_without_a_user_uses_client_credentials() -> None:
     assert len(world.issued) == 1
 
 
+def test_a_requests_calls_to_one_audience_share_one_upstream_auth() -> None:
+    _, provider = World(ok).client()
+    credentials = Credentials(provider, "caller")
+    kj = credentials.to(KJ)
+    machine = credentials.to(KJ, machine=True)
+    assert kj is not None
+    assert machine is not None
+    assert credentials.to(KJ) is kj
+    assert credentials.to(Audience(KJ.resource, KJ.scope)) is kj  # an equal audience
+    assert credentials.to(KJ, machine=True) is machine
+    assert (kj.audience, machine.audience.grant) == (KJ, "client_credentials")
+    assert credentials.to(PLL) is not kj
+    assert Credentials(provider, "caller").to(KJ) is not kj  # another request, its own
+
+
 @pytest.mark.parametrize(("header", "error"), [
     ('DPoP error="use_dpop_nonce", error_description="x"', "use_dpop_nonce"),
     ('Bearer realm="x", DPoP error=invalid_token', "invalid_token"),
