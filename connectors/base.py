@@ -86,6 +86,20 @@ class FetchRequest:
     # (`connectors.deadline`); None: one of `timeout` seconds from when a layer first asks
     budget: Budget | None = field(default=None, repr=False, compare=False)
 
+    def carrying(self, budget: Budget, timeout: float,
+                 credentials: Credentials | None = None) -> FetchRequest:
+        """This request with `budget` and `timeout` (and `credentials`, when given): the copy
+        the fetch path makes at each layer (`Budget.request`), at a third of what
+        `dataclasses.replace` costs. Every field is named: tests/connectors/test_deadline.py
+        fails when one is added here but not there."""
+        return FetchRequest(
+            patient_nin=self.patient_nin, categories=self.categories, requester=self.requester,
+            access_basis=self.access_basis, municipalities=self.municipalities,
+            timeout=timeout, request_id=self.request_id, since=self.since, fresh=self.fresh,
+            privacy_probe=self.privacy_probe,
+            credentials=self.credentials if credentials is None else credentials,
+            budget=budget)
+
 
 # What `SourceResult.of` takes: a dict keyed by built-in categories only, by a plugin's specs
 # only, or by both (Mapping's key is invariant, so each needs naming)

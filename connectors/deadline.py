@@ -7,11 +7,15 @@ a number). Every layer below asks that budget and none keeps a clock of its own:
 
     fan-out       budget.outer().enforce()  the outer bound, whatever the connector does
                                             (a little after the budget: the layers below,
-                                            which stop at the budget, come first)
+                                            which stop at the budget, come first); none
+                                            in front of the resilience layer, which bounds
+                                            all it awaits by the budget (`enforces_budget`)
     cache         budget.cut(sliver)        ends early to leave time for a stale answer
     resilience    budget.left()             retries only while time is left;
                   budget.enforce()          each attempt, so the breaker sees the timeout
-    connector     Budget.of(request)        its calls share the rest (`enforce()`, `left()`)
+    connector     Budget.of(request)        its calls share the rest (`enforce()`, `left()`;
+                                            inside resilience's block of the same budget
+                                            its `enforce()` sets no timer of its own)
     HTTP          timed_out(source, s)      httpx's or aiohttp's own timeout fired
     HelseID       budget.enforce("a HelseID token")   waiting for the upstream's token
 
@@ -30,8 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from connectors.errors import UpstreamTimeoutError
@@ -63,12 +66,13 @@ class Budget:
 
     `seconds` is the budget it was given (named in the error), `deadline` when it ends."""
 
-    __slots__ = ("deadline", "seconds", "source")
+    __slots__ = ("_bound", "deadline", "seconds", "source")
 
     def __init__(self, source: str, seconds: float, *, deadline: float | None = None) -> None:
         self.source = source
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds if deadline is None else deadline
+        self._bound: _Enforced | None = None  # the block whose timer enforces this budget
 
     @classmethod
     def of(cls, request: FetchRequest, source: str = "") -> Budget:
@@ -104,8 +108,13 @@ class Budget:
 
     def request(self, request: FetchRequest, **changes: Any) -> FetchRequest:
         """`request` carrying this budget, its `timeout` what is left."""
-        return dataclasses.replace(
-            request, **{"budget": self, "timeout": max(MIN_SECONDS, self.left()), **changes})
+        if not changes:  # every layer's copy: FetchRequest.carrying, not dataclasses.replace
+            return request.carrying(self, max(MIN_SECONDS, self.deadline - time.monotonic()))
+        timeout = changes.pop("timeout") if "timeout" in changes else max(MIN_SECONDS,
+                                                                           self.left())
+        if changes.keys() <= {"credentials"}:  # the fetch stage's
+            return request.carrying(self, timeout, changes.get("credentials"))
+        return dataclasses.replace(request, budget=self, timeout=timeout, **changes)
 
     def expired(self, waiting_for: str | None = None) -> UpstreamTimeoutError:
         """The error for this budget running out."""
@@ -116,15 +125,54 @@ class Budget:
         if self.spent():
             raise self.expired()
 
-    @asynccontextmanager
-    async def enforce(self, waiting_for: str | None = None) -> AsyncIterator[None]:
-        """Run the block within what is left; running out (or a `TimeoutError` from inside)
-        raises `UpstreamTimeoutError` for this source. Cancels the block's work cleanly."""
-        try:
-            async with asyncio.timeout(max(MIN_SECONDS, self.deadline - time.monotonic())):
-                yield
-        except TimeoutError:
-            raise self.expired(waiting_for) from None
+    def enforce(self, waiting_for: str | None = None) -> _Enforced:
+        """Run the block (`async with`) within what is left; running out (or a
+        `TimeoutError` from inside) raises `UpstreamTimeoutError` for this source. Cancels the
+        block's work cleanly. A block nested in one that already enforces this budget in the
+        same task (a connector's inside the resilience layer's) sets no second timer: the
+        enclosing one ends both at the same moment, with the same error."""
+        return _Enforced(self, waiting_for)
 
     def __repr__(self) -> str:
         return f"Budget({self.source!r}, {self.seconds:.3f}, left={self.left():.3f})"
+
+
+class _Enforced:
+    """One `Budget.enforce()` block: an `asyncio.timeout` at the budget's deadline, or none
+    when an enclosing block of the same budget bounds this task already."""
+
+    __slots__ = ("_budget", "_task", "_timeout", "_waiting_for")
+
+    def __init__(self, budget: Budget, waiting_for: str | None) -> None:
+        self._budget = budget
+        self._waiting_for = waiting_for
+        self._timeout: asyncio.Timeout | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    async def __aenter__(self) -> None:
+        budget = self._budget
+        bound = budget._bound
+        task = asyncio.current_task()
+        if (bound is not None and bound._task is task and task is not None
+                and bound._waiting_for == self._waiting_for):
+            return  # the enclosing block's timer fires at this deadline, for this task
+        self._timeout = timeout = asyncio.timeout(
+            max(MIN_SECONDS, budget.deadline - time.monotonic()))
+        await timeout.__aenter__()
+        if bound is None:
+            self._task = task
+            budget._bound = self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        budget = self._budget
+        if budget._bound is self:
+            budget._bound = None
+        timeout = self._timeout
+        try:
+            if timeout is not None:
+                await timeout.__aexit__(exc_type, exc, tb)
+        except TimeoutError:
+            raise budget.expired(self._waiting_for) from None
+        if exc_type is not None and issubclass(exc_type, TimeoutError):
+            raise budget.expired(self._waiting_for) from None

@@ -130,6 +130,10 @@ def _retryable(exc: BaseException) -> bool:
 class ResilientConnector:
     """A Connector with a bulkhead, a circuit breaker and retries around `inner`."""
 
+    # everything `fetch` awaits runs within the request's budget (the bulkhead wait, each
+    # attempt, the backoff), so the fan-out sets no outer bound of its own in front of it
+    enforces_budget = True
+
     def __init__(self, inner: Connector, settings: ResilienceSettings,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.inner = inner
@@ -176,42 +180,44 @@ class ResilientConnector:
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     async def _attempt(self, request: FetchRequest, budget: Budget) -> SourceResult:
+        # one coroutine per attempt: bulkhead, breaker and the budget around the inner fetch
+        bulkhead = self.bulkhead
         try:
-            if self.bulkhead.locked():  # wait for a place only when there is a queue
+            if bulkhead.locked():  # wait for a place only when there is a queue
                 async with budget.enforce():
-                    await self.bulkhead.acquire()
+                    await bulkhead.acquire()
             else:
-                await self.bulkhead.acquire()
+                await bulkhead.acquire()
         except UpstreamTimeoutError:
             # a full bulkhead is our own queue, not the upstream failing: no breaker verdict
             raise UpstreamUnavailableError(self.name, f"Source {self.name!r} has too many "
                                            "calls in flight; try again shortly.") from None
+        breaker = self.breaker
         try:
-            return await self._guarded(budget.request(request), budget)
-        finally:
-            self.bulkhead.release()
-
-    async def _guarded(self, request: FetchRequest, budget: Budget) -> SourceResult:
-        probe = self.breaker.before()
+            probe = breaker.before()
+        except BreakerOpenError:
+            bulkhead.release()
+            raise
         verdict = False
         try:
             async with budget.enforce():  # a TimeoutError escaping the inner layer counts too
-                result = await self.inner.fetch(request)
-            self.breaker.success(probe)
+                result = await self.inner.fetch(budget.request(request))
+            breaker.success(probe)
             verdict = True
             return result
         except UpstreamTimeoutError:
-            self.breaker.failure(probe)
+            breaker.failure(probe)
             verdict = True
             raise
         except ConnectorError as exc:
             if exc.transient:
-                self.breaker.failure(probe)
+                breaker.failure(probe)
                 verdict = True
             raise
         finally:
             if not verdict:
-                self.breaker.release(probe)
+                breaker.release(probe)
+            bulkhead.release()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

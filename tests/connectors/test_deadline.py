@@ -101,6 +101,74 @@ def test_a_request_carries_its_budget() -> None:
     assert "Budget" not in repr(request)
 
 
+def test_carrying_copies_every_field_of_the_request() -> None:
+    import dataclasses
+    from datetime import date
+
+    from connectors import AccessBasis, Requester
+    from connectors.credentials import Credentials
+
+    values = {"patient_nin": NIN, "categories": frozenset({Category.MEDICATIONS}),
+              "requester": Requester(hpr_number="1", role_code="LE"),
+              "access_basis": AccessBasis.AKUTT, "municipalities": frozenset({"0301"}),
+              "timeout": 1.5, "request_id": "r-1", "since": date(2026, 1, 1), "fresh": True,
+              "privacy_probe": True, "credentials": Credentials(), "budget": Budget("x", 1.0)}
+    # a field added to FetchRequest must be added here and to `carrying`
+    assert [f.name for f in dataclasses.fields(FetchRequest)] == list(values)
+    request = FetchRequest(**values)  # type: ignore[arg-type]
+    budget, credentials = Budget("pll", 2.0), Credentials()
+    for carried, changed in [(request.carrying(budget, 0.5), {}),
+                             (request.carrying(budget, 0.5, credentials),
+                              {"credentials": credentials})]:
+        expected = {**values, "timeout": 0.5, "budget": budget, **changed}
+        assert {name: getattr(carried, name) for name in values} == expected
+        assert carried.credentials is expected["credentials"]
+        assert carried.budget is budget
+    assert budget.request(request, credentials=credentials).credentials is credentials
+    assert budget.request(request, municipalities=frozenset()).municipalities == frozenset()
+
+
+async def test_a_block_nested_in_its_own_budget_sets_no_second_timer() -> None:
+    timers: list[float | None] = []
+    real = asyncio.timeout
+
+    def counting(delay: float | None) -> asyncio.Timeout:
+        timers.append(delay)
+        return real(delay)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(asyncio, "timeout", counting)
+        with pytest.raises(UpstreamTimeoutError, match=r"'kj' did not answer within 0\.05 s"):
+            await _nested(Budget("kj", 0.05), hang=True)  # the connector's in resilience's
+        assert len(timers) == 1
+        # a stray TimeoutError still becomes the source's error in the nested block
+        timers.clear()
+        with pytest.raises(UpstreamTimeoutError, match="'kj'"):
+            await _nested(Budget("kj", 5.0), hang=False)
+        assert len(timers) == 1
+        # another task, another wait (`waiting_for`) or another budget: a timer of its own
+        timers.clear()
+        other = Budget("kj", 5.0)
+        async with other.enforce():
+            await asyncio.ensure_future(_enforced(other))
+            async with other.enforce("HelseID token"), other.cut(0.001).enforce():
+                pass
+        assert len(timers) == 4
+        assert other._bound is None
+
+
+async def _nested(budget: Budget, *, hang: bool) -> None:
+    async with budget.enforce(), budget.enforce():
+        if hang:
+            await asyncio.Event().wait()
+        raise TimeoutError
+
+
+async def _enforced(budget: Budget) -> None:
+    async with budget.enforce():
+        pass
+
+
 @pytest.mark.parametrize(("error", "expected"), [
     (timed_out("pll", 1.5), "Source 'pll' did not answer within 1.50 s."),
     (timed_out("pll"), "Source 'pll' did not answer in time."),
@@ -181,6 +249,31 @@ async def test_a_hanging_source_fails_on_its_budget_and_counts_for_the_breaker()
         await connector.fetch(Budget("rec", 0.05).request(
             FetchRequest(NIN, frozenset({Category.MEDICATIONS}))))
     assert connector.health == "open"
+
+
+async def test_in_front_of_the_resilience_layer_the_fan_out_sets_no_timer_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resilience bounds everything it awaits by the budget; the fan-out's outer bound, a grace
+    later, could never fire: one timer per source, and the breaker still sees the timeout."""
+    timers: list[float | None] = []
+    real = asyncio.timeout
+
+    def counting(delay: float | None) -> asyncio.Timeout:
+        timers.append(delay)
+        return real(delay)
+
+    monkeypatch.setattr(asyncio, "timeout", counting)
+    connector = ResilientConnector(Recording(hang=True),
+                                   ResilienceSettings(attempts=1, failure_threshold=1))
+    outcome = await fetch_one(connector, Budget("rec", 0.05).request(
+        FetchRequest(NIN, frozenset({Category.MEDICATIONS}))))
+    assert str(outcome.error) == "Source 'rec' did not answer within 0.05 s."
+    assert connector.health == "open"
+    assert len(timers) == 1
+    timers.clear()
+    await fetch_one(Recording(), Budget("rec", 1.0).request(
+        FetchRequest(NIN, frozenset({Category.MEDICATIONS}))))
+    assert len(timers) == 1  # any other connector: the fan-out's outer bound
 
 
 async def test_the_fan_out_bound_comes_after_the_budget() -> None:
