@@ -9,6 +9,7 @@ never in the URL) to `<base_url>/Patient/$getMedication`, reads the document Bun
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from datetime import datetime
@@ -96,6 +97,13 @@ def request_headers(request: FetchRequest) -> dict[str, str]:
     SFM can enforce too; the access basis travels in the Parameters body."""
     headers = {"x-request-id": request.request_id} if request.request_id else {}
     if request.requester.role_code:
-        role = {"system": PROFESSION, "code": request.requester.role_code}
-        headers["nhn-user-role"] = quote(json.dumps(role, separators=(",", ":")), safe="")
+        headers["nhn-user-role"] = _user_role(request.requester.role_code)
     return headers
+
+
+@functools.lru_cache(maxsize=64)
+def _user_role(role_code: str) -> str:
+    """The `nhn-user-role` header for a role (kodeverk 9060: a handful of codes, each encoded
+    once, not once per request)."""
+    role = {"system": PROFESSION, "code": role_code}
+    return quote(json.dumps(role, separators=(",", ":")), safe="")

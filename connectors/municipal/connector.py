@@ -116,9 +116,13 @@ class MunicipalConnector:
         if not categories or not numbers:
             return SourceResult.empty(self.name, request.categories & self.categories)
         headers = build_headers(request)
-        answers = await asyncio.gather(
-            *(self._fetch_store(n, categories, headers, request) for n in numbers)
-        )
+        answers: list[StoreAnswer | ConnectorError]
+        if len(numbers) == 1:  # the usual request: one store, asked in this task (no gather)
+            answers = [await self._fetch_store(numbers[0], categories, headers, request)]
+        else:
+            answers = await asyncio.gather(
+                *(self._fetch_store(n, categories, headers, request) for n in numbers)
+            )
         failed = [(n, a) for n, a in zip(numbers, answers, strict=True)
                   if isinstance(a, ConnectorError)]
         good = [(n, a) for n, a in zip(numbers, answers, strict=True)

@@ -307,6 +307,41 @@ async def test_garbage_is_upstream_invalid(content: bytes) -> None:
     assert type(error) is UpstreamInvalidError
 
 
+async def test_a_failing_status_call_ends_the_searches_and_is_the_error() -> None:
+    """/status runs in the fetch's own task, the searches beside it: its failure cancels them
+    (none is left running after fetch() returns) and is the error raised."""
+    cancelled: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.rsplit("/", 1)[-1]
+        if path == "status":
+            await asyncio.sleep(0.01)
+            return httpx.Response(500, json=outcome("exception"))
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.append(path)
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    with pytest.raises(UpstreamUnavailableError, match="HTTP 500"):
+        await connector_for(handler).fetch(fetch_request())
+    assert sorted(cancelled) == ["AllergyIntolerance", "Condition", "Consent", "Flag"]
+
+
+async def test_a_failing_search_ends_a_status_call_still_waiting_and_is_the_error() -> None:
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/status"):
+            await asyncio.sleep(30)
+        return httpx.Response(400, json=outcome("bad-request"))
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamRejectedError, match="HTTP 400"):
+        await connector_for(handler).fetch(fetch_request())
+    assert loop.time() - started < 1.0
+
+
 async def test_a_status_body_that_is_not_an_object_is_upstream_invalid() -> None:
     with pytest.raises(UpstreamInvalidError):
         await connector_for(Upstream(status=[1, 2])).fetch(fetch_request())  # type: ignore[arg-type]
