@@ -2,7 +2,8 @@
 
 Sits at the bottom of the request flow: connectors produce these items, policies filter them,
 the schema serves them as they are (Strawberry reads their attributes). All items are frozen;
-a cache or a merge makes a new item with `dataclasses.replace`.
+a cache or a merge makes a new item with `dataclasses.replace`. They are built by a quicker
+`__init__` of the same signature (`connectors.frozen.quick_init`).
 
 This module is the one declaration of the model, the GraphQL API's included: `schema.types`
 derives the GraphQL types from these dataclasses, in their field order, with the first
@@ -18,61 +19,13 @@ Coding(system='urn:oid:2.16.578.1.12.4.1.1.7170', code='K86', display='Hypertens
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-import inspect
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-_T = TypeVar("_T", bound=type)
-
-
-def _quick_init(cls: _T) -> _T:
-    """`cls` (a frozen dataclass with slots) with an `__init__` that sets each slot through
-    its member descriptor instead of `object.__setattr__(self, name, value)`.
-
-    The generated frozen `__init__` looks `object.__setattr__` up and goes through attribute
-    lookup for every field of every item; items are built by the thousand per request, and
-    this one is about twice as fast. Nothing else changes: the same signature (names, kinds,
-    defaults, factories), annotations and qualified name, and the class stays frozen (its
-    `__setattr__` still raises `FrozenInstanceError`)."""
-    params = getattr(cls, "__dataclass_params__", None)
-    fields = dataclasses.fields(cls)
-    if (params is None or not params.frozen or "__slots__" not in cls.__dict__
-            or hasattr(cls, "__post_init__") or not all(f.init for f in fields)):
-        raise TypeError(f"{cls.__name__} is not a frozen dataclass with slots and plain fields.")
-    original = cls.__init__  # type: ignore[misc]
-    signature = inspect.signature(original)
-    namespace: dict[str, Any] = {}
-    args: list[str] = []
-    for param in list(signature.parameters.values())[1:]:  # in the signature's order
-        if param.kind is inspect.Parameter.KEYWORD_ONLY and "*" not in args:
-            args.append("*")
-        if param.default is inspect.Parameter.empty:
-            args.append(param.name)
-        else:
-            namespace[f"_default_{param.name}"] = param.default
-            args.append(f"{param.name}=_default_{param.name}")
-    body: list[str] = []
-    for f in fields:
-        if f.default_factory is not dataclasses.MISSING:
-            namespace[f"_factory_{f.name}"] = f.default_factory
-            body.append(f"    if {f.name} is _default_{f.name}:\n"
-                        f"        {f.name} = _factory_{f.name}()")
-        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        body.append(f"    _set_{f.name}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(args)}):\n" + "\n".join(body or ["    pass"])
-    exec(source, namespace)  # our own field names, as dataclasses itself does
-    init = namespace["__init__"]
-    init.__qualname__ = original.__qualname__
-    init.__module__ = original.__module__
-    init.__annotations__ = dict(original.__annotations__)
-    if inspect.signature(init) != signature:  # the one promise: built exactly as before
-        raise TypeError(f"{cls.__name__}'s quick __init__ would change its signature.")
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
+from connectors.frozen import quick_init
 
 
 class Category(enum.Enum):
@@ -139,7 +92,7 @@ class LimitationMeaning(enum.Enum):
     UNKNOWN = "UNKNOWN"
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Coding:
     """A coded value: system (URI or urn:oid), code and display text."""
@@ -149,7 +102,7 @@ class Coding:
     display: str | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Provenance:
     """Where an item came from, and whether it was served from cache.
@@ -168,7 +121,7 @@ class Provenance:
     municipality: str | None = field(default=None, kw_only=True)
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TreatmentLimitation:
     """A treatment limitation such as HLR-minus (no CPR), from any source.
@@ -193,7 +146,7 @@ class TreatmentLimitation:
         "full treatment against an HLR-minus; empty when it contradicts none.")})
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CriticalInformation:
     """Critical information: allergies/CAVE, critical conditions, implants. The same
@@ -218,14 +171,14 @@ class CriticalInformation:
     security: tuple[Coding, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Dosage:
     text: str
     route: Coding | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MedicationRecord:
     """One source's own record of a treatment, with its own values.
@@ -243,7 +196,7 @@ class MedicationRecord:
     pll_id: str | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Medication:
     """One treatment with a drug, linked across PLL, e-resept and municipal records.
@@ -272,7 +225,7 @@ class Medication:
     records: tuple[MedicationRecord, ...] = ()  # each source's own values, set by linking
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LabResult:
     """One result in a lab report; level > 0 for members of a panel.
@@ -290,7 +243,7 @@ class LabResult:
     effective_at: datetime | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LabReport:
     id: str
@@ -305,7 +258,7 @@ class LabReport:
     security: tuple[Coding, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MunicipalService:
     """A decided or ongoing municipal health and care service.
@@ -326,7 +279,7 @@ class MunicipalService:
     security: tuple[Coding, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Condition:
     id: str
@@ -338,7 +291,7 @@ class Condition:
     security: tuple[Coding, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DocumentReference:
     """Metadata of a clinical document; the content is not fetched."""
@@ -353,7 +306,7 @@ class DocumentReference:
     security: tuple[Coding, ...] = ()
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Demographics:
     """Who the patient is, from the population registry (Folkeregisteret via
@@ -405,7 +358,7 @@ Item = (
 )
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Alert:
     """A first-screen warning, ordered clinically (priority 1 first).
@@ -430,7 +383,7 @@ class Alert:
         "For a treatment limitation, the decisions it contradicts (newest first).")})
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PrivacyState:
     """What an upstream said in-band about the patient's own choices.
@@ -448,7 +401,7 @@ class PrivacyState:
     detail: str | None = None
 
 
-@_quick_init
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Tenant:
     """A municipality (kommune): the tenant and data controller for its own store."""

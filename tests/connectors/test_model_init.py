@@ -1,4 +1,4 @@
-"""The model's items are built by a quicker `__init__` (`connectors.model._quick_init`) that
+"""The model's items are built by a quicker `__init__` (`connectors.frozen.quick_init`) that
 changes nothing a caller can see: signature, defaults, factories, frozenness, equality, hash,
 repr, `dataclasses.replace`, pickling."""
 
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from connectors import model
-from connectors.model import _quick_init
+from connectors.frozen import quick_init
 
 AT = datetime(2026, 1, 2, tzinfo=UTC)
 FROZEN_SLOTTED = [c for _, c in inspect.getmembers(model, inspect.isclass)
@@ -33,10 +33,10 @@ def twins() -> tuple[type, type]:
             tags: tuple[str, ...] = dataclasses.field(default_factory=tuple)
             count: int = dataclasses.field(default=0, kw_only=True)
         return Record
-    return declare(), _quick_init(declare())
+    return declare(), quick_init(declare())
 
 
-def test_every_frozen_model_type_has_the_quick_init() -> None:
+def test_every_frozen_model_type_has_thequick_init() -> None:
     assert model.Coding in FROZEN_SLOTTED
     assert model.Medication in FROZEN_SLOTTED
     for cls in FROZEN_SLOTTED:
@@ -45,7 +45,7 @@ def test_every_frozen_model_type_has_the_quick_init() -> None:
         assert cls.__init__.__qualname__ == f"{cls.__qualname__}.__init__"  # type: ignore[misc]
 
 
-def test_the_quick_init_keeps_the_signature_and_annotations() -> None:
+def test_thequick_init_keeps_the_signature_and_annotations() -> None:
     plain, quick = twins()
     assert inspect.signature(quick) == inspect.signature(plain)
     assert str(inspect.signature(quick)) == str(inspect.signature(plain))
@@ -56,7 +56,7 @@ def test_the_quick_init_keeps_the_signature_and_annotations() -> None:
         "municipality: 'str | None' = None) -> None")
 
 
-def test_the_quick_init_builds_what_dataclasses_builds() -> None:
+def test_thequick_init_builds_what_dataclasses_builds() -> None:
     plain, quick = twins()
     a, b = plain("kj", "r1", AT, recorded_at=AT), quick("kj", "r1", AT, recorded_at=AT)
     assert repr(a).replace("Record", "") == repr(b).replace("Record", "")
@@ -70,7 +70,7 @@ def test_the_quick_init_builds_what_dataclasses_builds() -> None:
 
 
 def test_a_default_factory_is_called_for_each_instance() -> None:
-    @_quick_init
+    @quick_init
     @dataclasses.dataclass(frozen=True, slots=True)
     class Bag:
         items: list[int] = dataclasses.field(default_factory=list)
@@ -99,7 +99,7 @@ def test_items_stay_frozen_and_behave_as_values() -> None:
 
 
 @pytest.mark.parametrize("declaration", ["mutable", "no slots", "post_init"])
-def test_the_quick_init_refuses_what_it_cannot_keep(declaration: str) -> None:
+def test_thequick_init_refuses_what_it_cannot_keep(declaration: str) -> None:
     if declaration == "mutable":
         @dataclasses.dataclass(slots=True)
         class Thing:
@@ -116,4 +116,4 @@ def test_the_quick_init_refuses_what_it_cannot_keep(declaration: str) -> None:
             def __post_init__(self) -> None:
                 pass
     with pytest.raises(TypeError, match="not a frozen dataclass with slots"):
-        _quick_init(Thing)
+        quick_init(Thing)
