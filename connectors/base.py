@@ -24,6 +24,7 @@ import httpx
 
 from connectors.credentials.upstream import NO_CREDENTIALS, Credentials
 from connectors.deadline import Budget
+from connectors.frozen import quick_init
 from connectors.model import AnyCategory, Category, CategorySpec, PrivacyState, Status
 from connectors.redact import redacted_repr
 
@@ -54,6 +55,7 @@ class Requester:
     citizen: bool = False
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class FetchRequest:
     """One request to one source for one patient.
@@ -122,6 +124,7 @@ CategoryReason = (Mapping[Category, Reason] | Mapping[CategorySpec, Reason]
                   | Mapping[AnyCategory, Reason])
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SourceResult:
     """What one source answered: items per category, a status, and in-band privacy state.

@@ -20,10 +20,12 @@ from connectors.activity import SourceActivity
 from connectors.base import Connector, FetchRequest, SourceResult
 from connectors.deadline import Budget
 from connectors.errors import ConnectorError, UpstreamUnavailableError
+from connectors.frozen import quick_init
 
 log = logging.getLogger("kilde.fanout")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What one source gave in this request: a result, or the error it failed with."""
