@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 
 from connectors.model import (
     Alert,
@@ -29,14 +30,25 @@ _EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
 CONFLICT_TITLE = "Motstridende behandlingsavklaringer"
 
 
+# the members, looked up once: an Enum class attribute is a slow look-up, per item of 1,000
+_ALLERGY, _CONDITION, _ANAESTHESIA = (CriticalType.ALLERGY, CriticalType.CRITICAL_CONDITION,
+                                      CriticalType.ANAESTHESIA_COMPLICATION)
+_SEVERE_ALLERGY, _OTHER_ALLERGY = (2, AlertKind.ALLERGY), (5, AlertKind.ALLERGY)
+_CONDITION_ALERT = (3, AlertKind.CRITICAL_CONDITION)
+_ANAESTHESIA_ALERT = (4, AlertKind.ANAESTHESIA_COMPLICATION)
+_OTHER = (6, AlertKind.OTHER_CRITICAL)
+_ALLERGY_KIND = AlertKind.ALLERGY
+
+
 def _critical_priority(item: CriticalInformation) -> tuple[int, AlertKind]:
-    if item.type is CriticalType.ALLERGY:
-        return (2 if item.severity in ("severe", "high") else 5), AlertKind.ALLERGY
-    if item.type is CriticalType.CRITICAL_CONDITION:
-        return 3, AlertKind.CRITICAL_CONDITION
-    if item.type is CriticalType.ANAESTHESIA_COMPLICATION:
-        return 4, AlertKind.ANAESTHESIA_COMPLICATION
-    return 6, AlertKind.OTHER_CRITICAL
+    kind = item.type
+    if kind is _ALLERGY:
+        return _SEVERE_ALLERGY if item.severity in ("severe", "high") else _OTHER_ALLERGY
+    if kind is _CONDITION:
+        return _CONDITION_ALERT
+    if kind is _ANAESTHESIA:
+        return _ANAESTHESIA_ALERT
+    return _OTHER
 
 
 def _where(item: TreatmentLimitation) -> str:
@@ -97,7 +109,7 @@ def build_alerts(
         if ci.status != "active":
             continue
         priority, kind = _critical_priority(ci)
-        title = ci.description if kind is not AlertKind.ALLERGY else f"CAVE {ci.description}"
+        title = ci.description if kind is not _ALLERGY_KIND else f"CAVE {ci.description}"
         alerts.append(((priority, -(ci.recorded_at or _EPOCH).timestamp()), Alert(
             kind=kind,
             priority=priority,
@@ -109,5 +121,5 @@ def build_alerts(
             provenances=ci.provenances or (ci.provenance,),
             item_ids=(ci.id,),
         )))
-    alerts.sort(key=lambda a: a[0])
+    alerts.sort(key=itemgetter(0))
     return [a[1] for a in alerts]

@@ -52,14 +52,16 @@ def merge_critical(items: Sequence[CriticalInformation]) -> list[CriticalInforma
     # of those still open to that source (a group only gains sources, so one that holds the
     # source is dropped for good): a look-up per item instead of a walk over every member of
     # every group, which was quadratic at 1,000 records per source (bench/RESULTS.md)
-    holding: dict[tuple[object, ...], list[int]] = {}
+    holding: dict[tuple[object, ...], set[int]] = {}
     open_to: dict[tuple[object, ...], dict[str, list[int]]] = {}
     for item in sorted(items, key=_rank):
         source = item.provenance.source
         keys = _keys(item)
-        index = min((i for key in keys
-                     if (i := _first_open(key, source, holding, open_to, sources)) is not None),
-                    default=None)
+        index = None
+        for key in keys:
+            i = _first_open(key, source, holding, open_to, sources)
+            if i is not None and (index is None or i < index):
+                index = i
         if index is None:
             index = len(groups)
             groups.append([])
@@ -67,20 +69,24 @@ def merge_critical(items: Sequence[CriticalInformation]) -> list[CriticalInforma
         groups[index].append(item)
         sources[index].add(source)
         for key in keys:
-            held = holding.setdefault(key, [])
+            held = holding.setdefault(key, set())  # a set: 1,000 CAVEs may share one code
             if index not in held:
-                held.append(index)
-                for other, heap in open_to.get(key, {}).items():
-                    if other not in sources[index]:
-                        heapq.heappush(heap, index)
+                held.add(index)
+                by_source = open_to.get(key)
+                if by_source:
+                    for other, heap in by_source.items():
+                        if other not in sources[index]:
+                            heapq.heappush(heap, index)
     return [_merge(g) for g in groups]
 
 
-def _first_open(key: tuple[object, ...], source: str, holding: dict[tuple[object, ...], list[int]],
+def _first_open(key: tuple[object, ...], source: str, holding: dict[tuple[object, ...], set[int]],
                 open_to: dict[tuple[object, ...], dict[str, list[int]]],
                 sources: list[set[str]]) -> int | None:
     """The first group holding `key` that has no item from `source` yet."""
-    by_source = open_to.setdefault(key, {})
+    by_source = open_to.get(key)
+    if by_source is None:
+        by_source = open_to[key] = {}
     heap = by_source.get(source)
     if heap is None:
         heap = by_source[source] = [i for i in holding.get(key, ()) if source not in sources[i]]
@@ -105,7 +111,14 @@ def _merge(group: list[CriticalInformation]) -> CriticalInformation:
     base = group[0]
     provenances = _unique(p for m in group for p in (m.provenances or (m.provenance,)))
     if len(group) == 1:
-        return base if base.provenances else replace(base, provenances=tuple(provenances))
+        if base.provenances:
+            return base
+        return type(base)(  # one construction, not `replace` (`_FIELDS`, tested)
+            id=base.id, type=base.type, code=base.code, description=base.description,
+            status=base.status, severity=base.severity, reaction=base.reaction,
+            verification=base.verification, recorded_at=base.recorded_at,
+            provenance=base.provenance, provenances=tuple(provenances),
+            conflicts=base.conflicts, security=base.security)
     conflicts = [name for name in COMPARED
                  if len({_words(getattr(m, name)) for m in group} - {""}) > 1]
     worst = max((m.severity for m in group if m.severity),
@@ -121,6 +134,11 @@ def _merge(group: list[CriticalInformation]) -> CriticalInformation:
         conflicts=tuple(sorted(set(base.conflicts) | set(conflicts), key=_order)),
         security=tuple(_unique(s for m in group for s in m.security)),
     )
+
+
+# The fields the one-item construction in `_merge` copies, in `CriticalInformation`'s order.
+_FIELDS = ("id", "type", "code", "description", "status", "severity", "reaction",
+           "verification", "recorded_at", "provenance", "provenances", "conflicts", "security")
 
 
 def _order(name: str) -> int:

@@ -19,11 +19,11 @@ linked one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from datetime import date
+from typing import TypeVar
 
-from connectors.model import Coding, Medication, MedicationRecord, Provenance
+from connectors.model import Coding, Dosage, Medication, MedicationRecord, Provenance
 
 SOURCE_ORDER = ("pll", "eresept", "municipal")
 # Records of administrations: their status and dates describe doses given, not the treatment.
@@ -41,9 +41,15 @@ def link_medications(items: Sequence[Medication]) -> list[Medication]:
     return sorted(merged, key=lambda m: (m.status != "active", m.name.casefold(), m.id))
 
 
+_RANK = {source: i for i, source in enumerate(SOURCE_ORDER)}
+
+
 def _rank(provenance: Provenance) -> int:
-    source = provenance.source
-    return SOURCE_ORDER.index(source) if source in SOURCE_ORDER else len(SOURCE_ORDER)
+    return _RANK.get(provenance.source, len(SOURCE_ORDER))
+
+
+def _record_rank(record: MedicationRecord) -> int:
+    return _RANK.get(record.provenance.source, len(SOURCE_ORDER))
 
 
 def _is_administration(item: Medication) -> bool:
@@ -71,7 +77,9 @@ class _Groups:
             value = getattr(item, name)
             if value:
                 first = self._first[name]
-                first[value] = min(first.get(value, index), index)
+                known = first.get(value)
+                if known is None or index < known:
+                    first[value] = index
         if item.code.code:
             self._by_code.setdefault(item.code.code, set()).add(index)
 
@@ -115,63 +123,120 @@ def record_of(item: Medication) -> tuple[MedicationRecord, ...]:
 
 
 def _merge(group: list[Medication]) -> Medication:
+    """One item for the group: built in one construction (every field of `Medication`, in
+    `_FIELDS`' order, the test checks it), not with `dataclasses.replace`."""
     base = group[0]
     if len(group) == 1:
         own = record_of(base)  # one record (the usual unlinked item) needs no dedupe or sort
-        records = own if len(own) == 1 else tuple(sorted(_unique(own),
-                                                         key=lambda r: _rank(r.provenance)))
-        return replace(base, provenances=base.provenances or (base.provenance,), records=records)
-    records = tuple(sorted(_unique(r for m in group for r in record_of(m)),
-                           key=lambda r: _rank(r.provenance)))
-    provenances = sorted(_unique(p for m in group for p in (m.provenances or (m.provenance,))),
-                         key=_rank)
-
-    def first(name: str) -> Any:
-        return next((getattr(m, name) for m in group if getattr(m, name) is not None), None)
-
-    coded = next((m for m in group if m.code.code), base)
-    return replace(
-        base,
+        records = own if len(own) == 1 else tuple(sorted(_unique(own), key=_record_rank))
+        return type(base)(  # as `replace` would: the item's own class
+            id=base.id, code=base.code, name=base.name, status=base.status,
+            dosage=base.dosage, reason=base.reason, started=base.started, ended=base.ended,
+            prescription_id=base.prescription_id, pll_id=base.pll_id,
+            treatment_id=base.treatment_id, in_pll=base.in_pll, conflicts=base.conflicts,
+            provenance=base.provenance, provenances=base.provenances or (base.provenance,),
+            security=base.security, records=records)
+    # one walk over the group: every record, provenance and security label, and per field the
+    # first value that is not None (group order)
+    own_records: list[MedicationRecord] = []
+    all_provenances: list[Provenance] = []
+    security: list[Coding] = []
+    dosage: Dosage | None = None
+    reason: Coding | None = None
+    started: date | None = None
+    prescription_id: str | None = None
+    pll_id: str | None = None
+    treatment_id: str | None = None
+    coded: Medication | None = None
+    in_pll = False
+    for m in group:
+        own_records.extend(record_of(m))
+        if m.provenances:
+            all_provenances.extend(m.provenances)
+        else:
+            all_provenances.append(m.provenance)
+        if m.security:
+            security.extend(m.security)
+        if dosage is None:
+            dosage = m.dosage
+        if reason is None:
+            reason = m.reason
+        if started is None:
+            started = m.started
+        if prescription_id is None:
+            prescription_id = m.prescription_id
+        if pll_id is None:
+            pll_id = m.pll_id
+        if treatment_id is None:
+            treatment_id = m.treatment_id
+        if coded is None and m.code.code:
+            coded = m
+        if m.in_pll:
+            in_pll = True
+    if coded is None:
+        coded = base
+    records = tuple(sorted(_unique(own_records), key=_record_rank))
+    provenances = sorted(_unique(all_provenances), key=_rank)
+    return type(base)(
+        id=base.id,
         code=coded.code,
         name=base.name or coded.name,
+        status=base.status,
+        dosage=dosage,
+        reason=reason,
+        started=started,
+        ended=base.ended,
+        prescription_id=prescription_id,
+        pll_id=pll_id,
+        treatment_id=treatment_id,
+        in_pll=in_pll,
+        conflicts=_conflicts(group),
         provenance=provenances[0],
         provenances=tuple(provenances),
-        dosage=first("dosage"),
-        reason=first("reason"),
-        started=first("started"),
-        prescription_id=first("prescription_id"),
-        pll_id=first("pll_id"),
-        treatment_id=first("treatment_id"),
-        in_pll=any(m.in_pll for m in group),
-        conflicts=_conflicts(group),
-        security=tuple(_unique(s for m in group for s in m.security)),
+        security=tuple(_unique(security)) if security else (),
         records=records,
     )
 
 
-def _dosage_text(item: Medication) -> str | None:
-    return " ".join(item.dosage.text.split()).casefold() if item.dosage else None
+# The fields `_merge` builds, in `Medication`'s order (a new field must be merged there too).
+_FIELDS = ("id", "code", "name", "status", "dosage", "reason", "started", "ended",
+           "prescription_id", "pll_id", "treatment_id", "in_pll", "conflicts", "provenance",
+           "provenances", "security", "records")
 
 
-# Which fields are compared, how, and whether administration records take part.
-COMPARED: tuple[tuple[str, Callable[[Medication], object], bool], ...] = (
-    ("code", lambda m: m.code.code or None, True),
-    ("dosage", _dosage_text, True),
-    ("status", lambda m: m.status, False),
-    ("started", lambda m: m.started, False),
-    ("ended", lambda m: m.ended, False),
-)
+# The fields compared, in the order `conflicts` names them: code (ATC) and dosage (its words,
+# case aside) over every record; status, started and ended over the treatment records only
+# (administration records' status and dates describe doses given, not the treatment).
+COMPARED = ("code", "dosage", "status", "started", "ended")
+_ORDER = {name: i for i, name in enumerate(COMPARED)}
 
 
 def _conflicts(group: list[Medication]) -> tuple[str, ...]:
     found = {c for m in group for c in m.conflicts}
-    treatments = [m for m in group if not _is_administration(m)]
-    for name, value_of, with_administrations in COMPARED:
-        members = group if with_administrations else treatments
-        if len({value_of(m) for m in members} - {None}) > 1:
+    codes: set[str] = set()
+    dosages: set[str] = set()
+    statuses: set[str] = set()
+    started: set[object] = set()
+    ended: set[object] = set()
+    for m in group:
+        if m.code.code:
+            codes.add(m.code.code)
+        if m.dosage:
+            dosages.add(" ".join(m.dosage.text.split()).casefold())
+        if m.provenance.source not in ADMINISTRATION_SOURCES:
+            if m.status is not None:
+                statuses.add(m.status)
+            if m.started is not None:
+                started.add(m.started)
+            if m.ended is not None:
+                ended.add(m.ended)
+    for name, values in (("code", codes), ("dosage", dosages), ("status", statuses),
+                         ("started", started), ("ended", ended)):
+        if len(values) > 1:
             found.add(name)
-    order = [name for name, _, _ in COMPARED]
-    return tuple(sorted(found, key=lambda c: (order.index(c) if c in order else len(order), c)))
+    if len(found) < 2:
+        return tuple(found)
+    return tuple(sorted(found, key=lambda c: (_ORDER.get(c, len(COMPARED)), c)))
 
 
 def _unique(values: Iterable[T]) -> list[T]:
