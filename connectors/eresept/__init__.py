@@ -31,6 +31,7 @@ class EreseptConnector(SfmConnector):
     """Serves MEDICATIONS (prescriptions) from `$getMedication`; PARTIAL without an RF lookup."""
 
     name = "eresept"
+    part = "prescriptions"
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
         items: dict[AnyCategory, Sequence[Any]] = {Category.MEDICATIONS: document.prescriptions}

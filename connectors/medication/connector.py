@@ -2,8 +2,9 @@
 
 Sits under the fan-out: `fetch()` POSTs one Parameters body (patient and consent in the body,
 never in the URL) to `<base_url>/Patient/$getMedication`, reads the document Bundle purely
-(`connectors.medication.sfm`) and lets the subclass pick its part: `PllConnector` the
-"PLL info" section, `EreseptConnector` the prescriptions.
+(`connectors.medication.sfm`), mapping only the subclass's `part` (each connector maps only
+the statements it serves), and lets the subclass pick its part: `PllConnector` the "PLL info"
+section, `EreseptConnector` the prescriptions.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from connectors import (
 )
 from connectors.credentials import Audience
 from connectors.fhir import now, request_json
-from connectors.medication.sfm import MedicationDocument, build_parameters, read_response
+from connectors.medication.sfm import MedicationDocument, Part, build_parameters, read_response
 
 logger = logging.getLogger(__name__)
 OPERATION = "/Patient/$getMedication"
@@ -38,7 +39,8 @@ PROFESSION = "urn:oid:2.16.578.1.12.4.1.1.9060"  # kodeverk 9060, kategori helse
 
 
 class SfmConnector:
-    """A medication source read through the SFM Basis API; subclasses set `name` and `select`.
+    """A medication source read through the SFM Basis API; subclasses set `name`, `part` (the
+    statements `read_response` maps for them) and `select`.
 
     >>> connector = PllConnector(ConnectorSettings("pll", base_url="http://sfm"), http)  # doctest: +SKIP
     >>> result = await connector.fetch(FetchRequest(nin, frozenset({Category.MEDICATIONS})))  # doctest: +SKIP
@@ -47,6 +49,7 @@ class SfmConnector:
     name = "sfm"
     categories = frozenset({Category.MEDICATIONS})
     standard = "FHIR R4, SFM Basis API $getMedication"
+    part: Part | None = None
 
     def __init__(self, settings: ConnectorSettings, http: httpx.AsyncClient) -> None:
         if not settings.base_url:
@@ -67,8 +70,9 @@ class SfmConnector:
             auth=request.credentials.to(self.audience),
         )
         fetched_at = now()
-        return self.select(read_response(body, self.name, fetched_at, nin=request.patient_nin),
-                           fetched_at)
+        document = read_response(body, self.name, fetched_at, nin=request.patient_nin,
+                                 part=self.part)
+        return self.select(document, fetched_at)
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
         raise NotImplementedError

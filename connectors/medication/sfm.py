@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from connectors import (
     FNR_SYSTEM,
@@ -44,6 +44,9 @@ ATC_SYSTEM = "http://www.whocc.no/atc"
 ICPC2_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.7170"
 PLL_SECTION = "PLL info"
 PLL_ID, PRESCRIPTION_ID, TREATMENT_ID = "PLL", "prescriptionID", "treatmentID"
+# The part of the document one connector serves: "pll" (`PllConnector`) or "prescriptions"
+# (`EreseptConnector`); `None` reads both.
+Part = Literal["pll", "prescriptions"]
 
 SAMTYKKE_KJERNEJOURNAL: Mapping[AccessBasis, str] = {
     AccessBasis.AKUTT: "HPAKUTT",
@@ -81,7 +84,8 @@ class MedicationDocument:
 
     `pll`: statements in the "PLL info" section; `prescriptions`: the other statements that
     carry a prescriptionID. The `*_fetched_at` times are absent when SFM did not look up
-    Kjernejournal (KJ) or Reseptformidleren (RF).
+    Kjernejournal (KJ) or Reseptformidleren (RF). Read with a `part`, the other part's items
+    are not mapped (its tuple is empty; its count still holds).
     """
 
     pll: tuple[Medication, ...] = ()
@@ -94,11 +98,12 @@ class MedicationDocument:
     unreadable_prescriptions: int = 0
 
 
-def read_response(body: Any, source: str, fetched_at: datetime, *, nin: str | None = None
-                  ) -> MedicationDocument:
+def read_response(body: Any, source: str, fetched_at: datetime, *, nin: str | None = None,
+                  part: Part | None = None) -> MedicationDocument:
     """Map a `$getMedication` output Parameters; items are stamped with `source`. With `nin`,
     a document about anyone else (a Patient or a statement's subject naming another number) is
-    `UpstreamInvalidError`."""
+    `UpstreamInvalidError`. With `part`, only that part's statements are mapped (see
+    `read_bundle`); the whole document is still checked."""
     parameters = expect_resource(body, "Parameters", source).get("parameter")
     if not isinstance(parameters, list):
         raise UpstreamInvalidError(source, f"Source {source!r} sent Parameters without parameters.")
@@ -108,7 +113,8 @@ def read_response(body: Any, source: str, fetched_at: datetime, *, nin: str | No
         raise UpstreamInvalidError(source, f"Source {source!r} sent no medication Bundle.")
     if nin is not None:
         _only_about(bundle, source, nin)
-    pll, prescriptions, lost_pll, lost_prescriptions = read_bundle(bundle, source, fetched_at)
+    pll, prescriptions, lost_pll, lost_prescriptions = read_bundle(
+        bundle, source, fetched_at, part=part)
     return MedicationDocument(
         pll=pll,
         prescriptions=prescriptions,
@@ -132,10 +138,16 @@ def _only_about(bundle: Any, source: str, nin: str) -> None:
 
 
 def read_bundle(
-    bundle: Any, source: str, fetched_at: datetime
+    bundle: Any, source: str, fetched_at: datetime, *, part: Part | None = None
 ) -> tuple[tuple[Medication, ...], tuple[Medication, ...], int, int]:
     """The PLL and the prescription statements of an `sfm-MedicationBundle`, and how many
-    statements could not be placed in each (never dropped without a count)."""
+    statements could not be placed in each (never dropped without a count).
+
+    With `part`, a statement is placed by the Composition's section references and its
+    identifiers before it is mapped, and only that part's statements are mapped: the other
+    tuple is empty, and a malformed statement of the other part (a missing Medication) is not
+    read, so it fails neither this part nor its count. Both counts still hold. The document
+    itself (a Bundle of type document with a Composition) is checked whatever the part."""
     entries = list(bundle_entries(bundle, source))
     if bundle.get("type") != "document":
         raise UpstreamInvalidError(source, f"Source {source!r} sent a medication Bundle that "
@@ -172,6 +184,8 @@ def read_bundle(
                 lost_pll += 1
                 lost_prescriptions += 1
             continue
+        if part is not None and part != ("pll" if in_pll else "prescriptions"):
+            continue  # the other connector's statement: placed and counted, not mapped
         fallback_id = str(entry.get("fullUrl") or statement.get("id") or "")
         item = read_statement(statement, resources, source, fetched_at, in_pll=in_pll,
                               fallback_id=fallback_id, ids=ids)

@@ -21,6 +21,7 @@ class PllConnector(SfmConnector):
     """Serves MEDICATIONS from the PLL section of `$getMedication`."""
 
     name = "pll"
+    part = "pll"
 
     def select(self, document: MedicationDocument, fetched_at: datetime) -> SourceResult:
         result = SourceResult.of(self.name, {Category.MEDICATIONS: document.pll},
