@@ -77,6 +77,8 @@ class CriticalType(enum.Enum):
     INFECTION = "INFECTION"  # smitte
     OTHER = "OTHER"
 
+    __hash__ = object.__hash__  # as Category's (the shape stage's merge keys)
+
 
 class AlertKind(enum.Enum):
     CONFLICT = "CONFLICT"  # sources disagree on a treatment limitation: shown, never resolved
@@ -85,6 +87,8 @@ class AlertKind(enum.Enum):
     CRITICAL_CONDITION = "CRITICAL_CONDITION"
     ANAESTHESIA_COMPLICATION = "ANAESTHESIA_COMPLICATION"
     OTHER_CRITICAL = "OTHER_CRITICAL"
+
+    __hash__ = object.__hash__  # as Category's
 
 
 class LimitationMeaning(enum.Enum):
@@ -97,6 +101,8 @@ class LimitationMeaning(enum.Enum):
     FULL_TREATMENT = "FULL_TREATMENT"  # full treatment including CPR: no limitation
     OTHER_LIMITATION = "OTHER_LIMITATION"  # e.g. no ventilator, no intensive care
     UNKNOWN = "UNKNOWN"
+
+    __hash__ = object.__hash__  # as Category's
 
 
 @quick_init
