@@ -46,12 +46,12 @@ async def _call(session: aiohttp.ClientSession, call: dict[str, Any], nin: str,
 
 async def _source(session: aiohttp.ClientSession, calls: list[dict[str, Any]], nin: str,
                   placeholder: str) -> list[Any]:
-    """One source's calls: the first stage at once, follow-up pages one after another."""
-    first = [c for c in calls if c["stage"] == 0]
-    later = [c for c in calls if c["stage"] > 0]
-    answers = list(await asyncio.gather(*(_call(session, c, nin, placeholder) for c in first)))
-    for call in later:
-        answers.append(await _call(session, call, nin, placeholder))
+    """One source's calls in Kilde's order: each stage at once, once the stage before it
+    answered (a follow-up page after its predecessor, a search after the lookup it needs)."""
+    answers: list[Any] = []
+    for stage in sorted({c["stage"] for c in calls}):
+        answers.extend(await asyncio.gather(*(_call(session, c, nin, placeholder)
+                                              for c in calls if c["stage"] == stage)))
     return answers
 
 

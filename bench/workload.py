@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import httpx
 from cryptography.hazmat.primitives import serialization
@@ -128,8 +127,10 @@ class BenchIssuer:
 
 @dataclass(frozen=True)
 class Call:
-    """One upstream request Kilde made. `stage` > 0: a follow-up page, sent only after the
-    same source's previous stage answered (Kilde follows `next` links one by one)."""
+    """One upstream request Kilde made. `stage`: how many of the same source's answers Kilde
+    waited for before sending it, one after another: 0 is sent at once; a search by the
+    reference an earlier lookup found, or a `next` page (Kilde follows them one by one), comes
+    after the answer it needs. The peers send each stage once the one before it answered."""
 
     source: str
     kind: str
@@ -150,16 +151,18 @@ def plan_source(url: str, sandbox: str) -> tuple[str, str]:
     return source, path[-1] if len(path) > 1 else ""
 
 
-def _stage(body: str) -> int:
-    skip = parse_qs(body).get("_skip", ["0"])[0]
-    return 1 if skip.isdigit() and int(skip) > 0 else 0
-
-
 class _Recorder(httpx.AsyncBaseTransport):
+    """Records each call with its stage, read off the order of events: a call's stage is one
+    more than the highest stage among its source's calls answered before it was sent (the
+    sandbox answers after 20 ms, so calls sent at once are never mistaken for dependent ones).
+    It was the `_skip` of a form body, which marked Pasientens prøvesvar's pages only: a
+    municipal store's search by reference and its `next` pages went out at once in the peers."""
+
     def __init__(self, sandbox: str) -> None:
         self.sandbox = sandbox
         self.inner = httpx.AsyncHTTPTransport()
         self.calls: list[Call] = []
+        self._answered: dict[str, list[int]] = {}  # per source: stages of answered calls
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = str(request.url)
@@ -171,8 +174,12 @@ class _Recorder(httpx.AsyncBaseTransport):
             source, kind = plan_source(url, self.sandbox)
             headers = {k.lower(): v for k, v in request.headers.items()
                        if k.lower() not in _TRANSPORT_HEADERS | _CREDENTIAL_HEADERS}
-            self.calls.append(Call(source, kind, request.method, url, headers, body,
-                                   _stage(body)))
+            answered = self._answered.setdefault(source, [])
+            stage = max(answered) + 1 if answered else 0
+            self.calls.append(Call(source, kind, request.method, url, headers, body, stage))
+            response = await self.inner.handle_async_request(request)
+            answered.append(stage)
+            return response
         return await self.inner.handle_async_request(request)
 
     async def aclose(self) -> None:
